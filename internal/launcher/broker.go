@@ -1,0 +1,192 @@
+package launcher
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+)
+
+// BrokerMode says where the Redis broker comes from.
+type BrokerMode string
+
+// Broker modes. ModeAuto tries them in the order listed.
+const (
+	ModeAuto     BrokerMode = "auto"         // the first of the three below that works
+	ModeExisting BrokerMode = "existing"     // a Redis already answering at the address
+	ModeServer   BrokerMode = "redis-server" // redis-server started here, AOF on, data in a temp folder
+	ModeEmbedded BrokerMode = "embedded"     // miniredis in this process: test-grade, keeps nothing
+)
+
+// Broker is a running Redis the components point at.
+type Broker struct {
+	Addr string     // host:port
+	Mode BrokerMode // how it was obtained (never ModeAuto)
+	Dir  string     // redis-server's data folder (ModeServer)
+
+	proc *Process
+	mini *miniredis.Miniredis
+}
+
+// BrokerOptions configures StartBroker.
+type BrokerOptions struct {
+	Mode BrokerMode // default ModeAuto
+	Addr string     // host:port, default 127.0.0.1:6379
+	Dir  string     // redis-server data folder; default a new temp folder
+	Out  io.Writer  // broker output and notices
+}
+
+// StartBroker makes a Redis answer at opts.Addr, as opts.Mode says, and
+// waits until it answers PING.
+func StartBroker(ctx context.Context, opts BrokerOptions) (*Broker, error) {
+	if opts.Mode == "" {
+		opts.Mode = ModeAuto
+	}
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:6379"
+	}
+	if opts.Out == nil {
+		opts.Out = io.Discard
+	}
+	mode := opts.Mode
+	if mode == ModeAuto || mode == ModeExisting {
+		err := ping(opts.Addr)
+		if err == nil {
+			fmt.Fprintf(opts.Out, "Using the Redis already answering at %s\n", opts.Addr)
+			return &Broker{Addr: opts.Addr, Mode: ModeExisting}, nil
+		}
+		if mode == ModeExisting {
+			return nil, fmt.Errorf("no Redis answers at %s: %w (start one, or use broker mode %q or %q)", opts.Addr, err, ModeServer, ModeEmbedded)
+		}
+		if !isRefused(err) {
+			return nil, fmt.Errorf("something that is not a usable Redis holds %s: %w (stop it, or point REDIS_ADDR at another port)", opts.Addr, err)
+		}
+		mode = ModeServer
+		if _, err := exec.LookPath("redis-server"); err != nil {
+			fmt.Fprintln(opts.Out, "WARNING: redis-server is not installed (apt-get install redis-server); using an embedded in-memory Redis (miniredis).")
+			fmt.Fprintln(opts.Out, "WARNING: the embedded broker keeps nothing after exit and is for trying the system out, not for production.")
+			mode = ModeEmbedded
+		}
+	}
+	switch mode {
+	case ModeServer:
+		return startRedisServer(ctx, opts)
+	case ModeEmbedded:
+		m := miniredis.NewMiniRedis()
+		if err := m.StartAddr(opts.Addr); err != nil {
+			return nil, fmt.Errorf("start embedded Redis on %s: %w", opts.Addr, err)
+		}
+		return &Broker{Addr: opts.Addr, Mode: ModeEmbedded, mini: m}, nil
+	}
+	return nil, fmt.Errorf("unknown broker mode %q: use %s, %s, %s or %s", mode, ModeAuto, ModeExisting, ModeServer, ModeEmbedded)
+}
+
+func startRedisServer(ctx context.Context, opts BrokerOptions) (*Broker, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, fmt.Errorf("redis-server is not installed: apt-get install -y redis-server (or use broker mode %q)", ModeEmbedded)
+	}
+	host, port, err := net.SplitHostPort(opts.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("redis address %q: %w", opts.Addr, err)
+	}
+	dir := opts.Dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "dapr-pub-sub-redis-"); err != nil {
+			return nil, err
+		}
+	}
+	// AOF with fsync on every write: an acknowledged publish survives a
+	// SIGKILL of Redis. The stock config has no persistence at all.
+	p := &Process{Name: "redis", Path: bin, Out: opts.Out, Args: []string{
+		"--port", port, "--bind", host, "--dir", dir,
+		"--appendonly", "yes", "--appendfsync", "always", "--save", "",
+		"--daemonize", "no", "--logfile", "", "--loglevel", "warning",
+	}}
+	if err := p.Start(); err != nil {
+		return nil, err
+	}
+	b := &Broker{Addr: opts.Addr, Mode: ModeServer, Dir: dir, proc: p}
+	if err := b.WaitReady(ctx); err != nil {
+		b.Stop()
+		return nil, err
+	}
+	return b, nil
+}
+
+// WaitReady polls until the broker answers PING, or its process exits.
+func (b *Broker) WaitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		err := ping(b.Addr)
+		if err == nil {
+			return nil
+		}
+		if perr := pause(ctx, b.proc); perr != nil {
+			return fmt.Errorf("redis at %s did not become ready (%v): %w", b.Addr, err, perr)
+		}
+	}
+}
+
+// Process is the redis-server process, or nil in other modes.
+func (b *Broker) Process() *Process { return b.proc }
+
+// Restart starts redis-server again on the same address and data folder,
+// after a fault test killed it. Only for ModeServer.
+func (b *Broker) Restart(ctx context.Context) error {
+	if b.Mode != ModeServer {
+		return fmt.Errorf("restart: broker mode %q is not %q", b.Mode, ModeServer)
+	}
+	b.proc.Stop(5 * time.Second)
+	nb, err := startRedisServer(ctx, BrokerOptions{Addr: b.Addr, Dir: b.Dir, Out: b.proc.Out})
+	if err != nil {
+		return err
+	}
+	b.proc = nb.proc
+	return nil
+}
+
+// Stop stops what StartBroker started; a Redis that was already there is
+// left alone.
+func (b *Broker) Stop() {
+	if b.proc != nil {
+		b.proc.Stop(5 * time.Second)
+	}
+	if b.mini != nil {
+		b.mini.Close()
+	}
+}
+
+// ping sends a RESP PING to addr and wants +PONG.
+func ping(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := io.WriteString(c, "*1\r\n$4\r\nPING\r\n"); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("no RESP answer to PING: %w", err)
+	}
+	if line = strings.TrimSpace(line); line != "+PONG" {
+		return fmt.Errorf("PING answered %s", strconv.Quote(line))
+	}
+	return nil
+}
+
+func isRefused(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "connection refused")
+}

@@ -1,0 +1,190 @@
+package launcher
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// DaprdToolDir is where, relative to the repository root, the small Go
+// module that builds daprd lives. Its go.mod pins the Dapr runtime version:
+// the one place to change it.
+const DaprdToolDir = "tools/daprd"
+
+// RepoRoot finds the repository root by walking up from the working
+// directory to the folder that holds DaprdToolDir.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, DaprdToolDir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no %s/go.mod above the working directory: run from inside the dapr-pub-sub checkout", DaprdToolDir)
+		}
+		dir = parent
+	}
+}
+
+// RuntimeVersion reads the Dapr runtime version (e.g. "1.16.5") that
+// root/tools/daprd/go.mod requires.
+func RuntimeVersion(root string) (string, error) {
+	f, err := os.Open(filepath.Join(root, DaprdToolDir, "go.mod"))
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if n := len(fields); n >= 2 && fields[n-2] == "github.com/dapr/dapr" {
+			return strings.TrimPrefix(fields[n-1], "v"), nil
+		}
+	}
+	return "", fmt.Errorf("%s/go.mod does not require github.com/dapr/dapr", DaprdToolDir)
+}
+
+// Daprd is a daprd binary and the version it reports.
+type Daprd struct {
+	Path    string
+	Version string
+}
+
+// FindDaprd returns the daprd to use, in this order: $DAPRD; the Dapr CLI's
+// ~/.dapr/bin/daprd; daprd on PATH; the one this project built before, in
+// the user cache folder; else it builds one there from root/tools/daprd,
+// reporting progress to log (the first build takes minutes). Concurrent
+// callers, in this process or others, build at most once.
+func FindDaprd(ctx context.Context, root string, log io.Writer) (Daprd, error) {
+	if p := os.Getenv("DAPRD"); p != "" {
+		return probeDaprd(ctx, p, "$DAPRD")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		if p := filepath.Join(home, ".dapr", "bin", "daprd"); isExecutable(p) {
+			return probeDaprd(ctx, p, "~/.dapr/bin/daprd")
+		}
+	}
+	if p, err := exec.LookPath("daprd"); err == nil {
+		return probeDaprd(ctx, p, "PATH")
+	}
+	version, err := RuntimeVersion(root)
+	if err != nil {
+		return Daprd{}, err
+	}
+	cached, err := cachedDaprdPath(version)
+	if err != nil {
+		return Daprd{}, err
+	}
+	if !isExecutable(cached) {
+		if err := buildDaprd(ctx, root, version, cached, log); err != nil {
+			return Daprd{}, err
+		}
+	}
+	return probeDaprd(ctx, cached, "build cache")
+}
+
+// cachedDaprdPath is where a built daprd of version is kept: outside the
+// checkout, so fresh clones and CI runs on the same machine share it.
+// DAPR_PUBSUB_CACHE overrides the folder.
+func cachedDaprdPath(version string) (string, error) {
+	dir := os.Getenv("DAPR_PUBSUB_CACHE")
+	if dir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return "", fmt.Errorf("no cache folder for daprd (set DAPR_PUBSUB_CACHE): %w", err)
+		}
+		dir = filepath.Join(base, "dapr-pub-sub")
+	}
+	return filepath.Join(dir, "daprd-"+version, "daprd"), nil
+}
+
+func buildDaprd(ctx context.Context, root, version, dst string, log io.Writer) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	// One build at a time across processes: go test runs packages in parallel.
+	lock, err := os.OpenFile(dst+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("lock %s: %w", lock.Name(), err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck
+	if isExecutable(dst) {
+		return nil // another process built it while we waited
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return errors.New("daprd is not installed and Go is not on PATH to build it: install Go 1.24+ or set DAPRD to a daprd binary")
+	}
+	fmt.Fprintf(log, "Building daprd %s from the Dapr Go module into %s\n", version, filepath.Dir(dst))
+	fmt.Fprintf(log, "  This happens once per machine and takes 5–10 minutes on 2 cores (about 3 GB of modules). Later runs reuse it.\n")
+	tmp := dst + ".tmp"
+	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-tags", "stablecomponents",
+		"-ldflags", "-s -w -X github.com/dapr/dapr/pkg/buildinfo.version="+version+" -X github.com/dapr/kit/logger.DaprVersion="+version, "-o", tmp, ".")
+	cmd.Dir = filepath.Join(root, DaprdToolDir)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	out, err := runWithHeartbeat(cmd, log, "daprd build")
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("build daprd %s in %s failed: %w\n%s\nFix the cause above (disk space, module proxy access), or install daprd and set DAPRD=/path/to/daprd", version, cmd.Dir, err, out)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return err
+	}
+	fmt.Fprintf(log, "Built daprd %s: %s\n", version, dst)
+	return nil
+}
+
+// runWithHeartbeat runs cmd, printing a line every 30 s so a long build is
+// visibly alive, and returns its combined output.
+func runWithHeartbeat(cmd *exec.Cmd, log io.Writer, what string) (string, error) {
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	tick := time.NewTicker(30 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return out.String(), err
+		case <-tick.C:
+			fmt.Fprintf(log, "  … %s still running (%s)\n", what, time.Since(start).Round(time.Second))
+		}
+	}
+}
+
+// probeDaprd runs `daprd --version` to check that path works.
+func probeDaprd(ctx context.Context, path, from string) (Daprd, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "--version").CombinedOutput()
+	if err != nil {
+		return Daprd{}, fmt.Errorf("daprd from %s (%s) does not run: %w: %s", from, path, err, strings.TrimSpace(string(out)))
+	}
+	return Daprd{Path: path, Version: strings.TrimSpace(string(out))}, nil
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+}

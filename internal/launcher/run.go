@@ -1,0 +1,196 @@
+package launcher
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"dapr-pub-sub/internal/logging"
+)
+
+// LocalConfig is what `make run` starts; the defaults are the seed's ports.
+type LocalConfig struct {
+	Broker       BrokerMode
+	RedisAddr    string
+	Count        int
+	Interval     time.Duration
+	DaprLogLevel string
+	AppPort      int // subscriber app, 8001
+	SubHTTP      int // subscriber sidecar HTTP, 3501
+	SubGRPC      int // subscriber sidecar gRPC, 50002
+	PubHTTP      int // publisher sidecar HTTP, 3500
+	PubGRPC      int // publisher sidecar gRPC, 50001
+	Stay         bool
+}
+
+func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (LocalConfig, error) {
+	str := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	c := LocalConfig{AppPort: 8001, SubHTTP: 3501, SubGRPC: 50002, PubHTTP: 3500, PubGRPC: 50001}
+	var broker string
+	fs := flag.NewFlagSet("launcher", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: launcher [flags]\n\nRuns the whole system locally: Redis, the subscriber and the publisher, each\nwith its own daprd, on the seed's ports. Ctrl-C stops everything.\n\nFlags (environment variable in brackets):\n")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&broker, "broker", str("BROKER_MODE", string(ModeAuto)), "where Redis comes from: auto, existing, redis-server or embedded [BROKER_MODE]")
+	fs.StringVar(&c.RedisAddr, "redis-addr", "127.0.0.1:6379", "Redis address; components/pubsub.yaml must point at it")
+	fs.IntVar(&c.Count, "count", 10, "orders the publisher sends")
+	fs.DurationVar(&c.Interval, "interval", time.Second, "pause between orders")
+	fs.StringVar(&c.DaprLogLevel, "dapr-log-level", str("DAPR_LOG_LEVEL", "error"), "daprd --log-level: debug, info, warn, error [DAPR_LOG_LEVEL]")
+	fs.BoolVar(&c.Stay, "stay", true, "keep the subscriber running after the publisher is done, until Ctrl-C")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	c.Broker = BrokerMode(broker)
+	return c, nil
+}
+
+// Run is the launcher program behind `make run`: it finds or builds daprd,
+// builds the apps, starts Redis, the subscriber with its sidecar, the
+// publisher's sidecar and the publisher, and shows their output. It stops
+// everything, in reverse order, when ctx is done or a process fails.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseLocal(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	say := func(format string, a ...any) { fmt.Fprintf(stdout, "==> "+format+"\n", a...) }
+
+	for _, p := range []struct {
+		port int
+		what string
+	}{
+		{cfg.AppPort, "subscriber app"}, {cfg.SubHTTP, "subscriber sidecar HTTP"}, {cfg.SubGRPC, "subscriber sidecar gRPC"},
+		{cfg.PubHTTP, "publisher sidecar HTTP"}, {cfg.PubGRPC, "publisher sidecar gRPC"},
+	} {
+		if err := CheckPortFree(p.port, p.what, "stop the earlier `make run` still running"); err != nil {
+			return err
+		}
+	}
+
+	d, err := FindDaprd(ctx, root, stdout)
+	if err != nil {
+		return err
+	}
+	say("Using daprd %s (%s)", d.Version, d.Path)
+
+	tmp, err := os.MkdirTemp("", "dapr-pub-sub-run-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	say("Building the publisher and subscriber")
+	if err := BuildApps(ctx, root, tmp); err != nil {
+		return err
+	}
+
+	var stops []func()
+	defer func() {
+		say("Stopping")
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}()
+
+	broker, err := StartBroker(ctx, BrokerOptions{Mode: cfg.Broker, Addr: cfg.RedisAddr, Out: stdout})
+	if err != nil {
+		return err
+	}
+	stops = append(stops, broker.Stop)
+	say("Redis (%s) at %s", broker.Mode, broker.Addr)
+
+	resources := filepath.Join(root, "components")
+	var appEnv []string
+	if logging.IsTerminal(stdout) {
+		appEnv = append(appEnv, "LOG_FORMAT=text") // the apps write to our pipe, not the terminal
+	}
+	sub, err := StartSubscriberApp(ctx, tmp, cfg.AppPort, appEnv, stdout, nil)
+	if err != nil {
+		return err
+	}
+	stops = append(stops, func() { sub.Stop(stopGrace) })
+	subSidecar, err := StartSidecar(ctx, d, Sidecar{
+		AppID: SubscriberID, AppPort: cfg.AppPort, HTTPPort: cfg.SubHTTP, GRPCPort: cfg.SubGRPC,
+		Resources: resources, LogLevel: cfg.DaprLogLevel,
+	}, stdout)
+	if err != nil {
+		return err
+	}
+	stops = append(stops, func() { subSidecar.Stop(stopGrace) })
+	say("Subscriber on :%d with its sidecar on :%d", cfg.AppPort, cfg.SubHTTP)
+
+	pubSidecar, err := StartSidecar(ctx, d, Sidecar{
+		AppID: PublisherID, HTTPPort: cfg.PubHTTP, GRPCPort: cfg.PubGRPC,
+		Resources: resources, LogLevel: cfg.DaprLogLevel,
+	}, stdout)
+	if err != nil {
+		return err
+	}
+	stops = append(stops, func() { pubSidecar.Stop(stopGrace) })
+	say("Publisher sidecar on :%d; publishing %d orders", cfg.PubHTTP, cfg.Count)
+
+	pub, err := StartPublisherApp(tmp, pubSidecar, []string{"-count", strconv.Itoa(cfg.Count), "-interval", cfg.Interval.String()}, appEnv, stdout)
+	if err != nil {
+		return err
+	}
+	stops = append(stops, func() { pub.Stop(stopGrace) })
+	if err := firstExit(ctx, pub, sub, subSidecar.Process, pubSidecar.Process); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err := pub.Err(); err != nil {
+		return fmt.Errorf("publisher failed: %w", err)
+	}
+	if !cfg.Stay {
+		return nil
+	}
+	say("Publisher done. The subscriber keeps running; publish more by hand:")
+	fmt.Fprintf(stdout, "    curl -X POST localhost:%d/v1.0/publish/pubsub/orders -H 'Content-Type: application/json' -d '{\"id\":7,\"message\":\"hi\"}'\n", cfg.PubHTTP)
+	say("Press Ctrl-C to stop.")
+	return firstExit(ctx, sub, subSidecar.Process, pubSidecar.Process)
+}
+
+// firstExit waits for ctx to end (nil) or the first of ps to exit. The
+// first process exiting is an error unless it is ps[0] ending with exit 0.
+func firstExit(ctx context.Context, ps ...*Process) error {
+	exited := make(chan *Process, len(ps))
+	for _, p := range ps {
+		go func() {
+			select {
+			case <-p.Done():
+				exited <- p
+			case <-ctx.Done():
+			}
+		}()
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case p := <-exited:
+		if p == ps[0] && p.Err() == nil {
+			return nil
+		}
+		return p.exitError()
+	}
+}

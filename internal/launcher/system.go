@@ -1,0 +1,163 @@
+package launcher
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// App ids, as in the seed.
+const (
+	SubscriberID = "subscriber"
+	PublisherID  = "publisher"
+)
+
+// readyTimeout bounds every wait for a process to become ready.
+const readyTimeout = 60 * time.Second
+
+// stopGrace is how long a process gets between SIGTERM and SIGKILL. It is
+// above daprd's default graceful shutdown of 5 s.
+const stopGrace = 10 * time.Second
+
+// BuildApps builds cmd/publisher and cmd/subscriber of the repository at
+// root into dir.
+func BuildApps(ctx context.Context, root, dir string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator), "./cmd/publisher", "./cmd/subscriber")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build the apps: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// CopyComponents copies the Dapr resource files in src to dst, pointing
+// every "localhost:6379" at redisAddr, so a run on another port uses the
+// same resources as components/.
+func CopyComponents(src, dst, redisAddr string) error {
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.IsDir() || !(strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".yml")) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			return err
+		}
+		b = []byte(strings.ReplaceAll(string(b), "localhost:6379", redisAddr))
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Sidecar describes one daprd to start.
+type Sidecar struct {
+	AppID     string
+	AppPort   int // 0: no app channel (a publisher needs none)
+	HTTPPort  int // 0: a free port
+	GRPCPort  int // 0: a free port
+	Resources string
+	LogLevel  string // daprd --log-level; default info
+	Extra     []string
+}
+
+// RunningSidecar is a running daprd.
+type RunningSidecar struct {
+	*Process
+	HTTPPort, GRPCPort int
+}
+
+// HTTPURL is the sidecar's HTTP API base, e.g. http://127.0.0.1:3500.
+func (s *RunningSidecar) HTTPURL() string { return "http://127.0.0.1:" + strconv.Itoa(s.HTTPPort) }
+
+// GRPCAddr is the sidecar's gRPC API address.
+func (s *RunningSidecar) GRPCAddr() string { return "127.0.0.1:" + strconv.Itoa(s.GRPCPort) }
+
+// StartSidecar starts daprd for sc and waits until GET /v1.0/healthz
+// answers 204, which daprd does once its components are loaded and, with
+// an app port, the app answers and its subscriptions are read.
+func StartSidecar(ctx context.Context, d Daprd, sc Sidecar, out io.Writer) (*RunningSidecar, error) {
+	ports := []*int{&sc.HTTPPort, &sc.GRPCPort}
+	var internal, metrics int
+	ports = append(ports, &internal, &metrics)
+	for _, p := range ports {
+		if *p == 0 {
+			free, err := FreePort()
+			if err != nil {
+				return nil, err
+			}
+			*p = free
+		}
+	}
+	if sc.LogLevel == "" {
+		sc.LogLevel = "info"
+	}
+	args := []string{
+		"--app-id", sc.AppID,
+		"--dapr-http-port", strconv.Itoa(sc.HTTPPort),
+		"--dapr-grpc-port", strconv.Itoa(sc.GRPCPort),
+		"--dapr-internal-grpc-port", strconv.Itoa(internal),
+		"--metrics-port", strconv.Itoa(metrics),
+		"--dapr-listen-addresses", "127.0.0.1",
+		"--resources-path", sc.Resources,
+		"--log-level", sc.LogLevel,
+	}
+	if sc.AppPort != 0 {
+		args = append(args, "--app-port", strconv.Itoa(sc.AppPort), "--app-protocol", "http", "--app-channel-address", "127.0.0.1")
+	}
+	args = append(args, sc.Extra...)
+	p := &Process{Name: "daprd-" + sc.AppID, Path: d.Path, Args: args, Out: out}
+	if err := p.Start(); err != nil {
+		return nil, err
+	}
+	s := &RunningSidecar{Process: p, HTTPPort: sc.HTTPPort, GRPCPort: sc.GRPCPort}
+	wctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	if err := WaitHTTP(wctx, s.HTTPURL()+"/v1.0/healthz", 204, p); err != nil {
+		p.Stop(stopGrace)
+		return nil, fmt.Errorf("daprd for %s did not become ready: %w", sc.AppID, err)
+	}
+	return s, nil
+}
+
+// StartSubscriberApp starts the subscriber binary from binDir listening on
+// port, and waits until its /healthz answers 200. onLine sees its output.
+func StartSubscriberApp(ctx context.Context, binDir string, port int, env []string, out io.Writer, onLine func(string)) (*Process, error) {
+	p := &Process{
+		Name: SubscriberID, Path: filepath.Join(binDir, SubscriberID), Out: out, OnLine: onLine,
+		Env: append([]string{"APP_PORT=" + strconv.Itoa(port)}, env...),
+	}
+	if err := p.Start(); err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	if err := WaitHTTP(wctx, "http://127.0.0.1:"+strconv.Itoa(port)+"/healthz", 200, p); err != nil {
+		p.Stop(stopGrace)
+		return nil, fmt.Errorf("subscriber did not become ready: %w", err)
+	}
+	return p, nil
+}
+
+// StartPublisherApp starts the publisher binary from binDir against the
+// sidecar; it runs until it has published, so the caller waits for it.
+func StartPublisherApp(binDir string, sidecar *RunningSidecar, args, env []string, out io.Writer) (*Process, error) {
+	p := &Process{
+		Name: PublisherID, Path: filepath.Join(binDir, PublisherID), Args: args, Out: out,
+		Env: append([]string{"DAPR_GRPC_ENDPOINT=" + sidecar.GRPCAddr()}, env...),
+	}
+	return p, p.Start()
+}

@@ -1,0 +1,106 @@
+// Package order is the event contract between the publisher and the
+// subscriber: the Order type, its validation and its JSON forms.
+//
+// On the wire an order is a JSON object, {"id": 0, "message": "..."}, carried
+// as the data of a CloudEvent with datacontenttype application/json. Unknown
+// fields are ignored, so a newer publisher can add fields without breaking an
+// older subscriber; the two known fields are required.
+package order
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"unicode/utf8"
+)
+
+// MaxMessageBytes bounds Order.Message. Larger orders are invalid: they are
+// rejected by the publisher and dropped by the subscriber, never retried.
+const MaxMessageBytes = 4096
+
+// ErrInvalid marks an order that can never be processed: bad JSON, a wrong
+// shape, or a value out of range. Retrying it cannot help; errors.Is(err,
+// ErrInvalid) tells a permanent failure from a transient one.
+var ErrInvalid = errors.New("invalid order")
+
+// Order is one order event.
+type Order struct {
+	// ID identifies the order. It is ≥ 0 and unique per order.
+	ID int64 `json:"id"`
+	// Message is free text, 1 to MaxMessageBytes bytes of UTF-8.
+	Message string `json:"message"`
+}
+
+// New returns the seed's order number id.
+func New(id int64) Order {
+	return Order{ID: id, Message: fmt.Sprintf("Hello from publisher - message %d", id)}
+}
+
+// Validate reports why o can't be processed, wrapping ErrInvalid, or nil.
+func (o Order) Validate() error {
+	switch {
+	case o.ID < 0:
+		return invalid("id must be ≥ 0, got %d", o.ID)
+	case o.Message == "":
+		return invalid("message must not be empty")
+	case len(o.Message) > MaxMessageBytes:
+		return invalid("message is %d bytes, the limit is %d", len(o.Message), MaxMessageBytes)
+	case !utf8.ValidString(o.Message):
+		return invalid("message is not valid UTF-8")
+	}
+	return nil
+}
+
+// String formats o as the seed prints it: {"id": 0, "message": "..."}.
+func (o Order) String() string {
+	msg, _ := json.Marshal(o.Message) // a string always marshals
+	return fmt.Sprintf(`{"id": %d, "message": %s}`, o.ID, msg)
+}
+
+// Decode parses and validates an order from a CloudEvent's data.
+//
+// raw is either the JSON object itself (what a publish with content type
+// application/json delivers) or a JSON string that holds the object (what a
+// publish without a content type delivers). Every failure wraps ErrInvalid and
+// says what was wrong.
+func Decode(raw []byte) (Order, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return Order{}, invalid("empty data")
+	}
+	if raw[0] == '"' {
+		var inner string
+		if err := json.Unmarshal(raw, &inner); err != nil {
+			return Order{}, invalid("data is a malformed JSON string: %v", err)
+		}
+		raw = bytes.TrimSpace([]byte(inner))
+		if len(raw) == 0 || raw[0] != '{' {
+			return Order{}, invalid("data is a JSON string that does not hold an object")
+		}
+	}
+	var wire struct {
+		ID      json.RawMessage `json:"id"`
+		Message *string         `json:"message"`
+	}
+	if err := json.Unmarshal(raw, &wire); err != nil {
+		return Order{}, invalid("data is not an order object: %v", err)
+	}
+	if wire.ID == nil || string(wire.ID) == "null" {
+		return Order{}, invalid(`field "id" is missing`)
+	}
+	id, err := strconv.ParseInt(string(wire.ID), 10, 64)
+	if err != nil {
+		return Order{}, invalid(`field "id" must be an integer in int64 range, got %s`, wire.ID)
+	}
+	if wire.Message == nil {
+		return Order{}, invalid(`field "message" is missing`)
+	}
+	o := Order{ID: id, Message: *wire.Message}
+	return o, o.Validate()
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,123 @@
+// Package publisher publishes orders to a Dapr pub/sub topic through the
+// sidecar, with the Dapr Go SDK client.
+package publisher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"time"
+
+	dapr "github.com/dapr/go-sdk/client"
+
+	"dapr-pub-sub/internal/logging"
+	"dapr-pub-sub/internal/order"
+)
+
+// Client is the part of the Dapr SDK client the publisher uses; dapr.Client
+// satisfies it, and tests use a fake.
+type Client interface {
+	PublishEvent(ctx context.Context, pubsubName, topicName string, data any, opts ...dapr.PublishEventOption) error
+}
+
+// CloudEventID is the CloudEvent id an order is published under. It is a
+// stable key: a retried publish of the same order carries the same id, so a
+// subscriber can recognise the duplicate.
+func CloudEventID(id int64) string {
+	return "order-" + strconv.FormatInt(id, 10)
+}
+
+// Publish publishes cfg.Count orders, cfg.Interval apart, and logs each one.
+// A publish that fails is retried with exponential backoff up to cfg.Attempts
+// times; Publish returns the first order that still fails, or ctx's error.
+func Publish(ctx context.Context, c Client, cfg Config, log *slog.Logger) error {
+	for i := range cfg.Count {
+		if i > 0 && cfg.Interval > 0 {
+			if err := sleep(ctx, cfg.Interval); err != nil {
+				return err
+			}
+		}
+		o := order.New(cfg.StartID + int64(i))
+		if err := publishOne(ctx, c, cfg, o, log); err != nil {
+			return err
+		}
+		log.Info("Published order", "id", o.ID, "topic", cfg.Topic, "order", o.String())
+	}
+	return nil
+}
+
+// publishOne validates o and publishes it as application/json under its
+// stable CloudEvent id, retrying as Publish does.
+func publishOne(ctx context.Context, c Client, cfg Config, o order.Order, log *slog.Logger) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	data, err := json.Marshal(o)
+	if err != nil {
+		return fmt.Errorf("encode order %d: %w", o.ID, err)
+	}
+	opts := []dapr.PublishEventOption{
+		dapr.PublishEventWithContentType("application/json"),
+		dapr.PublishEventWithMetadata(map[string]string{"cloudevent.id": CloudEventID(o.ID)}),
+	}
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err = c.PublishEvent(ctx, cfg.PubSub, cfg.Topic, data, opts...)
+		if err == nil {
+			return nil
+		}
+		if attempt >= cfg.Attempts || ctx.Err() != nil {
+			return fmt.Errorf("publish order %d to %s/%s failed after %d attempt(s): %w", o.ID, cfg.PubSub, cfg.Topic, attempt, err)
+		}
+		log.Warn("Publish failed, retrying", "id", o.ID, "attempt", attempt, "backoff", backoff, "err", err)
+		if err := sleep(ctx, backoff); err != nil {
+			return err
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Run is the publisher program: it parses args, connects to the sidecar and
+// publishes. It returns nil when every order was published; -h is not an error.
+//
+// Logs go to stderr (LOG_FORMAT and LOG_LEVEL shape them); stdout is not used.
+func Run(ctx context.Context, args []string, getenv func(string) string, _, stderr io.Writer) error {
+	log := logging.New(stderr, getenv("LOG_FORMAT"), getenv("LOG_LEVEL"))
+	cfg, err := ParseConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	// The SDK logs to stdout with the standard logger; keep its lines in ours.
+	dapr.SetLogger(slog.NewLogLogger(log.Handler(), slog.LevelDebug))
+	log.Info("Connecting to Dapr sidecar", "address", cfg.DaprAddress)
+	client, err := dapr.NewClientWithAddressContext(ctx, cfg.DaprAddress)
+	if err != nil {
+		return fmt.Errorf("connect to the Dapr sidecar at %s (is daprd running with --dapr-grpc-port?): %w", cfg.DaprAddress, err)
+	}
+	defer client.Close()
+	start := time.Now()
+	if err := Publish(ctx, client, cfg, log); err != nil {
+		return err
+	}
+	log.Info("Done", "published", cfg.Count, "duration", time.Since(start).Round(time.Millisecond).String())
+	return nil
+}
