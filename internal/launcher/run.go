@@ -27,6 +27,7 @@ type LocalConfig struct {
 	PubHTTP      int // publisher sidecar HTTP, 3500
 	PubGRPC      int // publisher sidecar gRPC, 50001
 	Stay         bool
+	Prepare      bool // only find or build daprd, then exit
 }
 
 func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (LocalConfig, error) {
@@ -45,13 +46,22 @@ func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (Lo
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&broker, "broker", str("BROKER_MODE", string(ModeAuto)), "where Redis comes from: auto, existing, redis-server or embedded [BROKER_MODE]")
-	fs.StringVar(&c.RedisAddr, "redis-addr", "127.0.0.1:6379", "Redis address; components/pubsub.yaml must point at it")
+	fs.StringVar(&c.RedisAddr, "redis-addr", str("REDIS_ADDR", "127.0.0.1:6379"), "Redis address; replaces localhost:6379 in the components [REDIS_ADDR]")
+	fs.IntVar(&c.AppPort, "app-port", c.AppPort, "subscriber app port")
+	fs.IntVar(&c.SubHTTP, "sub-http-port", c.SubHTTP, "subscriber sidecar HTTP port")
+	fs.IntVar(&c.SubGRPC, "sub-grpc-port", c.SubGRPC, "subscriber sidecar gRPC port")
+	fs.IntVar(&c.PubHTTP, "pub-http-port", c.PubHTTP, "publisher sidecar HTTP port")
+	fs.IntVar(&c.PubGRPC, "pub-grpc-port", c.PubGRPC, "publisher sidecar gRPC port")
 	fs.IntVar(&c.Count, "count", 10, "orders the publisher sends")
 	fs.DurationVar(&c.Interval, "interval", time.Second, "pause between orders")
 	fs.StringVar(&c.DaprLogLevel, "dapr-log-level", str("DAPR_LOG_LEVEL", "error"), "daprd --log-level: debug, info, warn, error [DAPR_LOG_LEVEL]")
 	fs.BoolVar(&c.Stay, "stay", true, "keep the subscriber running after the publisher is done, until Ctrl-C")
+	fs.BoolVar(&c.Prepare, "prepare", false, "only find or build daprd (the slow part of a first run), print it and exit")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q (flags start with -)", fs.Arg(0))
 	}
 	c.Broker = BrokerMode(broker)
 	return c, nil
@@ -74,6 +84,14 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	say := func(format string, a ...any) { fmt.Fprintf(stdout, "==> "+format+"\n", a...) }
+	if cfg.Prepare {
+		d, err := FindDaprd(ctx, root, stdout)
+		if err != nil {
+			return err
+		}
+		say("Using daprd %s (%s)", d.Version, d.Path)
+		return nil
+	}
 
 	for _, p := range []struct {
 		port int
@@ -118,7 +136,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	stops = append(stops, broker.Stop)
 	say("Redis (%s) at %s", broker.Mode, broker.Addr)
 
-	resources := filepath.Join(root, "components")
+	// The sidecars read components/ as is, pointed at the broker's address.
+	resources := filepath.Join(tmp, "components")
+	if err := CopyComponents(filepath.Join(root, "components"), resources, broker.Addr); err != nil {
+		return err
+	}
 	var appEnv []string
 	if logging.IsTerminal(stdout) {
 		appEnv = append(appEnv, "LOG_FORMAT=text") // the apps write to our pipe, not the terminal

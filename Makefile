@@ -1,0 +1,31 @@
+# dapr-pub-sub: the seed's Dapr pub/sub system in Go. `make help` lists targets.
+SHELL := /bin/bash
+GO    ?= go
+
+.PHONY: help run test daprd build vet fmt clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+run: ## run the whole system: Redis, both sidecars, subscriber, publisher (Ctrl-C stops)
+	@$(GO) build -o bin/ ./cmd/launcher
+	@bin/launcher $(ARGS)
+
+test: daprd vet ## unit and integration tests on real redis-server and daprd
+	$(GO) test -count=1 -timeout 20m ./...
+
+daprd: ## find daprd, or build it once from the Dapr Go module (minutes the first time)
+	@$(GO) run ./cmd/launcher -prepare
+
+build: ## build the three commands into bin/
+	$(GO) build -o bin/ ./cmd/...
+
+vet: ## go vet, and fail on unformatted files
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed on:"; gofmt -l .; exit 1; }
+
+fmt: ## gofmt the tree
+	gofmt -w .
+
+clean: ## remove bin/ (the daprd cache in ~/.cache/dapr-pub-sub is kept)
+	rm -rf bin/

@@ -1,0 +1,228 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"dapr-pub-sub/internal/launcher"
+	"dapr-pub-sub/internal/order"
+)
+
+// Shared by every test: found or built once in TestMain.
+var (
+	root   string
+	daprd  launcher.Daprd
+	binDir string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		if err := setup(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e setup:", err)
+			return 1
+		}
+		defer os.RemoveAll(binDir)
+		return m.Run()
+	}())
+}
+
+func setup() error {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return fmt.Errorf("the integration tests need redis-server on PATH: apt-get install -y redis-server (.ci/run does this)")
+	}
+	var err error
+	if root, err = launcher.RepoRoot(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	if daprd, err = launcher.FindDaprd(ctx, root, os.Stderr); err != nil {
+		return err
+	}
+	if binDir, err = os.MkdirTemp("", "dapr-pub-sub-e2e-bin-"); err != nil {
+		return err
+	}
+	return launcher.BuildApps(ctx, root, binDir)
+}
+
+// system is the whole system on real processes, on free ports, for one test.
+type system struct {
+	t         testing.TB
+	broker    *launcher.Broker
+	redis     *redis.Client
+	resources string
+	sub       *launcher.Process
+	subDaprd  *launcher.RunningSidecar
+	pubDaprd  *launcher.RunningSidecar
+	received  *receipts
+}
+
+// startSystem starts redis-server, the subscriber and its daprd, and the
+// publisher's daprd; t.Cleanup stops them in reverse order.
+func startSystem(t testing.TB) *system {
+	t.Helper()
+	ctx := t.Context()
+	out := &testLog{t: t}
+	s := &system{t: t, received: newReceipts()}
+	port, err := launcher.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.broker, err = launcher.StartBroker(ctx, launcher.BrokerOptions{
+		Mode: launcher.ModeServer, Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: t.TempDir(), Out: out,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.broker.Stop)
+	s.redis = redis.NewClient(&redis.Options{Addr: s.broker.Addr})
+	t.Cleanup(func() { s.redis.Close() })
+
+	s.resources = t.TempDir()
+	if err := launcher.CopyComponents(filepath.Join(root, "components"), s.resources, s.broker.Addr); err != nil {
+		t.Fatal(err)
+	}
+	appPort, err := launcher.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.sub, err = launcher.StartSubscriberApp(ctx, binDir, appPort, nil, out, s.received.observe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.sub.Stop(10 * time.Second) })
+	s.subDaprd, err = launcher.StartSidecar(ctx, daprd, launcher.Sidecar{
+		AppID: launcher.SubscriberID, AppPort: appPort, Resources: s.resources,
+	}, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.subDaprd.Stop(10 * time.Second) })
+	s.pubDaprd, err = launcher.StartSidecar(ctx, daprd, launcher.Sidecar{
+		AppID: launcher.PublisherID, Resources: s.resources,
+	}, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.pubDaprd.Stop(10 * time.Second) })
+	return s
+}
+
+// publish runs the publisher binary with args to completion.
+func (s *system) publish(args ...string) {
+	s.t.Helper()
+	p, err := launcher.StartPublisherApp(binDir, s.pubDaprd, args, nil, &testLog{t: s.t})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(s.t.Context(), 2*time.Minute)
+	defer cancel()
+	if err := p.Wait(ctx); err != nil {
+		p.Stop(time.Second)
+		s.t.Fatalf("publisher %v: %v\n%s", args, err, p.Tail())
+	}
+}
+
+// processes is every process the system started.
+func (s *system) processes() []*launcher.Process {
+	return []*launcher.Process{s.broker.Process(), s.sub, s.subDaprd.Process, s.pubDaprd.Process}
+}
+
+// waitDrained polls until the subscriber has printed want distinct orders
+// and the consumer group has nothing pending, so no redelivery can follow.
+func (s *system) waitDrained(want int, timeout time.Duration) {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := s.received.distinct()
+		pending := int64(-1)
+		if got >= want {
+			if p, err := s.redis.XPending(s.t.Context(), "orders", launcher.SubscriberID).Result(); err == nil {
+				pending = p.Count
+			}
+			if pending == 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("not drained after %s: %d of %d orders received, %d pending", timeout, got, want, pending)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// receipts collects the subscriber's "Received message" lines.
+type receipts struct {
+	mu     sync.Mutex
+	counts map[int64]int
+	orders map[int64]order.Order
+	lines  []string // every output line, for assertions on logs
+	bad    []string // Received lines that did not decode
+}
+
+func newReceipts() *receipts {
+	return &receipts{counts: map[int64]int{}, orders: map[int64]order.Order{}}
+}
+
+const receivedPrefix = "Received message: "
+
+func (r *receipts) observe(line string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lines = append(r.lines, line)
+	rest, ok := strings.CutPrefix(line, receivedPrefix)
+	if !ok {
+		return
+	}
+	o, err := order.Decode([]byte(rest))
+	if err != nil {
+		r.bad = append(r.bad, line)
+		return
+	}
+	r.counts[o.ID]++
+	r.orders[o.ID] = o
+}
+
+func (r *receipts) distinct() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.counts)
+}
+
+// snapshot returns copies of the counts and orders received so far.
+func (r *receipts) snapshot() (map[int64]int, map[int64]order.Order, []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	counts, orders := map[int64]int{}, map[int64]order.Order{}
+	for k, v := range r.counts {
+		counts[k] = v
+	}
+	for k, v := range r.orders {
+		orders[k] = v
+	}
+	return counts, orders, append([]string(nil), r.bad...)
+}
+
+func (r *receipts) logLines() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.lines...)
+}
+
+// testLog sends process output to t.Log, shown with -v or on failure.
+type testLog struct{ t testing.TB }
+
+func (w *testLog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

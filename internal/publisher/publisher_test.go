@@ -1,0 +1,150 @@
+package publisher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
+	dapr "github.com/dapr/go-sdk/client"
+
+	"dapr-pub-sub/internal/order"
+)
+
+// fakeClient records publishes, applying the options as the SDK does, and
+// fails the first failures calls.
+type fakeClient struct {
+	failures int
+	calls    int
+	got      []*pb.PublishEventRequest
+}
+
+func (f *fakeClient) PublishEvent(_ context.Context, pubsub, topic string, data any, opts ...dapr.PublishEventOption) error {
+	f.calls++
+	if f.calls <= f.failures {
+		return errors.New("sidecar unavailable")
+	}
+	req := &pb.PublishEventRequest{PubsubName: pubsub, Topic: topic, Data: data.([]byte)}
+	for _, o := range opts {
+		o(req)
+	}
+	f.got = append(f.got, req)
+	return nil
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func testConfig() Config {
+	return Config{Count: 3, StartID: 5, PubSub: "pubsub", Topic: "orders", DaprAddress: "x", Attempts: 3}
+}
+
+func TestPublishSendsOrdersAsJSONWithStableIDs(t *testing.T) {
+	f := &fakeClient{}
+	if err := Publish(t.Context(), f, testConfig(), quiet); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.got) != 3 {
+		t.Fatalf("published %d orders, want 3", len(f.got))
+	}
+	for i, req := range f.got {
+		id := int64(5 + i)
+		if req.PubsubName != "pubsub" || req.Topic != "orders" {
+			t.Errorf("order %d went to %s/%s", id, req.PubsubName, req.Topic)
+		}
+		if req.DataContentType != "application/json" {
+			t.Errorf("order %d content type = %q, want application/json", id, req.DataContentType)
+		}
+		if got, want := req.Metadata["cloudevent.id"], CloudEventID(id); got != want {
+			t.Errorf("order %d cloudevent.id = %q, want %q", id, got, want)
+		}
+		var o order.Order
+		if err := json.Unmarshal(req.Data, &o); err != nil || o != order.New(id) {
+			t.Errorf("order %d data = %s (%v), want %+v", id, req.Data, err, order.New(id))
+		}
+	}
+}
+
+func TestPublishRetriesWithTheSameID(t *testing.T) {
+	f := &fakeClient{failures: 2}
+	cfg := testConfig()
+	cfg.Count = 1
+	if err := Publish(t.Context(), f, cfg, quiet); err != nil {
+		t.Fatalf("Publish after 2 transient failures: %v", err)
+	}
+	if f.calls != 3 || len(f.got) != 1 || f.got[0].Metadata["cloudevent.id"] != CloudEventID(5) {
+		t.Fatalf("calls = %d, published = %v", f.calls, f.got)
+	}
+}
+
+func TestPublishGivesUpWithTheReason(t *testing.T) {
+	f := &fakeClient{failures: 100}
+	err := Publish(t.Context(), f, testConfig(), quiet)
+	if err == nil || !strings.Contains(err.Error(), "order 5") || !strings.Contains(err.Error(), "after 3 attempt(s)") ||
+		!strings.Contains(err.Error(), "sidecar unavailable") {
+		t.Fatalf("Publish error = %v, want one naming the order, the attempts and the cause", err)
+	}
+	if f.calls != 3 {
+		t.Fatalf("calls = %d, want 3 (cfg.Attempts)", f.calls)
+	}
+}
+
+func TestPublishStopsOnCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cfg := testConfig()
+	cfg.Interval = time.Hour
+	f := &fakeClient{}
+	done := make(chan error, 1)
+	go func() { done <- Publish(ctx, f, cfg, quiet) }()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Publish = %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Publish did not return after cancel")
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	env := map[string]string{}
+	getenv := func(k string) string { return env[k] }
+	tests := map[string]struct {
+		env     map[string]string
+		args    []string
+		want    func(Config) bool
+		wantErr string
+	}{
+		"defaults": {want: func(c Config) bool {
+			return c.Count == 10 && c.Interval == time.Second && c.PubSub == "pubsub" && c.Topic == "orders" && c.DaprAddress == "127.0.0.1:50001"
+		}},
+		"env":           {env: map[string]string{"PUBLISH_COUNT": "3", "DAPR_GRPC_PORT": "6000", "TOPIC_NAME": "t"}, want: func(c Config) bool { return c.Count == 3 && c.DaprAddress == "127.0.0.1:6000" && c.Topic == "t" }},
+		"endpoint wins": {env: map[string]string{"DAPR_GRPC_ENDPOINT": "h:1", "DAPR_GRPC_PORT": "6000"}, want: func(c Config) bool { return c.DaprAddress == "h:1" }},
+		"flag over env": {env: map[string]string{"PUBLISH_COUNT": "3"}, args: []string{"-count", "7"}, want: func(c Config) bool { return c.Count == 7 }},
+		"bad env":       {env: map[string]string{"PUBLISH_COUNT": "many"}, wantErr: "PUBLISH_COUNT"},
+		"bad interval":  {env: map[string]string{"PUBLISH_INTERVAL": "5"}, wantErr: "PUBLISH_INTERVAL"},
+		"negative":      {args: []string{"-count", "-1"}, wantErr: "-count must be"},
+		"stray arg":     {args: []string{"10"}, wantErr: "unexpected argument"},
+		"unknown flag":  {args: []string{"-nope"}, wantErr: "not defined"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			env = tc.env
+			c, err := ParseConfig(tc.args, getenv, io.Discard)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want it to mention %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || !tc.want(c) {
+				t.Fatalf("ParseConfig = %+v, %v", c, err)
+			}
+		})
+	}
+}
