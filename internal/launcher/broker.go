@@ -32,8 +32,9 @@ type Broker struct {
 	Mode BrokerMode // how it was obtained (never ModeAuto)
 	Dir  string     // redis-server's data folder (ModeServer)
 
-	proc *Process
-	mini *miniredis.Miniredis
+	proc    *Process
+	mini    *miniredis.Miniredis
+	tempDir bool // Dir was made by StartBroker and goes with Stop
 }
 
 // BrokerOptions configures StartBroker.
@@ -98,11 +99,12 @@ func startRedisServer(ctx context.Context, opts BrokerOptions) (*Broker, error) 
 	if err != nil {
 		return nil, fmt.Errorf("redis address %q: %w", opts.Addr, err)
 	}
-	dir := opts.Dir
+	dir, tempDir := opts.Dir, false
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "dapr-pub-sub-redis-"); err != nil {
 			return nil, err
 		}
+		tempDir = true
 	}
 	// AOF with fsync on every write: an acknowledged publish survives a
 	// SIGKILL of Redis. The stock config has no persistence at all.
@@ -114,7 +116,7 @@ func startRedisServer(ctx context.Context, opts BrokerOptions) (*Broker, error) 
 	if err := p.Start(); err != nil {
 		return nil, err
 	}
-	b := &Broker{Addr: opts.Addr, Mode: ModeServer, Dir: dir, proc: p}
+	b := &Broker{Addr: opts.Addr, Mode: ModeServer, Dir: dir, proc: p, tempDir: tempDir}
 	if err := b.WaitReady(ctx); err != nil {
 		b.Stop()
 		return nil, err
@@ -155,14 +157,17 @@ func (b *Broker) Restart(ctx context.Context) error {
 	return nil
 }
 
-// Stop stops what StartBroker started; a Redis that was already there is
-// left alone.
+// Stop stops what StartBroker started, and removes the data folder if it
+// made one; a Redis that was already there is left alone.
 func (b *Broker) Stop() {
 	if b.proc != nil {
 		b.proc.Stop(5 * time.Second)
 	}
 	if b.mini != nil {
 		b.mini.Close()
+	}
+	if b.tempDir {
+		os.RemoveAll(b.Dir)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"dapr-pub-sub/internal/cli"
 	"dapr-pub-sub/internal/logging"
 )
 
@@ -31,20 +32,11 @@ type LocalConfig struct {
 }
 
 func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (LocalConfig, error) {
-	str := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
+	env := &cli.Env{Getenv: getenv}
+	str := env.Str
 	c := LocalConfig{AppPort: 8001, SubHTTP: 3501, SubGRPC: 50002, PubHTTP: 3500, PubGRPC: 50001}
 	var broker string
-	fs := flag.NewFlagSet("launcher", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: launcher [flags]\n\nRuns the whole system locally: Redis, the subscriber and the publisher, each\nwith its own daprd, on the seed's ports. Ctrl-C stops everything.\n\nFlags (environment variable in brackets):\n")
-		fs.PrintDefaults()
-	}
+	fs := cli.NewFlagSet("launcher", "Runs the whole system locally: Redis, the subscriber and the publisher, each\nwith its own daprd, on the seed's ports. Ctrl-C stops everything.", stderr)
 	fs.StringVar(&broker, "broker", str("BROKER_MODE", string(ModeAuto)), "where Redis comes from: auto, existing, redis-server or embedded [BROKER_MODE]")
 	fs.StringVar(&c.RedisAddr, "redis-addr", str("REDIS_ADDR", "127.0.0.1:6379"), "Redis address; replaces localhost:6379 in the components [REDIS_ADDR]")
 	fs.IntVar(&c.AppPort, "app-port", c.AppPort, "subscriber app port")
@@ -57,11 +49,8 @@ func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (Lo
 	fs.StringVar(&c.DaprLogLevel, "dapr-log-level", str("DAPR_LOG_LEVEL", "error"), "daprd --log-level: debug, info, warn, error [DAPR_LOG_LEVEL]")
 	fs.BoolVar(&c.Stay, "stay", true, "keep the subscriber running after the publisher is done, until Ctrl-C")
 	fs.BoolVar(&c.Prepare, "prepare", false, "only find or build daprd (the slow part of a first run), print it and exit")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q (flags start with -)", fs.Arg(0))
 	}
 	c.Broker = BrokerMode(broker)
 	return c, nil

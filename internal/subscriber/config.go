@@ -1,11 +1,12 @@
 package subscriber
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"strconv"
+
+	"dapr-pub-sub/internal/cli"
 )
 
 // Config is the subscriber's settings. Every field has a flag, defaulting to
@@ -27,38 +28,20 @@ func (c Config) ListenAddr() string {
 // ParseConfig reads args (without the program name) with defaults from
 // getenv; usage and errors go to stderr, and -h gives flag.ErrHelp.
 func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
-	str := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
-	port := 8001
-	if v := getenv("APP_PORT"); v != "" {
-		p, err := strconv.Atoi(v)
-		if err != nil {
-			return Config{}, fmt.Errorf("environment variable APP_PORT=%q is not a port number", v)
-		}
-		port = p
-	}
+	env := &cli.Env{Getenv: getenv}
 	var c Config
-	fs := flag.NewFlagSet("subscriber", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: subscriber [flags]\n\nServes the routes its Dapr sidecar calls with each order event and prints\n\"Received message: {...}\" for every order.\n\nFlags (environment variable in brackets):\n")
-		fs.PrintDefaults()
-	}
-	fs.StringVar(&c.Address, "address", str("APP_ADDRESS", "127.0.0.1"), "host to listen on; 0.0.0.0 for all interfaces [APP_ADDRESS]")
-	fs.IntVar(&c.Port, "port", port, "port to listen on, the sidecar's --app-port [APP_PORT]")
-	fs.StringVar(&c.PubSub, "pubsub", str("PUBSUB_NAME", "pubsub"), "Dapr pub/sub component name [PUBSUB_NAME]")
-	fs.StringVar(&c.Topic, "topic", str("TOPIC_NAME", "orders"), "topic to subscribe to [TOPIC_NAME]")
-	fs.StringVar(&c.DeadLetterTopic, "dead-letter-topic", getenv("DEAD_LETTER_TOPIC"), "topic that dropped orders go to (default <topic>-deadletter) [DEAD_LETTER_TOPIC]")
-	fs.StringVar(&c.LogLevel, "log-level", str("LOG_LEVEL", "info"), "debug, info, warn or error [LOG_LEVEL]")
-	if err := fs.Parse(args); err != nil {
+	fs := cli.NewFlagSet("subscriber", "Serves the routes its Dapr sidecar calls with each order event and prints\n\"Received message: {...}\" for every order.", stderr)
+	fs.StringVar(&c.Address, "address", env.Str("APP_ADDRESS", "127.0.0.1"), "host to listen on; 0.0.0.0 for all interfaces [APP_ADDRESS]")
+	fs.IntVar(&c.Port, "port", env.Int("APP_PORT", 8001), "port to listen on, the sidecar's --app-port [APP_PORT]")
+	fs.StringVar(&c.PubSub, "pubsub", env.Str("PUBSUB_NAME", "pubsub"), "Dapr pub/sub component name [PUBSUB_NAME]")
+	fs.StringVar(&c.Topic, "topic", env.Str("TOPIC_NAME", "orders"), "topic to subscribe to [TOPIC_NAME]")
+	fs.StringVar(&c.DeadLetterTopic, "dead-letter-topic", env.Str("DEAD_LETTER_TOPIC", ""), "topic that dropped orders go to (default <topic>-deadletter) [DEAD_LETTER_TOPIC]")
+	fs.StringVar(&c.LogLevel, "log-level", env.Str("LOG_LEVEL", "info"), "debug, info, warn or error [LOG_LEVEL]")
+	if err := cli.Parse(fs, args); err != nil {
 		return Config{}, err
 	}
-	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected argument %q (flags start with -)", fs.Arg(0))
+	if env.Err != nil {
+		return Config{}, env.Err
 	}
 	if c.DeadLetterTopic == "" {
 		c.DeadLetterTopic = c.Topic + "-deadletter"
