@@ -46,7 +46,7 @@ func Publish(ctx context.Context, c Client, cfg Config, log *slog.Logger) error 
 		if err := publishOne(ctx, c, cfg, o, log); err != nil {
 			return err
 		}
-		log.Info("Published order", "id", o.ID, "topic", cfg.Topic, "order", o.String())
+		log.Info("Published order", "id", o.ID, "message", o.Message, "topic", cfg.Topic)
 	}
 	return nil
 }
