@@ -62,15 +62,25 @@ type system struct {
 	redis     *redis.Client
 	resources string
 	sub       *launcher.Process
+	subPort   int
 	subDaprd  *launcher.RunningSidecar
 	pubDaprd  *launcher.RunningSidecar
 	received  *receipts
 }
 
+// options vary a system from the one `make run` starts.
+type options struct {
+	subEnv []string // more environment for the subscriber, e.g. fault settings
+}
+
 // startSystem starts redis-server, the subscriber and its daprd, and the
 // publisher's daprd; t.Cleanup stops them in reverse order.
-func startSystem(t testing.TB) *system {
+func startSystem(t testing.TB, opts ...options) *system {
 	t.Helper()
+	var o options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
 	ctx := t.Context()
 	out := &testLog{t: t}
 	s := &system{t: t, received: newReceipts()}
@@ -92,17 +102,22 @@ func startSystem(t testing.TB) *system {
 	if err := launcher.CopyComponents(filepath.Join(root, "components"), s.resources, s.broker.Addr); err != nil {
 		t.Fatal(err)
 	}
-	appPort, err := launcher.FreePort()
+	if s.subPort, err = launcher.FreePort(); err != nil {
+		t.Fatal(err)
+	}
+	subGRPC, err := launcher.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.sub, err = launcher.StartSubscriberApp(ctx, binDir, appPort, nil, out, s.received.observe)
+	s.sub, err = launcher.StartSubscriberApp(ctx, launcher.SubscriberApp{
+		BinDir: binDir, Port: s.subPort, SidecarGRPC: subGRPC, Env: o.subEnv, Out: out, OnLine: s.received.observe,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.sub.Stop(10 * time.Second) })
 	s.subDaprd, err = launcher.StartSidecar(ctx, daprd, launcher.Sidecar{
-		AppID: launcher.SubscriberID, AppPort: appPort, Resources: s.resources,
+		AppID: launcher.SubscriberID, AppPort: s.subPort, GRPCPort: subGRPC, Resources: s.resources,
 	}, out)
 	if err != nil {
 		t.Fatal(err)

@@ -99,6 +99,16 @@ func (p *Process) copyLines(r io.Reader, mu *sync.Mutex) {
 	_, _ = io.Copy(io.Discard, r) // a line over 1 MiB: keep the child unblocked
 }
 
+// Restart starts the process again with the same settings, after it
+// exited or was stopped (for instance killed by a fault test).
+func (p *Process) Restart() error {
+	if p.cmd != nil && !p.Exited() {
+		p.Stop(stopGrace)
+	}
+	p.waitErr = nil
+	return p.Start()
+}
+
 // Pid is the child's process id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 

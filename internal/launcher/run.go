@@ -134,7 +134,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if logging.IsTerminal(stdout) {
 		appEnv = append(appEnv, "LOG_FORMAT=text") // the apps write to our pipe, not the terminal
 	}
-	sub, err := StartSubscriberApp(ctx, tmp, cfg.AppPort, appEnv, stdout, nil)
+	sub, err := StartSubscriberApp(ctx, SubscriberApp{BinDir: tmp, Port: cfg.AppPort, SidecarGRPC: cfg.SubGRPC, Env: appEnv, Out: stdout})
 	if err != nil {
 		return err
 	}

@@ -114,6 +114,9 @@ func StartSidecar(ctx context.Context, d Daprd, sc Sidecar, out io.Writer) (*Run
 		"--dapr-listen-addresses", "127.0.0.1",
 		"--resources-path", sc.Resources,
 		"--log-level", sc.LogLevel,
+		// In-flight deliveries get this long after SIGTERM; the subscriber
+		// bounds its own shutdown by the same 5 s.
+		"--dapr-graceful-shutdown-seconds", "5",
 	}
 	if sc.AppPort != 0 {
 		args = append(args, "--app-port", strconv.Itoa(sc.AppPort), "--app-protocol", "http", "--app-channel-address", "127.0.0.1")
@@ -124,32 +127,63 @@ func StartSidecar(ctx context.Context, d Daprd, sc Sidecar, out io.Writer) (*Run
 		return nil, err
 	}
 	s := &RunningSidecar{Process: p, HTTPPort: sc.HTTPPort, GRPCPort: sc.GRPCPort}
-	wctx, cancel := context.WithTimeout(ctx, readyTimeout)
-	defer cancel()
-	if err := WaitHTTP(wctx, s.HTTPURL()+"/v1.0/healthz", 204, p); err != nil {
+	if err := s.WaitReady(ctx); err != nil {
 		p.Stop(stopGrace)
-		return nil, fmt.Errorf("daprd for %s did not become ready: %w", sc.AppID, err)
+		return nil, err
 	}
 	return s, nil
 }
 
-// StartSubscriberApp starts the subscriber binary from binDir listening on
-// port, and waits until its /healthz answers 200. onLine sees its output.
-func StartSubscriberApp(ctx context.Context, binDir string, port int, env []string, out io.Writer, onLine func(string)) (*Process, error) {
+// WaitReady polls until the sidecar answers GET /v1.0/healthz with 204.
+func (s *RunningSidecar) WaitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	if err := WaitHTTP(ctx, s.HTTPURL()+"/v1.0/healthz", 204, s.Process); err != nil {
+		return fmt.Errorf("%s did not become ready: %w", s.Name, err)
+	}
+	return nil
+}
+
+// SubscriberApp describes a subscriber process to start.
+type SubscriberApp struct {
+	BinDir      string   // where the subscriber binary is
+	AppID       string   // default SubscriberID
+	Port        int      // its listen port, the sidecar's --app-port
+	SidecarGRPC int      // its sidecar's gRPC port, for the state API
+	Env         []string // more environment, e.g. fault settings
+	Out         io.Writer
+	OnLine      func(string) // sees every output line
+}
+
+// StartSubscriberApp starts the subscriber binary and waits until its
+// /healthz answers 200. The app does not need its sidecar to be up yet.
+func StartSubscriberApp(ctx context.Context, a SubscriberApp) (*Process, error) {
+	if a.AppID == "" {
+		a.AppID = SubscriberID
+	}
 	p := &Process{
-		Name: SubscriberID, Path: filepath.Join(binDir, SubscriberID), Out: out, OnLine: onLine,
-		Env: append([]string{"APP_PORT=" + strconv.Itoa(port)}, env...),
+		Name: a.AppID, Path: filepath.Join(a.BinDir, SubscriberID), Out: a.Out, OnLine: a.OnLine,
+		Env: append([]string{"APP_PORT=" + strconv.Itoa(a.Port), "APP_ID=" + a.AppID,
+			"DAPR_GRPC_ENDPOINT=127.0.0.1:" + strconv.Itoa(a.SidecarGRPC)}, a.Env...),
 	}
 	if err := p.Start(); err != nil {
 		return nil, err
 	}
-	wctx, cancel := context.WithTimeout(ctx, readyTimeout)
-	defer cancel()
-	if err := WaitHTTP(wctx, "http://127.0.0.1:"+strconv.Itoa(port)+"/healthz", 200, p); err != nil {
+	if err := WaitApp(ctx, p, a.Port); err != nil {
 		p.Stop(stopGrace)
-		return nil, fmt.Errorf("subscriber did not become ready: %w", err)
+		return nil, err
 	}
 	return p, nil
+}
+
+// WaitApp waits until the app process p answers 200 on /healthz at port.
+func WaitApp(ctx context.Context, p *Process, port int) error {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	if err := WaitHTTP(ctx, "http://127.0.0.1:"+strconv.Itoa(port)+"/healthz", 200, p); err != nil {
+		return fmt.Errorf("%s did not become ready: %w", p.Name, err)
+	}
+	return nil
 }
 
 // StartPublisherApp starts the publisher binary from binDir against the

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"dapr-pub-sub/internal/cli"
+	"dapr-pub-sub/internal/sidecar"
 )
 
 // Config is what one publisher run does. Every field has a flag, and a
@@ -32,7 +33,7 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.DurationVar(&c.Interval, "interval", env.Duration("PUBLISH_INTERVAL", time.Second), "pause between orders, e.g. 1s, 10ms, 0 [PUBLISH_INTERVAL]")
 	fs.StringVar(&c.PubSub, "pubsub", env.Str("PUBSUB_NAME", "pubsub"), "Dapr pub/sub component name [PUBSUB_NAME]")
 	fs.StringVar(&c.Topic, "topic", env.Str("TOPIC_NAME", "orders"), "topic to publish to [TOPIC_NAME]")
-	fs.StringVar(&c.DaprAddress, "dapr-address", daprAddress(env), "sidecar gRPC address [DAPR_GRPC_ENDPOINT, or DAPR_GRPC_PORT on 127.0.0.1]")
+	fs.StringVar(&c.DaprAddress, "dapr-address", sidecar.Address(getenv), "sidecar gRPC address [DAPR_GRPC_ENDPOINT, or DAPR_GRPC_PORT on 127.0.0.1]")
 	fs.IntVar(&c.Attempts, "attempts", env.Int("PUBLISH_ATTEMPTS", 5), "tries per order before the publisher gives up [PUBLISH_ATTEMPTS]")
 	if err := cli.Parse(fs, args); err != nil {
 		return Config{}, err
@@ -61,13 +62,4 @@ func (c Config) validate() error {
 		errs = append(errs, fmt.Errorf("-attempts must be ≥ 1, got %d", c.Attempts))
 	}
 	return errors.Join(errs...)
-}
-
-// daprAddress follows the Dapr SDKs: DAPR_GRPC_ENDPOINT wins, then
-// DAPR_GRPC_PORT on loopback, then Dapr's default gRPC port.
-func daprAddress(env *cli.Env) string {
-	if v := env.Str("DAPR_GRPC_ENDPOINT", ""); v != "" {
-		return v
-	}
-	return "127.0.0.1:" + env.Str("DAPR_GRPC_PORT", "50001")
 }

@@ -14,9 +14,12 @@ import (
 	"time"
 
 	dapr "github.com/dapr/go-sdk/client"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"dapr-pub-sub/internal/logging"
 	"dapr-pub-sub/internal/order"
+	"dapr-pub-sub/internal/sidecar"
 )
 
 // Client is the part of the Dapr SDK client the publisher uses; dapr.Client
@@ -34,7 +37,9 @@ func CloudEventID(id int64) string {
 
 // Publish publishes cfg.Count orders, cfg.Interval apart, and logs each one.
 // A publish that fails is retried with exponential backoff up to cfg.Attempts
-// times; Publish returns the first order that still fails, or ctx's error.
+// times, under the same CloudEvent id; a refusal that a retry cannot change
+// (see permanent) is not retried. Publish returns the first order that
+// still fails, or ctx's error.
 func Publish(ctx context.Context, c Client, cfg Config, log *slog.Logger) error {
 	for i := range cfg.Count {
 		if i > 0 && cfg.Interval > 0 {
@@ -71,8 +76,12 @@ func publishOne(ctx context.Context, c Client, cfg Config, o order.Order, log *s
 		if err == nil {
 			return nil
 		}
+		if permanent(err) {
+			return fmt.Errorf("publish order %d to %s/%s was refused: %w", o.ID, cfg.PubSub, cfg.Topic, err)
+		}
 		if attempt >= cfg.Attempts || ctx.Err() != nil {
-			return fmt.Errorf("publish order %d to %s/%s failed after %d attempt(s): %w", o.ID, cfg.PubSub, cfg.Topic, attempt, err)
+			return fmt.Errorf("publish order %d to %s/%s failed after %d attempt(s) (is the sidecar at %s running?): %w",
+				o.ID, cfg.PubSub, cfg.Topic, attempt, cfg.DaprAddress, err)
 		}
 		log.Warn("Publish failed, retrying", "id", o.ID, "attempt", attempt, "backoff", backoff, "err", err)
 		if err := sleep(ctx, backoff); err != nil {
@@ -80,6 +89,17 @@ func publishOne(ctx context.Context, c Client, cfg Config, o order.Order, log *s
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// permanent reports whether the sidecar refused a publish for a reason a
+// retry cannot change: an unknown component or topic, no permission, a
+// message too large, a bad token.
+func permanent(err error) bool {
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.NotFound, codes.PermissionDenied, codes.Unauthenticated, codes.ResourceExhausted:
+		return true
+	}
+	return false
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -108,12 +128,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	}
 	// The SDK logs to stdout with the standard logger; keep its lines in ours.
 	dapr.SetLogger(slog.NewLogLogger(log.Handler(), slog.LevelDebug))
-	log.Info("Connecting to Dapr sidecar", "address", cfg.DaprAddress)
-	client, err := dapr.NewClientWithAddressContext(ctx, cfg.DaprAddress)
+	client, err := sidecar.Dial(cfg.DaprAddress)
 	if err != nil {
-		return fmt.Errorf("connect to the Dapr sidecar at %s (is daprd running with --dapr-grpc-port?): %w", cfg.DaprAddress, err)
+		return err
 	}
 	defer client.Close()
+	log.Info("Publishing through the Dapr sidecar", "address", cfg.DaprAddress, "count", cfg.Count)
 	start := time.Now()
 	if err := Publish(ctx, client, cfg, log); err != nil {
 		return err

@@ -12,6 +12,8 @@ import (
 
 	pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
 	dapr "github.com/dapr/go-sdk/client"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"dapr-pub-sub/internal/order"
 )
@@ -19,6 +21,7 @@ import (
 // fakeClient records publishes, applying the options as the SDK does, and
 // fails the first failures calls.
 type fakeClient struct {
+	err      error // what a failure returns; a generic error if nil
 	failures int
 	calls    int
 	got      []*pb.PublishEventRequest
@@ -27,6 +30,9 @@ type fakeClient struct {
 func (f *fakeClient) PublishEvent(_ context.Context, pubsub, topic string, data any, opts ...dapr.PublishEventOption) error {
 	f.calls++
 	if f.calls <= f.failures {
+		if f.err != nil {
+			return f.err
+		}
 		return errors.New("sidecar unavailable")
 	}
 	req := &pb.PublishEventRequest{PubsubName: pubsub, Topic: topic, Data: data.([]byte)}
@@ -90,6 +96,14 @@ func TestPublishGivesUpWithTheReason(t *testing.T) {
 	}
 	if f.calls != 3 {
 		t.Fatalf("calls = %d, want 3 (cfg.Attempts)", f.calls)
+	}
+}
+
+func TestPublishDoesNotRetryARefusal(t *testing.T) {
+	f := &fakeClient{failures: 100, err: status.Error(codes.InvalidArgument, "pubsub nope is not found")}
+	err := Publish(t.Context(), f, testConfig(), quiet)
+	if err == nil || !strings.Contains(err.Error(), "refused") || !strings.Contains(err.Error(), "not found") || f.calls != 1 {
+		t.Fatalf("Publish = %v after %d calls, want one call and the refusal", err, f.calls)
 	}
 }
 

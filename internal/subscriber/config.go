@@ -5,19 +5,26 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"time"
 
 	"dapr-pub-sub/internal/cli"
+	"dapr-pub-sub/internal/sidecar"
 )
 
 // Config is the subscriber's settings. Every field has a flag, defaulting to
 // an environment variable when that is set.
 type Config struct {
-	Address         string // listen host; APP_ADDRESS, default 127.0.0.1 (Dapr calls the app on loopback)
-	Port            int    // listen port, daprd's --app-port; APP_PORT, default 8001
-	PubSub          string // Dapr pub/sub component; PUBSUB_NAME, default "pubsub"
-	Topic           string // topic; TOPIC_NAME, default "orders"
-	DeadLetterTopic string // where dropped orders go; DEAD_LETTER_TOPIC, default "<topic>-deadletter"
-	LogLevel        string // LOG_LEVEL: debug, info, warn, error
+	Address         string        // listen host; APP_ADDRESS, default 127.0.0.1 (Dapr calls the app on loopback)
+	Port            int           // listen port, daprd's --app-port; APP_PORT, default 8001
+	AppID           string        // Dapr app id, the namespace of its records; APP_ID, default "subscriber"
+	PubSub          string        // Dapr pub/sub component; PUBSUB_NAME, default "pubsub"
+	Topic           string        // topic; TOPIC_NAME, default "orders"
+	DeadLetterTopic string        // where dropped orders go; DEAD_LETTER_TOPIC, default "<topic>-deadletter"
+	StateStore      string        // Dapr state store for processed orders and dead letters; STATE_STORE, default "statestore"
+	DaprAddress     string        // the sidecar's gRPC API, for the state store; DAPR_GRPC_ENDPOINT / DAPR_GRPC_PORT
+	Timeout         time.Duration // per event; HANDLER_TIMEOUT, default 4s, under the 5 s shutdown bound
+	LogLevel        string        // LOG_LEVEL: debug, info, warn, error
+	Faults          Faults        // FAULT_FAIL_FIRST_EVERY, FAULT_DELAY: for fault tests only
 }
 
 // ListenAddr is the host:port the service listens on.
@@ -30,13 +37,19 @@ func (c Config) ListenAddr() string {
 func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	env := &cli.Env{Getenv: getenv}
 	var c Config
-	fs := cli.NewFlagSet("subscriber", "Serves the routes its Dapr sidecar calls with each order event and prints\n\"Received message: {...}\" for every order.", stderr)
+	fs := cli.NewFlagSet("subscriber", "Serves the routes its Dapr sidecar calls with each order event, records each\norder once in the state store, and prints \"Received message: {...}\" for it.", stderr)
 	fs.StringVar(&c.Address, "address", env.Str("APP_ADDRESS", "127.0.0.1"), "host to listen on; 0.0.0.0 for all interfaces [APP_ADDRESS]")
 	fs.IntVar(&c.Port, "port", env.Int("APP_PORT", 8001), "port to listen on, the sidecar's --app-port [APP_PORT]")
+	fs.StringVar(&c.AppID, "app-id", env.Str("APP_ID", "subscriber"), "the app's Dapr app id; its records are kept under it [APP_ID]")
 	fs.StringVar(&c.PubSub, "pubsub", env.Str("PUBSUB_NAME", "pubsub"), "Dapr pub/sub component name [PUBSUB_NAME]")
 	fs.StringVar(&c.Topic, "topic", env.Str("TOPIC_NAME", "orders"), "topic to subscribe to [TOPIC_NAME]")
 	fs.StringVar(&c.DeadLetterTopic, "dead-letter-topic", env.Str("DEAD_LETTER_TOPIC", ""), "topic that dropped orders go to (default <topic>-deadletter) [DEAD_LETTER_TOPIC]")
+	fs.StringVar(&c.StateStore, "state-store", env.Str("STATE_STORE", "statestore"), "Dapr state store component for processed orders and dead letters [STATE_STORE]")
+	fs.StringVar(&c.DaprAddress, "dapr-address", sidecar.Address(getenv), "the sidecar's gRPC address [DAPR_GRPC_ENDPOINT, or DAPR_GRPC_PORT on 127.0.0.1]")
+	fs.DurationVar(&c.Timeout, "timeout", env.Duration("HANDLER_TIMEOUT", 4*time.Second), "time one event may take; keep it below the component's processingTimeout [HANDLER_TIMEOUT]")
 	fs.StringVar(&c.LogLevel, "log-level", env.Str("LOG_LEVEL", "info"), "debug, info, warn or error [LOG_LEVEL]")
+	fs.Int64Var(&c.Faults.FailFirstEvery, "fault-fail-first-every", env.Int64("FAULT_FAIL_FIRST_EVERY", 0), "fault test: fail the first delivery of every Nth order [FAULT_FAIL_FIRST_EVERY]")
+	fs.DurationVar(&c.Faults.Delay, "fault-delay", env.Duration("FAULT_DELAY", 0), "fault test: add this to the processing of each order [FAULT_DELAY]")
 	if err := cli.Parse(fs, args); err != nil {
 		return Config{}, err
 	}
@@ -46,14 +59,17 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	if c.DeadLetterTopic == "" {
 		c.DeadLetterTopic = c.Topic + "-deadletter"
 	}
-	if c.Port < 1 || c.Port > 65535 {
+	switch {
+	case c.Port < 1 || c.Port > 65535:
 		return Config{}, fmt.Errorf("-port must be 1–65535, got %d", c.Port)
-	}
-	if c.PubSub == "" || c.Topic == "" {
-		return Config{}, fmt.Errorf("-pubsub and -topic must not be empty")
-	}
-	if c.DeadLetterTopic == c.Topic {
+	case c.PubSub == "" || c.Topic == "" || c.StateStore == "" || c.AppID == "":
+		return Config{}, fmt.Errorf("-pubsub, -topic, -state-store and -app-id must not be empty")
+	case c.DeadLetterTopic == c.Topic:
 		return Config{}, fmt.Errorf("-dead-letter-topic must differ from -topic, or a dropped order would loop")
+	case c.Timeout <= 0:
+		return Config{}, fmt.Errorf("-timeout must be > 0, got %s", c.Timeout)
+	case c.Faults.FailFirstEvery < 0 || c.Faults.Delay < 0:
+		return Config{}, fmt.Errorf("fault settings must be ≥ 0")
 	}
 	return c, nil
 }

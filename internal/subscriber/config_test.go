@@ -4,23 +4,35 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseConfig(t *testing.T) {
+	defaults := Config{Address: "127.0.0.1", Port: 8001, AppID: "subscriber", PubSub: "pubsub", Topic: "orders",
+		DeadLetterTopic: "orders-deadletter", StateStore: "statestore", DaprAddress: "127.0.0.1:50001",
+		Timeout: 4 * time.Second, LogLevel: "info"}
+	with := func(change func(*Config)) Config {
+		c := defaults
+		change(&c)
+		return c
+	}
 	tests := map[string]struct {
 		env     map[string]string
 		args    []string
 		want    Config
 		wantErr string
 	}{
-		"defaults": {want: Config{Address: "127.0.0.1", Port: 8001, PubSub: "pubsub", Topic: "orders", DeadLetterTopic: "orders-deadletter", LogLevel: "info"}},
-		"env": {env: map[string]string{"APP_PORT": "9000", "TOPIC_NAME": "t"},
-			want: Config{Address: "127.0.0.1", Port: 9000, PubSub: "pubsub", Topic: "t", DeadLetterTopic: "t-deadletter", LogLevel: "info"}},
-		"flag over env": {env: map[string]string{"APP_PORT": "9000"}, args: []string{"-port", "9001"},
-			want: Config{Address: "127.0.0.1", Port: 9001, PubSub: "pubsub", Topic: "orders", DeadLetterTopic: "orders-deadletter", LogLevel: "info"}},
+		"defaults": {want: defaults},
+		"env": {env: map[string]string{"APP_PORT": "9000", "TOPIC_NAME": "t", "DAPR_GRPC_PORT": "50002", "APP_ID": "audit", "FAULT_DELAY": "5ms"},
+			want: with(func(c *Config) {
+				c.Port, c.Topic, c.DeadLetterTopic, c.DaprAddress, c.AppID, c.Faults.Delay = 9000, "t", "t-deadletter", "127.0.0.1:50002", "audit", 5*time.Millisecond
+			})},
+		"flag over env":    {env: map[string]string{"APP_PORT": "9000"}, args: []string{"-port", "9001"}, want: with(func(c *Config) { c.Port = 9001 })},
 		"bad APP_PORT":     {env: map[string]string{"APP_PORT": "http"}, wantErr: "APP_PORT"},
+		"bad timeout":      {env: map[string]string{"HANDLER_TIMEOUT": "soon"}, wantErr: "HANDLER_TIMEOUT"},
 		"port range":       {args: []string{"-port", "70000"}, wantErr: "-port must be"},
 		"dead letter loop": {args: []string{"-dead-letter-topic", "orders"}, wantErr: "must differ"},
+		"zero timeout":     {args: []string{"-timeout", "0"}, wantErr: "-timeout must be"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -4,75 +4,231 @@ package subscriber
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/dapr/go-sdk/service/common"
 
 	"dapr-pub-sub/internal/order"
+	"dapr-pub-sub/internal/store"
 )
 
-// Handler processes order events. It is safe for concurrent use: Dapr
-// delivers several events at once.
+// Faults are deliberate failures for the fault tests and demos; all are off
+// by default and nothing else uses them.
+type Faults struct {
+	// FailFirstEvery makes the first delivery of every order whose id is a
+	// multiple of it fail with a transient error (RETRY); 0 is off.
+	FailFirstEvery int64
+	// Delay is added to the processing of every order, to keep deliveries
+	// in flight.
+	Delay time.Duration
+}
+
+// Stats counts outcomes since the process started. Safe for concurrent use.
+type Stats struct {
+	Processed   atomic.Int64 // effects applied
+	Duplicates  atomic.Int64 // deliveries of an order already processed
+	Dropped     atomic.Int64 // invalid orders sent to the dead-letter topic
+	Retried     atomic.Int64 // deliveries answered RETRY (store down, timeout, panic)
+	DeadLetters atomic.Int64 // dead letters stored (first time)
+}
+
+// MarshalJSON reports the counts as a JSON object.
+func (s *Stats) MarshalJSON() ([]byte, error) {
+	return json.Marshal(map[string]int64{
+		"processed": s.Processed.Load(), "duplicates": s.Duplicates.Load(), "dropped": s.Dropped.Load(),
+		"retried": s.Retried.Load(), "dead_letters": s.DeadLetters.Load(),
+	})
+}
+
+// HandlerConfig is what a Handler needs.
+type HandlerConfig struct {
+	Store   *store.Store  // processed orders and dead letters
+	Out     io.Writer     // one "Received message: {...}" line per processed order
+	Log     *slog.Logger  // everything else
+	Timeout time.Duration // per event; below the component's processingTimeout
+	PubSub  string        // component and topic the orders come from,
+	Topic   string        // recorded with dead letters that do not say
+	Faults  Faults
+}
+
+// Handler processes order events and dead letters. It is safe for
+// concurrent use: Dapr delivers several events at once.
 type Handler struct {
-	out io.Writer // the "Received message" lines
-	log *slog.Logger
+	HandlerConfig
+	Stats Stats
 
-	mu sync.Mutex // serialises writes to out
+	mu         sync.Mutex // serialises writes to Out
+	failedOnce sync.Map   // order ids that Faults.FailFirstEvery already failed
 }
 
-// NewHandler returns a Handler that prints one line per order to out, in the
-// seed's format, and logs everything else to log.
-func NewHandler(out io.Writer, log *slog.Logger) *Handler {
-	return &Handler{out: out, log: log}
+// NewHandler returns a Handler for cfg.
+func NewHandler(cfg HandlerConfig) *Handler {
+	return &Handler{HandlerConfig: cfg}
 }
+
+// errTransient is the injected transient failure of Faults.FailFirstEvery.
+var errTransient = errors.New("injected transient failure (first delivery)")
 
 // HandleOrder is the common.TopicEventHandler for the orders topic. It
 // follows the SDK's contract, which the SDK turns into Dapr's answer:
-// nil → SUCCESS (done); (false, err) → DROP (to the dead-letter topic);
-// (true, err) → RETRY (redelivered later). An order that can never be
-// processed (order.ErrInvalid) is dropped, never retried, so it cannot loop.
+//
+//   - nil: SUCCESS, the order's effect is applied (now or by an earlier
+//     delivery: a duplicate is counted, logged and acknowledged);
+//   - (false, err): DROP, the order can never be processed (order.ErrInvalid);
+//     daprd sends it to the dead-letter topic;
+//   - (true, err): RETRY, something transient failed (the state store, the
+//     timeout, a panic); daprd retries it per the resiliency policy.
+//
+// The effect is recorded in the state store before the order is printed,
+// with insert-if-absent, so it happens exactly once however often the
+// order is delivered.
 func (h *Handler) HandleOrder(ctx context.Context, e *common.TopicEvent) (retry bool, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			retry, err = true, fmt.Errorf("panic: %v", p)
+			h.Stats.Retried.Add(1)
+			h.Log.Error("Recovered from a panic while processing an order; it will be retried", "event_id", e.ID, "panic", p)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(ctx, h.Timeout)
+	defer cancel()
+
 	raw := eventData(e)
 	o, err := order.Decode(raw)
 	if err != nil {
-		h.log.Error("Dropping undecodable order to the dead-letter topic",
+		h.Stats.Dropped.Add(1)
+		h.Log.Error("Dropping an invalid order to the dead-letter topic",
 			"event_id", e.ID, "topic", e.Topic, "content_type", e.DataContentType, "err", err)
 		return false, err
 	}
 	if len(raw) > 0 && raw[0] == '"' {
-		h.log.Warn("Order data arrived as a JSON string; publish with content type application/json",
+		h.Log.Warn("Order data arrived as a JSON string; publish with content type application/json",
 			"event_id", e.ID, "content_type", e.DataContentType)
 	}
-	h.mu.Lock()
-	_, err = fmt.Fprintf(h.out, "Received message: %s\n", o)
-	h.mu.Unlock()
+	if err := h.injectFaults(ctx, o); err != nil {
+		return h.retry(e, o, err)
+	}
+	first, err := h.Store.MarkProcessed(ctx, o, e.ID)
 	if err != nil {
-		return true, fmt.Errorf("write received order %d: %w", o.ID, err)
+		return h.retry(e, o, err)
 	}
-	h.log.Debug("Processed order", "event_id", e.ID, "topic", e.Topic, "id", o.ID, "traceparent", e.TraceParent)
+	if !first {
+		h.Stats.Duplicates.Add(1)
+		h.Log.Info("Duplicate delivery of an order already processed; acknowledged without effect", "event_id", e.ID, "id", o.ID)
+		return false, nil
+	}
+	h.Stats.Processed.Add(1)
+	h.mu.Lock()
+	fmt.Fprintf(h.Out, "Received message: %s\n", o)
+	h.mu.Unlock()
+	h.Log.Debug("Processed order", "event_id", e.ID, "topic", e.Topic, "id", o.ID, "traceparent", e.TraceParent)
 	return false, nil
 }
 
-// HandleDeadLetter is the handler for the dead-letter topic: it logs each
-// dead letter with what can be decoded of it and acknowledges it, so it
-// stays in the dead-letter stream and is not redelivered in a loop.
+func (h *Handler) retry(e *common.TopicEvent, o order.Order, err error) (bool, error) {
+	h.Stats.Retried.Add(1)
+	h.Log.Warn("Order processing failed; it will be retried", "event_id", e.ID, "id", o.ID, "err", err)
+	return true, err
+}
+
+func (h *Handler) injectFaults(ctx context.Context, o order.Order) error {
+	if n := h.Faults.FailFirstEvery; n > 0 && o.ID%n == 0 {
+		if _, seen := h.failedOnce.LoadOrStore(o.ID, true); !seen {
+			return errTransient
+		}
+	}
+	if d := h.Faults.Delay; d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// HandleDeadLetter is the handler for the dead-letter topic, to which the
+// app subscribes with rawPayload, so that daprd hands over any message
+// as it is, even one that is not a CloudEvent (which daprd itself could not
+// decode, and would otherwise retry forever). It keeps each dead letter in
+// the state store, once per original event id, with the reason it could
+// not be processed, and logs it. It answers RETRY only when the store
+// cannot be reached, so a dead letter is neither lost nor looped.
 func (h *Handler) HandleDeadLetter(ctx context.Context, e *common.TopicEvent) (retry bool, err error) {
-	raw := eventData(e)
-	reason := "decoded fine; it was dropped by the handler"
-	if _, err := order.Decode(raw); err != nil {
-		reason = err.Error()
+	ctx, cancel := context.WithTimeout(ctx, h.Timeout)
+	defer cancel()
+	dl := h.deadLetter(eventData(e))
+	first, err := h.Store.AddDeadLetter(ctx, dl)
+	if err != nil {
+		h.Stats.Retried.Add(1)
+		h.Log.Warn("Could not store a dead letter; it will be retried", "event_id", e.ID, "err", err)
+		return true, err
 	}
-	h.log.Error("Dead letter", "event_id", e.ID, "topic", e.Topic, "data", string(raw), "reason", reason)
+	if first {
+		h.Stats.DeadLetters.Add(1)
+	}
+	h.Log.Error("Dead letter", "event_id", dl.EventID, "topic", dl.Topic, "data", string(dl.Data), "reason", dl.Reason, "first_time", first)
 	return false, nil
 }
 
-// eventData returns the event's data as bytes: the SDK fills RawData for
-// HTTP deliveries; a caller that only set Data gets it re-encoded.
+// deadLetter unwraps the original message: normally the CloudEvent that was
+// published to the orders topic; anything else is kept as raw bytes under
+// an id derived from its content, so its redeliveries are stored once.
+func (h *Handler) deadLetter(msg []byte) store.DeadLetter {
+	dl := store.DeadLetter{PubSub: h.PubSub, Topic: h.Topic, ReceivedAt: time.Now().UTC()}
+	var ce struct {
+		ID              string          `json:"id"`
+		Topic           string          `json:"topic"`
+		PubsubName      string          `json:"pubsubname"`
+		DataContentType string          `json:"datacontenttype"`
+		Data            json.RawMessage `json:"data"`
+		DataBase64      string          `json:"data_base64"`
+	}
+	if err := json.Unmarshal(msg, &ce); err != nil || ce.ID == "" {
+		sum := sha256.Sum256(msg)
+		dl.EventID = "raw-" + hex.EncodeToString(sum[:8])
+		dl.ContentType = "application/octet-stream"
+		dl.Data = msg
+		dl.Reason = "not a CloudEvent, so Dapr could not deliver it"
+		return dl
+	}
+	dl.EventID, dl.ContentType = ce.ID, ce.DataContentType
+	if ce.Topic != "" {
+		dl.Topic = ce.Topic
+	}
+	if ce.PubsubName != "" {
+		dl.PubSub = ce.PubsubName
+	}
+	data := []byte(ce.Data)
+	if ce.DataBase64 != "" {
+		if b, err := base64.StdEncoding.DecodeString(ce.DataBase64); err == nil {
+			data = b
+		}
+	}
+	dl.Reason = "the subscriber dropped it"
+	if _, err := order.Decode(data); err != nil {
+		dl.Reason = err.Error()
+	}
+	dl.Data = asPublished(data, ce.DataContentType)
+	return dl
+}
+
+// eventData returns the event's data as the SDK parsed it: the JSON value
+// for JSON data (an object, or a string holding one), the decoded bytes for
+// data_base64. A caller that only set Data gets it re-encoded.
 func eventData(e *common.TopicEvent) []byte {
 	if len(e.RawData) > 0 {
 		return e.RawData
@@ -82,9 +238,6 @@ func eventData(e *common.TopicEvent) []byte {
 		return nil
 	case []byte:
 		return d
-	case string:
-		b, _ := json.Marshal(d)
-		return b
 	default:
 		b, err := json.Marshal(d)
 		if err != nil {
@@ -94,7 +247,16 @@ func eventData(e *common.TopicEvent) []byte {
 	}
 }
 
-var _ common.TopicEventHandler = (*Handler)(nil).HandleOrder
+// asPublished is the data as it was published, for a replay: Dapr carries
+// text that is not declared JSON as a JSON string.
+func asPublished(raw []byte, contentType string) []byte {
+	if len(raw) > 0 && raw[0] == '"' && !strings.Contains(contentType, "json") {
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			return []byte(s)
+		}
+	}
+	return raw
+}
 
-// errNotServing is returned by Run when the server stopped on its own.
-var errNotServing = errors.New("subscriber HTTP server stopped")
+var _ common.TopicEventHandler = (*Handler)(nil).HandleOrder

@@ -2,21 +2,58 @@ package subscriber
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/dapr/go-sdk/service/common"
+
+	"dapr-pub-sub/internal/store"
+	"dapr-pub-sub/internal/store/storetest"
 )
 
-func newTestHandler() (*Handler, *bytes.Buffer, *bytes.Buffer) {
-	var out, logs bytes.Buffer
-	return NewHandler(&out, slog.New(slog.NewTextHandler(&logs, nil))), &out, &logs
+// syncBuffer is a bytes.Buffer safe for concurrent handlers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type fixture struct {
+	h    *Handler
+	mem  *storetest.Mem
+	st   *store.Store
+	out  *syncBuffer
+	logs *syncBuffer
+}
+
+func newFixture(faults Faults) *fixture {
+	f := &fixture{mem: &storetest.Mem{}, out: &syncBuffer{}, logs: &syncBuffer{}}
+	f.st = store.New(f.mem, "statestore", "subscriber")
+	f.h = NewHandler(HandlerConfig{
+		Store: f.st, Out: f.out, Log: slog.New(slog.NewTextHandler(f.logs, nil)),
+		Timeout: time.Second, PubSub: "pubsub", Topic: "orders", Faults: faults,
+	})
+	return f
 }
 
 func TestHandleOrder(t *testing.T) {
@@ -34,44 +71,154 @@ func TestHandleOrder(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			h, out, logs := newTestHandler()
-			retry, err := h.HandleOrder(t.Context(), &tc.event)
+			f := newFixture(Faults{})
+			retry, err := f.h.HandleOrder(t.Context(), &tc.event)
 			if retry {
 				t.Fatalf("retry = true; an order is never retried for its data")
 			}
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("err = %v, wantErr %v", err, tc.wantErr)
 			}
-			if out.String() != tc.wantOut {
-				t.Fatalf("out = %q, want %q", out, tc.wantOut)
+			if f.out.String() != tc.wantOut {
+				t.Fatalf("out = %q, want %q", f.out, tc.wantOut)
 			}
-			if got := strings.Contains(logs.String(), "application/json"); got != tc.wantWarn {
-				t.Fatalf("content-type warning logged = %v, want %v; logs: %s", got, tc.wantWarn, logs)
+			if got := strings.Contains(f.logs.String(), "application/json"); got != tc.wantWarn {
+				t.Fatalf("content-type warning logged = %v, want %v; logs: %s", got, tc.wantWarn, f.logs)
 			}
-			if tc.wantErr && !strings.Contains(logs.String(), "event_id="+tc.event.ID) {
-				t.Fatalf("drop not logged with the event id: %s", logs)
+			if tc.wantErr && (!strings.Contains(f.logs.String(), "event_id="+tc.event.ID) || f.h.Stats.Dropped.Load() != 1) {
+				t.Fatalf("drop not counted or not logged with the event id: %s", f.logs)
 			}
 		})
 	}
 }
 
-// failingWriter makes the "effect" of an order fail.
-type failingWriter struct{}
-
-func (failingWriter) Write([]byte) (int, error) { return 0, io.ErrClosedPipe }
-
-func TestHandleOrderRetriesWhenItsEffectFails(t *testing.T) {
-	h := NewHandler(failingWriter{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	retry, err := h.HandleOrder(t.Context(), &common.TopicEvent{RawData: []byte(`{"id":1,"message":"m"}`)})
-	if !retry || err == nil {
-		t.Fatalf("HandleOrder = %v, %v; want retry with an error", retry, err)
+func TestDuplicateDeliveriesApplyTheEffectOnce(t *testing.T) {
+	f := newFixture(Faults{})
+	ev := common.TopicEvent{ID: "order-9", RawData: []byte(`{"id":9,"message":"m"}`)}
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e := ev
+			if retry, err := f.h.HandleOrder(t.Context(), &e); retry || err != nil {
+				t.Errorf("delivery answered retry=%v err=%v, want SUCCESS", retry, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := strings.Count(f.out.String(), "Received message"); got != 1 {
+		t.Fatalf("effect applied %d times, want 1", got)
+	}
+	if f.h.Stats.Processed.Load() != 1 || f.h.Stats.Duplicates.Load() != 9 {
+		t.Fatalf("stats = %s", mustJSON(&f.h.Stats))
+	}
+	if f.mem.Version("subscriber/order/9") != 1 {
+		t.Fatalf("record written %d times", f.mem.Version("subscriber/order/9"))
+	}
+	if !strings.Contains(f.logs.String(), "Duplicate delivery") {
+		t.Fatal("duplicates not logged")
 	}
 }
 
-// TestServiceAnswersDaprAsTheContractSays drives the real SDK service mux
-// with the requests daprd sends.
+func TestTransientFailuresAreRetried(t *testing.T) {
+	f := newFixture(Faults{})
+	down := true
+	f.mem.Fail = func(string, string) error {
+		if down {
+			return storetest.ErrUnavailable
+		}
+		return nil
+	}
+	ev := &common.TopicEvent{ID: "x", RawData: []byte(`{"id":1,"message":"m"}`)}
+	if retry, err := f.h.HandleOrder(t.Context(), ev); !retry || !errors.Is(err, storetest.ErrUnavailable) {
+		t.Fatalf("store down: retry=%v err=%v, want RETRY", retry, err)
+	}
+	if f.out.String() != "" {
+		t.Fatal("effect applied although the record was not written")
+	}
+	down = false
+	if retry, err := f.h.HandleOrder(t.Context(), ev); retry || err != nil {
+		t.Fatalf("store back: retry=%v err=%v, want SUCCESS", retry, err)
+	}
+}
+
+func TestPanicIsRecoveredAndRetried(t *testing.T) {
+	f := newFixture(Faults{})
+	f.mem.Fail = func(string, string) error { panic("boom") }
+	retry, err := f.h.HandleOrder(t.Context(), &common.TopicEvent{ID: "p-1", RawData: []byte(`{"id":1,"message":"m"}`)})
+	if !retry || err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("panic: retry=%v err=%v, want RETRY", retry, err)
+	}
+	if !strings.Contains(f.logs.String(), "event_id=p-1") {
+		t.Fatalf("panic not logged with the event id: %s", f.logs)
+	}
+}
+
+func TestTimeoutIsRetried(t *testing.T) {
+	f := newFixture(Faults{Delay: time.Hour})
+	f.h.Timeout = 20 * time.Millisecond
+	retry, err := f.h.HandleOrder(t.Context(), &common.TopicEvent{RawData: []byte(`{"id":1,"message":"m"}`)})
+	if !retry || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("slow order: retry=%v err=%v, want RETRY on the deadline", retry, err)
+	}
+}
+
+func TestFailFirstEveryFailsOnlyTheFirstDelivery(t *testing.T) {
+	f := newFixture(Faults{FailFirstEvery: 10})
+	ev := func(id string) *common.TopicEvent {
+		return &common.TopicEvent{RawData: []byte(`{"id":` + id + `,"message":"m"}`)}
+	}
+	if retry, _ := f.h.HandleOrder(t.Context(), ev("20")); !retry {
+		t.Fatal("first delivery of order 20 not failed")
+	}
+	if retry, err := f.h.HandleOrder(t.Context(), ev("20")); retry || err != nil {
+		t.Fatalf("second delivery of order 20: %v %v", retry, err)
+	}
+	if retry, err := f.h.HandleOrder(t.Context(), ev("21")); retry || err != nil {
+		t.Fatalf("order 21: %v %v", retry, err)
+	}
+}
+
+func TestDeadLettersAreUnwrappedAndKeptOnce(t *testing.T) {
+	f := newFixture(Faults{})
+	original := `{"id":"order-3","topic":"orders","pubsubname":"pubsub","datacontenttype":"application/json","data":{"id":-3,"message":"x"}}`
+	for range 2 { // redelivered: stored once
+		if retry, err := f.h.HandleDeadLetter(t.Context(), &common.TopicEvent{ID: "wrapper", RawData: []byte(original)}); retry || err != nil {
+			t.Fatalf("dead letter: %v %v", retry, err)
+		}
+	}
+	if retry, err := f.h.HandleDeadLetter(t.Context(), &common.TopicEvent{RawData: []byte("not json at all")}); retry || err != nil {
+		t.Fatalf("raw dead letter: %v %v", retry, err)
+	}
+	list, err := f.st.DeadLetters(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || f.h.Stats.DeadLetters.Load() != 2 {
+		t.Fatalf("kept %d dead letters (%d counted), want 2: %+v", len(list), f.h.Stats.DeadLetters.Load(), list)
+	}
+	dl := list[0]
+	if dl.EventID != "order-3" || dl.Topic != "orders" || string(dl.Data) != `{"id":-3,"message":"x"}` || !strings.Contains(dl.Reason, "id must be ≥ 0") {
+		t.Fatalf("dead letter = %+v", dl)
+	}
+	if raw := list[1]; !strings.HasPrefix(raw.EventID, "raw-") || string(raw.Data) != "not json at all" || !strings.Contains(raw.Reason, "not a CloudEvent") {
+		t.Fatalf("raw dead letter = %+v", raw)
+	}
+}
+
+func TestDeadLetterStoreDownIsRetried(t *testing.T) {
+	f := newFixture(Faults{})
+	f.mem.Fail = func(string, string) error { return storetest.ErrUnavailable }
+	if retry, err := f.h.HandleDeadLetter(t.Context(), &common.TopicEvent{RawData: []byte(`{"id":"e1","data":{}}`)}); !retry || err == nil {
+		t.Fatalf("store down: retry=%v err=%v, want RETRY", retry, err)
+	}
+}
+
+// TestServiceAnswersDaprAsTheContractSays drives the real SDK service with
+// the requests daprd sends, including bodies the SDK cannot decode.
 func TestServiceAnswersDaprAsTheContractSays(t *testing.T) {
-	h, out, logs := newTestHandler()
+	f := newFixture(Faults{})
 	// The SDK registers /dapr/subscribe only in Start, so serve for real.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -80,15 +227,15 @@ func TestServiceAnswersDaprAsTheContractSays(t *testing.T) {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	cfg := Config{Address: "127.0.0.1", Port: port, PubSub: "pubsub", Topic: "orders", DeadLetterTopic: "orders-deadletter"}
-	svc, err := NewService(cfg, h)
+	svc, err := NewService(cfg, f.h, f.h.Log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	go svc.Start() //nolint:errcheck // Stop ends it
 	defer svc.Stop()
-	srv := struct{ URL string }{"http://" + cfg.ListenAddr()}
+	base := "http://" + cfg.ListenAddr()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if resp, err := http.Get(srv.URL + "/healthz"); err == nil {
+		if resp, err := http.Get(base + "/healthz"); err == nil {
 			resp.Body.Close()
 			break
 		}
@@ -96,9 +243,8 @@ func TestServiceAnswersDaprAsTheContractSays(t *testing.T) {
 			t.Fatal("service did not start listening")
 		}
 	}
-
 	get := func(path string) (int, string) {
-		resp, err := http.Get(srv.URL + path)
+		resp, err := http.Get(base + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -106,46 +252,48 @@ func TestServiceAnswersDaprAsTheContractSays(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	if code, _ := get("/healthz"); code != 200 {
-		t.Fatalf("/healthz = %d", code)
-	}
 	code, body := get("/dapr/subscribe")
 	if code != 200 || !strings.Contains(body, `"topic":"orders"`) || !strings.Contains(body, `"deadLetterTopic":"orders-deadletter"`) ||
-		!strings.Contains(body, `"topic":"orders-deadletter"`) {
+		!strings.Contains(body, `"topic":"orders-deadletter"`) || !strings.Contains(body, `"rawPayload":"true"`) {
 		t.Fatalf("/dapr/subscribe = %d %s", code, body)
 	}
-
 	post := func(route, event string) string {
-		resp, err := http.Post(srv.URL+route, "application/cloudevents+json", strings.NewReader(event))
+		resp, err := http.Post(base+route, "application/cloudevents+json", strings.NewReader(event))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		if resp.StatusCode != 200 {
-			t.Fatalf("POST %s = %d %s", route, resp.StatusCode, b)
+			t.Fatalf("POST %s %q = %d %s; daprd would retry it", route, event, resp.StatusCode, b)
 		}
 		return string(b)
 	}
-	ok := `{"id":"order-1","specversion":"1.0","datacontenttype":"application/json","data":{"id":1,"message":"hi"},"topic":"orders","pubsubname":"pubsub"}`
-	if got := post(OrdersRoute, ok); !strings.Contains(got, "SUCCESS") {
-		t.Fatalf("good order answered %s, want SUCCESS", got)
+	answers := map[string]struct{ body, want string }{
+		"good order":     {`{"id":"order-1","specversion":"1.0","datacontenttype":"application/json","data":{"id":1,"message":"hi"},"topic":"orders","pubsubname":"pubsub"}`, "SUCCESS"},
+		"duplicate":      {`{"id":"order-1b","datacontenttype":"application/json","data":{"id":1,"message":"hi"}}`, "SUCCESS"},
+		"data_base64":    {`{"id":"x","datacontenttype":"application/json","data_base64":"` + base64.StdEncoding.EncodeToString([]byte(`{"id":2,"message":"b64"}`)) + `"}`, "SUCCESS"},
+		"invalid order":  {`{"id":"bad-1","datacontenttype":"application/json","data":{"id":-4,"message":"x"},"topic":"orders"}`, "DROP"},
+		"empty body":     {``, "DROP"},
+		"not JSON":       {`hello`, "DROP"},
+		"JSON array":     {`[1,2]`, "DROP"},
+		"numeric CE id":  {`{"id":123,"data":{"id":5,"message":"m"}}`, "DROP"},
+		"malformed JSON": {`{"id":"m","data":{"id":5,`, "DROP"},
 	}
-	b64 := base64.StdEncoding.EncodeToString([]byte(`{"id":2,"message":"b64"}`))
-	if got := post(OrdersRoute, `{"id":"x","datacontenttype":"application/json","data_base64":"`+b64+`"}`); !strings.Contains(got, "SUCCESS") {
-		t.Fatalf("data_base64 order answered %s, want SUCCESS", got)
+	for name, a := range answers {
+		if got := post(OrdersRoute, a.body); !strings.Contains(got, a.want) {
+			t.Errorf("%s answered %s, want %s", name, got, a.want)
+		}
 	}
-	bad := `{"id":"bad-1","datacontenttype":"application/json","data":{"id":-4,"message":"x"},"topic":"orders"}`
-	if got := post(OrdersRoute, bad); !strings.Contains(got, "DROP") {
-		t.Fatalf("invalid order answered %s, want DROP", got)
+	if want := 2; strings.Count(f.out.String(), "Received message") != want {
+		t.Fatalf("out = %q, want %d orders", f.out, want)
 	}
-	if got := post(DeadLetterRoute, bad); !strings.Contains(got, "SUCCESS") {
-		t.Fatalf("dead letter answered %s, want SUCCESS (kept, not redelivered)", got)
+	if code, body := get("/stats"); code != 200 || !strings.Contains(body, `"processed":2`) || !strings.Contains(body, `"duplicates":1`) {
+		t.Fatalf("/stats = %d %s", code, body)
 	}
-	if want := "Received message: {\"id\": 1, \"message\": \"hi\"}\nReceived message: {\"id\": 2, \"message\": \"b64\"}\n"; out.String() != want {
-		t.Fatalf("out = %q, want %q", out, want)
-	}
-	if !strings.Contains(logs.String(), "Dead letter") || !strings.Contains(logs.String(), "id must be ≥ 0") {
-		t.Fatalf("dead letter not logged with its reason: %s", logs)
-	}
+}
+
+func mustJSON(s *Stats) string {
+	b, _ := s.MarshalJSON()
+	return string(b)
 }

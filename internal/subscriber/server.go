@@ -2,10 +2,12 @@ package subscriber
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 
 	"github.com/dapr/go-sdk/service/common"
@@ -13,6 +15,8 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"dapr-pub-sub/internal/logging"
+	"dapr-pub-sub/internal/sidecar"
+	"dapr-pub-sub/internal/store"
 )
 
 // Routes Dapr calls for each subscription.
@@ -21,13 +25,31 @@ const (
 	DeadLetterRoute = "/orders-deadletter"
 )
 
-// NewService builds the Dapr HTTP service: /healthz, Dapr's /dapr/subscribe
-// (answered by the SDK from the subscriptions added here) and one route per
-// topic. It does not listen until Start is called.
-func NewService(cfg Config, h *Handler) (common.Service, error) {
+// NewService builds the Dapr HTTP service: /healthz, /stats, Dapr's
+// /dapr/subscribe (answered by the SDK from the subscriptions added here)
+// and one route per topic. It does not listen until Start is called.
+//
+// The orders subscription names the dead-letter topic; the dead-letter
+// subscription asks for raw payloads, so that any message that ends up
+// there reaches the handler as it is.
+func NewService(cfg Config, h *Handler, log *slog.Logger) (common.Service, error) {
 	mux := chi.NewRouter()
+	mux.Use(func(next http.Handler) http.Handler {
+		guarded := guardBody(log, next)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == OrdersRoute {
+				guarded.ServeHTTP(w, r)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
 	mux.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
+	})
+	mux.Get("/stats", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(&h.Stats)
 	})
 	s := daprhttp.NewServiceWithMux(cfg.ListenAddr(), mux)
 	subs := []struct {
@@ -35,19 +57,20 @@ func NewService(cfg Config, h *Handler) (common.Service, error) {
 		fn  common.TopicEventHandler
 	}{
 		{&common.Subscription{PubsubName: cfg.PubSub, Topic: cfg.Topic, Route: OrdersRoute, DeadLetterTopic: cfg.DeadLetterTopic}, h.HandleOrder},
-		{&common.Subscription{PubsubName: cfg.PubSub, Topic: cfg.DeadLetterTopic, Route: DeadLetterRoute}, h.HandleDeadLetter},
+		{&common.Subscription{PubsubName: cfg.PubSub, Topic: cfg.DeadLetterTopic, Route: DeadLetterRoute, Metadata: map[string]string{"rawPayload": "true"}}, h.HandleDeadLetter},
 	}
-	for _, s2 := range subs {
-		if err := s.AddTopicEventHandler(s2.sub, s2.fn); err != nil {
-			return nil, fmt.Errorf("subscribe %s/%s: %w", s2.sub.PubsubName, s2.sub.Topic, err)
+	for _, sub := range subs {
+		if err := s.AddTopicEventHandler(sub.sub, sub.fn); err != nil {
+			return nil, fmt.Errorf("subscribe %s/%s: %w", sub.sub.PubsubName, sub.sub.Topic, err)
 		}
 	}
 	return s, nil
 }
 
-// Run is the subscriber program. It serves until ctx is done, then shuts the
-// server down gracefully (in-flight deliveries finish, bounded by the SDK's
-// 5 s) and returns nil. It returns an error if it cannot listen.
+// Run is the subscriber program. It serves until ctx is done, then shuts
+// down gracefully — it stops accepting deliveries and lets those in flight
+// finish, bounded by the SDK's 5 s, the same as the handler timeout — and
+// returns nil. It returns an error if it cannot listen.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := ParseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -57,25 +80,40 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := logging.New(stderr, getenv("LOG_FORMAT"), cfg.LogLevel)
-	svc, err := NewService(cfg, NewHandler(stdout, log))
+	client, err := sidecar.Dial(cfg.DaprAddress)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	h := NewHandler(HandlerConfig{
+		Store: store.New(client, cfg.StateStore, cfg.AppID), Out: stdout, Log: log,
+		Timeout: cfg.Timeout, PubSub: cfg.PubSub, Topic: cfg.Topic, Faults: cfg.Faults,
+	})
+	svc, err := NewService(cfg, h, log)
 	if err != nil {
 		return err
 	}
 	served := make(chan error, 1)
 	go func() { served <- svc.Start() }()
-	log.Info("Subscriber listening", "address", cfg.ListenAddr(),
-		"pubsub", cfg.PubSub, "topic", cfg.Topic, "dead_letter_topic", cfg.DeadLetterTopic)
+	log.Info("Subscriber listening", "address", cfg.ListenAddr(), "app_id", cfg.AppID,
+		"pubsub", cfg.PubSub, "topic", cfg.Topic, "dead_letter_topic", cfg.DeadLetterTopic,
+		"state_store", cfg.StateStore, "sidecar", cfg.DaprAddress)
+	if cfg.Faults != (Faults{}) {
+		log.Warn("Fault injection is on", "fail_first_every", cfg.Faults.FailFirstEvery, "delay", cfg.Faults.Delay.String())
+	}
 	select {
 	case err := <-served:
 		if err == nil || errors.Is(err, http.ErrServerClosed) {
-			return errNotServing
+			return errors.New("subscriber HTTP server stopped")
 		}
 		return fmt.Errorf("listen on %s (is another subscriber running? set -port or APP_PORT): %w", cfg.ListenAddr(), err)
 	case <-ctx.Done():
 	}
-	log.Info("Shutting down")
+	log.Info("Shutting down: finishing deliveries in flight")
 	if err := svc.GracefulStop(); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
+	stats, _ := json.Marshal(&h.Stats)
+	log.Info("Stopped", "stats", string(stats))
 	return nil
 }

@@ -1,0 +1,238 @@
+// Package store keeps the subscriber's durable records in a Dapr state
+// store, through the sidecar's state API: one record per processed order,
+// which is both the order's effect and what makes processing idempotent,
+// and the dead letters, so they can be listed and replayed.
+//
+// Every key starts with the consumer's app id ("subscriber/order/5"), and
+// the component uses keyPrefix "name", so the dead-letter tool, which runs
+// beside another sidecar, sees the same keys, and a second subscriber app
+// (fan-out) keeps its own records.
+//
+// The Dapr state API is used rather than a Redis client so that the app
+// stays independent of the store, like it is of the broker: any Dapr state
+// store with ETag support (Redis, PostgreSQL, Cosmos DB, …) works.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	dapr "github.com/dapr/go-sdk/client"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"dapr-pub-sub/internal/order"
+)
+
+// StateClient is the part of the Dapr SDK client the store uses;
+// dapr.Client satisfies it.
+type StateClient interface {
+	GetState(ctx context.Context, storeName, key string, meta map[string]string) (*dapr.StateItem, error)
+	SaveStateWithETag(ctx context.Context, storeName, key string, data []byte, etag string, meta map[string]string, so ...dapr.StateOption) error
+	DeleteStateWithETag(ctx context.Context, storeName, key string, etag *dapr.ETag, meta map[string]string, opts *dapr.StateOptions) error
+	GetBulkState(ctx context.Context, storeName string, keys []string, meta map[string]string, parallelism int32) ([]*dapr.BulkStateItem, error)
+}
+
+// Store is the records of one consumer app. It is safe for concurrent use,
+// also from several processes: every write is conditional on an ETag.
+type Store struct {
+	client StateClient
+	name   string // Dapr state store component
+	appID  string // key namespace
+}
+
+// New returns the store of consumer appID in Dapr state store component name.
+func New(client StateClient, name, appID string) *Store {
+	return &Store{client: client, name: name, appID: appID}
+}
+
+// Processed is the record of an order whose effect was applied.
+type Processed struct {
+	Order       order.Order `json:"order"`
+	EventID     string      `json:"event_id"`
+	ProcessedAt time.Time   `json:"processed_at"`
+}
+
+// ProcessedKey is the state key of order id's record, without the store's
+// own prefix.
+func (s *Store) ProcessedKey(id int64) string {
+	return s.appID + "/order/" + strconv.FormatInt(id, 10)
+}
+
+// MarkProcessed records o as processed, once: it returns true if this call
+// wrote the record, false if a record for o.ID was already there (a
+// duplicate delivery), and an error if the store could not be reached, in
+// which case the caller should retry.
+func (s *Store) MarkProcessed(ctx context.Context, o order.Order, eventID string) (bool, error) {
+	b, err := json.Marshal(Processed{Order: o, EventID: eventID, ProcessedAt: time.Now().UTC()})
+	if err != nil {
+		return false, err
+	}
+	return s.insert(ctx, s.ProcessedKey(o.ID), b)
+}
+
+// insert writes key only if it is absent: first-write concurrency with the
+// ETag "0" that only a missing key matches. Dapr answers a mismatch with
+// gRPC Aborted, which is how "already there" differs from "store down".
+func (s *Store) insert(ctx context.Context, key string, value []byte) (bool, error) {
+	err := s.client.SaveStateWithETag(ctx, s.name, key, value, "0", nil, dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite))
+	if err == nil {
+		return true, nil
+	}
+	if status.Code(err) == codes.Aborted {
+		return false, nil
+	}
+	return false, fmt.Errorf("save %s in state store %s: %w", key, s.name, err)
+}
+
+// DeadLetter is an event the subscriber gave up on, as it arrived on the
+// dead-letter topic, with the reason.
+type DeadLetter struct {
+	EventID     string    `json:"event_id"`
+	PubSub      string    `json:"pubsub"`
+	Topic       string    `json:"topic"` // the topic it was first published to
+	ContentType string    `json:"content_type"`
+	Data        []byte    `json:"data"` // the payload as published
+	Reason      string    `json:"reason"`
+	ReceivedAt  time.Time `json:"received_at"`
+}
+
+func (s *Store) deadLetterKey(eventID string) string { return s.appID + "/deadletter/" + eventID }
+func (s *Store) indexKey() string                    { return s.appID + "/deadletters" }
+
+// AddDeadLetter keeps dl, once per event id: a redelivered dead letter is
+// not stored twice. It returns whether this call stored it.
+func (s *Store) AddDeadLetter(ctx context.Context, dl DeadLetter) (bool, error) {
+	b, err := json.Marshal(dl)
+	if err != nil {
+		return false, err
+	}
+	first, err := s.insert(ctx, s.deadLetterKey(dl.EventID), b)
+	if err != nil {
+		return false, err
+	}
+	// Also when it was there already: an earlier try may have stopped
+	// between the two writes.
+	return first, s.updateIndex(ctx, func(ids []string) []string {
+		if slices.Contains(ids, dl.EventID) {
+			return nil
+		}
+		return append(ids, dl.EventID)
+	})
+}
+
+// DeadLetters lists the dead letters kept, oldest first.
+func (s *Store) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
+	ids, _, err := s.index(ctx)
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = s.deadLetterKey(id)
+	}
+	items, err := s.client.GetBulkState(ctx, s.name, keys, nil, 8)
+	if err != nil {
+		return nil, fmt.Errorf("read dead letters from state store %s: %w", s.name, err)
+	}
+	byKey := make(map[string]*dapr.BulkStateItem, len(items))
+	for _, it := range items {
+		byKey[it.Key] = it
+	}
+	out := make([]DeadLetter, 0, len(ids))
+	for _, k := range keys {
+		it := byKey[k]
+		if it == nil || len(it.Value) == 0 {
+			continue // listed, then removed by a concurrent replay
+		}
+		if it.Error != "" {
+			return nil, fmt.Errorf("read %s: %s", k, it.Error)
+		}
+		var dl DeadLetter
+		if err := json.Unmarshal(it.Value, &dl); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", k, err)
+		}
+		out = append(out, dl)
+	}
+	return out, nil
+}
+
+// RemoveDeadLetter forgets the dead letter with eventID, after a replay.
+func (s *Store) RemoveDeadLetter(ctx context.Context, eventID string) error {
+	err := s.updateIndex(ctx, func(ids []string) []string {
+		i := slices.Index(ids, eventID)
+		if i < 0 {
+			return nil
+		}
+		return slices.Delete(ids, i, i+1)
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.client.DeleteStateWithETag(ctx, s.name, s.deadLetterKey(eventID), nil, nil, nil); err != nil {
+		return fmt.Errorf("delete dead letter %s: %w", eventID, err)
+	}
+	return nil
+}
+
+func (s *Store) index(ctx context.Context) (ids []string, etag string, err error) {
+	it, err := s.client.GetState(ctx, s.name, s.indexKey(), nil)
+	if err != nil {
+		return nil, "", fmt.Errorf("read the dead-letter index from state store %s: %w", s.name, err)
+	}
+	if it == nil || len(it.Value) == 0 {
+		return nil, "", nil
+	}
+	if err := json.Unmarshal(it.Value, &ids); err != nil {
+		return nil, "", fmt.Errorf("decode the dead-letter index: %w", err)
+	}
+	return ids, it.Etag, nil
+}
+
+// updateIndex applies change to the index with optimistic concurrency,
+// retrying when another writer got there first. change returns nil for
+// "nothing to do".
+func (s *Store) updateIndex(ctx context.Context, change func([]string) []string) error {
+	for attempt := 0; ; attempt++ {
+		ids, etag, err := s.index(ctx)
+		if err != nil {
+			return err
+		}
+		next := change(ids)
+		if next == nil {
+			return nil
+		}
+		b, err := json.Marshal(next)
+		if err != nil {
+			return err
+		}
+		if etag == "" {
+			etag = "0" // create: only matches a missing key
+		}
+		err = s.client.SaveStateWithETag(ctx, s.name, s.indexKey(), b, etag, nil, dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite))
+		if err == nil {
+			return nil
+		}
+		if status.Code(err) != codes.Aborted || attempt >= 50 {
+			return fmt.Errorf("update the dead-letter index: %w", err)
+		}
+		if err := sleepCtx(ctx, time.Duration(attempt+1)*5*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

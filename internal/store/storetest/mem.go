@@ -1,0 +1,110 @@
+// Package storetest has an in-memory store.StateClient for unit tests. It
+// follows the Redis state store's rules for ETags and first-write
+// concurrency, and answers a mismatch with gRPC Aborted, as daprd does.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+
+	dapr "github.com/dapr/go-sdk/client"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// ErrUnavailable is what Fail can return to stand for a store that is down.
+var ErrUnavailable = errors.New("state store unavailable")
+
+type entry struct {
+	value   []byte
+	version int
+}
+
+// Mem is an in-memory Dapr state store. It is safe for concurrent use.
+type Mem struct {
+	// Fail, if set, is asked before each operation ("get", "save", "delete")
+	// and its error, if any, is returned instead.
+	Fail func(op, key string) error
+
+	mu   sync.Mutex
+	data map[string]entry
+}
+
+// Keys returns how many keys are stored.
+func (m *Mem) Keys() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.data)
+}
+
+// Version returns how many times key was written, 0 if it is absent.
+func (m *Mem) Version(key string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.data[key].version
+}
+
+func (m *Mem) fail(op, key string) error {
+	if m.Fail != nil {
+		return m.Fail(op, key)
+	}
+	return nil
+}
+
+// GetState implements store.StateClient.
+func (m *Mem) GetState(_ context.Context, _, key string, _ map[string]string) (*dapr.StateItem, error) {
+	if err := m.fail("get", key); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.data[key]
+	if !ok {
+		return &dapr.StateItem{Key: key}, nil
+	}
+	return &dapr.StateItem{Key: key, Value: e.value, Etag: strconv.Itoa(e.version)}, nil
+}
+
+// SaveStateWithETag implements store.StateClient.
+func (m *Mem) SaveStateWithETag(_ context.Context, _, key string, data []byte, etag string, _ map[string]string, _ ...dapr.StateOption) error {
+	if err := m.fail("save", key); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.data == nil {
+		m.data = map[string]entry{}
+	}
+	e, ok := m.data[key]
+	if etag != "" && ((ok && strconv.Itoa(e.version) != etag) || (!ok && etag != "0")) {
+		return status.Error(codes.Aborted, "possible etag mismatch")
+	}
+	m.data[key] = entry{value: append([]byte(nil), data...), version: e.version + 1}
+	return nil
+}
+
+// DeleteStateWithETag implements store.StateClient; it ignores the ETag.
+func (m *Mem) DeleteStateWithETag(_ context.Context, _, key string, _ *dapr.ETag, _ map[string]string, _ *dapr.StateOptions) error {
+	if err := m.fail("delete", key); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.data, key)
+	return nil
+}
+
+// GetBulkState implements store.StateClient.
+func (m *Mem) GetBulkState(ctx context.Context, storeName string, keys []string, meta map[string]string, _ int32) ([]*dapr.BulkStateItem, error) {
+	out := make([]*dapr.BulkStateItem, 0, len(keys))
+	for _, k := range keys {
+		it, err := m.GetState(ctx, storeName, k, meta)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &dapr.BulkStateItem{Key: k, Value: it.Value, Etag: it.Etag})
+	}
+	return out, nil
+}

@@ -1,0 +1,68 @@
+package subscriber
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+)
+
+// MaxBodyBytes bounds a delivery's body. It is above daprd's default
+// --max-body-size (4 MiB), so whatever daprd accepts is read whole.
+const MaxBodyBytes = 8 << 20
+
+// sdkEvent has the fields and types the SDK's HTTP service decodes a
+// delivery into; a body that does not fit it makes the SDK answer 303.
+type sdkEvent struct {
+	ID, SpecVersion, Type, Source, DataContentType string
+	Data                                           json.RawMessage
+	DataBase64                                     string `json:"data_base64"`
+	Subject, Topic, PubsubName, TraceID            string
+	TraceParent                                    string
+}
+
+// guardBody protects a topic route served by the SDK. The SDK answers 303
+// to a body it cannot decode (empty, not a JSON object, a field of the
+// wrong type), and daprd takes any status but 2xx and 404 as "retry": the
+// event would be retried and never processed. guardBody turns such a body
+// into a CloudEvent that carries it as data_base64, so the handler sees it,
+// cannot decode an order from it, and drops it to the dead-letter topic.
+func guardBody(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			next.ServeHTTP(w, r)
+			return
+		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+		reason := ""
+		var ev sdkEvent
+		switch {
+		case err != nil:
+			reason = "reading the body failed: " + err.Error()
+		case len(body) > MaxBodyBytes:
+			reason = "the body is over the limit of 8 MiB"
+			body = body[:MaxBodyBytes]
+		case len(bytes.TrimSpace(body)) == 0:
+			reason = "the body is empty"
+		case json.Unmarshal(body, &ev) != nil:
+			reason = "the body is not a CloudEvent the SDK can decode"
+		}
+		if reason != "" {
+			sum := sha256.Sum256(body)
+			id := "undecodable-" + hex.EncodeToString(sum[:8])
+			log.Error("Delivery body cannot be decoded; dropping it to the dead-letter topic",
+				"path", r.URL.Path, "event_id", id, "reason", reason, "bytes", len(body))
+			body, _ = json.Marshal(map[string]string{
+				"id": id, "specversion": "1.0", "datacontenttype": "application/octet-stream",
+				"data_base64": base64.StdEncoding.EncodeToString(body),
+			})
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+		next.ServeHTTP(w, r)
+	})
+}
