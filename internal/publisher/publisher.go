@@ -19,6 +19,7 @@ import (
 
 	"dapr-pub-sub/internal/logging"
 	"dapr-pub-sub/internal/order"
+	"dapr-pub-sub/internal/retry"
 	"dapr-pub-sub/internal/sidecar"
 )
 
@@ -43,7 +44,7 @@ func CloudEventID(id int64) string {
 func Publish(ctx context.Context, c Client, cfg Config, log *slog.Logger) error {
 	for i := range cfg.Count {
 		if i > 0 && cfg.Interval > 0 {
-			if err := sleep(ctx, cfg.Interval); err != nil {
+			if err := retry.Sleep(ctx, cfg.Interval); err != nil {
 				return err
 			}
 		}
@@ -84,7 +85,7 @@ func publishOne(ctx context.Context, c Client, cfg Config, o order.Order, log *s
 				o.ID, cfg.PubSub, cfg.Topic, attempt, cfg.DaprAddress, err)
 		}
 		log.Warn("Publish failed, retrying", "id", o.ID, "attempt", attempt, "backoff", backoff, "err", err)
-		if err := sleep(ctx, backoff); err != nil {
+		if err := retry.Sleep(ctx, backoff); err != nil {
 			return err
 		}
 		backoff = min(2*backoff, 2*time.Second)
@@ -100,17 +101,6 @@ func permanent(err error) bool {
 		return true
 	}
 	return false
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // Run is the publisher program: it parses args, connects to the sidecar and

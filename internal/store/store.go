@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"dapr-pub-sub/internal/order"
+	"dapr-pub-sub/internal/retry"
 )
 
 // StateClient is the part of the Dapr SDK client the store uses;
@@ -220,19 +221,8 @@ func (s *Store) updateIndex(ctx context.Context, change func([]string) []string)
 		if status.Code(err) != codes.Aborted || attempt >= 50 {
 			return fmt.Errorf("update the dead-letter index: %w", err)
 		}
-		if err := sleepCtx(ctx, time.Duration(attempt+1)*5*time.Millisecond); err != nil {
+		if err := retry.Sleep(ctx, time.Duration(attempt+1)*5*time.Millisecond); err != nil {
 			return err
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

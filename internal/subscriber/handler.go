@@ -20,6 +20,7 @@ import (
 	"github.com/dapr/go-sdk/service/common"
 
 	"dapr-pub-sub/internal/order"
+	"dapr-pub-sub/internal/retry"
 	"dapr-pub-sub/internal/store"
 )
 
@@ -149,13 +150,7 @@ func (h *Handler) injectFaults(ctx context.Context, o order.Order) error {
 		}
 	}
 	if d := h.Faults.Delay; d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
+		return retry.Sleep(ctx, d)
 	}
 	return nil
 }
