@@ -105,6 +105,9 @@ func StartSidecar(ctx context.Context, d Daprd, sc Sidecar, out io.Writer) (*Run
 	if sc.LogLevel == "" {
 		sc.LogLevel = "info"
 	}
+	if strings.Contains(sc.Resources, ",") {
+		return nil, fmt.Errorf("resources path %q contains a comma, which daprd's --resources-path takes as a separator: use another folder", sc.Resources)
+	}
 	args := []string{
 		"--app-id", sc.AppID,
 		"--dapr-http-port", strconv.Itoa(sc.HTTPPort),

@@ -24,7 +24,7 @@ type Config struct {
 	DaprAddress     string        // the sidecar's gRPC API, for the state store; DAPR_GRPC_ENDPOINT / DAPR_GRPC_PORT
 	Timeout         time.Duration // per event; HANDLER_TIMEOUT, default 4s, under the 5 s shutdown bound
 	LogLevel        string        // LOG_LEVEL: debug, info, warn, error
-	Faults          Faults        // FAULT_FAIL_FIRST_EVERY, FAULT_DELAY: for fault tests only
+	Faults          Faults        // FAULT_*: for fault tests and demos only
 }
 
 // ListenAddr is the host:port the service listens on.
@@ -50,6 +50,7 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&c.LogLevel, "log-level", env.Str("LOG_LEVEL", "info"), "debug, info, warn or error [LOG_LEVEL]")
 	fs.Int64Var(&c.Faults.FailFirstEvery, "fault-fail-first-every", env.Int64("FAULT_FAIL_FIRST_EVERY", 0), "fault test: fail the first delivery of every Nth order [FAULT_FAIL_FIRST_EVERY]")
 	fs.DurationVar(&c.Faults.Delay, "fault-delay", env.Duration("FAULT_DELAY", 0), "fault test: add this to the processing of each order [FAULT_DELAY]")
+	fs.Int64Var(&c.Faults.RejectFrom, "fault-reject-from", env.Int64("FAULT_REJECT_FROM", 0), "fault test: drop every order with an id ≥ this as if it were invalid [FAULT_REJECT_FROM]")
 	if err := cli.Parse(fs, args); err != nil {
 		return Config{}, err
 	}
@@ -68,7 +69,7 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		return Config{}, fmt.Errorf("-dead-letter-topic must differ from -topic, or a dropped order would loop")
 	case c.Timeout <= 0:
 		return Config{}, fmt.Errorf("-timeout must be > 0, got %s", c.Timeout)
-	case c.Faults.FailFirstEvery < 0 || c.Faults.Delay < 0:
+	case c.Faults.FailFirstEvery < 0 || c.Faults.Delay < 0 || c.Faults.RejectFrom < 0:
 		return Config{}, fmt.Errorf("fault settings must be ≥ 0")
 	}
 	return c, nil

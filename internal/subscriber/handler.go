@@ -33,6 +33,9 @@ type Faults struct {
 	// Delay is added to the processing of every order, to keep deliveries
 	// in flight.
 	Delay time.Duration
+	// RejectFrom makes every order with an id ≥ it fail permanently (DROP),
+	// standing for a bug that a later deploy fixes; 0 is off.
+	RejectFrom int64
 }
 
 // Stats counts outcomes since the process started. Safe for concurrent use.
@@ -78,8 +81,11 @@ func NewHandler(cfg HandlerConfig) *Handler {
 	return &Handler{HandlerConfig: cfg}
 }
 
-// errTransient is the injected transient failure of Faults.FailFirstEvery.
-var errTransient = errors.New("injected transient failure (first delivery)")
+// Injected failures, see Faults.
+var (
+	errTransient = errors.New("injected transient failure (first delivery)")
+	errRejected  = errors.New("injected permanent failure")
+)
 
 // HandleOrder is the common.TopicEventHandler for the orders topic. It
 // follows the SDK's contract, which the SDK turns into Dapr's answer:
@@ -116,6 +122,11 @@ func (h *Handler) HandleOrder(ctx context.Context, e *common.TopicEvent) (retry 
 	if len(raw) > 0 && raw[0] == '"' {
 		h.Log.Warn("Order data arrived as a JSON string; publish with content type application/json",
 			"event_id", e.ID, "content_type", e.DataContentType)
+	}
+	if n := h.Faults.RejectFrom; n > 0 && o.ID >= n {
+		h.Stats.Dropped.Add(1)
+		h.Log.Error("Dropping an order to the dead-letter topic: injected permanent failure", "event_id", e.ID, "id", o.ID)
+		return false, errRejected
 	}
 	if err := h.injectFaults(ctx, o); err != nil {
 		return h.retry(e, o, err)

@@ -99,7 +99,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		"pubsub", cfg.PubSub, "topic", cfg.Topic, "dead_letter_topic", cfg.DeadLetterTopic,
 		"state_store", cfg.StateStore, "sidecar", cfg.DaprAddress)
 	if cfg.Faults != (Faults{}) {
-		log.Warn("Fault injection is on", "fail_first_every", cfg.Faults.FailFirstEvery, "delay", cfg.Faults.Delay.String())
+		log.Warn("Fault injection is on", "fail_first_every", cfg.Faults.FailFirstEvery, "delay", cfg.Faults.Delay.String(), "reject_from", cfg.Faults.RejectFrom)
 	}
 	select {
 	case err := <-served:

@@ -1,0 +1,309 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"dapr-pub-sub/internal/launcher"
+)
+
+// The fault scenarios publish N orders while something breaks, wait until
+// the system has drained, and check the durable truth in Redis: every order
+// the publisher had acknowledged has exactly one processed record, written
+// once; nothing is pending in either consumer group; the dead letters are
+// exactly the poison orders. `make chaos` runs them with CHAOS_ORDERS=10000
+// and writes the table to CHAOS_REPORT.
+
+// chaosOrders is N: 1,000 in `make test`, more with CHAOS_ORDERS.
+func chaosOrders(t *testing.T) int {
+	n := 1000
+	if v := os.Getenv("CHAOS_ORDERS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 100 {
+			t.Fatalf("CHAOS_ORDERS=%q: want a number ≥ 100", v)
+		}
+	}
+	return n
+}
+
+type scenario struct {
+	name   string
+	subEnv []string
+	poison int                           // invalid orders published beside the N valid ones
+	fault  func(t *testing.T, s *system) // runs once, mid-stream; nil for none
+}
+
+// result is one row of the chaos table.
+type result struct {
+	scenario                                            string
+	published, processed, duplicates, deadLetters, lost int
+	drain                                               time.Duration
+}
+
+var (
+	resultsMu sync.Mutex
+	results   []result
+)
+
+func TestFaults(t *testing.T) {
+	scenarios := []scenario{
+		{name: "subscriber app kill -9", fault: func(t *testing.T, s *system) {
+			s.sub.Signal(syscall.SIGKILL)
+			waitExit(t, s.sub)
+			restart(t, s.sub)
+			if err := launcher.WaitApp(t.Context(), s.sub, s.subPort); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "subscriber daprd kill -9", fault: func(t *testing.T, s *system) {
+			killAndRestartSidecar(t, s.subDaprd)
+		}},
+		{name: "publisher daprd kill -9", fault: func(t *testing.T, s *system) {
+			killAndRestartSidecar(t, s.pubDaprd)
+		}},
+		{name: "redis kill -9 and restart on its AOF", fault: func(t *testing.T, s *system) {
+			s.broker.Process().Signal(syscall.SIGKILL)
+			waitExit(t, s.broker.Process())
+			time.Sleep(3 * time.Second) // down for a while, as a real restart is
+			if err := s.broker.Restart(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "redis frozen 15 s (SIGSTOP)", fault: func(t *testing.T, s *system) {
+			s.broker.Process().Signal(syscall.SIGSTOP)
+			time.Sleep(15 * time.Second) // the fault itself, not a wait for readiness
+			s.broker.Process().Signal(syscall.SIGCONT)
+		}},
+		{name: "consumer group deleted", fault: func(t *testing.T, s *system) {
+			if err := s.redis.XGroupDestroy(t.Context(), "orders", launcher.SubscriberID).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "every 10th order fails once", subEnv: []string{"FAULT_FAIL_FIRST_EVERY=10"}},
+		{name: "50 poison orders mixed in", poison: 50},
+		{name: "subscriber SIGTERM in flight", subEnv: []string{"FAULT_DELAY=20ms"}, fault: func(t *testing.T, s *system) {
+			s.sub.Signal(syscall.SIGTERM)
+			if err := waitExit(t, s.sub); err != nil {
+				t.Errorf("subscriber exited with %v on SIGTERM, want 0", err)
+			}
+			restart(t, s.sub)
+			if err := launcher.WaitApp(t.Context(), s.sub, s.subPort); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) { runScenario(t, sc, chaosOrders(t)) })
+	}
+	report(t)
+}
+
+func runScenario(t *testing.T, sc scenario, n int) {
+	s := startSystem(t, options{subEnv: sc.subEnv})
+	ctx := t.Context()
+	start := time.Now()
+	// Enough attempts, 2 s apart at most, to ride out every fault here.
+	pub, err := launcher.StartPublisherApp(binDir, s.pubDaprd,
+		[]string{"-count", strconv.Itoa(n), "-interval", "1ms", "-attempts", "60"}, nil, &testLog{t: t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Stop(time.Second)
+	poisonDone := make(chan error, 1)
+	go func() { poisonDone <- publishPoison(ctx, s, sc.poison) }()
+
+	if sc.fault != nil {
+		waitFor(t, 2*time.Minute, "a quarter of the orders processed", func() bool { return s.received.distinct() >= n/4 })
+		if pub.Exited() {
+			t.Fatal("the publisher finished before the fault: the fault would not be mid-stream")
+		}
+		sc.fault(t, s)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if err := pub.Wait(pctx); err != nil {
+		t.Fatalf("publisher did not publish all %d orders: %v\n%s", n, err, pub.Tail())
+	}
+	if err := <-poisonDone; err != nil {
+		t.Fatal(err)
+	}
+
+	var processed, deadLetters int
+	waitFor(t, 3*time.Minute, "drained", func() bool {
+		processed = s.countKeys("statestore||subscriber/order/*")
+		deadLetters = len(s.deadLetterIndex())
+		return processed >= n && deadLetters >= sc.poison && s.pending("orders") == 0 && s.pending("orders-deadletter") == 0
+	})
+	drain := time.Since(start)
+
+	// Every acknowledged order: one record, written once.
+	versions := s.versions("statestore||subscriber/order/", n)
+	lost := 0
+	for id, v := range versions {
+		switch {
+		case v == 0:
+			lost++
+			t.Errorf("order %d was acknowledged to the publisher but never processed", id)
+		case v != 1:
+			t.Errorf("order %d's record was written %d times, want once", id, v)
+		}
+	}
+	if processed != n {
+		t.Errorf("%d processed records, want %d", processed, n)
+	}
+	if deadLetters != sc.poison {
+		t.Errorf("%d dead letters, want exactly the %d poison orders", deadLetters, sc.poison)
+	}
+	counts, _, _ := s.received.snapshot()
+	for id, c := range counts {
+		if c > 1 {
+			t.Errorf("order %d printed %d times: its effect ran more than once", id, c)
+		}
+	}
+	dups := 0
+	for _, l := range s.received.logLines() {
+		if strings.Contains(l, "Duplicate delivery") {
+			dups++
+		}
+	}
+	r := result{scenario: sc.name, published: n, processed: processed, duplicates: dups, deadLetters: deadLetters, lost: lost, drain: drain}
+	t.Logf("%s: published %d, processed %d, duplicate deliveries %d, dead letters %d, lost %d, drained in %s",
+		r.scenario, r.published, r.processed, r.duplicates, r.deadLetters, r.lost, r.drain.Round(100*time.Millisecond))
+	resultsMu.Lock()
+	results = append(results, r)
+	resultsMu.Unlock()
+}
+
+// publishPoison publishes n invalid orders through the publisher's sidecar
+// over HTTP, as a careless client would, spread over the run.
+func publishPoison(ctx context.Context, s *system, n int) error {
+	for i := range n {
+		body := fmt.Sprintf(`{"id":-%d,"message":"poison"}`, i+1)
+		resp, err := http.Post(s.pubDaprd.HTTPURL()+"/v1.0/publish/pubsub/orders", "application/json", strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			return fmt.Errorf("poison publish answered %d", resp.StatusCode)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func killAndRestartSidecar(t *testing.T, sc *launcher.RunningSidecar) {
+	sc.Signal(syscall.SIGKILL)
+	waitExit(t, sc.Process)
+	restart(t, sc.Process)
+	if err := sc.WaitReady(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func restart(t *testing.T, p *launcher.Process) {
+	if err := p.Restart(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitExit waits for p to exit and returns its exit error.
+func waitExit(t *testing.T, p *launcher.Process) error {
+	select {
+	case <-p.Done():
+		return p.Err()
+	case <-time.After(time.Minute):
+		t.Fatalf("%s did not exit", p.Name)
+		return nil
+	}
+}
+
+// waitFor polls cond until it holds or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not %s after %s", what, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// pending is the consumer group's count of delivered, unacknowledged entries.
+func (s *system) pending(stream string) int64 {
+	p, err := s.redis.XPending(s.t.Context(), stream, launcher.SubscriberID).Result()
+	if err != nil {
+		return -1 // no group yet: not drained
+	}
+	return p.Count
+}
+
+func (s *system) countKeys(pattern string) int {
+	n := 0
+	iter := s.redis.Scan(s.t.Context(), 0, pattern, 1000).Iterator()
+	for iter.Next(s.t.Context()) {
+		n++
+	}
+	return n
+}
+
+// versions reads how often each of the n order records was written: Dapr's
+// Redis state store keeps the record as a hash whose "version" counts writes.
+func (s *system) versions(prefix string, n int) map[int]int {
+	ctx := s.t.Context()
+	pipe := s.redis.Pipeline()
+	for id := range n {
+		pipe.HGet(ctx, prefix+strconv.Itoa(id), "version")
+	}
+	cmds, _ := pipe.Exec(ctx)
+	out := make(map[int]int, n)
+	for id, c := range cmds {
+		v, _ := strconv.Atoi(c.(interface{ Val() string }).Val())
+		out[id] = v
+	}
+	return out
+}
+
+// deadLetterIndex is the list of dead-letter event ids the subscriber kept.
+func (s *system) deadLetterIndex() []string {
+	raw, err := s.redis.HGet(s.t.Context(), "statestore||subscriber/deadletters", "data").Result()
+	if err != nil {
+		return nil
+	}
+	var ids []string
+	_ = json.Unmarshal([]byte(raw), &ids)
+	return ids
+}
+
+func report(t *testing.T) {
+	resultsMu.Lock()
+	defer resultsMu.Unlock()
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tpublished\tprocessed\tduplicates delivered\tdead letters\tlost\tdrain time\t")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.1f s\t\n", r.scenario, r.published, r.processed, r.duplicates, r.deadLetters, r.lost, r.drain.Seconds())
+	}
+	tw.Flush()
+	t.Log("\n" + b.String())
+	if path := os.Getenv("CHAOS_REPORT"); path != "" {
+		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+}
