@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: help run test daprd build vet fmt clean
+.PHONY: help run test chaos deadletters daprd build vet fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -13,6 +13,14 @@ run: ## run the whole system: Redis, both sidecars, subscriber, publisher (Ctrl-
 
 test: daprd vet ## unit and integration tests on real redis-server and daprd
 	$(GO) test -count=1 -timeout 20m ./...
+
+chaos: daprd ## the fault scenarios with 10,000 orders each; prints the table (several minutes)
+	CHAOS_ORDERS=$${CHAOS_ORDERS:-10000} CHAOS_REPORT=$(CURDIR)/chaos-report.txt \
+		$(GO) test -count=1 -timeout 60m -run TestFaults ./internal/e2e
+	@cat chaos-report.txt
+
+deadletters: ## list the subscriber's dead letters during `make run` (ARGS=replay to replay them)
+	@$(GO) run ./cmd/deadletters $${ARGS:-list}
 
 daprd: ## find daprd, or build it once from the Dapr Go module (minutes the first time)
 	@$(GO) run ./cmd/launcher -prepare

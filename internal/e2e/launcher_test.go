@@ -67,6 +67,9 @@ func TestLocalRunShowsTheSeedFlow(t *testing.T) {
 	go func() { done <- launcher.Run(ctx, args, os.Getenv, out, out) }()
 
 	out.waitFor(t, done, "Press Ctrl-C to stop.")
+	if !out.has("make deadletters") {
+		t.Error("the banner does not say how to see dead letters")
+	}
 	for id := range 3 {
 		if !out.has(fmt.Sprintf(`Received message: {"id": %d, "message": "Hello from publisher - message %d"}`, id, id)) {
 			t.Errorf("order %d not shown", id)

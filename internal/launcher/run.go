@@ -178,7 +178,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	say("Publisher done. The subscriber keeps running; publish more by hand:")
 	fmt.Fprintf(stdout, "    curl -X POST localhost:%d/v1.0/publish/pubsub/orders -H 'Content-Type: application/json' -d '{\"id\":7,\"message\":\"hi\"}'\n", cfg.PubHTTP)
-	say("Press Ctrl-C to stop.")
+	say("Dead letters: make deadletters (list), make deadletters ARGS=replay. Press Ctrl-C to stop.")
 	return firstExit(ctx, sub, subSidecar.Process, pubSidecar.Process)
 }
 
