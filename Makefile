@@ -20,7 +20,7 @@ chaos: daprd ## the fault scenarios with 10,000 orders each; prints the table (s
 	@cat chaos-report.txt
 
 deadletters: ## list the subscriber's dead letters during `make run` (ARGS=replay to replay them)
-	@$(GO) run ./cmd/deadletters $${ARGS:-list}
+	@DAPR_API_TOKEN="$$(cat .run/dapr-api-token 2>/dev/null)" $(GO) run ./cmd/deadletters $${ARGS:-list}
 
 daprd: ## find daprd, or build it once from the Dapr Go module (minutes the first time)
 	@$(GO) run ./cmd/launcher -prepare

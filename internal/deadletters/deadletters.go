@@ -121,7 +121,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return errors.New("say list or replay")
 	}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
-	client, err := sidecar.Dial(address)
+	client, err := sidecar.Dial(address, getenv("DAPR_API_TOKEN"))
 	if err != nil {
 		return err
 	}

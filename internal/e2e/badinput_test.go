@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -22,13 +21,7 @@ import (
 func TestBadInputIsRefusedOrDeadLettered(t *testing.T) {
 	s := startSystem(t)
 	publish := func(component, contentType, body string) (int, string) {
-		resp, err := http.Post(s.pubDaprd.HTTPURL()+"/v1.0/publish/"+component+"/orders", contentType, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return s.publishHTTP(component, "orders", contentType, body)
 	}
 
 	// Refused at the door: nothing reaches Redis.
@@ -167,7 +160,7 @@ func TestDeadLettersReplayAfterTheFix(t *testing.T) {
 func (s *system) deadletters(args ...string) string {
 	s.t.Helper()
 	cmd := exec.CommandContext(s.t.Context(), binDir+"/deadletters", args...)
-	cmd.Env = append(cmd.Environ(), "DAPR_GRPC_ENDPOINT="+s.pubDaprd.GRPCAddr())
+	cmd.Env = append(cmd.Environ(), "DAPR_GRPC_ENDPOINT="+s.pubDaprd.GRPCAddr(), "DAPR_API_TOKEN="+s.secrets.APIToken)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		s.t.Fatalf("deadletters %v: %v\n%s", args, err, out)

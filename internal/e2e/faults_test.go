@@ -189,13 +189,8 @@ func runScenario(t *testing.T, sc scenario, n int) {
 func publishPoison(ctx context.Context, s *system, n int) error {
 	for i := range n {
 		body := fmt.Sprintf(`{"id":-%d,"message":"poison"}`, i+1)
-		resp, err := http.Post(s.pubDaprd.HTTPURL()+"/v1.0/publish/pubsub/orders", "application/json", strings.NewReader(body))
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNoContent {
-			return fmt.Errorf("poison publish answered %d", resp.StatusCode)
+		if code, answer := s.publishHTTP("pubsub", "orders", "application/json", body); code != http.StatusNoContent {
+			return fmt.Errorf("poison publish answered %d %s", code, answer)
 		}
 		select {
 		case <-ctx.Done():

@@ -92,14 +92,8 @@ func TestDataIsStoredAsAJSONObject(t *testing.T) {
 // no SDK, to the publisher's sidecar.
 func TestPlainHTTPPublishIsReceived(t *testing.T) {
 	s := startSystem(t)
-	resp, err := http.Post(s.pubDaprd.HTTPURL()+"/v1.0/publish/pubsub/orders", "application/json",
-		strings.NewReader(`{"id":7,"message":"hi"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("publish answered %d, want 204", resp.StatusCode)
+	if code, body := s.publishHTTP("pubsub", "orders", "application/json", `{"id":7,"message":"hi"}`); code != http.StatusNoContent {
+		t.Fatalf("publish answered %d %s, want 204", code, body)
 	}
 	s.waitDrained(1, time.Minute)
 	counts, orders, _ := s.received.snapshot()
@@ -113,14 +107,8 @@ func TestPlainHTTPPublishIsReceived(t *testing.T) {
 // with its reason, and nothing stays pending or loops.
 func TestInvalidOrderIsDeadLetteredNotLost(t *testing.T) {
 	s := startSystem(t)
-	resp, err := http.Post(s.pubDaprd.HTTPURL()+"/v1.0/publish/pubsub/orders", "application/json",
-		strings.NewReader(`{"id":-1,"message":"bad"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("publish answered %d, want 204", resp.StatusCode)
+	if code, body := s.publishHTTP("pubsub", "orders", "application/json", `{"id":-1,"message":"bad"}`); code != http.StatusNoContent {
+		t.Fatalf("publish answered %d %s, want 204", code, body)
 	}
 	deadline := time.Now().Add(time.Minute)
 	for {

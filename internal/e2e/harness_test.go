@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,6 +60,7 @@ func setup() error {
 // system is the whole system on real processes, on free ports, for one test.
 type system struct {
 	t         testing.TB
+	secrets   launcher.Secrets
 	broker    *launcher.Broker
 	redis     *redis.Client
 	resources string
@@ -83,54 +86,79 @@ func startSystem(t testing.TB, opts ...options) *system {
 	}
 	ctx := t.Context()
 	out := &testLog{t: t}
-	s := &system{t: t, received: newReceipts()}
-	port, err := launcher.FreePort()
+	s := &system{t: t, received: newReceipts(), secrets: launcher.NewSecrets(func(string) string { return "" })}
+	ports, err := launcher.FreePorts(3) // redis, subscriber app, its sidecar's gRPC
 	if err != nil {
 		t.Fatal(err)
 	}
+	port := ports[0]
 	s.broker, err = launcher.StartBroker(ctx, launcher.BrokerOptions{
 		Mode: launcher.ModeServer, Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: t.TempDir(), Out: out,
+		Password: s.secrets.RedisPassword,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.broker.Stop)
-	s.redis = redis.NewClient(&redis.Options{Addr: s.broker.Addr})
+	s.redis = redis.NewClient(&redis.Options{Addr: s.broker.Addr, Password: s.broker.Password})
 	t.Cleanup(func() { s.redis.Close() })
 
 	s.resources = t.TempDir()
 	if err := launcher.CopyComponents(filepath.Join(root, "components"), s.resources, s.broker.Addr); err != nil {
 		t.Fatal(err)
 	}
-	if s.subPort, err = launcher.FreePort(); err != nil {
-		t.Fatal(err)
-	}
-	subGRPC, err := launcher.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
+	s.subPort = ports[1]
+	subGRPC := ports[2]
 	s.sub, err = launcher.StartSubscriberApp(ctx, launcher.SubscriberApp{
-		BinDir: binDir, Port: s.subPort, SidecarGRPC: subGRPC, Env: o.subEnv, Out: out, OnLine: s.received.observe,
+		Secrets: s.secrets, BinDir: binDir, Port: s.subPort, SidecarGRPC: subGRPC, Env: o.subEnv, Out: out, OnLine: s.received.observe,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.sub.Stop(10 * time.Second) })
 	s.subDaprd, err = launcher.StartSidecar(ctx, daprd, launcher.Sidecar{
-		AppID: launcher.SubscriberID, AppPort: s.subPort, GRPCPort: subGRPC, Resources: s.resources,
+		Secrets: s.secrets, Config: daprConfig(), AppID: launcher.SubscriberID, AppPort: s.subPort, GRPCPort: subGRPC, Resources: s.resources,
 	}, out)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.subDaprd.Stop(10 * time.Second) })
 	s.pubDaprd, err = launcher.StartSidecar(ctx, daprd, launcher.Sidecar{
-		AppID: launcher.PublisherID, Resources: s.resources,
+		Secrets: s.secrets, Config: daprConfig(), AppID: launcher.PublisherID, Resources: s.resources,
 	}, out)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.pubDaprd.Stop(10 * time.Second) })
 	return s
+}
+
+func daprConfig() string { return filepath.Join(root, "config", "config.yaml") }
+
+// publishHTTP publishes body to topic on component through the publisher's
+// sidecar over plain HTTP, as curl would, with the Dapr API token.
+func (s *system) publishHTTP(component, topic, contentType, body string) (int, string) {
+	return daprPost(s.t, s.pubDaprd.HTTPURL()+"/v1.0/publish/"+component+"/"+topic, s.secrets.APIToken, contentType, body)
+}
+
+// daprPost POSTs body to url with token as the dapr-api-token ("" for none).
+func daprPost(t testing.TB, url, token, contentType, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", contentType)
+	if token != "" {
+		req.Header.Set("dapr-api-token", token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 // publish runs the publisher binary with args to completion.

@@ -48,23 +48,31 @@ func TestStoppedSystemLeavesNoProcess(t *testing.T) {
 // the seed's orders arrive, a curl-style publish arrives, and Ctrl-C
 // (cancelling the context) stops every process.
 func TestLocalRunShowsTheSeedFlow(t *testing.T) {
-	ports := make([]int, 6)
-	for i := range ports {
-		p, err := launcher.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = p
+	ports, err := launcher.FreePorts(6)
+	if err != nil {
+		t.Fatal(err)
 	}
 	redisAddr := "127.0.0.1:" + strconv.Itoa(ports[5])
 	args := []string{"-count", "3", "-interval", "10ms", "-broker", "redis-server", "-redis-addr", redisAddr,
 		"-app-port", strconv.Itoa(ports[0]), "-sub-http-port", strconv.Itoa(ports[1]), "-sub-grpc-port", strconv.Itoa(ports[2]),
 		"-pub-http-port", strconv.Itoa(ports[3]), "-pub-grpc-port", strconv.Itoa(ports[4])}
+	// Known secrets, to look for them where they must not be.
+	known := launcher.NewSecrets(func(string) string { return "" })
+	apiToken, redisPassword := known.APIToken, known.RedisPassword
+	getenv := func(k string) string {
+		switch k {
+		case "DAPR_API_TOKEN":
+			return apiToken
+		case "REDIS_PASSWORD":
+			return redisPassword
+		}
+		return os.Getenv(k)
+	}
 	out := &watchedOutput{t: t}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- launcher.Run(ctx, args, os.Getenv, out, out) }()
+	go func() { done <- launcher.Run(ctx, args, getenv, out, out) }()
 
 	out.waitFor(t, done, "Press Ctrl-C to stop.")
 	if !out.has("make deadletters") {
@@ -78,12 +86,18 @@ func TestLocalRunShowsTheSeedFlow(t *testing.T) {
 	if !out.has("Using daprd") {
 		t.Error("the daprd version in use is not shown")
 	}
-	resp, err := http.Post("http://127.0.0.1:"+strconv.Itoa(ports[3])+"/v1.0/publish/pubsub/orders", "application/json",
-		strings.NewReader(`{"id":7,"message":"hi"}`))
-	if err != nil {
-		t.Fatal(err)
+	// The banner's curl reads the token from .run/dapr-api-token.
+	token, err := os.ReadFile(filepath.Join(root, ".run", "dapr-api-token"))
+	if err != nil || string(token) != apiToken {
+		t.Fatalf(".run/dapr-api-token = %q, %v", token, err)
 	}
-	resp.Body.Close()
+	pubURL := "http://127.0.0.1:" + strconv.Itoa(ports[3]) + "/v1.0/publish/pubsub/orders"
+	if code, body := daprPost(t, pubURL, "", "application/json", `{"id":8,"message":"no token"}`); code != http.StatusUnauthorized {
+		t.Errorf("publish without the token = %d %s, want 401", code, body)
+	}
+	if code, body := daprPost(t, pubURL, string(token), "application/json", `{"id":7,"message":"hi"}`); code != http.StatusNoContent {
+		t.Fatalf("publish with the token = %d %s", code, body)
+	}
 	out.waitFor(t, done, `Received message: {"id": 7, "message": "hi"}`)
 
 	cancel() // what Ctrl-C does
@@ -100,8 +114,17 @@ func TestLocalRunShowsTheSeedFlow(t *testing.T) {
 			t.Errorf("after Ctrl-C: %v", err)
 		}
 	}
-	if left := processesMentioning("--port " + strconv.Itoa(ports[5])); len(left) > 0 {
+	if left := processesMentioning("127.0.0.1:" + strconv.Itoa(ports[5])); len(left) > 0 {
 		t.Errorf("redis-server still running: %v", left)
+	}
+	// Secrets: never printed, never in a file of the repository.
+	for _, secret := range []string{redisPassword, apiToken} {
+		if out.has(secret) {
+			t.Errorf("a secret appeared in the output of the run")
+		}
+		if files := filesContaining(t, root, secret); len(files) > 0 {
+			t.Errorf("a secret is in files of the repository: %v", files)
+		}
 	}
 	if left := processesMentioning("--dapr-http-port " + strconv.Itoa(ports[1])); len(left) > 0 {
 		t.Errorf("daprd still running: %v", left)
@@ -126,6 +149,29 @@ func TestLocalRunRefusesABusyPort(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("port %d (subscriber app) is already in use", busy)) {
 		t.Fatalf("Run with a busy port = %v", err)
 	}
+}
+
+// filesContaining lists the files under dir (but .git) that contain s.
+func filesContaining(t *testing.T, dir, s string) []string {
+	var found []string
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && d.Name() == ".git" {
+			return filepath.SkipDir
+		}
+		if d.Type().IsRegular() {
+			if b, err := os.ReadFile(path); err == nil && strings.Contains(string(b), s) {
+				found = append(found, path)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
 }
 
 // processesMentioning lists live processes whose command line contains s.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -28,9 +29,10 @@ const (
 
 // Broker is a running Redis the components point at.
 type Broker struct {
-	Addr string     // host:port
-	Mode BrokerMode // how it was obtained (never ModeAuto)
-	Dir  string     // redis-server's data folder (ModeServer)
+	Addr     string     // host:port
+	Password string     // what clients AUTH with; "" for none
+	Mode     BrokerMode // how it was obtained (never ModeAuto)
+	Dir      string     // redis-server's data folder (ModeServer)
 
 	proc    *Process
 	mini    *miniredis.Miniredis
@@ -43,6 +45,13 @@ type BrokerOptions struct {
 	Addr string     // host:port, default 127.0.0.1:6379
 	Dir  string     // redis-server data folder; default a new temp folder
 	Out  io.Writer  // broker output and notices
+	// Password is required by a Redis the launcher starts ("" for none).
+	// It is never printed, and goes to redis-server in a 0600 config file,
+	// not on its command line.
+	Password string
+	// ExistingPassword is what to AUTH with against a Redis that is
+	// already there ("" for none): the user's REDIS_PASSWORD.
+	ExistingPassword string
 }
 
 // StartBroker makes a Redis answer at opts.Addr, as opts.Mode says, and
@@ -59,10 +68,10 @@ func StartBroker(ctx context.Context, opts BrokerOptions) (*Broker, error) {
 	}
 	mode := opts.Mode
 	if mode == ModeAuto || mode == ModeExisting {
-		err := ping(opts.Addr)
+		err := ping(opts.Addr, opts.ExistingPassword)
 		if err == nil {
 			fmt.Fprintf(opts.Out, "Using the Redis already answering at %s\n", opts.Addr)
-			return &Broker{Addr: opts.Addr, Mode: ModeExisting}, nil
+			return &Broker{Addr: opts.Addr, Password: opts.ExistingPassword, Mode: ModeExisting}, nil
 		}
 		if mode == ModeExisting {
 			return nil, fmt.Errorf("no Redis answers at %s: %w (start one, or use broker mode %q or %q)", opts.Addr, err, ModeServer, ModeEmbedded)
@@ -82,10 +91,13 @@ func StartBroker(ctx context.Context, opts BrokerOptions) (*Broker, error) {
 		return startRedisServer(ctx, opts)
 	case ModeEmbedded:
 		m := miniredis.NewMiniRedis()
+		if opts.Password != "" {
+			m.RequireAuth(opts.Password)
+		}
 		if err := m.StartAddr(opts.Addr); err != nil {
 			return nil, fmt.Errorf("start embedded Redis on %s: %w", opts.Addr, err)
 		}
-		return &Broker{Addr: opts.Addr, Mode: ModeEmbedded, mini: m}, nil
+		return &Broker{Addr: opts.Addr, Password: opts.Password, Mode: ModeEmbedded, mini: m}, nil
 	}
 	return nil, fmt.Errorf("unknown broker mode %q: use %s, %s, %s or %s", mode, ModeAuto, ModeExisting, ModeServer, ModeEmbedded)
 }
@@ -108,15 +120,20 @@ func startRedisServer(ctx context.Context, opts BrokerOptions) (*Broker, error) 
 	}
 	// AOF with fsync on every write: an acknowledged publish survives a
 	// SIGKILL of Redis. The stock config has no persistence at all.
-	p := &Process{Name: "redis", Path: bin, Out: opts.Out, Args: []string{
-		"--port", port, "--bind", host, "--dir", dir,
-		"--appendonly", "yes", "--appendfsync", "always", "--save", "",
-		"--daemonize", "no", "--logfile", "", "--loglevel", "warning",
-	}}
+	conf := fmt.Sprintf("port %s\nbind %s\ndir %q\nappendonly yes\nappendfsync always\nsave \"\"\n"+
+		"daemonize no\nlogfile \"\"\nloglevel warning\nprotected-mode yes\n", port, host, dir)
+	if opts.Password != "" {
+		conf += fmt.Sprintf("requirepass %q\n", opts.Password)
+	}
+	confPath := filepath.Join(dir, "redis.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+		return nil, err
+	}
+	p := &Process{Name: "redis", Path: bin, Out: opts.Out, Args: []string{confPath}}
 	if err := p.Start(); err != nil {
 		return nil, err
 	}
-	b := &Broker{Addr: opts.Addr, Mode: ModeServer, Dir: dir, proc: p, tempDir: tempDir}
+	b := &Broker{Addr: opts.Addr, Password: opts.Password, Mode: ModeServer, Dir: dir, proc: p, tempDir: tempDir}
 	if err := b.WaitReady(ctx); err != nil {
 		b.Stop()
 		return nil, err
@@ -129,7 +146,7 @@ func (b *Broker) WaitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	for {
-		err := ping(b.Addr)
+		err := ping(b.Addr, b.Password)
 		if err == nil {
 			return nil
 		}
@@ -149,7 +166,7 @@ func (b *Broker) Restart(ctx context.Context) error {
 		return fmt.Errorf("restart: broker mode %q is not %q", b.Mode, ModeServer)
 	}
 	b.proc.Stop(5 * time.Second)
-	nb, err := startRedisServer(ctx, BrokerOptions{Addr: b.Addr, Dir: b.Dir, Out: b.proc.Out})
+	nb, err := startRedisServer(ctx, BrokerOptions{Addr: b.Addr, Dir: b.Dir, Out: b.proc.Out, Password: b.Password})
 	if err != nil {
 		return err
 	}
@@ -171,18 +188,33 @@ func (b *Broker) Stop() {
 	}
 }
 
-// ping sends a RESP PING to addr and wants +PONG.
-func ping(addr string) error {
+// ping sends a RESP PING to addr, after an AUTH with password if it is set,
+// and wants +PONG.
+func ping(addr, password string) error {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(time.Second))
+	r := bufio.NewReader(c)
+	if password != "" {
+		if _, err := fmt.Fprintf(c, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(password), password); err != nil {
+			return err
+		}
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("no RESP answer to AUTH: %w", err)
+		}
+		if line = strings.TrimSpace(line); line != "+OK" {
+			// The answer never echoes the password.
+			return fmt.Errorf("AUTH answered %s (set REDIS_PASSWORD to that Redis's password)", strconv.Quote(line))
+		}
+	}
 	if _, err := io.WriteString(c, "*1\r\n$4\r\nPING\r\n"); err != nil {
 		return err
 	}
-	line, err := bufio.NewReader(c).ReadString('\n')
+	line, err := r.ReadString('\n')
 	if err != nil {
 		return fmt.Errorf("no RESP answer to PING: %w", err)
 	}

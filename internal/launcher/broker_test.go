@@ -17,7 +17,7 @@ func TestEmbeddedBrokerAnswersAndStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ping(addr); err != nil {
+	if err := ping(addr, ""); err != nil {
 		t.Fatalf("embedded broker does not answer PING: %v", err)
 	}
 	// auto mode finds the Redis that now answers and leaves it alone.
@@ -26,11 +26,11 @@ func TestEmbeddedBrokerAnswersAndStops(t *testing.T) {
 		t.Fatalf("auto mode with a Redis present = %+v, %v; want ModeExisting", again, err)
 	}
 	again.Stop()
-	if err := ping(addr); err != nil {
+	if err := ping(addr, ""); err != nil {
 		t.Fatalf("stopping an existing broker must not stop it: %v", err)
 	}
 	b.Stop()
-	if err := ping(addr); err == nil {
+	if err := ping(addr, ""); err == nil {
 		t.Fatal("embedded broker still answers after Stop")
 	}
 }

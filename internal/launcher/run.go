@@ -118,11 +118,21 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}()
 
-	broker, err := StartBroker(ctx, BrokerOptions{Mode: cfg.Broker, Addr: cfg.RedisAddr, Out: stdout})
+	secrets := NewSecrets(getenv)
+	broker, err := StartBroker(ctx, BrokerOptions{Mode: cfg.Broker, Addr: cfg.RedisAddr, Out: stdout,
+		Password: secrets.RedisPassword, ExistingPassword: getenv("REDIS_PASSWORD")})
 	if err != nil {
 		return err
 	}
 	stops = append(stops, broker.Stop)
+	secrets.RedisPassword = broker.Password
+	// The API token, for the curl below and `make deadletters`: in a 0600
+	// file, not on the screen.
+	tokenFile := filepath.Join(root, ".run", "dapr-api-token")
+	if err := writeSecretFile(tokenFile, secrets.APIToken); err != nil {
+		return err
+	}
+	stops = append(stops, func() { os.Remove(tokenFile) })
 	say("Redis (%s) at %s", broker.Mode, broker.Addr)
 
 	// The sidecars read components/ as is, pointed at the broker's address.
@@ -134,13 +144,14 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if logging.IsTerminal(stdout) {
 		appEnv = append(appEnv, "LOG_FORMAT=text") // the apps write to our pipe, not the terminal
 	}
-	sub, err := StartSubscriberApp(ctx, SubscriberApp{BinDir: tmp, Port: cfg.AppPort, SidecarGRPC: cfg.SubGRPC, Env: appEnv, Out: stdout})
+	sub, err := StartSubscriberApp(ctx, SubscriberApp{Secrets: secrets, BinDir: tmp, Port: cfg.AppPort, SidecarGRPC: cfg.SubGRPC, Env: appEnv, Out: stdout})
 	if err != nil {
 		return err
 	}
 	stops = append(stops, func() { sub.Stop(stopGrace) })
+	daprConfig := filepath.Join(root, "config", "config.yaml")
 	subSidecar, err := StartSidecar(ctx, d, Sidecar{
-		AppID: SubscriberID, AppPort: cfg.AppPort, HTTPPort: cfg.SubHTTP, GRPCPort: cfg.SubGRPC,
+		Secrets: secrets, Config: daprConfig, AppID: SubscriberID, AppPort: cfg.AppPort, HTTPPort: cfg.SubHTTP, GRPCPort: cfg.SubGRPC,
 		Resources: resources, LogLevel: cfg.DaprLogLevel,
 	}, stdout)
 	if err != nil {
@@ -150,7 +161,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	say("Subscriber on :%d with its sidecar on :%d", cfg.AppPort, cfg.SubHTTP)
 
 	pubSidecar, err := StartSidecar(ctx, d, Sidecar{
-		AppID: PublisherID, HTTPPort: cfg.PubHTTP, GRPCPort: cfg.PubGRPC,
+		Secrets: secrets, Config: daprConfig, AppID: PublisherID, HTTPPort: cfg.PubHTTP, GRPCPort: cfg.PubGRPC,
 		Resources: resources, LogLevel: cfg.DaprLogLevel,
 	}, stdout)
 	if err != nil {
@@ -177,9 +188,17 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	say("Publisher done. The subscriber keeps running; publish more by hand:")
-	fmt.Fprintf(stdout, "    curl -X POST localhost:%d/v1.0/publish/pubsub/orders -H 'Content-Type: application/json' -d '{\"id\":7,\"message\":\"hi\"}'\n", cfg.PubHTTP)
+	fmt.Fprintf(stdout, "    curl -X POST localhost:%d/v1.0/publish/pubsub/orders -H \"dapr-api-token: $(cat .run/dapr-api-token)\" -H 'Content-Type: application/json' -d '{\"id\":7,\"message\":\"hi\"}'\n", cfg.PubHTTP)
 	say("Dead letters: make deadletters (list), make deadletters ARGS=replay. Press Ctrl-C to stop.")
 	return firstExit(ctx, sub, subSidecar.Process, pubSidecar.Process)
+}
+
+// writeSecretFile writes secret to path, readable by the owner only.
+func writeSecretFile(path, secret string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(secret), 0o600)
 }
 
 // firstExit waits for ctx to end (nil) or the first of ps to exit. The

@@ -18,6 +18,11 @@ const (
 	PublisherID  = "publisher"
 )
 
+// MaxBodySize is daprd's --max-body-size: the largest request its APIs
+// take, a publish included. Larger publishes are refused with an error and
+// nothing is stored.
+const MaxBodySize = "1Mi"
+
 // readyTimeout bounds every wait for a process to become ready.
 const readyTimeout = 60 * time.Second
 
@@ -65,6 +70,8 @@ func CopyComponents(src, dst, redisAddr string) error {
 
 // Sidecar describes one daprd to start.
 type Sidecar struct {
+	Secrets   Secrets
+	Config    string // daprd --config file; "" for none
 	AppID     string
 	AppPort   int // 0: no app channel (a publisher needs none)
 	HTTPPort  int // 0: a free port
@@ -78,6 +85,7 @@ type Sidecar struct {
 type RunningSidecar struct {
 	*Process
 	HTTPPort, GRPCPort int
+	APIToken           string // what its API requires in the dapr-api-token header
 }
 
 // HTTPURL is the sidecar's HTTP API base, e.g. http://127.0.0.1:3500.
@@ -90,16 +98,14 @@ func (s *RunningSidecar) GRPCAddr() string { return "127.0.0.1:" + strconv.Itoa(
 // answers 204, which daprd does once its components are loaded and, with
 // an app port, the app answers and its subscriptions are read.
 func StartSidecar(ctx context.Context, d Daprd, sc Sidecar, out io.Writer) (*RunningSidecar, error) {
-	ports := []*int{&sc.HTTPPort, &sc.GRPCPort}
 	var internal, metrics int
-	ports = append(ports, &internal, &metrics)
-	for _, p := range ports {
+	free, err := FreePorts(4)
+	if err != nil {
+		return nil, err
+	}
+	for i, p := range []*int{&sc.HTTPPort, &sc.GRPCPort, &internal, &metrics} {
 		if *p == 0 {
-			free, err := FreePort()
-			if err != nil {
-				return nil, err
-			}
-			*p = free
+			*p = free[i]
 		}
 	}
 	if sc.LogLevel == "" {
@@ -114,7 +120,11 @@ func StartSidecar(ctx context.Context, d Daprd, sc Sidecar, out io.Writer) (*Run
 		"--dapr-grpc-port", strconv.Itoa(sc.GRPCPort),
 		"--dapr-internal-grpc-port", strconv.Itoa(internal),
 		"--metrics-port", strconv.Itoa(metrics),
+		// Every port on loopback: the API, the internal gRPC port, metrics.
 		"--dapr-listen-addresses", "127.0.0.1",
+		"--dapr-internal-grpc-listen-address", "127.0.0.1",
+		"--metrics-listen-address", "127.0.0.1",
+		"--max-body-size", MaxBodySize,
 		"--resources-path", sc.Resources,
 		"--log-level", sc.LogLevel,
 		// In-flight deliveries get this long after SIGTERM; the subscriber
@@ -124,12 +134,15 @@ func StartSidecar(ctx context.Context, d Daprd, sc Sidecar, out io.Writer) (*Run
 	if sc.AppPort != 0 {
 		args = append(args, "--app-port", strconv.Itoa(sc.AppPort), "--app-protocol", "http", "--app-channel-address", "127.0.0.1")
 	}
+	if sc.Config != "" {
+		args = append(args, "--config", sc.Config)
+	}
 	args = append(args, sc.Extra...)
-	p := &Process{Name: "daprd-" + sc.AppID, Path: d.Path, Args: args, Out: out}
+	p := &Process{Name: "daprd-" + sc.AppID, Path: d.Path, Args: args, Out: out, Env: sc.Secrets.sidecarEnv(sc.AppPort != 0)}
 	if err := p.Start(); err != nil {
 		return nil, err
 	}
-	s := &RunningSidecar{Process: p, HTTPPort: sc.HTTPPort, GRPCPort: sc.GRPCPort}
+	s := &RunningSidecar{Process: p, HTTPPort: sc.HTTPPort, GRPCPort: sc.GRPCPort, APIToken: sc.Secrets.APIToken}
 	if err := s.WaitReady(ctx); err != nil {
 		p.Stop(stopGrace)
 		return nil, err
@@ -149,6 +162,7 @@ func (s *RunningSidecar) WaitReady(ctx context.Context) error {
 
 // SubscriberApp describes a subscriber process to start.
 type SubscriberApp struct {
+	Secrets     Secrets
 	BinDir      string   // where the subscriber binary is
 	AppID       string   // default SubscriberID
 	Port        int      // its listen port, the sidecar's --app-port
@@ -167,7 +181,7 @@ func StartSubscriberApp(ctx context.Context, a SubscriberApp) (*Process, error) 
 	p := &Process{
 		Name: a.AppID, Path: filepath.Join(a.BinDir, SubscriberID), Out: a.Out, OnLine: a.OnLine,
 		Env: append([]string{"APP_PORT=" + strconv.Itoa(a.Port), "APP_ID=" + a.AppID,
-			"DAPR_GRPC_ENDPOINT=127.0.0.1:" + strconv.Itoa(a.SidecarGRPC)}, a.Env...),
+			"DAPR_GRPC_ENDPOINT=127.0.0.1:" + strconv.Itoa(a.SidecarGRPC)}, append(a.Secrets.AppEnv(), a.Env...)...),
 	}
 	if err := p.Start(); err != nil {
 		return nil, err
@@ -194,7 +208,7 @@ func WaitApp(ctx context.Context, p *Process, port int) error {
 func StartPublisherApp(binDir string, sidecar *RunningSidecar, args, env []string, out io.Writer) (*Process, error) {
 	p := &Process{
 		Name: PublisherID, Path: filepath.Join(binDir, PublisherID), Args: args, Out: out,
-		Env: append([]string{"DAPR_GRPC_ENDPOINT=" + sidecar.GRPCAddr()}, env...),
+		Env: append([]string{"DAPR_GRPC_ENDPOINT=" + sidecar.GRPCAddr(), "DAPR_API_TOKEN=" + sidecar.APIToken}, env...),
 	}
 	return p, p.Start()
 }

@@ -118,7 +118,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	}
 	// The SDK logs to stdout with the standard logger; keep its lines in ours.
 	dapr.SetLogger(slog.NewLogLogger(log.Handler(), slog.LevelDebug))
-	client, err := sidecar.Dial(cfg.DaprAddress)
+	client, err := sidecar.Dial(cfg.DaprAddress, getenv("DAPR_API_TOKEN"))
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@
 package sidecar
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 )
 
 // Address is the sidecar's gRPC address as the Dapr SDKs find it:
@@ -28,11 +30,18 @@ func Address(getenv func(string) string) string {
 // Dial returns an SDK client for the sidecar at address without waiting for
 // it: the connection is made on first use and remade after the sidecar
 // restarts, so an app can start before its sidecar (daprd waits for the
-// app's port) and survive the sidecar's restarts. The SDK sends
-// DAPR_API_TOKEN from the environment when it is set.
-func Dial(address string) (dapr.Client, error) {
+// app's port) and survive the sidecar's restarts. Every call carries
+// apiToken (DAPR_API_TOKEN) in the dapr-api-token header when it is set;
+// the SDK only does that on connections it dials itself.
+func Dial(address, apiToken string) (dapr.Client, error) {
 	conn, err := grpc.NewClient(address,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			if apiToken != "" {
+				ctx = metadata.AppendToOutgoingContext(ctx, "dapr-api-token", apiToken)
+			}
+			return invoker(ctx, method, req, reply, cc, opts...)
+		}),
 		// Reconnect within 2 s of a sidecar restart, not gRPC's default 120 s.
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},

@@ -24,6 +24,7 @@ type Config struct {
 	DaprAddress     string        // the sidecar's gRPC API, for the state store; DAPR_GRPC_ENDPOINT / DAPR_GRPC_PORT
 	Timeout         time.Duration // per event; HANDLER_TIMEOUT, default 4s, under the 5 s shutdown bound
 	LogLevel        string        // LOG_LEVEL: debug, info, warn, error
+	AppToken        string        // APP_API_TOKEN: the token daprd sends; required on every route but /healthz when set
 	Faults          Faults        // FAULT_*: for fault tests and demos only
 }
 
@@ -57,6 +58,7 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	if env.Err != nil {
 		return Config{}, env.Err
 	}
+	c.AppToken = getenv("APP_API_TOKEN") // a secret: no flag, so it is not in ps
 	if c.DeadLetterTopic == "" {
 		c.DeadLetterTopic = c.Topic + "-deadletter"
 	}

@@ -11,9 +11,10 @@ import (
 	"net/http"
 )
 
-// MaxBodyBytes bounds a delivery's body. It is above daprd's default
-// --max-body-size (4 MiB), so whatever daprd accepts is read whole.
-const MaxBodyBytes = 8 << 20
+// MaxBodyBytes bounds a delivery's body: four times daprd's --max-body-size
+// in the launcher (1 MiB), so that whatever daprd accepted for publishing
+// arrives whole, even as data_base64 in a CloudEvent.
+const MaxBodyBytes = 4 << 20
 
 // sdkEvent has the fields and types the SDK's HTTP service decodes a
 // delivery into; a body that does not fit it makes the SDK answer 303.
@@ -44,7 +45,7 @@ func guardBody(log *slog.Logger, next http.Handler) http.Handler {
 		case err != nil:
 			reason = "reading the body failed: " + err.Error()
 		case len(body) > MaxBodyBytes:
-			reason = "the body is over the limit of 8 MiB"
+			reason = "the body is over the limit of 4 MiB"
 			body = body[:MaxBodyBytes]
 		case len(bytes.TrimSpace(body)) == 0:
 			reason = "the body is empty"

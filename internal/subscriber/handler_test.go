@@ -226,7 +226,7 @@ func TestServiceAnswersDaprAsTheContractSays(t *testing.T) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	cfg := Config{Address: "127.0.0.1", Port: port, PubSub: "pubsub", Topic: "orders", DeadLetterTopic: "orders-deadletter"}
+	cfg := Config{Address: "127.0.0.1", Port: port, PubSub: "pubsub", Topic: "orders", DeadLetterTopic: "orders-deadletter", AppToken: "app-secret"}
 	svc, err := NewService(cfg, f.h, f.h.Log)
 	if err != nil {
 		t.Fatal(err)
@@ -243,8 +243,12 @@ func TestServiceAnswersDaprAsTheContractSays(t *testing.T) {
 			t.Fatal("service did not start listening")
 		}
 	}
-	get := func(path string) (int, string) {
-		resp, err := http.Get(base + path)
+	call := func(method, path, token, body string) (int, string) {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set(AppTokenHeader, token)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -252,22 +256,32 @@ func TestServiceAnswersDaprAsTheContractSays(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
+	get := func(path string) (int, string) { return call(http.MethodGet, path, "app-secret", "") }
+	// Without the app token: 401 everywhere but the liveness probe, and nothing processed.
+	if code, _ := call(http.MethodGet, "/healthz", "", ""); code != 200 {
+		t.Fatalf("/healthz without a token = %d, want 200", code)
+	}
+	for _, path := range []string{"/dapr/subscribe", OrdersRoute, DeadLetterRoute, "/stats"} {
+		for _, token := range []string{"", "wrong"} {
+			if code, _ := call(http.MethodPost, path, token, `{"id":"x","data":{"id":77,"message":"m"}}`); code != http.StatusUnauthorized {
+				t.Errorf("POST %s with token %q = %d, want 401", path, token, code)
+			}
+		}
+	}
+	if f.out.String() != "" || f.mem.Keys() != 0 {
+		t.Fatalf("an unauthenticated call was processed: %q", f.out)
+	}
 	code, body := get("/dapr/subscribe")
 	if code != 200 || !strings.Contains(body, `"topic":"orders"`) || !strings.Contains(body, `"deadLetterTopic":"orders-deadletter"`) ||
 		!strings.Contains(body, `"topic":"orders-deadletter"`) || !strings.Contains(body, `"rawPayload":"true"`) {
 		t.Fatalf("/dapr/subscribe = %d %s", code, body)
 	}
 	post := func(route, event string) string {
-		resp, err := http.Post(base+route, "application/cloudevents+json", strings.NewReader(event))
-		if err != nil {
-			t.Fatal(err)
+		code, body := call(http.MethodPost, route, "app-secret", event)
+		if code != 200 {
+			t.Fatalf("POST %s %q = %d %s; daprd would retry it", route, event, code, body)
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != 200 {
-			t.Fatalf("POST %s %q = %d %s; daprd would retry it", route, event, resp.StatusCode, b)
-		}
-		return string(b)
+		return body
 	}
 	answers := map[string]struct{ body, want string }{
 		"good order":     {`{"id":"order-1","specversion":"1.0","datacontenttype":"application/json","data":{"id":1,"message":"hi"},"topic":"orders","pubsubname":"pubsub"}`, "SUCCESS"},

@@ -32,8 +32,12 @@ const (
 // The orders subscription names the dead-letter topic; the dead-letter
 // subscription asks for raw payloads, so that any message that ends up
 // there reaches the handler as it is.
+//
+// With cfg.AppToken set, every route but /healthz requires it (401 else).
+// Bodies are limited to MaxBodyBytes.
 func NewService(cfg Config, h *Handler, log *slog.Logger) (common.Service, error) {
 	mux := chi.NewRouter()
+	mux.Use(requireAppToken(cfg.AppToken, log, "/healthz"))
 	mux.Use(func(next http.Handler) http.Handler {
 		guarded := guardBody(log, next)
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -80,7 +84,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := logging.New(stderr, getenv("LOG_FORMAT"), cfg.LogLevel)
-	client, err := sidecar.Dial(cfg.DaprAddress)
+	client, err := sidecar.Dial(cfg.DaprAddress, getenv("DAPR_API_TOKEN"))
 	if err != nil {
 		return err
 	}
@@ -98,6 +102,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log.Info("Subscriber listening", "address", cfg.ListenAddr(), "app_id", cfg.AppID,
 		"pubsub", cfg.PubSub, "topic", cfg.Topic, "dead_letter_topic", cfg.DeadLetterTopic,
 		"state_store", cfg.StateStore, "sidecar", cfg.DaprAddress)
+	if cfg.AppToken == "" {
+		log.Warn("APP_API_TOKEN is not set: any local process can call the subscriber's routes")
+	}
 	if cfg.Faults != (Faults{}) {
 		log.Warn("Fault injection is on", "fail_first_every", cfg.Faults.FailFirstEvery, "delay", cfg.Faults.Delay.String(), "reject_from", cfg.Faults.RejectFrom)
 	}
