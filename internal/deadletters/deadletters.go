@@ -19,6 +19,7 @@ import (
 	dapr "github.com/dapr/go-sdk/client"
 
 	"dapr-pub-sub/internal/cli"
+	"dapr-pub-sub/internal/logging"
 	"dapr-pub-sub/internal/sidecar"
 	"dapr-pub-sub/internal/store"
 )
@@ -121,7 +122,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return errors.New("say list or replay")
 	}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
-	client, err := sidecar.Dial(address, getenv("DAPR_API_TOKEN"))
+	client, err := sidecar.Dial(address, getenv("DAPR_API_TOKEN"), logging.New(stderr, getenv("LOG_FORMAT"), env.Str("LOG_LEVEL", "warn")))
 	if err != nil {
 		return err
 	}

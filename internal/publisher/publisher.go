@@ -116,9 +116,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	if err != nil {
 		return err
 	}
-	// The SDK logs to stdout with the standard logger; keep its lines in ours.
-	dapr.SetLogger(slog.NewLogLogger(log.Handler(), slog.LevelDebug))
-	client, err := sidecar.Dial(cfg.DaprAddress, getenv("DAPR_API_TOKEN"))
+	client, err := sidecar.Dial(cfg.DaprAddress, getenv("DAPR_API_TOKEN"), log)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ package sidecar
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -32,8 +33,10 @@ func Address(getenv func(string) string) string {
 // restarts, so an app can start before its sidecar (daprd waits for the
 // app's port) and survive the sidecar's restarts. Every call carries
 // apiToken (DAPR_API_TOKEN) in the dapr-api-token header when it is set;
-// the SDK only does that on connections it dials itself.
-func Dial(address, apiToken string) (dapr.Client, error) {
+// the SDK only does that on connections it dials itself. The SDK's own log
+// lines, which it prints to stdout, go to log at debug level instead.
+func Dial(address, apiToken string, log *slog.Logger) (dapr.Client, error) {
+	dapr.SetLogger(slog.NewLogLogger(log.Handler(), slog.LevelDebug))
 	conn, err := grpc.NewClient(address,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {

@@ -84,7 +84,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := logging.New(stderr, getenv("LOG_FORMAT"), cfg.LogLevel)
-	client, err := sidecar.Dial(cfg.DaprAddress, getenv("DAPR_API_TOKEN"))
+	client, err := sidecar.Dial(cfg.DaprAddress, getenv("DAPR_API_TOKEN"), log)
 	if err != nil {
 		return err
 	}
