@@ -239,9 +239,13 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// pending is the consumer group's count of delivered, unacknowledged entries.
-func (s *system) pending(stream string) int64 {
-	p, err := s.redis.XPending(s.t.Context(), stream, launcher.SubscriberID).Result()
+// pending is the subscriber's consumer group's count of delivered,
+// unacknowledged entries.
+func (s *system) pending(stream string) int64 { return s.pendingOf(stream, launcher.SubscriberID) }
+
+// pendingOf is pending for the consumer group of another app.
+func (s *system) pendingOf(stream, group string) int64 {
+	p, err := s.redis.XPending(s.t.Context(), stream, group).Result()
 	if err != nil {
 		return -1 // no group yet: not drained
 	}

@@ -107,22 +107,8 @@ func startSystem(t testing.TB, opts ...options) *system {
 	if err := launcher.CopyComponents(filepath.Join(root, "components"), s.resources, s.broker.Addr); err != nil {
 		t.Fatal(err)
 	}
-	s.subPort = ports[1]
-	subGRPC := ports[2]
-	s.sub, err = launcher.StartSubscriberApp(ctx, launcher.SubscriberApp{
-		Secrets: s.secrets, BinDir: binDir, Port: s.subPort, SidecarGRPC: subGRPC, Env: o.subEnv, Out: out, OnLine: s.received.observe,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.sub.Stop(10 * time.Second) })
-	s.subDaprd, err = launcher.StartSidecar(ctx, daprd, launcher.Sidecar{
-		Secrets: s.secrets, Config: daprConfig(), AppID: launcher.SubscriberID, AppPort: s.subPort, GRPCPort: subGRPC, Resources: s.resources,
-	}, out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.subDaprd.Stop(10 * time.Second) })
+	first := s.startSubscriber(launcher.SubscriberID, "", o.subEnv, s.received, ports[1], ports[2])
+	s.sub, s.subDaprd, s.subPort = first.app, first.daprd, first.port
 	s.pubDaprd, err = launcher.StartSidecar(ctx, daprd, launcher.Sidecar{
 		Secrets: s.secrets, Config: daprConfig(), AppID: launcher.PublisherID, Resources: s.resources,
 	}, out)
@@ -134,6 +120,50 @@ func startSystem(t testing.TB, opts ...options) *system {
 }
 
 func daprConfig() string { return filepath.Join(root, "config", "config.yaml") }
+
+// node is one subscriber app with its sidecar.
+type node struct {
+	app      *launcher.Process
+	daprd    *launcher.RunningSidecar
+	port     int
+	received *receipts
+}
+
+// startSubscriber starts a subscriber app with app id appID (a replica of
+// another when the id is the same) and its sidecar, on the given ports
+// (free ones when 0); name tells replicas apart in the logs.
+func (s *system) startSubscriber(appID, name string, env []string, rec *receipts, appPort, grpcPort int) *node {
+	t := s.t
+	t.Helper()
+	if appPort == 0 || grpcPort == 0 {
+		ports, err := launcher.FreePorts(2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		appPort, grpcPort = ports[0], ports[1]
+	}
+	if name == "" {
+		name = appID
+	}
+	out := &testLog{t: t}
+	n := &node{port: appPort, received: rec}
+	var err error
+	n.app, err = launcher.StartSubscriberApp(t.Context(), launcher.SubscriberApp{
+		Name: name, AppID: appID, Secrets: s.secrets, BinDir: binDir, Port: appPort, SidecarGRPC: grpcPort, Env: env, Out: out, OnLine: rec.observe,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.app.Stop(10 * time.Second) })
+	n.daprd, err = launcher.StartSidecar(t.Context(), daprd, launcher.Sidecar{
+		Name: "daprd-" + name, Secrets: s.secrets, Config: daprConfig(), AppID: appID, AppPort: appPort, GRPCPort: grpcPort, Resources: s.resources,
+	}, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.daprd.Stop(10 * time.Second) })
+	return n
+}
 
 // publishHTTP publishes body to topic on component through the publisher's
 // sidecar over plain HTTP, as curl would, with the Dapr API token.

@@ -70,6 +70,7 @@ func CopyComponents(src, dst, redisAddr string) error {
 
 // Sidecar describes one daprd to start.
 type Sidecar struct {
+	Name      string // log prefix; default "daprd-<AppID>"
 	Secrets   Secrets
 	Config    string // daprd --config file; "" for none
 	AppID     string
@@ -138,7 +139,10 @@ func StartSidecar(ctx context.Context, d Daprd, sc Sidecar, out io.Writer) (*Run
 		args = append(args, "--config", sc.Config)
 	}
 	args = append(args, sc.Extra...)
-	p := &Process{Name: "daprd-" + sc.AppID, Path: d.Path, Args: args, Out: out, Env: sc.Secrets.sidecarEnv(sc.AppPort != 0)}
+	if sc.Name == "" {
+		sc.Name = "daprd-" + sc.AppID
+	}
+	p := &Process{Name: sc.Name, Path: d.Path, Args: args, Out: out, Env: sc.Secrets.sidecarEnv(sc.AppPort != 0)}
 	if err := p.Start(); err != nil {
 		return nil, err
 	}
@@ -162,6 +166,7 @@ func (s *RunningSidecar) WaitReady(ctx context.Context) error {
 
 // SubscriberApp describes a subscriber process to start.
 type SubscriberApp struct {
+	Name        string // log prefix; default AppID
 	Secrets     Secrets
 	BinDir      string   // where the subscriber binary is
 	AppID       string   // default SubscriberID
@@ -178,8 +183,11 @@ func StartSubscriberApp(ctx context.Context, a SubscriberApp) (*Process, error) 
 	if a.AppID == "" {
 		a.AppID = SubscriberID
 	}
+	if a.Name == "" {
+		a.Name = a.AppID
+	}
 	p := &Process{
-		Name: a.AppID, Path: filepath.Join(a.BinDir, SubscriberID), Out: a.Out, OnLine: a.OnLine,
+		Name: a.Name, Path: filepath.Join(a.BinDir, SubscriberID), Out: a.Out, OnLine: a.OnLine,
 		Env: append([]string{"APP_PORT=" + strconv.Itoa(a.Port), "APP_ID=" + a.AppID,
 			"DAPR_GRPC_ENDPOINT=127.0.0.1:" + strconv.Itoa(a.SidecarGRPC)}, append(a.Secrets.AppEnv(), a.Env...)...),
 	}
