@@ -7,9 +7,9 @@ GO    ?= go
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-run: ## run the whole system: Redis, both sidecars, subscriber, publisher (Ctrl-C stops)
+run: ## run the whole system: Redis, both sidecars, subscriber, publisher (Ctrl-C stops); BROKER=rabbitmq|mqtt|kafka
 	@$(GO) build -o bin/ ./cmd/launcher
-	@bin/launcher $(ARGS)
+	@bin/launcher $(if $(BROKER),-broker $(BROKER)) $(ARGS)
 
 test: daprd vet ## unit and integration tests on real redis-server and daprd
 	$(GO) test -count=1 -timeout 20m ./...

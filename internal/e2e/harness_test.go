@@ -74,6 +74,7 @@ type system struct {
 // options vary a system from the one `make run` starts.
 type options struct {
 	subEnv []string // more environment for the subscriber, e.g. fault settings
+	broker string   // behind the pubsub component; default launcher.BrokerRedis
 }
 
 // startSystem starts redis-server, the subscriber and its daprd, and the
@@ -106,6 +107,18 @@ func startSystem(t testing.TB, opts ...options) *system {
 	s.resources = t.TempDir()
 	if err := launcher.CopyComponents(filepath.Join(root, "components"), s.resources, s.broker.Addr); err != nil {
 		t.Fatal(err)
+	}
+	// Another broker behind "pubsub": started before the sidecars, so that
+	// it is stopped after them.
+	mb, err := launcher.StartMessageBroker(ctx, root, o.broker, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mb != nil {
+		t.Cleanup(mb.Stop)
+		if err := launcher.UseBroker(root, s.resources, mb); err != nil {
+			t.Fatal(err)
+		}
 	}
 	first := s.startSubscriber(launcher.SubscriberID, "", o.subEnv, s.received, ports[1], ports[2])
 	s.sub, s.subDaprd, s.subPort = first.app, first.daprd, first.port

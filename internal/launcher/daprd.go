@@ -99,15 +99,24 @@ func FindDaprd(ctx context.Context, root string, log io.Writer) (Daprd, error) {
 // checkout, so fresh clones and CI runs on the same machine share it.
 // DAPR_PUBSUB_CACHE overrides the folder.
 func cachedDaprdPath(version string) (string, error) {
-	dir := os.Getenv("DAPR_PUBSUB_CACHE")
-	if dir == "" {
-		base, err := os.UserCacheDir()
-		if err != nil {
-			return "", fmt.Errorf("no cache folder for daprd (set DAPR_PUBSUB_CACHE): %w", err)
-		}
-		dir = filepath.Join(base, "dapr-pub-sub")
+	dir, err := cacheDir()
+	if err != nil {
+		return "", err
 	}
 	return filepath.Join(dir, "daprd-"+version, "daprd"), nil
+}
+
+// cacheDir is where built tools are kept: DAPR_PUBSUB_CACHE, else
+// dapr-pub-sub in the user cache folder.
+func cacheDir() (string, error) {
+	if dir := os.Getenv("DAPR_PUBSUB_CACHE"); dir != "" {
+		return dir, nil
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no cache folder for built tools (set DAPR_PUBSUB_CACHE): %w", err)
+	}
+	return filepath.Join(base, "dapr-pub-sub"), nil
 }
 
 func buildDaprd(ctx context.Context, root, version, dst string, log io.Writer) error {

@@ -50,26 +50,44 @@ func (p *Process) Start() error {
 	cmd.Env = append(os.Environ(), p.Env...)
 	cmd.Dir = p.Dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	stdout, err := cmd.StdoutPipe()
+	// Our own pipes, not cmd.StdoutPipe: a daemon the child leaves behind
+	// may keep the write ends open, and Done must not wait for it.
+	outR, outW, err := os.Pipe()
 	if err != nil {
 		return err
 	}
-	stderr, err := cmd.StderrPipe()
+	errR, errW, err := os.Pipe()
 	if err != nil {
+		outR.Close()
+		outW.Close()
 		return err
 	}
-	if err := cmd.Start(); err != nil {
+	cmd.Stdout, cmd.Stderr = outW, errW
+	err = cmd.Start()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
 		return fmt.Errorf("start %s (%s): %w", p.Name, p.Path, err)
 	}
 	p.cmd = cmd
 	p.done = make(chan struct{})
 	p.lines.Add(2)
 	var mu sync.Mutex // OnLine and Out see one line at a time
-	go p.copyLines(stdout, &mu)
-	go p.copyLines(stderr, &mu)
+	go p.copyLines(outR, &mu)
+	go p.copyLines(errR, &mu)
 	go func() {
-		p.lines.Wait() // pipes drained: Wait may close them
 		p.waitErr = cmd.Wait()
+		drained := make(chan struct{})
+		go func() { p.lines.Wait(); close(drained) }()
+		select {
+		case <-drained:
+		case <-time.After(2 * time.Second): // a grandchild holds the pipes
+			outR.Close()
+			errR.Close()
+			<-drained
+		}
 		close(p.done)
 	}()
 	return nil

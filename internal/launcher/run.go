@@ -17,7 +17,8 @@ import (
 
 // LocalConfig is what `make run` starts; the defaults are the seed's ports.
 type LocalConfig struct {
-	Broker       BrokerMode
+	Broker       string     // behind the pubsub component: redis, rabbitmq, mqtt, kafka
+	Redis        BrokerMode // where Redis (always there: the state store) comes from
 	RedisAddr    string
 	Count        int
 	Interval     time.Duration
@@ -35,9 +36,10 @@ func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (Lo
 	env := &cli.Env{Getenv: getenv}
 	str := env.Str
 	c := LocalConfig{AppPort: 8001, SubHTTP: 3501, SubGRPC: 50002, PubHTTP: 3500, PubGRPC: 50001}
-	var broker string
+	var redisMode string
 	fs := cli.NewFlagSet("launcher", "Runs the whole system locally: Redis, the subscriber and the publisher, each\nwith its own daprd, on the seed's ports. Ctrl-C stops everything.", stderr)
-	fs.StringVar(&broker, "broker", str("BROKER_MODE", string(ModeAuto)), "where Redis comes from: auto, existing, redis-server or embedded [BROKER_MODE]")
+	fs.StringVar(&c.Broker, "broker", str("BROKER", BrokerRedis), "the broker behind the pubsub component: redis, rabbitmq, mqtt or kafka [BROKER]")
+	fs.StringVar(&redisMode, "redis", str("REDIS_MODE", string(ModeAuto)), "where Redis comes from: auto, existing, redis-server or embedded [REDIS_MODE]")
 	fs.StringVar(&c.RedisAddr, "redis-addr", str("REDIS_ADDR", "127.0.0.1:6379"), "Redis address; replaces localhost:6379 in the components [REDIS_ADDR]")
 	fs.IntVar(&c.AppPort, "app-port", c.AppPort, "subscriber app port")
 	fs.IntVar(&c.SubHTTP, "sub-http-port", c.SubHTTP, "subscriber sidecar HTTP port")
@@ -52,7 +54,7 @@ func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (Lo
 	if err := cli.Parse(fs, args); err != nil {
 		return c, err
 	}
-	c.Broker = BrokerMode(broker)
+	c.Redis = BrokerMode(redisMode)
 	return c, nil
 }
 
@@ -119,7 +121,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}()
 
 	secrets := NewSecrets(getenv)
-	broker, err := StartBroker(ctx, BrokerOptions{Mode: cfg.Broker, Addr: cfg.RedisAddr, Out: stdout,
+	broker, err := StartBroker(ctx, BrokerOptions{Mode: cfg.Redis, Addr: cfg.RedisAddr, Out: stdout,
 		Password: secrets.RedisPassword, ExistingPassword: getenv("REDIS_PASSWORD")})
 	if err != nil {
 		return err
@@ -139,6 +141,17 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	resources := filepath.Join(tmp, "components")
 	if err := CopyComponents(filepath.Join(root, "components"), resources, broker.Addr); err != nil {
 		return err
+	}
+	mb, err := StartMessageBroker(ctx, root, cfg.Broker, stdout)
+	if err != nil {
+		return err
+	}
+	if mb != nil {
+		stops = append(stops, mb.Stop)
+		if err := UseBroker(root, resources, mb); err != nil {
+			return err
+		}
+		say("%s at %s behind the pubsub component (Redis stays the state store)", mb.Kind, mb.Addr)
 	}
 	var appEnv []string
 	if logging.IsTerminal(stdout) {

@@ -1,0 +1,208 @@
+package launcher
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Brokers behind the "pubsub" component. Redis always runs as well: it is
+// the state store that makes processing idempotent.
+const (
+	BrokerRedis    = "redis"    // components/pubsub.yaml: Redis Streams (the seed's)
+	BrokerRabbitMQ = "rabbitmq" // components/brokers/rabbitmq.yaml: Debian's rabbitmq-server
+	BrokerMQTT     = "mqtt"     // components/brokers/mqtt.yaml: Debian's mosquitto
+	BrokerKafka    = "kafka"    // components/brokers/kafka.yaml: tools/kafka-fake (franz-go's kfake)
+)
+
+// Brokers lists the broker names in the order the tests use them.
+var Brokers = []string{BrokerRedis, BrokerRabbitMQ, BrokerMQTT, BrokerKafka}
+
+// MessageBroker is a running broker other than Redis.
+type MessageBroker struct {
+	Kind string
+	Addr string // 127.0.0.1:port
+	Dir  string // its data folder
+	proc *Process
+
+	epmdPort int // RabbitMQ's epmd, to stop with it
+}
+
+// Process is the broker's process.
+func (b *MessageBroker) Process() *Process { return b.proc }
+
+// Stop stops the broker and removes its data folder.
+func (b *MessageBroker) Stop() {
+	b.proc.Stop(stopGrace)
+	if b.epmdPort != 0 {
+		cmd := exec.Command("epmd", "-kill")
+		cmd.Env = append(os.Environ(), "ERL_EPMD_PORT="+strconv.Itoa(b.epmdPort))
+		_ = cmd.Run() // best effort: epmd is a daemon, not our child
+	}
+	os.RemoveAll(b.Dir)
+}
+
+// StartMessageBroker starts the broker named kind on a free port on
+// loopback, with its data in a new temporary folder, and waits until it
+// accepts connections. For BrokerRedis it returns nil: the Redis broker is
+// the one StartBroker starts.
+func StartMessageBroker(ctx context.Context, root, kind string, out io.Writer) (*MessageBroker, error) {
+	if kind == BrokerRedis || kind == "" {
+		return nil, nil
+	}
+	ports, err := FreePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "dapr-pub-sub-"+kind+"-")
+	if err != nil {
+		return nil, err
+	}
+	b := &MessageBroker{Kind: kind, Addr: "127.0.0.1:" + strconv.Itoa(ports[0]), Dir: dir}
+	var p *Process
+	switch kind {
+	case BrokerRabbitMQ:
+		// The script under /usr/lib, not Debian's /usr/sbin wrapper, which
+		// switches to the rabbitmq user in a new session, out of reach of
+		// Stop's signals.
+		bin, err := lookPath("rabbitmq-server", "apt-get install -y rabbitmq-server", "/usr/lib/rabbitmq/bin/rabbitmq-server")
+		if err != nil {
+			return nil, err
+		}
+		node := "rabbit" + strconv.Itoa(ports[0]) + "@localhost"
+		p = &Process{Name: "rabbitmq", Path: bin, Out: out, Dir: dir, Env: []string{
+			"RABBITMQ_FEATURE_FLAGS_FILE=" + filepath.Join(dir, "feature_flags"),
+			"RABBITMQ_PLUGINS_EXPAND_DIR=" + filepath.Join(dir, "plugins-expand"),
+			"RABBITMQ_GENERATED_CONFIG_DIR=" + filepath.Join(dir, "config"),
+			"RABBITMQ_SCHEMA_DIR=" + filepath.Join(dir, "schema"),
+			"RABBITMQ_PID_FILE=" + filepath.Join(dir, "rabbitmq.pid"),
+			"RABBITMQ_QUORUM_DIR=" + filepath.Join(dir, "quorum"),
+			"ERL_CRASH_DUMP=" + filepath.Join(dir, "erl_crash.dump"),
+			"RABBITMQ_NODENAME=" + node, "RABBITMQ_NODE_IP_ADDRESS=127.0.0.1", "RABBITMQ_NODE_PORT=" + strconv.Itoa(ports[0]),
+			"RABBITMQ_DIST_PORT=" + strconv.Itoa(ports[1]), "ERL_EPMD_ADDRESS=127.0.0.1", "ERL_EPMD_PORT=" + strconv.Itoa(ports[2]),
+			"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}",
+			"RABBITMQ_MNESIA_BASE=" + filepath.Join(dir, "mnesia"), "RABBITMQ_LOG_BASE=" + filepath.Join(dir, "log"),
+			"RABBITMQ_LOGS=-", "RABBITMQ_ENABLED_PLUGINS_FILE=" + filepath.Join(dir, "enabled_plugins"),
+			"RABBITMQ_CONFIG_FILE=" + filepath.Join(dir, "rabbitmq"), "HOME=" + dir,
+		}}
+		if err := os.WriteFile(filepath.Join(dir, "enabled_plugins"), []byte("[].\n"), 0o644); err != nil {
+			return nil, err
+		}
+		// epmd, which Erlang starts as a daemon, on a port of its own, on
+		// loopback, and stopped with the broker (see Stop).
+		b.epmdPort = ports[2]
+	case BrokerMQTT:
+		bin, err := lookPath("mosquitto", "apt-get install -y mosquitto", "/usr/sbin/mosquitto")
+		if err != nil {
+			return nil, err
+		}
+		conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nautosave_interval 1\n", ports[0], dir)
+		if err := os.WriteFile(filepath.Join(dir, "mosquitto.conf"), []byte(conf), 0o600); err != nil {
+			return nil, err
+		}
+		p = &Process{Name: "mosquitto", Path: bin, Args: []string{"-c", filepath.Join(dir, "mosquitto.conf")}, Out: out}
+	case BrokerKafka:
+		bin, err := buildTool(ctx, root, "tools/kafka-fake", "kafka-fake", out)
+		if err != nil {
+			return nil, err
+		}
+		p = &Process{Name: "kafka", Path: bin, Out: out, Args: []string{
+			"-port", strconv.Itoa(ports[0]), "-data-dir", filepath.Join(dir, "data"), "-partitions", "4",
+		}}
+	default:
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("unknown broker %q: use one of %s", kind, strings.Join(Brokers, ", "))
+	}
+	b.proc = p
+	if err := p.Start(); err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*readyTimeout)
+	defer cancel()
+	if err := WaitTCP(wctx, b.Addr, p); err != nil {
+		b.Stop()
+		return nil, fmt.Errorf("%s did not become ready: %w", kind, err)
+	}
+	return b, nil
+}
+
+// lookPath finds a broker's executable: the first of paths that exists,
+// else name on PATH.
+func lookPath(name, install string, paths ...string) (string, error) {
+	for _, p := range paths {
+		if isExecutable(p) {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("%s is not installed: %s (.ci/run does this)", name, install)
+}
+
+// buildTool builds the Go module in root/dir into the cache, keyed by the
+// hash of its sources, and returns the binary; a later call reuses it.
+func buildTool(ctx context.Context, root, dir, name string, log io.Writer) (string, error) {
+	h := sha256.New()
+	for _, f := range []string{"go.mod", "go.sum", "main.go"} {
+		b, err := os.ReadFile(filepath.Join(root, dir, f))
+		if err != nil {
+			return "", err
+		}
+		h.Write(b)
+	}
+	cache, err := cacheDir()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(cache, name+"-"+hex.EncodeToString(h.Sum(nil))[:12], name)
+	if isExecutable(bin) {
+		return bin, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(log, "Building %s from %s (once)\n", name, dir)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin+".tmp", ".")
+	cmd.Dir = filepath.Join(root, dir)
+	if out, err := runWithHeartbeat(cmd, log, name+" build"); err != nil {
+		return "", fmt.Errorf("build %s: %w\n%s", name, err, out)
+	}
+	return bin, os.Rename(bin+".tmp", bin)
+}
+
+// BrokerComponent is the pubsub component file for kind, and the address
+// in it that StartMessageBroker's real address replaces.
+func BrokerComponent(root, kind string) (file, placeholder string) {
+	switch kind {
+	case BrokerRabbitMQ:
+		return filepath.Join(root, "components", "brokers", "rabbitmq.yaml"), "localhost:5672"
+	case BrokerMQTT:
+		return filepath.Join(root, "components", "brokers", "mqtt.yaml"), "localhost:1883"
+	case BrokerKafka:
+		return filepath.Join(root, "components", "brokers", "kafka.yaml"), "localhost:9092"
+	}
+	return "", ""
+}
+
+// UseBroker replaces the pubsub component in the resources folder dst (made
+// by CopyComponents) with the one for b, pointed at its address.
+func UseBroker(root, dst string, b *MessageBroker) error {
+	if b == nil {
+		return nil
+	}
+	file, placeholder := BrokerComponent(root, b.Kind)
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	out := strings.ReplaceAll(string(raw), placeholder, b.Addr)
+	return os.WriteFile(filepath.Join(dst, "pubsub.yaml"), []byte(out), 0o644)
+}
