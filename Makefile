@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO    ?= go
 
-.PHONY: help run test chaos deadletters daprd build vet fmt clean
+.PHONY: help run test chaos brokers deadletters daprd build vet fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -18,6 +18,9 @@ chaos: daprd ## the fault scenarios with 10,000 orders each; prints the table (s
 	CHAOS_ORDERS=$${CHAOS_ORDERS:-10000} CHAOS_REPORT=$(CURDIR)/chaos-report.txt \
 		$(GO) test -count=1 -timeout 60m -run TestFaults ./internal/e2e
 	@cat chaos-report.txt
+
+brokers: daprd ## the broker portability suite with 5,000 orders per broker (BROKER=... for one)
+	set -o pipefail; BROKER_ORDERS=$${BROKER_ORDERS:-5000} $(GO) test -count=1 -timeout 60m -run TestBrokers -v ./internal/e2e | grep -E '^\s*(---|ok|FAIL)|brokers_test'
 
 deadletters: ## list the subscriber's dead letters during `make run` (ARGS=replay to replay them)
 	@DAPR_API_TOKEN="$$(cat .run/dapr-api-token 2>/dev/null)" $(GO) run ./cmd/deadletters $${ARGS:-list}

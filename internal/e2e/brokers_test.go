@@ -42,7 +42,14 @@ func TestBrokers(t *testing.T) {
 }
 
 func brokerSuite(t *testing.T, broker string) {
-	const n, poison, republished = 200, 5, 10
+	const poison, republished = 5, 10
+	n := 200
+	if v := os.Getenv("BROKER_ORDERS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < republished {
+			t.Fatalf("BROKER_ORDERS=%q: want a number ≥ %d", v, republished)
+		}
+	}
 	s := startSystem(t, options{broker: broker, subEnv: []string{"FAULT_FAIL_FIRST_EVERY=10"}})
 	nodes := []*node{{app: s.sub, daprd: s.subDaprd, port: s.subPort, received: s.received}}
 	if competing(broker) {
@@ -51,7 +58,7 @@ func brokerSuite(t *testing.T, broker string) {
 	start := time.Now()
 	// Spread over ~5 s: a Kafka consumer group takes seconds to give the
 	// second replica its partitions.
-	s.publish("-count", strconv.Itoa(n), "-interval", "25ms")
+	s.publish("-count", strconv.Itoa(n), "-interval", "25ms", "-attempts", "30")
 	for i := range poison {
 		body := fmt.Sprintf(`{"id":-%d,"message":"poison"}`, i+1)
 		if code, answer := s.publishHTTP("pubsub", "orders", "application/json", body); code != http.StatusNoContent {

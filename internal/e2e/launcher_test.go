@@ -53,7 +53,7 @@ func TestLocalRunShowsTheSeedFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	redisAddr := "127.0.0.1:" + strconv.Itoa(ports[5])
-	args := []string{"-count", "3", "-interval", "10ms", "-redis", "redis-server", "-redis-addr", redisAddr,
+	args := []string{"-count", "3", "-interval", "10ms", "-broker", "redis", "-redis", "redis-server", "-redis-addr", redisAddr,
 		"-app-port", strconv.Itoa(ports[0]), "-sub-http-port", strconv.Itoa(ports[1]), "-sub-grpc-port", strconv.Itoa(ports[2]),
 		"-pub-http-port", strconv.Itoa(ports[3]), "-pub-grpc-port", strconv.Itoa(ports[4])}
 	// Known secrets, to look for them where they must not be.
