@@ -225,3 +225,31 @@ func (w *watchedOutput) waitFor(t *testing.T, done chan error, s string) {
 		}
 	}
 }
+
+// TestLocalRunOnTheEmbeddedBroker runs `make run`'s flow with no Redis
+// installed-style: miniredis in the launcher, Dapr's in-memory state store.
+func TestLocalRunOnTheEmbeddedBroker(t *testing.T) {
+	ports, err := launcher.FreePorts(6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-count", "3", "-interval", "10ms", "-broker", "redis", "-redis", "embedded",
+		"-redis-addr", "127.0.0.1:" + strconv.Itoa(ports[5]),
+		"-app-port", strconv.Itoa(ports[0]), "-sub-http-port", strconv.Itoa(ports[1]), "-sub-grpc-port", strconv.Itoa(ports[2]),
+		"-pub-http-port", strconv.Itoa(ports[3]), "-pub-grpc-port", strconv.Itoa(ports[4])}
+	out := &watchedOutput{t: t}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- launcher.Run(ctx, args, os.Getenv, out, out) }()
+	for id := range 3 {
+		out.waitFor(t, done, fmt.Sprintf(`Received message: {"id": %d,`, id))
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run on the embedded broker: %v", err)
+	}
+	if !out.has("keeps nothing after exit") || !out.has("in-memory") {
+		t.Error("the embedded broker's limits are not announced")
+	}
+}

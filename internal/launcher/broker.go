@@ -82,7 +82,6 @@ func StartBroker(ctx context.Context, opts BrokerOptions) (*Broker, error) {
 		mode = ModeServer
 		if _, err := exec.LookPath("redis-server"); err != nil {
 			fmt.Fprintln(opts.Out, "WARNING: redis-server is not installed (apt-get install redis-server); using an embedded in-memory Redis (miniredis).")
-			fmt.Fprintln(opts.Out, "WARNING: the embedded broker keeps nothing after exit and is for trying the system out, not for production.")
 			mode = ModeEmbedded
 		}
 	}
@@ -90,6 +89,7 @@ func StartBroker(ctx context.Context, opts BrokerOptions) (*Broker, error) {
 	case ModeServer:
 		return startRedisServer(ctx, opts)
 	case ModeEmbedded:
+		fmt.Fprintln(opts.Out, "WARNING: the embedded Redis keeps nothing after exit and is for trying the system out, not for production.")
 		m := miniredis.NewMiniRedis()
 		if opts.Password != "" {
 			m.RequireAuth(opts.Password)

@@ -142,6 +142,14 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := CopyComponents(filepath.Join(root, "components"), resources, broker.Addr); err != nil {
 		return err
 	}
+	if broker.Mode == ModeEmbedded {
+		// miniredis lacks what Dapr's Redis state store asks at start-up
+		// (INFO replication): each sidecar keeps its state in memory.
+		if err := os.WriteFile(filepath.Join(resources, "statestore.yaml"), []byte(inMemoryStateStore), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "WARNING: with the embedded broker the state store is Dapr's in-memory one: deduplication holds while the subscriber's sidecar runs, and `make deadletters` (another sidecar) sees no dead letters.")
+	}
 	mb, err := StartMessageBroker(ctx, root, cfg.Broker, stdout)
 	if err != nil {
 		return err
@@ -205,6 +213,16 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	say("Dead letters: make deadletters (list), make deadletters ARGS=replay. Press Ctrl-C to stop.")
 	return firstExit(ctx, sub, subSidecar.Process, pubSidecar.Process)
 }
+
+// inMemoryStateStore replaces components/statestore.yaml in embedded mode.
+const inMemoryStateStore = `apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: statestore
+spec:
+  type: state.in-memory
+  version: v1
+`
 
 // writeSecretFile writes secret to path, readable by the owner only.
 func writeSecretFile(path, secret string) error {

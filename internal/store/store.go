@@ -10,7 +10,8 @@
 //
 // The Dapr state API is used rather than a Redis client so that the app
 // stays independent of the store, like it is of the broker: any Dapr state
-// store with ETag support (Redis, PostgreSQL, Cosmos DB, …) works.
+// store with first-write concurrency and ETags works (tested: Redis, and
+// Dapr's in-memory store in the launcher's embedded mode).
 package store
 
 import (
@@ -76,15 +77,21 @@ func (s *Store) MarkProcessed(ctx context.Context, o order.Order, eventID string
 	return s.insert(ctx, s.ProcessedKey(o.ID), b)
 }
 
-// insert writes key only if it is absent: first-write concurrency with the
-// ETag "0" that only a missing key matches. Dapr answers a mismatch with
-// gRPC Aborted, which is how "already there" differs from "store down".
+// insert writes key only if it is absent, with Dapr's first-write
+// concurrency and no ETag, which a store must refuse for an existing key.
+// Stores refuse differently: most with an ETag mismatch (gRPC Aborted);
+// Redis with a plain error, and only for keys written first-write, as all
+// of ours are. So a refusal that is not Aborted is told from "store down"
+// by reading the key: present means someone else inserted it.
 func (s *Store) insert(ctx context.Context, key string, value []byte) (bool, error) {
-	err := s.client.SaveStateWithETag(ctx, s.name, key, value, "0", nil, dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite))
+	err := s.client.SaveStateWithETag(ctx, s.name, key, value, "", nil, dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite))
 	if err == nil {
 		return true, nil
 	}
 	if status.Code(err) == codes.Aborted {
+		return false, nil
+	}
+	if it, gerr := s.client.GetState(ctx, s.name, key, nil); gerr == nil && it != nil && len(it.Value) > 0 {
 		return false, nil
 	}
 	return false, fmt.Errorf("save %s in state store %s: %w", key, s.name, err)
@@ -211,14 +218,13 @@ func (s *Store) updateIndex(ctx context.Context, change func([]string) []string)
 		if err != nil {
 			return err
 		}
-		if etag == "" {
-			etag = "0" // create: only matches a missing key
-		}
+		// With the ETag read, or none to create it; either way first-write,
+		// so a concurrent writer makes this fail and it is read again.
 		err = s.client.SaveStateWithETag(ctx, s.name, s.indexKey(), b, etag, nil, dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite))
 		if err == nil {
 			return nil
 		}
-		if status.Code(err) != codes.Aborted || attempt >= 50 {
+		if attempt >= 50 {
 			return fmt.Errorf("update the dead-letter index: %w", err)
 		}
 		if err := retry.Sleep(ctx, time.Duration(attempt+1)*5*time.Millisecond); err != nil {

@@ -11,7 +11,14 @@ import (
 )
 
 func TestMarkProcessedIsOnce(t *testing.T) {
-	mem := &storetest.Mem{}
+	for _, redisStyle := range []bool{false, true} {
+		t.Run(map[bool]string{false: "aborted", true: "redis"}[redisStyle], func(t *testing.T) {
+			markProcessedIsOnce(t, &storetest.Mem{RedisStyle: redisStyle})
+		})
+	}
+}
+
+func markProcessedIsOnce(t *testing.T, mem *storetest.Mem) {
 	s := New(mem, "statestore", "subscriber")
 	var wg sync.WaitGroup
 	firsts := make(chan bool, 20)
@@ -48,7 +55,14 @@ func TestMarkProcessedReportsAnUnreachableStore(t *testing.T) {
 }
 
 func TestDeadLettersAreKeptOnceListedAndRemoved(t *testing.T) {
-	mem := &storetest.Mem{}
+	for _, redisStyle := range []bool{false, true} {
+		t.Run(map[bool]string{false: "aborted", true: "redis"}[redisStyle], func(t *testing.T) {
+			deadLettersAreKeptOnce(t, &storetest.Mem{RedisStyle: redisStyle})
+		})
+	}
+}
+
+func deadLettersAreKeptOnce(t *testing.T, mem *storetest.Mem) {
 	s := New(mem, "statestore", "subscriber")
 	var wg sync.WaitGroup
 	for i := range 10 {

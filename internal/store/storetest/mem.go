@@ -1,6 +1,7 @@
 // Package storetest has an in-memory store.StateClient for unit tests. It
-// follows the Redis state store's rules for ETags and first-write
-// concurrency, and answers a mismatch with gRPC Aborted, as daprd does.
+// follows Dapr's rules for ETags and first-write concurrency, and answers a
+// mismatch with gRPC Aborted, as daprd does (or, RedisStyle, a refused
+// first-write with a plain error, as daprd's Redis state store does).
 package storetest
 
 import (
@@ -27,6 +28,9 @@ type Mem struct {
 	// Fail, if set, is asked before each operation ("get", "save", "delete")
 	// and its error, if any, is returned instead.
 	Fail func(op, key string) error
+	// RedisStyle makes a first-write save of an existing key fail with a
+	// plain error, as Dapr's Redis state store does, instead of Aborted.
+	RedisStyle bool
 
 	mu   sync.Mutex
 	data map[string]entry
@@ -68,7 +72,7 @@ func (m *Mem) GetState(_ context.Context, _, key string, _ map[string]string) (*
 }
 
 // SaveStateWithETag implements store.StateClient.
-func (m *Mem) SaveStateWithETag(_ context.Context, _, key string, data []byte, etag string, _ map[string]string, _ ...dapr.StateOption) error {
+func (m *Mem) SaveStateWithETag(_ context.Context, _, key string, data []byte, etag string, _ map[string]string, opts ...dapr.StateOption) error {
 	if err := m.fail("save", key); err != nil {
 		return err
 	}
@@ -78,8 +82,14 @@ func (m *Mem) SaveStateWithETag(_ context.Context, _, key string, data []byte, e
 		m.data = map[string]entry{}
 	}
 	e, ok := m.data[key]
-	if etag != "" && ((ok && strconv.Itoa(e.version) != etag) || (!ok && etag != "0")) {
+	if etag != "" && (!ok || strconv.Itoa(e.version) != etag) {
 		return status.Error(codes.Aborted, "possible etag mismatch")
+	}
+	if etag == "" && ok && firstWrite(opts) {
+		if m.RedisStyle {
+			return status.Error(codes.Internal, "failed saving state in state store: failed to set key")
+		}
+		return status.Error(codes.Aborted, "item already exists and no etag was passed")
 	}
 	m.data[key] = entry{value: append([]byte(nil), data...), version: e.version + 1}
 	return nil
@@ -107,4 +117,13 @@ func (m *Mem) GetBulkState(ctx context.Context, storeName string, keys []string,
 		out = append(out, &dapr.BulkStateItem{Key: k, Value: it.Value, Etag: it.Etag})
 	}
 	return out, nil
+}
+
+// firstWrite reports whether opts ask for first-write concurrency.
+func firstWrite(opts []dapr.StateOption) bool {
+	o := &dapr.StateOptions{}
+	for _, opt := range opts {
+		opt(o)
+	}
+	return o.Concurrency == dapr.StateConcurrencyFirstWrite
 }
