@@ -56,9 +56,13 @@ func brokerSuite(t *testing.T, broker string) {
 		nodes = append(nodes, s.startSubscriber(launcher.SubscriberID, "subscriber-2", []string{"FAULT_FAIL_FIRST_EVERY=10"}, newReceipts(), 0, 0))
 	}
 	start := time.Now()
-	// Spread over ~5 s: a Kafka consumer group takes seconds to give the
+	// Spread over seconds: a Kafka consumer group takes seconds to give the
 	// second replica its partitions.
-	s.publish("-count", strconv.Itoa(n), "-interval", "25ms", "-attempts", "30")
+	interval := "25ms"
+	if n > 200 {
+		interval = "2ms"
+	}
+	s.publish("-count", strconv.Itoa(n), "-interval", interval, "-attempts", "30")
 	for i := range poison {
 		body := fmt.Sprintf(`{"id":-%d,"message":"poison"}`, i+1)
 		if code, answer := s.publishHTTP("pubsub", "orders", "application/json", body); code != http.StatusNoContent {

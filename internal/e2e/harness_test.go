@@ -211,7 +211,7 @@ func (s *system) publish(args ...string) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(s.t.Context(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(s.t.Context(), 10*time.Minute)
 	defer cancel()
 	if err := p.Wait(ctx); err != nil {
 		p.Stop(time.Second)
