@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +43,26 @@ func TestHundredOrdersArriveExactlyOnce(t *testing.T) {
 			t.Errorf("subscriber complained: %s", line)
 		}
 	}
+	// The real subscriber is ready (daprd read its subscriptions, the state
+	// store answers) and its metrics count the deliveries.
+	base := "http://127.0.0.1:" + strconv.Itoa(s.subPort)
+	if code, body := httpGet(t, base+"/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz = %d %s, want 200", code, body)
+	}
+	if _, metrics := httpGet(t, base+"/metrics"); !strings.Contains(metrics, `orders_deliveries_total{outcome="success"} 100`) {
+		t.Errorf("/metrics does not count 100 successful deliveries:\n%.2000s", metrics)
+	}
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 // TestDataIsStoredAsAJSONObject reads the stream in Redis: each entry is a

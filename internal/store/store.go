@@ -97,6 +97,14 @@ func (s *Store) insert(ctx context.Context, key string, value []byte) (bool, err
 	return false, fmt.Errorf("save %s in state store %s: %w", key, s.name, err)
 }
 
+// Ping checks that the state store answers through the sidecar.
+func (s *Store) Ping(ctx context.Context) error {
+	if _, err := s.client.GetState(ctx, s.name, s.appID+"/ping", nil); err != nil {
+		return fmt.Errorf("state store %s: %w", s.name, err)
+	}
+	return nil
+}
+
 // DeadLetter is an event the subscriber gave up on, as it arrived on the
 // dead-letter topic, with the reason.
 type DeadLetter struct {

@@ -64,6 +64,7 @@ type HandlerConfig struct {
 	PubSub  string        // component and topic the orders come from,
 	Topic   string        // recorded with dead letters that do not say
 	Faults  Faults
+	Metrics *Metrics // nil for none
 }
 
 // Handler processes order events and dead letters. It is safe for
@@ -101,12 +102,17 @@ var (
 // with insert-if-absent, so it happens exactly once however often the
 // order is delivered.
 func (h *Handler) HandleOrder(ctx context.Context, e *common.TopicEvent) (retry bool, err error) {
+	start := time.Now()
+	outcome := OutcomeSuccess
 	defer func() {
 		if p := recover(); p != nil {
-			retry, err = true, fmt.Errorf("panic: %v", p)
+			retry, err, outcome = true, fmt.Errorf("panic: %v", p), OutcomeRetry
 			h.Stats.Retried.Add(1)
 			h.Log.Error("Recovered from a panic while processing an order; it will be retried", "event_id", e.ID, "panic", p)
 		}
+		h.Metrics.observe(outcome, start)
+		h.Log.Debug("Delivery", "event_id", e.ID, "topic", e.Topic, "outcome", outcome, "traceparent", e.TraceParent,
+			"duration", time.Since(start).String())
 	}()
 	ctx, cancel := context.WithTimeout(ctx, h.Timeout)
 	defer cancel()
@@ -114,6 +120,7 @@ func (h *Handler) HandleOrder(ctx context.Context, e *common.TopicEvent) (retry 
 	raw := eventData(e)
 	o, err := order.Decode(raw)
 	if err != nil {
+		outcome = OutcomeDrop
 		h.Stats.Dropped.Add(1)
 		h.Log.Error("Dropping an invalid order to the dead-letter topic",
 			"event_id", e.ID, "topic", e.Topic, "content_type", e.DataContentType, "err", err)
@@ -124,18 +131,22 @@ func (h *Handler) HandleOrder(ctx context.Context, e *common.TopicEvent) (retry 
 			"event_id", e.ID, "content_type", e.DataContentType)
 	}
 	if n := h.Faults.RejectFrom; n > 0 && o.ID >= n {
+		outcome = OutcomeDrop
 		h.Stats.Dropped.Add(1)
 		h.Log.Error("Dropping an order to the dead-letter topic: injected permanent failure", "event_id", e.ID, "id", o.ID)
 		return false, errRejected
 	}
 	if err := h.injectFaults(ctx, o); err != nil {
+		outcome = OutcomeRetry
 		return h.retry(e, o, err)
 	}
 	first, err := h.Store.MarkProcessed(ctx, o, e.ID)
 	if err != nil {
+		outcome = OutcomeRetry
 		return h.retry(e, o, err)
 	}
 	if !first {
+		outcome = OutcomeDuplicate
 		h.Stats.Duplicates.Add(1)
 		h.Log.Info("Duplicate delivery of an order already processed; acknowledged without effect", "event_id", e.ID, "id", o.ID)
 		return false, nil
@@ -144,7 +155,6 @@ func (h *Handler) HandleOrder(ctx context.Context, e *common.TopicEvent) (retry 
 	h.mu.Lock()
 	fmt.Fprintf(h.Out, "Received message: %s\n", o)
 	h.mu.Unlock()
-	h.Log.Debug("Processed order", "event_id", e.ID, "topic", e.Topic, "id", o.ID, "traceparent", e.TraceParent)
 	return false, nil
 }
 
@@ -185,6 +195,9 @@ func (h *Handler) HandleDeadLetter(ctx context.Context, e *common.TopicEvent) (r
 	}
 	if first {
 		h.Stats.DeadLetters.Add(1)
+		if h.Metrics != nil {
+			h.Metrics.deadLetters.Inc()
+		}
 	}
 	h.Log.Error("Dead letter", "event_id", dl.EventID, "topic", dl.Topic, "data", string(dl.Data), "reason", dl.Reason, "first_time", first)
 	return false, nil

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,7 +52,7 @@ func newFixture(faults Faults) *fixture {
 	f.st = store.New(f.mem, "statestore", "subscriber")
 	f.h = NewHandler(HandlerConfig{
 		Store: f.st, Out: f.out, Log: slog.New(slog.NewTextHandler(f.logs, nil)),
-		Timeout: time.Second, PubSub: "pubsub", Topic: "orders", Faults: faults,
+		Timeout: time.Second, PubSub: "pubsub", Topic: "orders", Faults: faults, Metrics: NewMetrics(),
 	})
 	return f
 }
@@ -227,7 +228,13 @@ func TestServiceAnswersDaprAsTheContractSays(t *testing.T) {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	cfg := Config{Address: "127.0.0.1", Port: port, PubSub: "pubsub", Topic: "orders", DeadLetterTopic: "orders-deadletter", AppToken: "app-secret"}
-	svc, err := NewService(cfg, f.h, f.h.Log)
+	var storeDown atomic.Bool
+	svc, err := NewService(cfg, f.h, f.h.Log, func(context.Context) error {
+		if storeDown.Load() {
+			return errors.New("state store unreachable")
+		}
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,6 +264,10 @@ func TestServiceAnswersDaprAsTheContractSays(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 	get := func(path string) (int, string) { return call(http.MethodGet, path, "app-secret", "") }
+	// Readiness: not before daprd has read the subscriptions.
+	if code, body := call(http.MethodGet, "/readyz", "", ""); code != http.StatusServiceUnavailable || !strings.Contains(body, "not subscribed") {
+		t.Fatalf("/readyz before /dapr/subscribe = %d %s, want 503", code, body)
+	}
 	// Without the app token: 401 everywhere but the liveness probe, and nothing processed.
 	if code, _ := call(http.MethodGet, "/healthz", "", ""); code != 200 {
 		t.Fatalf("/healthz without a token = %d, want 200", code)
@@ -272,6 +283,14 @@ func TestServiceAnswersDaprAsTheContractSays(t *testing.T) {
 		t.Fatalf("an unauthenticated call was processed: %q", f.out)
 	}
 	code, body := get("/dapr/subscribe")
+	if code, _ := call(http.MethodGet, "/readyz", "", ""); code != http.StatusOK {
+		t.Fatalf("/readyz after /dapr/subscribe = %d, want 200", code)
+	}
+	storeDown.Store(true)
+	if code, body := call(http.MethodGet, "/readyz", "", ""); code != http.StatusServiceUnavailable || !strings.Contains(body, "unreachable") {
+		t.Fatalf("/readyz with the store down = %d %s, want 503", code, body)
+	}
+	storeDown.Store(false)
 	if code != 200 || !strings.Contains(body, `"topic":"orders"`) || !strings.Contains(body, `"deadLetterTopic":"orders-deadletter"`) ||
 		!strings.Contains(body, `"topic":"orders-deadletter"`) || !strings.Contains(body, `"rawPayload":"true"`) {
 		t.Fatalf("/dapr/subscribe = %d %s", code, body)
@@ -304,6 +323,20 @@ func TestServiceAnswersDaprAsTheContractSays(t *testing.T) {
 	}
 	if code, body := get("/stats"); code != 200 || !strings.Contains(body, `"processed":2`) || !strings.Contains(body, `"duplicates":1`) {
 		t.Fatalf("/stats = %d %s", code, body)
+	}
+	// Prometheus, open like the probes: every delivery above by outcome.
+	code, metrics := call(http.MethodGet, "/metrics", "", "")
+	if code != 200 {
+		t.Fatalf("/metrics = %d", code)
+	}
+	for _, want := range []string{
+		`orders_deliveries_total{outcome="success"} 2`, `orders_deliveries_total{outcome="duplicate"} 1`,
+		`orders_deliveries_total{outcome="drop"} 6`, `orders_deliveries_total{outcome="retry"} 0`,
+		`orders_handler_seconds_count{outcome="success"} 2`, "go_goroutines",
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }
 

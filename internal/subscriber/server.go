@@ -9,10 +9,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
+	"time"
 
 	"github.com/dapr/go-sdk/service/common"
 	daprhttp "github.com/dapr/go-sdk/service/http"
 	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"dapr-pub-sub/internal/logging"
 	"dapr-pub-sub/internal/sidecar"
@@ -25,9 +28,11 @@ const (
 	DeadLetterRoute = "/orders-deadletter"
 )
 
-// NewService builds the Dapr HTTP service: /healthz, /stats, Dapr's
-// /dapr/subscribe (answered by the SDK from the subscriptions added here)
-// and one route per topic. It does not listen until Start is called.
+// NewService builds the Dapr HTTP service: /healthz (liveness: the process
+// serves), /readyz (readiness: daprd has read the subscriptions and ready()
+// passes), /metrics (Prometheus), /stats, Dapr's /dapr/subscribe (answered
+// by the SDK from the subscriptions added here) and one route per topic. It
+// does not listen until Start is called. ready may be nil.
 //
 // The orders subscription names the dead-letter topic; the dead-letter
 // subscription asks for raw payloads, so that any message that ends up
@@ -35,9 +40,18 @@ const (
 //
 // With cfg.AppToken set, every route but /healthz requires it (401 else).
 // Bodies are limited to MaxBodyBytes.
-func NewService(cfg Config, h *Handler, log *slog.Logger) (common.Service, error) {
+func NewService(cfg Config, h *Handler, log *slog.Logger, ready func(context.Context) error) (common.Service, error) {
 	mux := chi.NewRouter()
-	mux.Use(requireAppToken(cfg.AppToken, log, "/healthz"))
+	mux.Use(requireAppToken(cfg.AppToken, log, "/healthz", "/readyz", "/metrics"))
+	var subscribed atomic.Bool
+	mux.Use(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/dapr/subscribe" {
+				subscribed.Store(true)
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
 	mux.Use(func(next http.Handler) http.Handler {
 		guarded := guardBody(log, next)
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -51,6 +65,24 @@ func NewService(cfg Config, h *Handler, log *slog.Logger) (common.Service, error
 	mux.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
 	})
+	mux.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !subscribed.Load() {
+			http.Error(w, "not subscribed yet: daprd has not read /dapr/subscribe", http.StatusServiceUnavailable)
+			return
+		}
+		if ready != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if err := ready(ctx); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	if h.Metrics != nil {
+		mux.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(h.Metrics.Registry, promhttp.HandlerOpts{}))
+	}
 	mux.Get("/stats", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(&h.Stats)
@@ -89,11 +121,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer client.Close()
+	st := store.New(client, cfg.StateStore, cfg.AppID)
 	h := NewHandler(HandlerConfig{
-		Store: store.New(client, cfg.StateStore, cfg.AppID), Out: stdout, Log: log,
+		Store: st, Out: stdout, Log: log, Metrics: NewMetrics(),
 		Timeout: cfg.Timeout, PubSub: cfg.PubSub, Topic: cfg.Topic, Faults: cfg.Faults,
 	})
-	svc, err := NewService(cfg, h, log)
+	svc, err := NewService(cfg, h, log, st.Ping)
 	if err != nil {
 		return err
 	}
