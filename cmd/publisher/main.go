@@ -15,7 +15,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := publisher.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	if err := publisher.Run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "publisher:", err)
 		os.Exit(1)
 	}

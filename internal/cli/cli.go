@@ -70,6 +70,20 @@ func (e *Env) Int(name string, def int) int {
 	return int(e.Int64(name, int64(def)))
 }
 
+// Float64 returns the variable as a number, or def when it is unset.
+func (e *Env) Float64(name string, def float64) float64 {
+	v := e.Getenv(name)
+	if v == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		e.fail("environment variable %s=%q is not a number", name, v)
+		return def
+	}
+	return f
+}
+
 // Duration returns the variable as a duration such as 1s, or def.
 func (e *Env) Duration(name string, def time.Duration) time.Duration {
 	v := e.Getenv(name)

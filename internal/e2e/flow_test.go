@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -121,6 +123,22 @@ func TestPlainHTTPPublishIsReceived(t *testing.T) {
 	counts, orders, _ := s.received.snapshot()
 	if counts[7] != 1 || orders[7] != (order.Order{ID: 7, Message: "hi"}) {
 		t.Fatalf("received %v %v, want order 7 once", counts, orders)
+	}
+}
+
+// TestPublishFromAFile publishes orders written in a JSON-lines file.
+func TestPublishFromAFile(t *testing.T) {
+	s := startSystem(t)
+	file := filepath.Join(t.TempDir(), "orders.jsonl")
+	lines := "{\"id\": 500, \"message\": \"from a file\"}\n\n{\"id\": 501, \"message\": \"line three\"}\n"
+	if err := os.WriteFile(file, []byte(lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.publish("-file", file, "-rate", "100")
+	s.waitDrained(2, time.Minute)
+	_, orders, _ := s.received.snapshot()
+	if orders[500].Message != "from a file" || orders[501].Message != "line three" {
+		t.Fatalf("received %v", orders)
 	}
 }
 

@@ -20,6 +20,16 @@ type Config struct {
 	Topic       string        // topic; TOPIC_NAME, default "orders"
 	DaprAddress string        // sidecar gRPC address; DAPR_GRPC_ENDPOINT or 127.0.0.1:$DAPR_GRPC_PORT, default port 50001
 	Attempts    int           // tries per order before giving up; PUBLISH_ATTEMPTS, default 5
+	Rate        float64       // orders per second; PUBLISH_RATE; 0 means use Interval
+	File        string        // JSON-lines file of orders ("-" for stdin) instead of generated ones; PUBLISH_FILE
+}
+
+// pause is the time between two orders: 1/Rate when a rate is set.
+func (c Config) pause() time.Duration {
+	if c.Rate > 0 {
+		return time.Duration(float64(time.Second) / c.Rate)
+	}
+	return c.Interval
 }
 
 // ParseConfig reads args (without the program name) with defaults from
@@ -35,6 +45,9 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&c.Topic, "topic", env.Str("TOPIC_NAME", "orders"), "topic to publish to [TOPIC_NAME]")
 	fs.StringVar(&c.DaprAddress, "dapr-address", sidecar.Address(getenv), "sidecar gRPC address [DAPR_GRPC_ENDPOINT, or DAPR_GRPC_PORT on 127.0.0.1]")
 	fs.IntVar(&c.Attempts, "attempts", env.Int("PUBLISH_ATTEMPTS", 5), "tries per order before the publisher gives up [PUBLISH_ATTEMPTS]")
+	fs.Float64Var(&c.Rate, "rate", env.Float64("PUBLISH_RATE", 0), "orders per second, e.g. 500; overrides -interval [PUBLISH_RATE]")
+	fs.StringVar(&c.File, "file", env.Str("PUBLISH_FILE", ""), "publish the orders in this JSON-lines file instead, one {\"id\":…,\"message\":…} per line; - reads stdin [PUBLISH_FILE]")
+
 	if err := cli.Parse(fs, args); err != nil {
 		return Config{}, err
 	}
@@ -60,6 +73,9 @@ func (c Config) validate() error {
 	}
 	if c.Attempts < 1 {
 		errs = append(errs, fmt.Errorf("-attempts must be ≥ 1, got %d", c.Attempts))
+	}
+	if c.Rate < 0 {
+		errs = append(errs, fmt.Errorf("-rate must be ≥ 0, got %g", c.Rate))
 	}
 	return errors.Join(errs...)
 }

@@ -3,6 +3,7 @@
 package publisher
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +11,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	dapr "github.com/dapr/go-sdk/client"
@@ -36,25 +39,67 @@ func CloudEventID(id int64) string {
 	return "order-" + strconv.FormatInt(id, 10)
 }
 
-// Publish publishes cfg.Count orders, cfg.Interval apart, and logs each one.
-// A publish that fails is retried with exponential backoff up to cfg.Attempts
-// times, under the same CloudEvent id; a refusal that a retry cannot change
-// (see permanent) is not retried. Publish returns the first order that
-// still fails, or ctx's error.
+// Publish publishes cfg.Count generated orders, and logs each one; see
+// PublishOrders.
 func Publish(ctx context.Context, c Client, cfg Config, log *slog.Logger) error {
-	for i := range cfg.Count {
-		if i > 0 && cfg.Interval > 0 {
-			if err := retry.Sleep(ctx, cfg.Interval); err != nil {
-				return err
+	_, err := PublishOrders(ctx, c, cfg, generate(cfg), log)
+	return err
+}
+
+// generate returns the seed's orders cfg.StartID … cfg.StartID+cfg.Count-1.
+func generate(cfg Config) []order.Order {
+	orders := make([]order.Order, cfg.Count)
+	for i := range orders {
+		orders[i] = order.New(cfg.StartID + int64(i))
+	}
+	return orders
+}
+
+// PublishOrders publishes orders in turn, each at its scheduled time
+// (start + i × the pause that cfg.Rate or cfg.Interval gives, so a slow
+// publish does not shift the rest), and logs each one. A publish that fails
+// is retried with exponential backoff up to cfg.Attempts times, under the
+// same CloudEvent id; a refusal that a retry cannot change (see permanent)
+// is not retried. It returns how many were published, and the first order
+// that still fails, or ctx's error.
+func PublishOrders(ctx context.Context, c Client, cfg Config, orders []order.Order, log *slog.Logger) (int, error) {
+	start, pause := time.Now(), cfg.pause()
+	for i, o := range orders {
+		if wait := time.Until(start.Add(time.Duration(i) * pause)); i > 0 && wait > 0 {
+			if err := retry.Sleep(ctx, wait); err != nil {
+				return i, err
 			}
 		}
-		o := order.New(cfg.StartID + int64(i))
 		if err := publishOne(ctx, c, cfg, o, log); err != nil {
-			return err
+			return i, err
 		}
 		log.Info("Published order", "id", o.ID, "message", o.Message, "topic", cfg.Topic)
 	}
-	return nil
+	return len(orders), nil
+}
+
+// ReadOrders reads orders from JSON lines, one order per line; blank lines
+// are skipped. Every line is checked before any is published, and an error
+// names the first bad line.
+func ReadOrders(r io.Reader) ([]order.Order, error) {
+	var orders []order.Order
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		o, err := order.Decode([]byte(line))
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		orders = append(orders, o)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read orders: %w", err)
+	}
+	return orders, nil
 }
 
 // publishOne validates o and publishes it as application/json under its
@@ -106,8 +151,10 @@ func permanent(err error) bool {
 // Run is the publisher program: it parses args, connects to the sidecar and
 // publishes. It returns nil when every order was published; -h is not an error.
 //
-// Logs go to stderr (LOG_FORMAT and LOG_LEVEL shape them); stdout is not used.
-func Run(ctx context.Context, args []string, getenv func(string) string, _, stderr io.Writer) error {
+// Orders come from -file (stdin for "-") or are generated. Logs go to stderr
+// (LOG_FORMAT and LOG_LEVEL shape them), ending with a summary: sent,
+// failed, duration, rate.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stderr io.Writer) error {
 	log := logging.New(stderr, getenv("LOG_FORMAT"), getenv("LOG_LEVEL"))
 	cfg, err := ParseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -116,16 +163,42 @@ func Run(ctx context.Context, args []string, getenv func(string) string, _, stde
 	if err != nil {
 		return err
 	}
+	orders, err := loadOrders(cfg, stdin)
+	if err != nil {
+		return err
+	}
 	client, err := sidecar.Dial(cfg.DaprAddress, getenv("DAPR_API_TOKEN"), log)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	log.Info("Publishing through the Dapr sidecar", "address", cfg.DaprAddress, "count", cfg.Count)
+	log.Info("Publishing through the Dapr sidecar", "address", cfg.DaprAddress, "count", len(orders))
 	start := time.Now()
-	if err := Publish(ctx, client, cfg, log); err != nil {
-		return err
+	sent, err := PublishOrders(ctx, client, cfg, orders, log)
+	elapsed := time.Since(start)
+	failed := len(orders) - sent
+	log.Info("Summary", "sent", sent, "failed", failed, "duration", elapsed.Round(time.Millisecond).String(),
+		"rate_per_s", fmt.Sprintf("%.1f", float64(sent)/max(elapsed.Seconds(), 1e-9)))
+	return err
+}
+
+// loadOrders returns the orders of cfg.File, or cfg.Count generated ones.
+func loadOrders(cfg Config, stdin io.Reader) ([]order.Order, error) {
+	if cfg.File == "" {
+		return generate(cfg), nil
 	}
-	log.Info("Done", "published", cfg.Count, "duration", time.Since(start).Round(time.Millisecond).String())
-	return nil
+	r := stdin
+	if cfg.File != "-" {
+		f, err := os.Open(cfg.File)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	orders, err := ReadOrders(r)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.File, err)
+	}
+	return orders, nil
 }

@@ -144,6 +144,9 @@ func TestParseConfig(t *testing.T) {
 		"bad interval":  {env: map[string]string{"PUBLISH_INTERVAL": "5"}, wantErr: "PUBLISH_INTERVAL"},
 		"negative":      {args: []string{"-count", "-1"}, wantErr: "-count must be"},
 		"stray arg":     {args: []string{"10"}, wantErr: "unexpected argument"},
+		"rate env":      {env: map[string]string{"PUBLISH_RATE": "250"}, want: func(c Config) bool { return c.Rate == 250 && c.pause() == 4*time.Millisecond }},
+		"bad rate":      {env: map[string]string{"PUBLISH_RATE": "fast"}, wantErr: "PUBLISH_RATE"},
+		"negative rate": {args: []string{"-rate", "-3"}, wantErr: "-rate must be"},
 		"unknown flag":  {args: []string{"-nope"}, wantErr: "not defined"},
 	}
 	for name, tc := range tests {
@@ -160,5 +163,43 @@ func TestParseConfig(t *testing.T) {
 				t.Fatalf("ParseConfig = %+v, %v", c, err)
 			}
 		})
+	}
+}
+
+func TestReadOrdersNamesTheBadLine(t *testing.T) {
+	good := "{\"id\":1,\"message\":\"a\"}\n\n{\"id\":2,\"message\":\"b\"}\n"
+	orders, err := ReadOrders(strings.NewReader(good))
+	if err != nil || len(orders) != 2 || orders[1] != (order.Order{ID: 2, Message: "b"}) {
+		t.Fatalf("ReadOrders = %+v, %v", orders, err)
+	}
+	bad := "{\"id\":1,\"message\":\"a\"}\n{\"id\":-2,\"message\":\"b\"}\n"
+	if _, err := ReadOrders(strings.NewReader(bad)); err == nil || !strings.Contains(err.Error(), "line 2") || !strings.Contains(err.Error(), "id must be") {
+		t.Fatalf("ReadOrders(bad) = %v, want an error naming line 2", err)
+	}
+}
+
+func TestPublishOrdersKeepsTheRate(t *testing.T) {
+	cfg := testConfig()
+	cfg.Rate = 100 // 10 ms apart
+	orders := generate(Config{Count: 5})
+	start := time.Now()
+	sent, err := PublishOrders(t.Context(), &fakeClient{}, cfg, orders, quiet)
+	if err != nil || sent != 5 {
+		t.Fatalf("PublishOrders = %d, %v", sent, err)
+	}
+	if elapsed := time.Since(start); elapsed < 40*time.Millisecond {
+		t.Fatalf("5 orders at 100/s took %s, want at least the 40 ms the schedule asks", elapsed)
+	}
+}
+
+func TestPublishOrdersReportsHowManyWereSent(t *testing.T) {
+	f := &fakeClient{}
+	cfg := testConfig()
+	cfg.Attempts = 1
+	f.failures = 0
+	orders := []order.Order{{ID: 1, Message: "a"}, {ID: -1, Message: "invalid"}, {ID: 3, Message: "c"}}
+	sent, err := PublishOrders(t.Context(), f, cfg, orders, quiet)
+	if sent != 1 || err == nil || len(f.got) != 1 {
+		t.Fatalf("PublishOrders = %d, %v (published %d); want 1 sent, then the invalid order's error", sent, err, len(f.got))
 	}
 }
