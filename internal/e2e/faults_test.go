@@ -146,18 +146,7 @@ func runScenario(t *testing.T, sc scenario, n int) {
 	})
 	drain := time.Since(start)
 
-	// Every acknowledged order: one record, written once.
-	versions := s.versions("statestore||subscriber/order/", n)
-	lost := 0
-	for id, v := range versions {
-		switch {
-		case v == 0:
-			lost++
-			t.Errorf("order %d was acknowledged to the publisher but never processed", id)
-		case v != 1:
-			t.Errorf("order %d's record was written %d times, want once", id, v)
-		}
-	}
+	lost := s.checkProcessedOnce(launcher.SubscriberID, n)
 	if processed != n {
 		t.Errorf("%d processed records, want %d", processed, n)
 	}
@@ -259,6 +248,22 @@ func (s *system) countKeys(pattern string) int {
 		n++
 	}
 	return n
+}
+
+// checkProcessedOnce checks that each of the orders 0…n-1 has exactly one
+// record of app's, written once, and returns how many have none (lost).
+func (s *system) checkProcessedOnce(app string, n int) (lost int) {
+	s.t.Helper()
+	for id, v := range s.versions("statestore||"+app+"/order/", n) {
+		switch {
+		case v == 0:
+			lost++
+			s.t.Errorf("%s: order %d was acknowledged to the publisher but never processed", app, id)
+		case v != 1:
+			s.t.Errorf("%s: order %d's record was written %d times, want once", app, id, v)
+		}
+	}
+	return lost
 }
 
 // versions reads how often each of the n order records was written: Dapr's
