@@ -1,34 +1,13 @@
 package deadletters
 
 import (
-	"context"
-	"errors"
 	"strings"
 	"testing"
 
-	pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
-	dapr "github.com/dapr/go-sdk/client"
-
 	"dapr-pub-sub/internal/store"
 	"dapr-pub-sub/internal/store/storetest"
+	"dapr-pub-sub/internal/testutil"
 )
-
-type fakePub struct {
-	fail bool
-	got  []*pb.PublishEventRequest
-}
-
-func (f *fakePub) PublishEvent(_ context.Context, pubsub, topic string, data any, opts ...dapr.PublishEventOption) error {
-	if f.fail {
-		return errors.New("sidecar down")
-	}
-	req := &pb.PublishEventRequest{PubsubName: pubsub, Topic: topic, Data: data.([]byte)}
-	for _, o := range opts {
-		o(req)
-	}
-	f.got = append(f.got, req)
-	return nil
-}
 
 func seeded(t *testing.T) *store.Store {
 	st := store.New(&storetest.Mem{}, "statestore", "subscriber")
@@ -44,13 +23,13 @@ func seeded(t *testing.T) *store.Store {
 }
 
 func TestReplayByIDPublishesTheOriginalAndForgetsIt(t *testing.T) {
-	st, pub := seeded(t), &fakePub{}
+	st, pub := seeded(t), &testutil.Publisher{}
 	var out strings.Builder
 	done, err := Replay(t.Context(), st, pub, []string{"order-2"}, &out)
 	if err != nil || len(done) != 1 || done[0] != "order-2" {
 		t.Fatalf("Replay = %v, %v", done, err)
 	}
-	req := pub.got[0]
+	req := pub.Got[0]
 	if req.Topic != "orders" || string(req.Data) != `{"id":2,"message":"m"}` || req.DataContentType != "application/json" ||
 		!strings.HasPrefix(req.Metadata["cloudevent.id"], "order-2+replay-") {
 		t.Fatalf("published %+v", req)
@@ -62,7 +41,7 @@ func TestReplayByIDPublishesTheOriginalAndForgetsIt(t *testing.T) {
 }
 
 func TestReplayAllAndUnknownID(t *testing.T) {
-	st, pub := seeded(t), &fakePub{}
+	st, pub := seeded(t), &testutil.Publisher{}
 	if done, err := Replay(t.Context(), st, pub, nil, &strings.Builder{}); err != nil || len(done) != 2 {
 		t.Fatalf("replay all = %v, %v", done, err)
 	}
@@ -73,7 +52,7 @@ func TestReplayAllAndUnknownID(t *testing.T) {
 
 func TestReplayFailureKeepsTheDeadLetter(t *testing.T) {
 	st := seeded(t)
-	if _, err := Replay(t.Context(), st, &fakePub{fail: true}, nil, &strings.Builder{}); err == nil {
+	if _, err := Replay(t.Context(), st, &testutil.Publisher{Failures: 1 << 30}, nil, &strings.Builder{}); err == nil {
 		t.Fatal("replay with the sidecar down reported success")
 	}
 	if left, _ := st.DeadLetters(t.Context()); len(left) != 2 {

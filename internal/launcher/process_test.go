@@ -12,25 +12,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"dapr-pub-sub/internal/testutil"
 )
 
-// syncBuffer is a bytes.Buffer safe for the output goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testutil.SyncBuffer
 
 func TestProcessPrefixesOutputAndReportsExit(t *testing.T) {
 	var out syncBuffer

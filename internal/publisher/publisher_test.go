@@ -10,38 +10,14 @@ import (
 	"testing"
 	"time"
 
-	pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
-	dapr "github.com/dapr/go-sdk/client"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"dapr-pub-sub/internal/order"
+	"dapr-pub-sub/internal/testutil"
 )
 
-// fakeClient records publishes, applying the options as the SDK does, and
-// fails the first failures calls.
-type fakeClient struct {
-	err      error // what a failure returns; a generic error if nil
-	failures int
-	calls    int
-	got      []*pb.PublishEventRequest
-}
-
-func (f *fakeClient) PublishEvent(_ context.Context, pubsub, topic string, data any, opts ...dapr.PublishEventOption) error {
-	f.calls++
-	if f.calls <= f.failures {
-		if f.err != nil {
-			return f.err
-		}
-		return errors.New("sidecar unavailable")
-	}
-	req := &pb.PublishEventRequest{PubsubName: pubsub, Topic: topic, Data: data.([]byte)}
-	for _, o := range opts {
-		o(req)
-	}
-	f.got = append(f.got, req)
-	return nil
-}
+type fakeClient = testutil.Publisher
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -54,10 +30,10 @@ func TestPublishSendsOrdersAsJSONWithStableIDs(t *testing.T) {
 	if err := Publish(t.Context(), f, testConfig(), quiet); err != nil {
 		t.Fatal(err)
 	}
-	if len(f.got) != 3 {
-		t.Fatalf("published %d orders, want 3", len(f.got))
+	if len(f.Got) != 3 {
+		t.Fatalf("published %d orders, want 3", len(f.Got))
 	}
-	for i, req := range f.got {
+	for i, req := range f.Got {
 		id := int64(5 + i)
 		if req.PubsubName != "pubsub" || req.Topic != "orders" {
 			t.Errorf("order %d went to %s/%s", id, req.PubsubName, req.Topic)
@@ -76,34 +52,34 @@ func TestPublishSendsOrdersAsJSONWithStableIDs(t *testing.T) {
 }
 
 func TestPublishRetriesWithTheSameID(t *testing.T) {
-	f := &fakeClient{failures: 2}
+	f := &fakeClient{Failures: 2}
 	cfg := testConfig()
 	cfg.Count = 1
 	if err := Publish(t.Context(), f, cfg, quiet); err != nil {
 		t.Fatalf("Publish after 2 transient failures: %v", err)
 	}
-	if f.calls != 3 || len(f.got) != 1 || f.got[0].Metadata["cloudevent.id"] != CloudEventID(5) {
-		t.Fatalf("calls = %d, published = %v", f.calls, f.got)
+	if f.Calls != 3 || len(f.Got) != 1 || f.Got[0].Metadata["cloudevent.id"] != CloudEventID(5) {
+		t.Fatalf("calls = %d, published = %v", f.Calls, f.Got)
 	}
 }
 
 func TestPublishGivesUpWithTheReason(t *testing.T) {
-	f := &fakeClient{failures: 100}
+	f := &fakeClient{Failures: 100}
 	err := Publish(t.Context(), f, testConfig(), quiet)
 	if err == nil || !strings.Contains(err.Error(), "order 5") || !strings.Contains(err.Error(), "after 3 attempt(s)") ||
 		!strings.Contains(err.Error(), "sidecar unavailable") {
 		t.Fatalf("Publish error = %v, want one naming the order, the attempts and the cause", err)
 	}
-	if f.calls != 3 {
-		t.Fatalf("calls = %d, want 3 (cfg.Attempts)", f.calls)
+	if f.Calls != 3 {
+		t.Fatalf("calls = %d, want 3 (cfg.Attempts)", f.Calls)
 	}
 }
 
 func TestPublishDoesNotRetryARefusal(t *testing.T) {
-	f := &fakeClient{failures: 100, err: status.Error(codes.InvalidArgument, "pubsub nope is not found")}
+	f := &fakeClient{Failures: 100, Err: status.Error(codes.InvalidArgument, "pubsub nope is not found")}
 	err := Publish(t.Context(), f, testConfig(), quiet)
-	if err == nil || !strings.Contains(err.Error(), "refused") || !strings.Contains(err.Error(), "not found") || f.calls != 1 {
-		t.Fatalf("Publish = %v after %d calls, want one call and the refusal", err, f.calls)
+	if err == nil || !strings.Contains(err.Error(), "refused") || !strings.Contains(err.Error(), "not found") || f.Calls != 1 {
+		t.Fatalf("Publish = %v after %d calls, want one call and the refusal", err, f.Calls)
 	}
 }
 
@@ -196,10 +172,10 @@ func TestPublishOrdersReportsHowManyWereSent(t *testing.T) {
 	f := &fakeClient{}
 	cfg := testConfig()
 	cfg.Attempts = 1
-	f.failures = 0
+	f.Failures = 0
 	orders := []order.Order{{ID: 1, Message: "a"}, {ID: -1, Message: "invalid"}, {ID: 3, Message: "c"}}
 	sent, err := PublishOrders(t.Context(), f, cfg, orders, quiet)
-	if sent != 1 || err == nil || len(f.got) != 1 {
-		t.Fatalf("PublishOrders = %d, %v (published %d); want 1 sent, then the invalid order's error", sent, err, len(f.got))
+	if sent != 1 || err == nil || len(f.Got) != 1 {
+		t.Fatalf("PublishOrders = %d, %v (published %d); want 1 sent, then the invalid order's error", sent, err, len(f.Got))
 	}
 }
