@@ -65,6 +65,34 @@ type HandlerConfig struct {
 	Topic   string        // recorded with dead letters that do not say
 	Faults  Faults
 	Metrics *Metrics // nil for none
+	// Observe, if set, is called once per handled delivery, after the
+	// answer is decided, from the delivering goroutine. It must not block
+	// (the live page hands it to a buffered feed).
+	Observe func(Delivery)
+}
+
+// Delivery is one handled event, as Observe sees it.
+type Delivery struct {
+	Time     time.Time     // when the handler finished
+	EventID  string        // the CloudEvent id
+	Topic    string        // the topic it came from
+	Order    *order.Order  // the decoded order; nil if it did not decode or for a dead letter that is not one
+	Outcome  string        // an Outcome* constant
+	Reason   string        // why, for drop, retry and dead letter; empty for success and duplicate
+	Duration time.Duration // time spent in the handler
+}
+
+// OutcomeDeadLetter is the outcome of a delivery on the dead-letter topic
+// (Observe only; it is not a label of orders_deliveries_total).
+const OutcomeDeadLetter = "dead_letter"
+
+func (h *Handler) observe(d Delivery, start time.Time) {
+	if h.Observe == nil {
+		return
+	}
+	d.Time = time.Now()
+	d.Duration = d.Time.Sub(start)
+	h.Observe(d)
 }
 
 // Handler processes order events and dead letters. It is safe for
@@ -104,6 +132,7 @@ var (
 func (h *Handler) HandleOrder(ctx context.Context, e *common.TopicEvent) (retry bool, err error) {
 	start := time.Now()
 	outcome := OutcomeSuccess
+	var decoded *order.Order
 	defer func() {
 		if p := recover(); p != nil {
 			retry, err, outcome = true, fmt.Errorf("panic: %v", p), OutcomeRetry
@@ -111,6 +140,11 @@ func (h *Handler) HandleOrder(ctx context.Context, e *common.TopicEvent) (retry 
 			h.Log.Error("Recovered from a panic while processing an order; it will be retried", "event_id", e.ID, "panic", p)
 		}
 		h.Metrics.observe(outcome, start)
+		d := Delivery{EventID: e.ID, Topic: e.Topic, Order: decoded, Outcome: outcome}
+		if err != nil {
+			d.Reason = err.Error()
+		}
+		h.observe(d, start)
 		h.Log.Debug("Delivery", "event_id", e.ID, "topic", e.Topic, "outcome", outcome, "traceparent", e.TraceParent,
 			"duration", time.Since(start).String())
 	}()
@@ -126,6 +160,7 @@ func (h *Handler) HandleOrder(ctx context.Context, e *common.TopicEvent) (retry 
 			"event_id", e.ID, "topic", e.Topic, "content_type", e.DataContentType, "err", err)
 		return false, err
 	}
+	decoded = &o
 	if len(raw) > 0 && raw[0] == '"' {
 		h.Log.Warn("Order data arrived as a JSON string; publish with content type application/json",
 			"event_id", e.ID, "content_type", e.DataContentType)
@@ -184,6 +219,7 @@ func (h *Handler) injectFaults(ctx context.Context, o order.Order) error {
 // not be processed, and logs it. It answers RETRY only when the store
 // cannot be reached, so a dead letter is neither lost nor looped.
 func (h *Handler) HandleDeadLetter(ctx context.Context, e *common.TopicEvent) (retry bool, err error) {
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, h.Timeout)
 	defer cancel()
 	dl := h.deadLetter(eventData(e))
@@ -191,6 +227,7 @@ func (h *Handler) HandleDeadLetter(ctx context.Context, e *common.TopicEvent) (r
 	if err != nil {
 		h.Stats.Retried.Add(1)
 		h.Log.Warn("Could not store a dead letter; it will be retried", "event_id", e.ID, "err", err)
+		h.observe(Delivery{EventID: dl.EventID, Topic: e.Topic, Outcome: OutcomeRetry, Reason: err.Error()}, start)
 		return true, err
 	}
 	if first {
@@ -200,6 +237,11 @@ func (h *Handler) HandleDeadLetter(ctx context.Context, e *common.TopicEvent) (r
 		}
 	}
 	h.Log.Error("Dead letter", "event_id", dl.EventID, "topic", dl.Topic, "data", string(dl.Data), "reason", dl.Reason, "first_time", first)
+	d := Delivery{EventID: dl.EventID, Topic: e.Topic, Outcome: OutcomeDeadLetter, Reason: dl.Reason}
+	if o, err := order.Decode(dl.Data); err == nil {
+		d.Order = &o
+	}
+	h.observe(d, start)
 	return false, nil
 }
 
