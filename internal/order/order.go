@@ -4,7 +4,8 @@
 // On the wire an order is a JSON object, {"id": 0, "message": "..."}, carried
 // as the data of a CloudEvent with datacontenttype application/json. Unknown
 // fields are ignored, so a newer publisher can add fields without breaking an
-// older subscriber; the two known fields are required.
+// older subscriber. id and message are required; sent_at, the time the
+// publisher published the order, is optional.
 package order
 
 import (
@@ -13,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 	"unicode/utf8"
 )
 
@@ -31,6 +33,12 @@ type Order struct {
 	ID int64 `json:"id"`
 	// Message is free text, 1 to MaxMessageBytes bytes of UTF-8.
 	Message string `json:"message"`
+	// SentAt is when the publisher published the order (UTC), for measuring
+	// end-to-end latency; the zero time when unknown (an older publisher, a
+	// hand-written order), and then left out of the JSON. It is informative
+	// only: no value of it makes an order invalid, not even one in the
+	// future (the publisher's clock may be ahead).
+	SentAt time.Time `json:"sent_at,omitzero"`
 }
 
 // New returns the seed's order number id.
@@ -54,6 +62,7 @@ func (o Order) Validate() error {
 }
 
 // String formats o as the seed prints it: {"id": 0, "message": "..."}.
+// SentAt is not part of it.
 func (o Order) String() string {
 	msg, _ := json.Marshal(o.Message) // a string always marshals
 	return fmt.Sprintf(`{"id": %d, "message": %s}`, o.ID, msg)
@@ -64,7 +73,9 @@ func (o Order) String() string {
 // raw is either the JSON object itself (what a publish with content type
 // application/json delivers) or a JSON string that holds the object (what a
 // publish without a content type delivers). Every failure wraps ErrInvalid and
-// says what was wrong.
+// says what was wrong. A sent_at that is absent, null or not an RFC 3339
+// timestamp string leaves SentAt zero rather than failing: it is not part of
+// what must be processed.
 func Decode(raw []byte) (Order, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
@@ -83,6 +94,7 @@ func Decode(raw []byte) (Order, error) {
 	var wire struct {
 		ID      json.RawMessage `json:"id"`
 		Message *string         `json:"message"`
+		SentAt  json.RawMessage `json:"sent_at"`
 	}
 	if err := json.Unmarshal(raw, &wire); err != nil {
 		return Order{}, invalid("data is not an order object: %v", err)
@@ -98,6 +110,10 @@ func Decode(raw []byte) (Order, error) {
 		return Order{}, invalid(`field "message" is missing`)
 	}
 	o := Order{ID: id, Message: *wire.Message}
+	var sent time.Time
+	if wire.SentAt != nil && json.Unmarshal(wire.SentAt, &sent) == nil {
+		o.SentAt = sent.UTC()
+	}
 	return o, o.Validate()
 }
 

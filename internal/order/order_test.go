@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDecode(t *testing.T) {
@@ -13,11 +14,11 @@ func TestDecode(t *testing.T) {
 		want    Order
 		wantErr string
 	}{
-		"object":            {in: `{"id": 3, "message": "hi"}`, want: Order{3, "hi"}},
-		"object in string":  {in: `"{\"id\": 3, \"message\": \"hi\"}"`, want: Order{3, "hi"}},
-		"unknown field":     {in: `{"id": 1, "message": "m", "extra": true}`, want: Order{1, "m"}},
-		"zero id":           {in: `{"id": 0, "message": "m"}`, want: Order{0, "m"}},
-		"max id":            {in: `{"id": 9223372036854775807, "message": "m"}`, want: Order{9223372036854775807, "m"}},
+		"object":            {in: `{"id": 3, "message": "hi"}`, want: Order{ID: 3, Message: "hi"}},
+		"object in string":  {in: `"{\"id\": 3, \"message\": \"hi\"}"`, want: Order{ID: 3, Message: "hi"}},
+		"unknown field":     {in: `{"id": 1, "message": "m", "extra": true}`, want: Order{ID: 1, Message: "m"}},
+		"zero id":           {in: `{"id": 0, "message": "m"}`, want: Order{ID: 0, Message: "m"}},
+		"max id":            {in: `{"id": 9223372036854775807, "message": "m"}`, want: Order{ID: 9223372036854775807, Message: "m"}},
 		"empty":             {in: ``, wantErr: "empty data"},
 		"malformed":         {in: `{"id": 1,`, wantErr: "not an order object"},
 		"array":             {in: `[1,2]`, wantErr: "not an order object"},
@@ -30,6 +31,13 @@ func TestDecode(t *testing.T) {
 		"negative id":       {in: `{"id": -1, "message": "m"}`, wantErr: "id must be ≥ 0"},
 		"missing message":   {in: `{"id": 1}`, wantErr: `"message" is missing`},
 		"empty message":     {in: `{"id": 1, "message": ""}`, wantErr: "must not be empty"},
+		"sent_at":           {in: `{"id": 1, "message": "m", "sent_at": "2026-11-27T09:00:00.5Z"}`, want: Order{ID: 1, Message: "m", SentAt: time.Date(2026, 11, 27, 9, 0, 0, 5e8, time.UTC)}},
+		"sent_at as UTC":    {in: `{"id": 1, "message": "m", "sent_at": "2026-11-27T10:00:00+01:00"}`, want: Order{ID: 1, Message: "m", SentAt: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)}},
+		"sent_at in string": {in: `"{\"id\": 1, \"message\": \"m\", \"sent_at\": \"2026-11-27T09:00:00Z\"}"`, want: Order{ID: 1, Message: "m", SentAt: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)}},
+		"future sent_at":    {in: `{"id": 1, "message": "m", "sent_at": "2999-01-01T00:00:00Z"}`, want: Order{ID: 1, Message: "m", SentAt: time.Date(2999, 1, 1, 0, 0, 0, 0, time.UTC)}},
+		"null sent_at":      {in: `{"id": 1, "message": "m", "sent_at": null}`, want: Order{ID: 1, Message: "m"}},
+		"number sent_at":    {in: `{"id": 1, "message": "m", "sent_at": 1764234000}`, want: Order{ID: 1, Message: "m"}},
+		"garbled sent_at":   {in: `{"id": 1, "message": "m", "sent_at": "yesterday"}`, want: Order{ID: 1, Message: "m"}},
 		"long message":      {in: `{"id": 1, "message": "` + strings.Repeat("x", MaxMessageBytes+1) + `"}`, wantErr: "the limit is"},
 	}
 	for name, tc := range tests {
@@ -73,5 +81,31 @@ func TestStringIsSeedFormatAndRoundTrips(t *testing.T) {
 func TestValidateRejectsBadUTF8(t *testing.T) {
 	if err := (Order{ID: 1, Message: "\xff"}).Validate(); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("Validate() = %v, want ErrInvalid", err)
+	}
+}
+
+func TestSentAtIsOptionalOnTheWire(t *testing.T) {
+	tests := map[string]struct {
+		o    Order
+		want string
+	}{
+		"unset":   {o: New(1), want: `{"id":1,"message":"Hello from publisher - message 1"}`},
+		"set":     {o: Order{ID: 2, Message: "m", SentAt: time.Date(2026, 11, 27, 9, 0, 0, 123456789, time.UTC)}, want: `{"id":2,"message":"m","sent_at":"2026-11-27T09:00:00.123456789Z"}`},
+		"in json": {o: Order{ID: 3, Message: "m", SentAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}, want: `{"id":3,"message":"m","sent_at":"2026-01-02T03:04:05Z"}`},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			b, err := json.Marshal(tc.o)
+			if err != nil || string(b) != tc.want {
+				t.Fatalf("Marshal = %s, %v; want %s", b, err, tc.want)
+			}
+			back, err := Decode(b)
+			if err != nil || back != tc.o {
+				t.Fatalf("Decode(Marshal()) = %+v, %v; want %+v", back, err, tc.o)
+			}
+			if s := tc.o.String(); strings.Contains(s, "sent_at") {
+				t.Fatalf("String() = %s, want the seed's format without sent_at", s)
+			}
+		})
 	}
 }
