@@ -133,7 +133,12 @@ func StartSidecar(ctx context.Context, d Daprd, sc Sidecar, out io.Writer) (*Run
 		"--dapr-graceful-shutdown-seconds", "5",
 	}
 	if sc.AppPort != 0 {
-		args = append(args, "--app-port", strconv.Itoa(sc.AppPort), "--app-protocol", "http", "--app-channel-address", "127.0.0.1")
+		args = append(args, "--app-port", strconv.Itoa(sc.AppPort), "--app-protocol", "http", "--app-channel-address", "127.0.0.1",
+			// daprd probes the app's cheap liveness route every second and
+			// stops delivering after 3 failures in a row (restarting when it
+			// answers again), instead of burning retries on a dead app.
+			"--enable-app-health-check", "--app-health-check-path", "/healthz",
+			"--app-health-probe-interval", "1", "--app-health-probe-timeout", "500", "--app-health-threshold", "3")
 	}
 	if sc.Config != "" {
 		args = append(args, "--config", sc.Config)

@@ -18,10 +18,15 @@ import (
 	"time"
 
 	"github.com/dapr/go-sdk/service/common"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"dapr-pub-sub/internal/order"
 	"dapr-pub-sub/internal/retry"
 	"dapr-pub-sub/internal/store"
+	"dapr-pub-sub/internal/tracing"
 )
 
 // Faults are deliberate failures for the fault tests and demos; all are off
@@ -65,6 +70,10 @@ type HandlerConfig struct {
 	Topic   string        // recorded with dead letters that do not say
 	Faults  Faults
 	Metrics *Metrics // nil for none
+	// Tracer starts one span per delivery, a child of the trace context
+	// daprd sends (the traceparent header of the request, else the
+	// CloudEvent's traceparent); nil for none.
+	Tracer trace.Tracer
 	// Observe, if set, is called once per handled delivery, after the
 	// answer is decided, from the delivering goroutine. It must not block
 	// (the live page hands it to a buffered feed).
@@ -107,7 +116,35 @@ type Handler struct {
 
 // NewHandler returns a Handler for cfg.
 func NewHandler(cfg HandlerConfig) *Handler {
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider().Tracer("")
+	}
 	return &Handler{HandlerConfig: cfg}
+}
+
+// startSpan starts the span of one delivery of e. Its parent is the span
+// context in ctx (the request's traceparent header, put there by the
+// server's middleware) or, failing that, the event's own traceparent.
+func (h *Handler) startSpan(ctx context.Context, e *common.TopicEvent) (context.Context, trace.Span) {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		ctx = tracing.Extract(ctx, e.TraceParent, "")
+	}
+	return h.Tracer.Start(ctx, e.Topic+" process", trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "dapr"),
+			attribute.String("messaging.destination.name", e.Topic),
+			attribute.String("messaging.message.id", e.ID),
+			attribute.String("dapr.pubsub", e.PubsubName),
+		))
+}
+
+// endSpan ends span with the delivery's outcome.
+func endSpan(span trace.Span, outcome string, err error) {
+	span.SetAttributes(attribute.String("outcome", outcome))
+	if err != nil {
+		span.SetStatus(otelcodes.Error, err.Error())
+	}
+	span.End()
 }
 
 // Injected failures, see Faults.
@@ -133,12 +170,14 @@ func (h *Handler) HandleOrder(ctx context.Context, e *common.TopicEvent) (retry 
 	start := time.Now()
 	outcome := OutcomeSuccess
 	var decoded *order.Order
+	ctx, span := h.startSpan(ctx, e)
 	defer func() {
 		if p := recover(); p != nil {
 			retry, err, outcome = true, fmt.Errorf("panic: %v", p), OutcomeRetry
 			h.Stats.Retried.Add(1)
 			h.Log.Error("Recovered from a panic while processing an order; it will be retried", "event_id", e.ID, "panic", p)
 		}
+		endSpan(span, outcome, err)
 		h.Metrics.observe(outcome, start)
 		d := Delivery{EventID: e.ID, Topic: e.Topic, Order: decoded, Outcome: outcome}
 		if err != nil {
@@ -146,7 +185,7 @@ func (h *Handler) HandleOrder(ctx context.Context, e *common.TopicEvent) (retry 
 		}
 		h.observe(d, start)
 		h.Log.Debug("Delivery", "event_id", e.ID, "topic", e.Topic, "outcome", outcome, "traceparent", e.TraceParent,
-			"duration", time.Since(start).String())
+			"trace_id", span.SpanContext().TraceID().String(), "duration", time.Since(start).String())
 	}()
 	ctx, cancel := context.WithTimeout(ctx, h.Timeout)
 	defer cancel()
