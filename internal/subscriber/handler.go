@@ -226,6 +226,7 @@ func (h *Handler) HandleOrder(ctx context.Context, e *common.TopicEvent) (retry 
 		return false, nil
 	}
 	h.Stats.Processed.Add(1)
+	h.Metrics.observeEndToEnd(o.SentAt, time.Now())
 	h.mu.Lock()
 	fmt.Fprintf(h.Out, "Received message: %s\n", o)
 	h.mu.Unlock()

@@ -21,6 +21,7 @@ type Metrics struct {
 	Registry       *prometheus.Registry
 	deliveries     *prometheus.CounterVec
 	handlerSeconds *prometheus.HistogramVec
+	endToEnd       prometheus.Histogram
 	deadLetters    prometheus.Counter
 }
 
@@ -37,12 +38,17 @@ func NewMetrics() *Metrics {
 			Help:    "Time the handler spent on one delivery, by outcome.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14), // 0.5 ms … 4 s
 		}, []string{"outcome"}),
+		endToEnd: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "orders_end_to_end_seconds",
+			Help:    "From the order's sent_at (set by the publisher) to its effect, for orders that carry it. Same-host clocks assumed.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18), // 0.5 ms … 65 s
+		}),
 		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orders_dead_letters_total",
 			Help: "Dead letters stored for the first time.",
 		}),
 	}
-	m.Registry.MustRegister(m.deliveries, m.handlerSeconds, m.deadLetters,
+	m.Registry.MustRegister(m.deliveries, m.handlerSeconds, m.endToEnd, m.deadLetters,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, o := range []string{OutcomeSuccess, OutcomeDuplicate, OutcomeDrop, OutcomeRetry} {
 		m.deliveries.WithLabelValues(o) // present at 0 from the start
@@ -56,4 +62,16 @@ func (m *Metrics) observe(outcome string, since time.Time) {
 	}
 	m.deliveries.WithLabelValues(outcome).Inc()
 	m.handlerSeconds.WithLabelValues(outcome).Observe(time.Since(since).Seconds())
+}
+
+// observeEndToEnd records the time from sentAt to now; a zero sentAt (an
+// order without the timestamp) is not recorded, and neither is a negative
+// time, which only clock skew between hosts can give.
+func (m *Metrics) observeEndToEnd(sentAt, now time.Time) {
+	if m == nil || sentAt.IsZero() {
+		return
+	}
+	if d := now.Sub(sentAt); d >= 0 {
+		m.endToEnd.Observe(d.Seconds())
+	}
 }
