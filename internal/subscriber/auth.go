@@ -4,17 +4,34 @@ import (
 	"crypto/subtle"
 	"log/slog"
 	"net/http"
+	"strings"
 )
 
 // AppTokenHeader is where daprd puts APP_API_TOKEN when it calls the app.
 const AppTokenHeader = "dapr-api-token"
 
+// PageKeyParam is the query parameter that carries the live page's key
+// (web.PageKey) in the URL the launcher prints.
+const PageKeyParam = "key"
+
+// pageAccess lets a browser onto the live page, which cannot send
+// AppTokenHeader (an EventSource sets no headers). GET /?key=<page key>
+// sets an HttpOnly, SameSite=Strict cookie holding the key and redirects to
+// / (so the key leaves the address bar); the page's routes then accept the
+// cookie. The key is not the app token and opens nothing else.
+type pageAccess struct {
+	key    string            // web.PageKey(app token)
+	cookie string            // cookie name; per port, as cookies are shared by every port of a host
+	routes func(string) bool // the page's paths
+}
+
 // requireAppToken answers 401 to every request that does not carry token in
 // AppTokenHeader, compared in constant time, except the open paths (the
-// liveness probe). The SDK's HTTP service checks the token on invocation
-// routes but not on topic routes or /dapr/subscribe, so this sits in front
-// of all of them. An empty token turns the check off.
-func requireAppToken(token string, log *slog.Logger, open ...string) func(http.Handler) http.Handler {
+// probes and metrics) and, with page set, the live page's routes for a
+// browser that holds the page key. The SDK's HTTP service checks the token
+// on invocation routes but not on topic routes or /dapr/subscribe, so this
+// sits in front of all of them. An empty token turns the check off.
+func requireAppToken(token string, log *slog.Logger, page *pageAccess, open ...string) func(http.Handler) http.Handler {
 	want := []byte(token)
 	return func(next http.Handler) http.Handler {
 		if token == "" {
@@ -27,12 +44,46 @@ func requireAppToken(token string, log *slog.Logger, open ...string) func(http.H
 					return
 				}
 			}
-			if subtle.ConstantTimeCompare([]byte(r.Header.Get(AppTokenHeader)), want) != 1 {
-				log.Warn("Refused a call without the app API token", "path", r.URL.Path, "remote", r.RemoteAddr)
-				http.Error(w, "missing or wrong dapr-api-token", http.StatusUnauthorized)
+			if subtle.ConstantTimeCompare([]byte(r.Header.Get(AppTokenHeader)), want) == 1 {
+				next.ServeHTTP(w, r)
 				return
 			}
-			next.ServeHTTP(w, r)
+			if page != nil && page.routes(r.URL.Path) && page.allow(w, r) {
+				if r.URL.Query().Has(PageKeyParam) {
+					http.Redirect(w, r, "/", http.StatusSeeOther)
+					return
+				}
+				next.ServeHTTP(w, r)
+				return
+			}
+			log.Warn("Refused a call without the app API token", "path", r.URL.Path, "remote", r.RemoteAddr)
+			if page != nil && page.routes(r.URL.Path) {
+				http.Error(w, "the live page needs its key: open the URL `make run` printed (http://127.0.0.1:<port>/?key=...)", http.StatusUnauthorized)
+				return
+			}
+			http.Error(w, "missing or wrong dapr-api-token", http.StatusUnauthorized)
 		})
 	}
+}
+
+// allow reports whether r holds the page key, in its cookie or, on a GET
+// of /, in PageKeyParam; for the latter it sets the cookie.
+func (p *pageAccess) allow(w http.ResponseWriter, r *http.Request) bool {
+	if c, err := r.Cookie(p.cookie); err == nil && p.matches(c.Value) {
+		return true
+	}
+	if r.Method != http.MethodGet || r.URL.Path != "/" || !p.matches(r.URL.Query().Get(PageKeyParam)) {
+		return false
+	}
+	http.SetCookie(w, &http.Cookie{Name: p.cookie, Value: p.key, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	return true
+}
+
+func (p *pageAccess) matches(v string) bool {
+	return v != "" && subtle.ConstantTimeCompare([]byte(v), []byte(p.key)) == 1
+}
+
+// isPageRoute reports whether path belongs to the live page.
+func isPageRoute(path string) bool {
+	return path == "/" || path == liveEventsRoute || path == liveDeadLettersRoute || strings.HasPrefix(path, liveAssetsPrefix)
 }

@@ -39,10 +39,11 @@ const (
 // there reaches the handler as it is.
 //
 // With cfg.AppToken set, every route but /healthz requires it (401 else).
-// Bodies are limited to MaxBodyBytes.
-func NewService(cfg Config, h *Handler, log *slog.Logger, ready func(context.Context) error) (common.Service, error) {
+// Bodies are limited to MaxBodyBytes. WithLivePage adds the live page.
+func NewService(cfg Config, h *Handler, log *slog.Logger, ready func(context.Context) error, opts ...ServiceOption) (common.Service, error) {
 	mux := chi.NewRouter()
-	mux.Use(requireAppToken(cfg.AppToken, log, "/healthz", "/readyz", "/metrics"))
+	live := newLivePage(cfg, opts)
+	mux.Use(requireAppToken(cfg.AppToken, log, live.access, "/healthz", "/readyz", "/metrics"))
 	var subscribed atomic.Bool
 	mux.Use(func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -87,6 +88,7 @@ func NewService(cfg Config, h *Handler, log *slog.Logger, ready func(context.Con
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(&h.Stats)
 	})
+	live.mount(mux, h, log)
 	s := daprhttp.NewServiceWithMux(cfg.ListenAddr(), mux)
 	subs := []struct {
 		sub *common.Subscription
@@ -122,11 +124,13 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer client.Close()
 	st := store.New(client, cfg.StateStore, cfg.AppID)
+	feed := NewFeed(0, 0)
 	h := NewHandler(HandlerConfig{
 		Store: st, Out: stdout, Log: log, Metrics: NewMetrics(),
 		Timeout: cfg.Timeout, PubSub: cfg.PubSub, Topic: cfg.Topic, Faults: cfg.Faults,
+		Observe: feed.Publish,
 	})
-	svc, err := NewService(cfg, h, log, st.Ping)
+	svc, err := NewService(cfg, h, log, st.Ping, WithLivePage(feed))
 	if err != nil {
 		return err
 	}
@@ -150,6 +154,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case <-ctx.Done():
 	}
 	log.Info("Shutting down: finishing deliveries in flight")
+	feed.Close() // ends the live page's streams, which Shutdown would wait for
 	if err := svc.GracefulStop(); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}

@@ -1,0 +1,559 @@
+package subscriber
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"dapr-pub-sub/internal/order"
+	"dapr-pub-sub/internal/store"
+	"dapr-pub-sub/internal/store/storetest"
+	"dapr-pub-sub/internal/subscriber/web"
+)
+
+func delivery(id int64, outcome string) Delivery {
+	o := order.New(id)
+	return Delivery{Time: time.Now(), EventID: fmt.Sprintf("order-%d", id), Topic: "orders", Order: &o, Outcome: outcome}
+}
+
+func eventIDs(ds []Delivery) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.EventID
+	}
+	return out
+}
+
+func TestFeedFansOutToEveryClient(t *testing.T) {
+	f := NewFeed(10, 10)
+	_, a, err := f.Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, b, _ := f.Subscribe()
+	f.Publish(delivery(1, OutcomeSuccess))
+	for name, s := range map[string]*Subscription{"a": a, "b": b} {
+		select {
+		case d := <-s.C:
+			if d.EventID != "order-1" {
+				t.Errorf("client %s got %q, want order-1", name, d.EventID)
+			}
+		default:
+			t.Errorf("client %s got nothing", name)
+		}
+	}
+}
+
+func TestFeedSnapshotIsTheLastDeliveriesInOrder(t *testing.T) {
+	tests := map[string]struct {
+		keep, publish int
+		want          []string
+	}{
+		"empty":          {keep: 3, publish: 0, want: []string{}},
+		"fewer than N":   {keep: 3, publish: 2, want: []string{"order-0", "order-1"}},
+		"exactly N":      {keep: 3, publish: 3, want: []string{"order-0", "order-1", "order-2"}},
+		"wrapped around": {keep: 3, publish: 7, want: []string{"order-4", "order-5", "order-6"}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			f := NewFeed(tc.keep, 1)
+			for i := range tc.publish {
+				f.Publish(delivery(int64(i), OutcomeSuccess))
+			}
+			recent, s, err := f.Subscribe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := eventIDs(recent); !slices.Equal(got, tc.want) {
+				t.Errorf("snapshot %v, want %v", got, tc.want)
+			}
+			// Nothing from before the snapshot comes again on C.
+			f.Publish(delivery(99, OutcomeSuccess))
+			if d := <-s.C; d.EventID != "order-99" {
+				t.Errorf("first live delivery %q, want order-99", d.EventID)
+			}
+		})
+	}
+}
+
+func TestFeedSlowClientDoesNotBlockPublish(t *testing.T) {
+	f := NewFeed(5, 4)
+	_, slow, _ := f.Subscribe() // never reads
+	const n = 10000
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		for i := range n {
+			f.Publish(delivery(int64(i), OutcomeSuccess))
+		}
+	}()
+	select {
+	case <-published:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Publish blocked on a client that does not read")
+	}
+	if d := f.Dropped(slow); d != n-4 {
+		t.Errorf("slow client missed %d, want %d (all but its buffer of 4)", d, n-4)
+	}
+	if len(slow.C) != 4 {
+		t.Errorf("slow client holds %d, want its buffer of 4", len(slow.C))
+	}
+	if f.TotalDropped() < n-4 {
+		t.Errorf("TotalDropped = %d, want ≥ %d", f.TotalDropped(), n-4)
+	}
+}
+
+func TestFeedUnsubscribeFreesTheClient(t *testing.T) {
+	f := NewFeed(5, 1)
+	_, s, _ := f.Subscribe()
+	if f.Clients() != 1 {
+		t.Fatalf("Clients = %d, want 1", f.Clients())
+	}
+	f.Unsubscribe(s)
+	f.Unsubscribe(s) // harmless
+	if f.Clients() != 0 {
+		t.Fatalf("Clients = %d after Unsubscribe, want 0", f.Clients())
+	}
+	f.Publish(delivery(1, OutcomeSuccess))
+	f.Publish(delivery(2, OutcomeSuccess))
+	if len(s.C) != 0 || f.Dropped(s) != 0 || f.TotalDropped() != 0 {
+		t.Errorf("an unsubscribed client still gets deliveries: %d buffered, %d dropped", len(s.C), f.Dropped(s))
+	}
+}
+
+func TestFeedRateCountsTheLastMinutePerSecond(t *testing.T) {
+	f := NewFeed(5, 1)
+	t0 := time.Unix(1_000_000, 0)
+	at := func(sec int64, n int) {
+		for range n {
+			f.Publish(Delivery{Time: t0.Add(time.Duration(sec) * time.Second), Outcome: OutcomeSuccess})
+		}
+	}
+	at(0, 3)  // falls out of the window below
+	at(50, 2) // 2 at second 50
+	at(60, 5) // same ring slot as second 0: replaces it
+	at(69, 1)
+	rate := f.Rate(t0.Add(69 * time.Second)) // window: seconds 10..69
+	if len(rate) != RateWindow {
+		t.Fatalf("len = %d, want %d", len(rate), RateWindow)
+	}
+	want := make([]int64, RateWindow)
+	want[50-10], want[60-10], want[69-10] = 2, 5, 1
+	if !slices.Equal(rate, want) {
+		t.Errorf("rate = %v\nwant   %v", rate, want)
+	}
+	if later := f.Rate(t0.Add(200 * time.Second)); slices.Max(later) != 0 {
+		t.Errorf("two minutes on, rate = %v, want all 0", later)
+	}
+}
+
+func TestFeedCloseEndsStreamsAndRefusesNewOnes(t *testing.T) {
+	f := NewFeed(5, 1)
+	f.Close()
+	f.Close() // harmless
+	select {
+	case <-f.Done():
+	default:
+		t.Fatal("Done not closed")
+	}
+	if _, _, err := f.Subscribe(); err != ErrFeedClosed {
+		t.Errorf("Subscribe after Close: %v, want ErrFeedClosed", err)
+	}
+	f.Publish(delivery(1, OutcomeSuccess)) // still safe
+}
+
+func TestFeedIsSafeForConcurrentUse(t *testing.T) {
+	f := NewFeed(20, 8)
+	var wg sync.WaitGroup
+	for p := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 500 {
+				f.Publish(delivery(int64(p*1000+i), OutcomeSuccess))
+			}
+		}()
+	}
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 50 {
+				_, s, err := f.Subscribe()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				select {
+				case <-s.C:
+				default:
+				}
+				_ = f.Rate(time.Now())
+				f.Unsubscribe(s)
+			}
+		}()
+	}
+	wg.Wait()
+	if f.Clients() != 0 {
+		t.Errorf("Clients = %d, want 0", f.Clients())
+	}
+}
+
+// sseEvent is one server-sent event.
+type sseEvent struct {
+	name, data string
+}
+
+// readEvents sends the events of an SSE body to the returned channel,
+// which is closed at the end of the stream.
+func readEvents(body io.Reader) <-chan sseEvent {
+	out := make(chan sseEvent, 100)
+	go func() {
+		defer close(out)
+		sc := bufio.NewScanner(body)
+		var ev sseEvent
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.HasPrefix(line, "event: "):
+				ev.name = strings.TrimPrefix(line, "event: ")
+			case strings.HasPrefix(line, "data: "):
+				ev.data = strings.TrimPrefix(line, "data: ")
+			case line == "" && ev.name != "":
+				out <- ev
+				ev = sseEvent{}
+			}
+		}
+	}()
+	return out
+}
+
+func nextEvent(t *testing.T, events <-chan sseEvent) sseEvent {
+	t.Helper()
+	select {
+	case ev, ok := <-events:
+		if !ok {
+			t.Fatal("the stream ended")
+		}
+		return ev
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event within 5 s")
+	}
+	return sseEvent{}
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestEventsStreamSnapshotThenDeliveries(t *testing.T) {
+	f := NewFeed(10, 10)
+	var stats Stats
+	stats.Processed.Add(1)
+	f.Publish(delivery(1, OutcomeSuccess))
+	srv := httptest.NewServer(handleEvents(f, &stats, quietLog()))
+	defer srv.Close()
+
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Errorf("Content-Type %q, want text/event-stream", ct)
+	}
+	events := readEvents(resp.Body)
+
+	ev := nextEvent(t, events)
+	var snap struct {
+		Deliveries []liveDelivery  `json:"deliveries"`
+		Stats      json.RawMessage `json:"stats"`
+	}
+	if ev.name != "snapshot" || json.Unmarshal([]byte(ev.data), &snap) != nil {
+		t.Fatalf("first event %q %s, want a snapshot", ev.name, ev.data)
+	}
+	if len(snap.Deliveries) != 1 || snap.Deliveries[0].EventID != "order-1" || *snap.Deliveries[0].ID != 1 {
+		t.Errorf("snapshot deliveries %+v, want order-1", snap.Deliveries)
+	}
+	if !strings.Contains(string(snap.Stats), `"processed":1`) {
+		t.Errorf("snapshot stats %s, want processed 1", snap.Stats)
+	}
+
+	bad := Delivery{Time: time.Now(), EventID: "evt-x", Topic: "orders", Outcome: OutcomeDrop, Reason: "invalid order: id must be ≥ 0"}
+	f.Publish(bad)
+	for {
+		ev = nextEvent(t, events)
+		if ev.name == "delivery" {
+			break
+		}
+	}
+	var got liveDelivery
+	if err := json.Unmarshal([]byte(ev.data), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.EventID != "evt-x" || got.Outcome != OutcomeDrop || got.Reason != bad.Reason || got.ID != nil {
+		t.Errorf("delivery %+v, want evt-x dropped with its reason and no order", got)
+	}
+
+	// A count that changes reaches the page within about a second.
+	stats.Duplicates.Add(1)
+	for {
+		ev = nextEvent(t, events)
+		if ev.name == "stats" && strings.Contains(ev.data, `"duplicates":1`) {
+			break
+		}
+	}
+	var s struct{ Rate []int64 }
+	if err := json.Unmarshal([]byte(ev.data), &s); err != nil || len(s.Rate) != RateWindow || slices.Max(s.Rate) < 1 {
+		t.Errorf("stats %s: want a %d-second rate with the deliveries in it", ev.data, RateWindow)
+	}
+}
+
+func TestEventsStreamEndsWhenTheFeedCloses(t *testing.T) {
+	f := NewFeed(10, 10)
+	srv := httptest.NewServer(handleEvents(f, &Stats{}, quietLog()))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := readEvents(resp.Body)
+	nextEvent(t, events) // snapshot
+	f.Close()
+	select {
+	case _, ok := <-events:
+		if ok {
+			for range events {
+			}
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stream is still open after Close")
+	}
+	resp2, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp2.Body.Close()
+	if resp2.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a new stream after Close: %d, want 503", resp2.StatusCode)
+	}
+}
+
+func TestEventsClientLeavingUnsubscribes(t *testing.T) {
+	f := NewFeed(10, 10)
+	srv := httptest.NewServer(handleEvents(f, &Stats{}, quietLog()))
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nextEvent(t, readEvents(resp.Body))
+	if f.Clients() != 1 {
+		t.Fatalf("Clients = %d, want 1", f.Clients())
+	}
+	cancel()
+	resp.Body.Close()
+	for deadline := time.Now().Add(5 * time.Second); f.Clients() != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the client is still subscribed after it left")
+		}
+	}
+}
+
+// pageMux is the part of NewService the page adds: the token middleware
+// with page access, the page's routes, and one route it must not open.
+func pageMux(t *testing.T, cfg Config, st *store.Store) (http.Handler, *Feed) {
+	t.Helper()
+	h := NewHandler(HandlerConfig{Store: st, Log: quietLog(), Out: io.Discard, Timeout: time.Second})
+	feed := NewFeed(0, 0)
+	t.Cleanup(feed.Close)
+	live := newLivePage(cfg, []ServiceOption{WithLivePage(feed)})
+	mux := chi.NewRouter()
+	mux.Use(requireAppToken(cfg.AppToken, quietLog(), live.access, "/healthz"))
+	mux.Get("/stats", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.Post("/orders", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	live.mount(mux, h, quietLog())
+	return mux, feed
+}
+
+func TestPageAccess(t *testing.T) {
+	const token = "app-secret"
+	cfg := Config{Port: 8001, AppToken: token}
+	key := web.PageKey(token)
+	if key == "" || strings.Contains(key, token) || key == web.PageKey("other") {
+		t.Fatalf("PageKey(%q) = %q: want a non-empty key that is not the token and differs per token", token, key)
+	}
+	cookie := &http.Cookie{Name: "live_page_8001", Value: key}
+	mux, _ := pageMux(t, cfg, store.New(&storetest.Mem{}, "statestore", "subscriber"))
+
+	tests := map[string]struct {
+		method, path string
+		header       string       // app token header
+		cookie       *http.Cookie // nil for none
+		want         int
+		wantType     string
+	}{
+		"page without anything":           {method: "GET", path: "/", want: 401},
+		"page with a wrong key":           {method: "GET", path: "/?key=nope", want: 401},
+		"page with the token as key":      {method: "GET", path: "/?key=" + token, want: 401},
+		"page with the key: cookie, back": {method: "GET", path: "/?key=" + key, want: 303},
+		"page with the cookie":            {method: "GET", path: "/", cookie: cookie, want: 200, wantType: "text/html"},
+		"page with the app token":         {method: "GET", path: "/", header: token, want: 200, wantType: "text/html"},
+		"script with the cookie":          {method: "GET", path: "/ui/app.js", cookie: cookie, want: 200, wantType: "text/javascript"},
+		"style with the cookie":           {method: "GET", path: "/ui/style.css", cookie: cookie, want: 200, wantType: "text/css"},
+		"no such asset":                   {method: "GET", path: "/ui/nope.js", cookie: cookie, want: 404},
+		"no listing of the assets":        {method: "GET", path: "/ui/", cookie: cookie, want: 404},
+		"dead letters with the cookie":    {method: "GET", path: "/api/deadletters", cookie: cookie, want: 200, wantType: "application/json"},
+		"dead letters without":            {method: "GET", path: "/api/deadletters", want: 401},
+		"events without":                  {method: "GET", path: "/events", want: 401},
+		"events with a stale cookie":      {method: "GET", path: "/events", cookie: &http.Cookie{Name: "live_page_8001", Value: web.PageKey("old")}, want: 401},
+		"key on another route":            {method: "GET", path: "/api/deadletters?key=" + key, want: 401},
+		"cookie does not open /stats":     {method: "GET", path: "/stats", cookie: cookie, want: 401},
+		"cookie does not open /orders":    {method: "POST", path: "/orders", cookie: cookie, want: 401},
+		"the token still opens /stats":    {method: "GET", path: "/stats", header: token, want: 200},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			req := httptest.NewRequest(tc.method, tc.path, nil)
+			if tc.header != "" {
+				req.Header.Set(AppTokenHeader, tc.header)
+			}
+			if tc.cookie != nil {
+				req.AddCookie(tc.cookie)
+			}
+			rec := httptest.NewRecorder()
+			mux.ServeHTTP(rec, req)
+			if rec.Code != tc.want {
+				t.Fatalf("%s %s: %d, want %d: %s", tc.method, tc.path, rec.Code, tc.want, rec.Body)
+			}
+			if tc.wantType != "" && !strings.HasPrefix(rec.Header().Get("Content-Type"), tc.wantType) {
+				t.Errorf("Content-Type %q, want %s", rec.Header().Get("Content-Type"), tc.wantType)
+			}
+			if body := rec.Body.String(); strings.Contains(body, token) || strings.Contains(body, key) {
+				t.Errorf("the response shows the token or the key: %s", body)
+			}
+			if rec.Code == 200 && tc.wantType == "text/html" && rec.Header().Get("Content-Security-Policy") == "" {
+				t.Error("the page has no Content-Security-Policy")
+			}
+		})
+	}
+
+	t.Run("the key sets an HttpOnly SameSite=Strict cookie and leaves the URL", func(t *testing.T) {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("GET", "/?key="+key, nil))
+		if loc := rec.Header().Get("Location"); loc != "/" {
+			t.Errorf("Location %q, want /", loc)
+		}
+		cs := rec.Result().Cookies()
+		if len(cs) != 1 {
+			t.Fatalf("cookies %v, want one", cs)
+		}
+		c := cs[0]
+		if c.Name != "live_page_8001" || c.Value != key || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/" {
+			t.Errorf("cookie %+v, want live_page_8001=<key>, HttpOnly, SameSite=Strict, Path=/", c)
+		}
+	})
+
+	t.Run("no app token: the page is open, like every route", func(t *testing.T) {
+		open, _ := pageMux(t, Config{Port: 8001}, store.New(&storetest.Mem{}, "statestore", "subscriber"))
+		rec := httptest.NewRecorder()
+		open.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+		if rec.Code != 200 {
+			t.Errorf("GET / = %d, want 200", rec.Code)
+		}
+	})
+}
+
+func TestPageDeadLettersNewestFirst(t *testing.T) {
+	st := store.New(&storetest.Mem{}, "statestore", "subscriber")
+	for i, reason := range []string{"invalid order: id must be ≥ 0", "invalid order: message must not be empty"} {
+		dl := store.DeadLetter{EventID: fmt.Sprintf("evt-%d", i), Topic: "orders", Data: []byte(`{"id":-1}`), Reason: reason, ReceivedAt: time.Now()}
+		if _, err := st.AddDeadLetter(t.Context(), dl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := httptest.NewRecorder()
+	handleDeadLetters(st, quietLog()).ServeHTTP(rec, httptest.NewRequest("GET", "/api/deadletters", nil))
+	var got struct {
+		Total       int              `json:"total"`
+		DeadLetters []pageDeadLetter `json:"dead_letters"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatalf("%v: %s", err, rec.Body)
+	}
+	if got.Total != 2 || len(got.DeadLetters) != 2 || got.DeadLetters[0].EventID != "evt-1" || got.DeadLetters[1].Data != `{"id":-1}` {
+		t.Errorf("got %+v, want evt-1 then evt-0, data as text", got)
+	}
+
+	down := &storetest.Mem{Fail: func(string, string) error { return storetest.ErrUnavailable }}
+	rec = httptest.NewRecorder()
+	handleDeadLetters(store.New(down, "statestore", "subscriber"), quietLog()).ServeHTTP(rec, httptest.NewRequest("GET", "/api/deadletters", nil))
+	if rec.Code != http.StatusBadGateway {
+		t.Errorf("store down: %d, want 502", rec.Code)
+	}
+}
+
+// TestPageStreamDoesNotHoldUpShutdown serves the real SDK service with an
+// open event stream: GracefulStop (http.Server.Shutdown, which waits for
+// active connections up to 5 s) must return at once after the feed closes.
+func TestPageStreamDoesNotHoldUpShutdown(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cfg := Config{Address: "127.0.0.1", Port: port, PubSub: "pubsub", Topic: "orders", DeadLetterTopic: "orders-deadletter", AppToken: "app-secret"}
+	feed := NewFeed(0, 0)
+	h := NewHandler(HandlerConfig{Store: store.New(&storetest.Mem{}, "statestore", "subscriber"), Log: quietLog(), Out: io.Discard,
+		Timeout: time.Second, PubSub: "pubsub", Topic: "orders", Observe: feed.Publish})
+	svc, err := NewService(cfg, h, quietLog(), nil, WithLivePage(feed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go svc.Start() //nolint:errcheck // GracefulStop ends it
+	base := "http://" + cfg.ListenAddr()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if resp, err := http.Get(base + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("service did not start listening")
+		}
+	}
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/events", nil)
+	req.AddCookie(&http.Cookie{Name: fmt.Sprintf("live_page_%d", port), Value: web.PageKey(cfg.AppToken)})
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /events: %d", resp.StatusCode)
+	}
+	nextEvent(t, readEvents(resp.Body))
+
+	start := time.Now()
+	feed.Close()
+	if err := svc.GracefulStop(); err != nil {
+		t.Fatalf("GracefulStop with a stream open: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("GracefulStop took %s with a stream open, want well under the SDK's 5 s", d)
+	}
+}
