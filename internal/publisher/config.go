@@ -2,26 +2,34 @@ package publisher
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"dapr-pub-sub/internal/cli"
 	"dapr-pub-sub/internal/sidecar"
 )
 
+// Forever is the -count that publishes generated orders until the program
+// is stopped (Ctrl-C, SIGTERM), at -rate or -interval.
+const Forever = -1
+
 // Config is what one publisher run does. Every field has a flag, and a
 // default taken from an environment variable when that is set.
 type Config struct {
-	Count       int           // orders to publish; PUBLISH_COUNT, default 10
-	StartID     int64         // id of the first order; PUBLISH_START_ID, default 0
-	Interval    time.Duration // pause between orders; PUBLISH_INTERVAL, default 1s
-	PubSub      string        // Dapr pub/sub component; PUBSUB_NAME, default "pubsub"
-	Topic       string        // topic; TOPIC_NAME, default "orders"
-	DaprAddress string        // sidecar gRPC address; DAPR_GRPC_ENDPOINT or 127.0.0.1:$DAPR_GRPC_PORT, default port 50001
-	Attempts    int           // tries per order before giving up; PUBLISH_ATTEMPTS, default 5
-	Rate        float64       // orders per second; PUBLISH_RATE; 0 means use Interval
-	File        string        // JSON-lines file of orders ("-" for stdin) instead of generated ones; PUBLISH_FILE
+	Count          int           // orders to publish, Forever for until stopped; PUBLISH_COUNT, default 10
+	StartID        int64         // id of the first order; PUBLISH_START_ID, default 0
+	Interval       time.Duration // pause between orders; PUBLISH_INTERVAL, default 1s
+	PubSub         string        // Dapr pub/sub component; PUBSUB_NAME, default "pubsub"
+	Topic          string        // topic; TOPIC_NAME, default "orders"
+	DaprAddress    string        // sidecar gRPC address; DAPR_GRPC_ENDPOINT or 127.0.0.1:$DAPR_GRPC_PORT, default port 50001
+	Attempts       int           // tries per order before giving up; PUBLISH_ATTEMPTS, default 5
+	Rate           float64       // orders per second; PUBLISH_RATE; 0 means use Interval
+	File           string        // JSON-lines file of orders ("-" for stdin) instead of generated ones; PUBLISH_FILE
+	Bulk           int           // orders per bulk publish call; PUBLISH_BULK, default 1 = one PublishEvent per order
+	MetricsAddress string        // host:port serving Prometheus /metrics; PUBLISH_METRICS_ADDRESS, default "" = none
 }
 
 // pause is the time between two orders: 1/Rate when a rate is set.
@@ -32,21 +40,59 @@ func (c Config) pause() time.Duration {
 	return c.Interval
 }
 
+// forever reports whether the run publishes generated orders until stopped.
+func (c Config) forever() bool { return c.File == "" && c.Count == Forever }
+
+const about = `Publishes orders to a Dapr pub/sub topic through the Dapr sidecar at
+-dapr-address (which must be running). Each order is a JSON object,
+  {"id": N, "message": "Hello from publisher - message N", "sent_at": "<publish time>"}
+sent with content type application/json under the CloudEvent id order-N, so a
+retried publish keeps its id and the subscriber can recognise a duplicate.
+A failed publish is retried -attempts times with backoff (100ms doubling to 2s).
+
+It generates -count orders numbered from -start-id, or publishes the orders of a
+JSON-lines file (-file). Orders are paced by -rate (or -interval). It ends with
+a summary line: sent, failed, duration, rate. Exit status 1 if an order could
+not be published.
+
+Examples:
+  publisher -count 100 -rate 50                  100 orders, 50 per second
+  publisher -file orders.jsonl                   the orders in a file, one {"id":…,"message":…} per line
+  cat orders.jsonl | publisher -file -           the same, from stdin
+  publisher -count 10000 -rate 2000 -bulk 100    bulk publish, 100 orders per call
+  publisher -count -1 -rate 10 -metrics-address 127.0.0.1:9091
+                                                 10 per second until Ctrl-C, metrics on :9091/metrics`
+
+// flagGroups orders the flags in the usage text.
+var flagGroups = []struct {
+	title string
+	names []string
+}{
+	{"What to publish", []string{"count", "start-id", "file"}},
+	{"How fast", []string{"rate", "interval", "bulk"}},
+	{"Where to", []string{"dapr-address", "pubsub", "topic"}},
+	{"Reliability and monitoring", []string{"attempts", "metrics-address"}},
+}
+
 // ParseConfig reads args (without the program name) with defaults from
-// getenv. Usage and errors are written to stderr; -h gives flag.ErrHelp.
+// getenv. Usage and errors are written to stderr; -h prints the usage and
+// gives flag.ErrHelp.
 func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	env := &cli.Env{Getenv: getenv}
 	var c Config
-	fs := cli.NewFlagSet("publisher", "Publishes orders {\"id\": N, \"message\": \"Hello from publisher - message N\"}\nthrough the Dapr sidecar at -dapr-address.", stderr)
-	fs.IntVar(&c.Count, "count", env.Int("PUBLISH_COUNT", 10), "number of orders to publish [PUBLISH_COUNT]")
-	fs.Int64Var(&c.StartID, "start-id", env.Int64("PUBLISH_START_ID", 0), "id of the first order [PUBLISH_START_ID]")
-	fs.DurationVar(&c.Interval, "interval", env.Duration("PUBLISH_INTERVAL", time.Second), "pause between orders, e.g. 1s, 10ms, 0 [PUBLISH_INTERVAL]")
+	fs := cli.NewFlagSet("publisher", about, stderr)
+	fs.IntVar(&c.Count, "count", env.Int("PUBLISH_COUNT", 10), "number of orders to generate; -1 publishes until stopped (Ctrl-C, SIGTERM), at -rate or -interval [PUBLISH_COUNT]")
+	fs.Int64Var(&c.StartID, "start-id", env.Int64("PUBLISH_START_ID", 0), "id of the first generated order [PUBLISH_START_ID]")
+	fs.StringVar(&c.File, "file", env.Str("PUBLISH_FILE", ""), "publish the orders in this JSON-lines file instead (-count and -start-id are ignored); - reads stdin. Every line is checked before any is sent [PUBLISH_FILE]")
+	fs.Float64Var(&c.Rate, "rate", env.Float64("PUBLISH_RATE", 0), "orders per second, e.g. 500; overrides -interval [PUBLISH_RATE]")
+	fs.DurationVar(&c.Interval, "interval", env.Duration("PUBLISH_INTERVAL", time.Second), "pause between orders when -rate is 0, e.g. 1s, 10ms, 0 for as fast as possible [PUBLISH_INTERVAL]")
+	fs.IntVar(&c.Bulk, "bulk", env.Int("PUBLISH_BULK", 1), "orders per publish call; above 1 uses Dapr's bulk publish API, each batch sent when its last order is due [PUBLISH_BULK]")
+	fs.StringVar(&c.DaprAddress, "dapr-address", sidecar.Address(getenv), "the sidecar's gRPC address [DAPR_GRPC_ENDPOINT, or DAPR_GRPC_PORT on 127.0.0.1]")
 	fs.StringVar(&c.PubSub, "pubsub", env.Str("PUBSUB_NAME", "pubsub"), "Dapr pub/sub component name [PUBSUB_NAME]")
 	fs.StringVar(&c.Topic, "topic", env.Str("TOPIC_NAME", "orders"), "topic to publish to [TOPIC_NAME]")
-	fs.StringVar(&c.DaprAddress, "dapr-address", sidecar.Address(getenv), "sidecar gRPC address [DAPR_GRPC_ENDPOINT, or DAPR_GRPC_PORT on 127.0.0.1]")
 	fs.IntVar(&c.Attempts, "attempts", env.Int("PUBLISH_ATTEMPTS", 5), "tries per order before the publisher gives up [PUBLISH_ATTEMPTS]")
-	fs.Float64Var(&c.Rate, "rate", env.Float64("PUBLISH_RATE", 0), "orders per second, e.g. 500; overrides -interval [PUBLISH_RATE]")
-	fs.StringVar(&c.File, "file", env.Str("PUBLISH_FILE", ""), "publish the orders in this JSON-lines file instead, one {\"id\":…,\"message\":…} per line; - reads stdin [PUBLISH_FILE]")
+	fs.StringVar(&c.MetricsAddress, "metrics-address", env.Str("PUBLISH_METRICS_ADDRESS", ""), "serve Prometheus metrics at http://ADDRESS/metrics while running, e.g. 127.0.0.1:9091; empty for none [PUBLISH_METRICS_ADDRESS]")
+	fs.Usage = func() { usage(fs, stderr) }
 
 	if err := cli.Parse(fs, args); err != nil {
 		return Config{}, err
@@ -57,10 +103,30 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	return c, c.validate()
 }
 
+// usage prints the description, the examples and the flags by group.
+func usage(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprintf(w, "Usage: publisher [flags]\n\n%s\n\nFlags (environment variable in brackets; a flag wins over its variable):\n", about)
+	for _, g := range flagGroups {
+		fmt.Fprintf(w, "\n%s:\n", g.title)
+		for _, name := range g.names {
+			f := fs.Lookup(name)
+			kind, text := flag.UnquoteUsage(f)
+			line := "  -" + f.Name
+			if kind != "" {
+				line += " " + kind
+			}
+			if f.DefValue != "" && f.DefValue != "0" {
+				text += fmt.Sprintf(" (default %s)", f.DefValue)
+			}
+			fmt.Fprintf(w, "%s\n    \t%s\n", line, strings.ReplaceAll(text, "\n", "\n    \t"))
+		}
+	}
+}
+
 func (c Config) validate() error {
 	var errs []error
-	if c.Count < 0 {
-		errs = append(errs, fmt.Errorf("-count must be ≥ 0, got %d", c.Count))
+	if c.Count < Forever {
+		errs = append(errs, fmt.Errorf("-count must be ≥ 0, or -1 for until stopped, got %d", c.Count))
 	}
 	if c.StartID < 0 {
 		errs = append(errs, fmt.Errorf("-start-id must be ≥ 0, got %d", c.StartID))
@@ -76,6 +142,9 @@ func (c Config) validate() error {
 	}
 	if c.Rate < 0 {
 		errs = append(errs, fmt.Errorf("-rate must be ≥ 0, got %g", c.Rate))
+	}
+	if c.Bulk < 1 {
+		errs = append(errs, fmt.Errorf("-bulk must be ≥ 1, got %d", c.Bulk))
 	}
 	return errors.Join(errs...)
 }

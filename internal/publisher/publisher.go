@@ -30,6 +30,7 @@ import (
 // satisfies it, and tests use a fake.
 type Client interface {
 	PublishEvent(ctx context.Context, pubsubName, topicName string, data any, opts ...dapr.PublishEventOption) error
+	PublishEvents(ctx context.Context, pubsubName, topicName string, events []any, opts ...dapr.PublishEventsOption) dapr.PublishEventsResponse
 }
 
 // CloudEventID is the CloudEvent id an order is published under. It is a
@@ -39,43 +40,212 @@ func CloudEventID(id int64) string {
 	return "order-" + strconv.FormatInt(id, 10)
 }
 
-// Publish publishes cfg.Count generated orders, and logs each one; see
-// PublishOrders.
+// Publisher publishes orders through Client as Config says. Only Client,
+// Config and Log are required. Not safe for concurrent use.
+type Publisher struct {
+	Client Client
+	Config Config
+	Log    *slog.Logger
+	// Metrics counts what was published; nil for none.
+	Metrics *Metrics
+	// Progress is told how many more orders were published; nil for none.
+	Progress func(n int)
+	// OrderLevel is the level of the "Published order" line logged for each
+	// order: Info (the zero value), or Debug when a progress bar shows it.
+	OrderLevel slog.Level
+
+	failed int // orders given up on
+}
+
+// Publish publishes cfg.Count generated orders (until ctx ends for
+// Forever), and logs each one; see PublishOrders.
 func Publish(ctx context.Context, c Client, cfg Config, log *slog.Logger) error {
-	_, err := PublishOrders(ctx, c, cfg, generate(cfg), log)
+	p := &Publisher{Client: c, Config: cfg, Log: log}
+	_, err := p.publish(ctx, generated(cfg))
 	return err
 }
 
-// generate returns the seed's orders cfg.StartID … cfg.StartID+cfg.Count-1.
-func generate(cfg Config) []order.Order {
-	orders := make([]order.Order, cfg.Count)
-	for i := range orders {
-		orders[i] = order.New(cfg.StartID + int64(i))
-	}
-	return orders
+// PublishOrders publishes orders and logs each one, with
+// (&Publisher{Client: c, Config: cfg, Log: log}).PublishOrders.
+func PublishOrders(ctx context.Context, c Client, cfg Config, orders []order.Order, log *slog.Logger) (int, error) {
+	return (&Publisher{Client: c, Config: cfg, Log: log}).PublishOrders(ctx, orders)
 }
 
 // PublishOrders publishes orders in turn, each at its scheduled time
-// (start + i × the pause that cfg.Rate or cfg.Interval gives, so a slow
-// publish does not shift the rest), and logs each one. A publish that fails
-// is retried with exponential backoff up to cfg.Attempts times, under the
-// same CloudEvent id; a refusal that a retry cannot change (see permanent)
-// is not retried. It returns how many were published, and the first order
-// that still fails, or ctx's error.
-func PublishOrders(ctx context.Context, c Client, cfg Config, orders []order.Order, log *slog.Logger) (int, error) {
-	start, pause := time.Now(), cfg.pause()
-	for i, o := range orders {
-		if wait := time.Until(start.Add(time.Duration(i) * pause)); i > 0 && wait > 0 {
+// (start + i × the pause that Config.Rate or Config.Interval gives, so a
+// slow publish does not shift the rest), and logs each one.
+//
+// With Config.Bulk = 1 each order is one PublishEvent call. With Bulk = N > 1
+// the orders go in batches of N through one PublishEvents (Dapr's bulk
+// publish) call, each batch when its last order is due, so the rate is never
+// exceeded; every entry keeps its order's CloudEvent id.
+//
+// A publish that fails is retried with exponential backoff (100 ms doubling
+// to 2 s) up to Config.Attempts tries in all, under the same CloudEvent ids;
+// in a batch only the entries that failed are sent again. A refusal that a
+// retry cannot change (see permanent) is not retried. Each order is
+// published with SentAt set to the time of its first try.
+//
+// It stops at the first order that is invalid or still fails, and returns
+// how many orders were published (acknowledged by the sidecar) and that
+// order's error, or ctx's error.
+func (p *Publisher) PublishOrders(ctx context.Context, orders []order.Order) (int, error) {
+	return p.publish(ctx, fromSlice(orders))
+}
+
+// source returns the order at position i, or false past the last one.
+type source func(i int) (order.Order, bool)
+
+// fromSlice is the source of orders.
+func fromSlice(orders []order.Order) source {
+	return func(i int) (order.Order, bool) {
+		if i < len(orders) {
+			return orders[i], true
+		}
+		return order.Order{}, false
+	}
+}
+
+// generated is the seed's orders cfg.StartID, cfg.StartID+1, …: cfg.Count
+// of them, or without end for Forever.
+func generated(cfg Config) source {
+	return func(i int) (order.Order, bool) {
+		if cfg.Count != Forever && i >= cfg.Count {
+			return order.Order{}, false
+		}
+		return order.New(cfg.StartID + int64(i)), true
+	}
+}
+
+func (p *Publisher) publish(ctx context.Context, next source) (int, error) {
+	start, pause := time.Now(), p.Config.pause()
+	size := max(p.Config.Bulk, 1)
+	batch := make([]order.Order, 0, size)
+	sent := 0
+	for i := 0; ; {
+		if err := ctx.Err(); err != nil {
+			return sent, err
+		}
+		batch = batch[:0]
+		for len(batch) < size {
+			o, ok := next(i)
+			if !ok {
+				break
+			}
+			batch = append(batch, o)
+			i++
+		}
+		if len(batch) == 0 {
+			return sent, nil
+		}
+		// The batch goes when its last order is due.
+		if wait := time.Until(start.Add(time.Duration(i-1) * pause)); wait > 0 {
 			if err := retry.Sleep(ctx, wait); err != nil {
-				return i, err
+				return sent, err
 			}
 		}
-		if err := publishOne(ctx, c, cfg, o, log); err != nil {
-			return i, err
+		valid, invalid := len(batch), error(nil)
+		for k, o := range batch {
+			if err := o.Validate(); err != nil {
+				valid, invalid = k, fmt.Errorf("order %d: %w", o.ID, err)
+				break
+			}
 		}
-		log.Info("Published order", "id", o.ID, "message", o.Message, "topic", cfg.Topic)
+		if valid > 0 {
+			n, err := p.publishBatch(ctx, batch[:valid])
+			sent += n
+			if err != nil {
+				return sent, err
+			}
+		}
+		if invalid != nil {
+			p.failed++
+			if p.Metrics != nil {
+				p.Metrics.failures.Inc()
+			}
+			return sent, invalid
+		}
 	}
-	return len(orders), nil
+}
+
+// publishBatch publishes valid orders with one PublishEvent, or one
+// PublishEvents for Bulk > 1, and records the outcome.
+func (p *Publisher) publishBatch(ctx context.Context, batch []order.Order) (int, error) {
+	began := time.Now()
+	var (
+		acked []order.Order
+		err   error
+	)
+	if p.Config.Bulk > 1 {
+		acked, err = p.publishBulk(ctx, batch)
+	} else if err = p.publishOne(ctx, batch[0]); err == nil {
+		acked = batch
+	}
+	if m := p.Metrics; m != nil {
+		m.seconds.Observe(time.Since(began).Seconds())
+		m.published.Add(float64(len(acked)))
+	}
+	if err != nil {
+		p.failed += len(batch) - len(acked)
+		if p.Metrics != nil {
+			p.Metrics.failures.Add(float64(len(batch) - len(acked)))
+		}
+	}
+	for _, o := range acked {
+		p.Log.Log(ctx, p.OrderLevel, "Published order", "id", o.ID, "message", o.Message, "topic", p.Config.Topic)
+	}
+	if p.Progress != nil && len(acked) > 0 {
+		p.Progress(len(acked))
+	}
+	return len(acked), err
+}
+
+// publishOne publishes o as application/json under its stable CloudEvent
+// id, retrying as PublishOrders says.
+func (p *Publisher) publishOne(ctx context.Context, o order.Order) error {
+	cfg := p.Config
+	o.SentAt = time.Now().UTC()
+	data, err := json.Marshal(o)
+	if err != nil {
+		return fmt.Errorf("encode order %d: %w", o.ID, err)
+	}
+	opts := []dapr.PublishEventOption{
+		dapr.PublishEventWithContentType("application/json"),
+		dapr.PublishEventWithMetadata(map[string]string{"cloudevent.id": CloudEventID(o.ID)}),
+	}
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err = p.Client.PublishEvent(ctx, cfg.PubSub, cfg.Topic, data, opts...)
+		if err == nil {
+			return nil
+		}
+		if permanent(err) {
+			return fmt.Errorf("publish order %d to %s/%s was refused: %w", o.ID, cfg.PubSub, cfg.Topic, err)
+		}
+		if attempt >= cfg.Attempts || ctx.Err() != nil {
+			return fmt.Errorf("publish order %d to %s/%s failed after %d attempt(s) (is the sidecar at %s running?): %w",
+				o.ID, cfg.PubSub, cfg.Topic, attempt, cfg.DaprAddress, err)
+		}
+		p.Log.Warn("Publish failed, retrying", "id", o.ID, "attempt", attempt, "backoff", backoff, "err", err)
+		if p.Metrics != nil {
+			p.Metrics.retries.Inc()
+		}
+		if err := retry.Sleep(ctx, backoff); err != nil {
+			return err
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// permanent reports whether the sidecar refused a publish for a reason a
+// retry cannot change: an unknown component or topic, no permission, a
+// message too large, a bad token.
+func permanent(err error) bool {
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.NotFound, codes.PermissionDenied, codes.Unauthenticated, codes.ResourceExhausted:
+		return true
+	}
+	return false
 }
 
 // ReadOrders reads orders from JSON lines, one order per line; blank lines
@@ -102,58 +272,15 @@ func ReadOrders(r io.Reader) ([]order.Order, error) {
 	return orders, nil
 }
 
-// publishOne validates o and publishes it as application/json under its
-// stable CloudEvent id, retrying as Publish does.
-func publishOne(ctx context.Context, c Client, cfg Config, o order.Order, log *slog.Logger) error {
-	if err := o.Validate(); err != nil {
-		return err
-	}
-	data, err := json.Marshal(o)
-	if err != nil {
-		return fmt.Errorf("encode order %d: %w", o.ID, err)
-	}
-	opts := []dapr.PublishEventOption{
-		dapr.PublishEventWithContentType("application/json"),
-		dapr.PublishEventWithMetadata(map[string]string{"cloudevent.id": CloudEventID(o.ID)}),
-	}
-	backoff := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		err = c.PublishEvent(ctx, cfg.PubSub, cfg.Topic, data, opts...)
-		if err == nil {
-			return nil
-		}
-		if permanent(err) {
-			return fmt.Errorf("publish order %d to %s/%s was refused: %w", o.ID, cfg.PubSub, cfg.Topic, err)
-		}
-		if attempt >= cfg.Attempts || ctx.Err() != nil {
-			return fmt.Errorf("publish order %d to %s/%s failed after %d attempt(s) (is the sidecar at %s running?): %w",
-				o.ID, cfg.PubSub, cfg.Topic, attempt, cfg.DaprAddress, err)
-		}
-		log.Warn("Publish failed, retrying", "id", o.ID, "attempt", attempt, "backoff", backoff, "err", err)
-		if err := retry.Sleep(ctx, backoff); err != nil {
-			return err
-		}
-		backoff = min(2*backoff, 2*time.Second)
-	}
-}
-
-// permanent reports whether the sidecar refused a publish for a reason a
-// retry cannot change: an unknown component or topic, no permission, a
-// message too large, a bad token.
-func permanent(err error) bool {
-	switch status.Code(err) {
-	case codes.InvalidArgument, codes.NotFound, codes.PermissionDenied, codes.Unauthenticated, codes.ResourceExhausted:
-		return true
-	}
-	return false
-}
-
 // Run is the publisher program: it parses args, connects to the sidecar and
-// publishes. It returns nil when every order was published; -h is not an error.
+// publishes. It returns nil when every order was published, and for
+// -count -1 when ctx ends; -h is not an error.
 //
 // Orders come from -file (stdin for "-") or are generated. Logs go to stderr
 // (LOG_FORMAT and LOG_LEVEL shape them), ending with a summary: sent,
-// failed, duration, rate.
+// failed, duration, rate. On a long run (-file, -count ≥ 100 or -1) with
+// stderr a terminal, a progress bar shows instead of a line per order (those
+// go to the debug level).
 func Run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stderr io.Writer) error {
 	log := logging.New(stderr, getenv("LOG_FORMAT"), getenv("LOG_LEVEL"))
 	cfg, err := ParseConfig(args, getenv, stderr)
@@ -163,33 +290,67 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if err != nil {
 		return err
 	}
-	orders, err := loadOrders(cfg, stdin)
-	if err != nil {
-		return err
+	var orders []order.Order
+	next, total := generated(cfg), cfg.Count
+	if cfg.File != "" {
+		if orders, err = loadOrders(cfg.File, stdin); err != nil {
+			return err
+		}
+		next, total = fromSlice(orders), len(orders)
+	}
+	p := &Publisher{Config: cfg, Log: log, Metrics: NewMetrics()}
+	if cfg.MetricsAddress != "" {
+		_, stop, err := ServeMetrics(cfg.MetricsAddress, p.Metrics, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	client, err := sidecar.Dial(cfg.DaprAddress, getenv("DAPR_API_TOKEN"), log)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	log.Info("Publishing through the Dapr sidecar", "address", cfg.DaprAddress, "count", len(orders))
+	p.Client = client
+	if total == Forever {
+		log.Info("Publishing through the Dapr sidecar until stopped", "address", cfg.DaprAddress, "rate_per_s", perSecond(cfg))
+	} else {
+		log.Info("Publishing through the Dapr sidecar", "address", cfg.DaprAddress, "count", total, "bulk", cfg.Bulk)
+	}
+	var bar *progress
+	if wantProgress(isTerminal(stderr), cfg, total) {
+		bar = newProgress(stderr, total)
+		p.Progress, p.OrderLevel = bar.add, slog.LevelDebug
+	}
 	start := time.Now()
-	sent, err := PublishOrders(ctx, client, cfg, orders, log)
+	sent, err := p.publish(ctx, next)
 	elapsed := time.Since(start)
-	failed := len(orders) - sent
+	bar.done()
+	failed := p.failed
+	if total != Forever {
+		failed = total - sent // given up on, or never tried
+	}
 	log.Info("Summary", "sent", sent, "failed", failed, "duration", elapsed.Round(time.Millisecond).String(),
 		"rate_per_s", fmt.Sprintf("%.1f", float64(sent)/max(elapsed.Seconds(), 1e-9)))
+	if total == Forever && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return nil // stopped, as asked
+	}
 	return err
 }
 
-// loadOrders returns the orders of cfg.File, or cfg.Count generated ones.
-func loadOrders(cfg Config, stdin io.Reader) ([]order.Order, error) {
-	if cfg.File == "" {
-		return generate(cfg), nil
+// perSecond is the configured rate, for the log: "unlimited" for none.
+func perSecond(cfg Config) string {
+	if pause := cfg.pause(); pause > 0 {
+		return fmt.Sprintf("%.1f", float64(time.Second)/float64(pause))
 	}
+	return "unlimited"
+}
+
+// loadOrders returns the orders of file, stdin for "-".
+func loadOrders(file string, stdin io.Reader) ([]order.Order, error) {
 	r := stdin
-	if cfg.File != "-" {
-		f, err := os.Open(cfg.File)
+	if file != "-" {
+		f, err := os.Open(file)
 		if err != nil {
 			return nil, err
 		}
@@ -198,7 +359,7 @@ func loadOrders(cfg Config, stdin io.Reader) ([]order.Order, error) {
 	}
 	orders, err := ReadOrders(r)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", cfg.File, err)
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return orders, nil
 }

@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	dapr "github.com/dapr/go-sdk/client"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -25,61 +28,168 @@ func testConfig() Config {
 	return Config{Count: 3, StartID: 5, PubSub: "pubsub", Topic: "orders", DaprAddress: "x", Attempts: 3}
 }
 
+// modes are the two ways of publishing, for tests that hold for both.
+var modes = map[string]int{"single": 1, "bulk": 2}
+
 func TestPublishSendsOrdersAsJSONWithStableIDs(t *testing.T) {
-	f := &fakeClient{}
-	if err := Publish(t.Context(), f, testConfig(), quiet); err != nil {
-		t.Fatal(err)
-	}
-	if len(f.Got) != 3 {
-		t.Fatalf("published %d orders, want 3", len(f.Got))
-	}
-	for i, req := range f.Got {
-		id := int64(5 + i)
-		if req.PubsubName != "pubsub" || req.Topic != "orders" {
-			t.Errorf("order %d went to %s/%s", id, req.PubsubName, req.Topic)
-		}
-		if req.DataContentType != "application/json" {
-			t.Errorf("order %d content type = %q, want application/json", id, req.DataContentType)
-		}
-		if got, want := req.Metadata["cloudevent.id"], CloudEventID(id); got != want {
-			t.Errorf("order %d cloudevent.id = %q, want %q", id, got, want)
-		}
-		var o order.Order
-		if err := json.Unmarshal(req.Data, &o); err != nil || o != order.New(id) {
-			t.Errorf("order %d data = %s (%v), want %+v", id, req.Data, err, order.New(id))
-		}
+	for name, bulk := range modes {
+		t.Run(name, func(t *testing.T) {
+			f := &fakeClient{}
+			cfg := testConfig()
+			cfg.Bulk = bulk
+			before := time.Now().UTC()
+			if err := Publish(t.Context(), f, cfg, quiet); err != nil {
+				t.Fatal(err)
+			}
+			if len(f.Got) != 3 {
+				t.Fatalf("published %d orders, want 3", len(f.Got))
+			}
+			for i, req := range f.Got {
+				id := int64(5 + i)
+				if req.PubsubName != "pubsub" || req.Topic != "orders" {
+					t.Errorf("order %d went to %s/%s", id, req.PubsubName, req.Topic)
+				}
+				if req.DataContentType != "application/json" {
+					t.Errorf("order %d content type = %q, want application/json", id, req.DataContentType)
+				}
+				if got, want := req.Metadata["cloudevent.id"], CloudEventID(id); got != want {
+					t.Errorf("order %d cloudevent.id = %q, want %q", id, got, want)
+				}
+				var o order.Order
+				if err := json.Unmarshal(req.Data, &o); err != nil || o.ID != id || o.Message != order.New(id).Message {
+					t.Errorf("order %d data = %s (%v), want %+v", id, req.Data, err, order.New(id))
+				}
+				if o.SentAt.Before(before.Truncate(time.Second)) || o.SentAt.After(time.Now().Add(time.Second)) || o.SentAt.Location() != time.UTC {
+					t.Errorf("order %d sent_at = %v, want the publish time in UTC", id, o.SentAt)
+				}
+			}
+			if bulk > 1 && (len(f.Batches) != 2 || f.Batches[0] != 2 || f.Batches[1] != 1) {
+				t.Errorf("bulk calls of %v entries, want [2 1]", f.Batches)
+			}
+		})
 	}
 }
 
 func TestPublishRetriesWithTheSameID(t *testing.T) {
-	f := &fakeClient{Failures: 2}
-	cfg := testConfig()
-	cfg.Count = 1
-	if err := Publish(t.Context(), f, cfg, quiet); err != nil {
-		t.Fatalf("Publish after 2 transient failures: %v", err)
-	}
-	if f.Calls != 3 || len(f.Got) != 1 || f.Got[0].Metadata["cloudevent.id"] != CloudEventID(5) {
-		t.Fatalf("calls = %d, published = %v", f.Calls, f.Got)
+	for name, bulk := range modes {
+		t.Run(name, func(t *testing.T) {
+			f := &fakeClient{Failures: 2}
+			cfg := testConfig()
+			cfg.Count, cfg.Bulk = 1, bulk
+			if err := Publish(t.Context(), f, cfg, quiet); err != nil {
+				t.Fatalf("Publish after 2 transient failures: %v", err)
+			}
+			if f.Calls != 3 || len(f.Got) != 1 || f.Got[0].Metadata["cloudevent.id"] != CloudEventID(5) {
+				t.Fatalf("calls = %d, published = %v", f.Calls, f.Got)
+			}
+		})
 	}
 }
 
 func TestPublishGivesUpWithTheReason(t *testing.T) {
-	f := &fakeClient{Failures: 100}
-	err := Publish(t.Context(), f, testConfig(), quiet)
-	if err == nil || !strings.Contains(err.Error(), "order 5") || !strings.Contains(err.Error(), "after 3 attempt(s)") ||
-		!strings.Contains(err.Error(), "sidecar unavailable") {
-		t.Fatalf("Publish error = %v, want one naming the order, the attempts and the cause", err)
-	}
-	if f.Calls != 3 {
-		t.Fatalf("calls = %d, want 3 (cfg.Attempts)", f.Calls)
+	for name, bulk := range modes {
+		t.Run(name, func(t *testing.T) {
+			f := &fakeClient{Failures: 100}
+			cfg := testConfig()
+			cfg.Bulk = bulk
+			err := Publish(t.Context(), f, cfg, quiet)
+			if err == nil || !strings.Contains(err.Error(), "order") || !strings.Contains(err.Error(), " 5") ||
+				!strings.Contains(err.Error(), "after 3 attempt(s)") || !strings.Contains(err.Error(), "sidecar unavailable") {
+				t.Fatalf("Publish error = %v, want one naming the order, the attempts and the cause", err)
+			}
+			if f.Calls != 3 {
+				t.Fatalf("calls = %d, want 3 (cfg.Attempts)", f.Calls)
+			}
+		})
 	}
 }
 
 func TestPublishDoesNotRetryARefusal(t *testing.T) {
-	f := &fakeClient{Failures: 100, Err: status.Error(codes.InvalidArgument, "pubsub nope is not found")}
-	err := Publish(t.Context(), f, testConfig(), quiet)
-	if err == nil || !strings.Contains(err.Error(), "refused") || !strings.Contains(err.Error(), "not found") || f.Calls != 1 {
-		t.Fatalf("Publish = %v after %d calls, want one call and the refusal", err, f.Calls)
+	for name, bulk := range modes {
+		t.Run(name, func(t *testing.T) {
+			f := &fakeClient{Failures: 100, Err: status.Error(codes.InvalidArgument, "pubsub nope is not found")}
+			cfg := testConfig()
+			cfg.Bulk = bulk
+			err := Publish(t.Context(), f, cfg, quiet)
+			if err == nil || !strings.Contains(err.Error(), "refused") || !strings.Contains(err.Error(), "not found") || f.Calls != 1 {
+				t.Fatalf("Publish = %v after %d calls, want one call and the refusal", err, f.Calls)
+			}
+		})
+	}
+}
+
+// TestBulkRetriesOnlyTheFailedEntries: the sidecar fails some entries of a
+// batch; only those are sent again, under their ids, and counted.
+func TestBulkRetriesOnlyTheFailedEntries(t *testing.T) {
+	tests := map[string]struct {
+		fail      func(call int, id string) bool
+		attempts  int
+		wantSent  int
+		wantCalls []int // entries per call
+		wantErr   string
+		retries   float64
+		failures  float64
+	}{
+		"one entry once": {
+			fail:     func(call int, id string) bool { return call == 1 && id == "order-6" },
+			attempts: 3, wantSent: 4, wantCalls: []int{4, 1}, retries: 1,
+		},
+		"two entries twice": {
+			fail:     func(call int, id string) bool { return call <= 2 && (id == "order-5" || id == "order-8") },
+			attempts: 3, wantSent: 4, wantCalls: []int{4, 2, 2}, retries: 4,
+		},
+		"one entry always": {
+			fail:     func(_ int, id string) bool { return id == "order-7" },
+			attempts: 3, wantSent: 3, wantCalls: []int{4, 1, 1}, wantErr: "orders 7 to pubsub/orders failed after 3 attempt(s)",
+			retries: 2, failures: 1,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			f := &fakeClient{FailEntry: func(call int, e dapr.PublishEventsEvent) bool { return tc.fail(call, e.Metadata["cloudevent.id"]) }}
+			cfg := testConfig()
+			cfg.Count, cfg.Bulk, cfg.Attempts = 4, 10, tc.attempts
+			m := NewMetrics()
+			p := &Publisher{Client: f, Config: cfg, Log: quiet, Metrics: m}
+			sent, err := p.PublishOrders(t.Context(), generateN(cfg))
+			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("err = %v, want %q", err, tc.wantErr)
+			}
+			if sent != tc.wantSent || fmt.Sprint(f.Batches) != fmt.Sprint(tc.wantCalls) {
+				t.Fatalf("sent %d in calls of %v entries, want %d in %v", sent, f.Batches, tc.wantSent, tc.wantCalls)
+			}
+			seen := map[string]int{}
+			for _, req := range f.Got {
+				seen[req.Metadata["cloudevent.id"]]++
+			}
+			for id, n := range seen {
+				if n != 1 {
+					t.Errorf("%s published %d times, want once", id, n)
+				}
+			}
+			if got := promtest.ToFloat64(m.published); got != float64(tc.wantSent) {
+				t.Errorf("orders_published_total = %g, want %d", got, tc.wantSent)
+			}
+			if got := promtest.ToFloat64(m.retries); got != tc.retries {
+				t.Errorf("orders_publish_retries_total = %g, want %g", got, tc.retries)
+			}
+			if got := promtest.ToFloat64(m.failures); got != tc.failures {
+				t.Errorf("orders_publish_failures_total = %g, want %g", got, tc.failures)
+			}
+		})
+	}
+}
+
+// generateN is cfg's generated orders as a slice.
+func generateN(cfg Config) []order.Order {
+	var orders []order.Order
+	next := generated(cfg)
+	for i := 0; ; i++ {
+		o, ok := next(i)
+		if !ok {
+			return orders
+		}
+		orders = append(orders, o)
 	}
 }
 
@@ -113,17 +223,26 @@ func TestParseConfig(t *testing.T) {
 		"defaults": {want: func(c Config) bool {
 			return c.Count == 10 && c.Interval == time.Second && c.PubSub == "pubsub" && c.Topic == "orders" && c.DaprAddress == "127.0.0.1:50001"
 		}},
-		"env":           {env: map[string]string{"PUBLISH_COUNT": "3", "DAPR_GRPC_PORT": "6000", "TOPIC_NAME": "t"}, want: func(c Config) bool { return c.Count == 3 && c.DaprAddress == "127.0.0.1:6000" && c.Topic == "t" }},
-		"endpoint wins": {env: map[string]string{"DAPR_GRPC_ENDPOINT": "h:1", "DAPR_GRPC_PORT": "6000"}, want: func(c Config) bool { return c.DaprAddress == "h:1" }},
-		"flag over env": {env: map[string]string{"PUBLISH_COUNT": "3"}, args: []string{"-count", "7"}, want: func(c Config) bool { return c.Count == 7 }},
-		"bad env":       {env: map[string]string{"PUBLISH_COUNT": "many"}, wantErr: "PUBLISH_COUNT"},
-		"bad interval":  {env: map[string]string{"PUBLISH_INTERVAL": "5"}, wantErr: "PUBLISH_INTERVAL"},
-		"negative":      {args: []string{"-count", "-1"}, wantErr: "-count must be"},
-		"stray arg":     {args: []string{"10"}, wantErr: "unexpected argument"},
-		"rate env":      {env: map[string]string{"PUBLISH_RATE": "250"}, want: func(c Config) bool { return c.Rate == 250 && c.pause() == 4*time.Millisecond }},
-		"bad rate":      {env: map[string]string{"PUBLISH_RATE": "fast"}, wantErr: "PUBLISH_RATE"},
-		"negative rate": {args: []string{"-rate", "-3"}, wantErr: "-rate must be"},
-		"unknown flag":  {args: []string{"-nope"}, wantErr: "not defined"},
+		"env":              {env: map[string]string{"PUBLISH_COUNT": "3", "DAPR_GRPC_PORT": "6000", "TOPIC_NAME": "t"}, want: func(c Config) bool { return c.Count == 3 && c.DaprAddress == "127.0.0.1:6000" && c.Topic == "t" }},
+		"endpoint wins":    {env: map[string]string{"DAPR_GRPC_ENDPOINT": "h:1", "DAPR_GRPC_PORT": "6000"}, want: func(c Config) bool { return c.DaprAddress == "h:1" }},
+		"flag over env":    {env: map[string]string{"PUBLISH_COUNT": "3"}, args: []string{"-count", "7"}, want: func(c Config) bool { return c.Count == 7 }},
+		"bad env":          {env: map[string]string{"PUBLISH_COUNT": "many"}, wantErr: "PUBLISH_COUNT"},
+		"bad interval":     {env: map[string]string{"PUBLISH_INTERVAL": "5"}, wantErr: "PUBLISH_INTERVAL"},
+		"negative":         {args: []string{"-count", "-2"}, wantErr: "-count must be"},
+		"forever":          {args: []string{"-count", "-1", "-rate", "5"}, want: func(c Config) bool { return c.Count == Forever && c.forever() }},
+		"forever env":      {env: map[string]string{"PUBLISH_COUNT": "-1"}, want: func(c Config) bool { return c.forever() }},
+		"file not forever": {args: []string{"-count", "-1", "-file", "x"}, want: func(c Config) bool { return !c.forever() }},
+		"bulk default":     {want: func(c Config) bool { return c.Bulk == 1 && c.MetricsAddress == "" }},
+		"bulk env":         {env: map[string]string{"PUBLISH_BULK": "100"}, want: func(c Config) bool { return c.Bulk == 100 }},
+		"bulk flag":        {env: map[string]string{"PUBLISH_BULK": "100"}, args: []string{"-bulk", "7"}, want: func(c Config) bool { return c.Bulk == 7 }},
+		"bad bulk":         {args: []string{"-bulk", "0"}, wantErr: "-bulk must be ≥ 1"},
+		"bad bulk env":     {env: map[string]string{"PUBLISH_BULK": "lots"}, wantErr: "PUBLISH_BULK"},
+		"metrics env":      {env: map[string]string{"PUBLISH_METRICS_ADDRESS": "127.0.0.1:9091"}, want: func(c Config) bool { return c.MetricsAddress == "127.0.0.1:9091" }},
+		"stray arg":        {args: []string{"10"}, wantErr: "unexpected argument"},
+		"rate env":         {env: map[string]string{"PUBLISH_RATE": "250"}, want: func(c Config) bool { return c.Rate == 250 && c.pause() == 4*time.Millisecond }},
+		"bad rate":         {env: map[string]string{"PUBLISH_RATE": "fast"}, wantErr: "PUBLISH_RATE"},
+		"negative rate":    {args: []string{"-rate", "-3"}, wantErr: "-rate must be"},
+		"unknown flag":     {args: []string{"-nope"}, wantErr: "not defined"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -157,7 +276,7 @@ func TestReadOrdersNamesTheBadLine(t *testing.T) {
 func TestPublishOrdersKeepsTheRate(t *testing.T) {
 	cfg := testConfig()
 	cfg.Rate = 100 // 10 ms apart
-	orders := generate(Config{Count: 5})
+	orders := generateN(Config{Count: 5})
 	start := time.Now()
 	sent, err := PublishOrders(t.Context(), &fakeClient{}, cfg, orders, quiet)
 	if err != nil || sent != 5 {
