@@ -13,6 +13,7 @@ import (
 
 	"dapr-pub-sub/internal/cli"
 	"dapr-pub-sub/internal/logging"
+	"dapr-pub-sub/internal/subscriber/web"
 )
 
 // LocalConfig is what `make run` starts; the defaults are the seed's ports.
@@ -180,6 +181,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	stops = append(stops, func() { subSidecar.Stop(stopGrace) })
 	say("Subscriber on :%d with its sidecar on :%d", cfg.AppPort, cfg.SubHTTP)
+	say("Live page: http://127.0.0.1:%d/?key=%s (opens the page for this run only)", cfg.AppPort, web.PageKey(secrets.AppToken))
 
 	pubSidecar, err := StartSidecar(ctx, d, Sidecar{
 		Secrets: secrets, Config: daprConfig, AppID: PublisherID, HTTPPort: cfg.PubHTTP, GRPCPort: cfg.PubGRPC,
