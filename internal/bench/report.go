@@ -1,0 +1,232 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Report is everything a benchmark run writes: the machine, the command and
+// every repetition's Result.
+type Report struct {
+	Machine Machine  `json:"machine"`
+	Command string   `json:"command"`
+	Config  Config   `json:"config"`
+	Results []Result `json:"results"`
+}
+
+// Write writes results.json, results.md and plot.svg into dir.
+func (r Report) Write(dir string) error {
+	js, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	files := map[string][]byte{
+		"results.json": append(js, '\n'),
+		"results.md":   []byte(r.Markdown()),
+		"plot.svg":     []byte(Plot(Summarize(r.Results))),
+	}
+	for name, b := range files {
+		if err := os.WriteFile(outPath(dir, name), b, 0o644); err != nil {
+			return fmt.Errorf("write results: %w", err)
+		}
+	}
+	return nil
+}
+
+// Stat is a median with the range over repetitions.
+type Stat struct{ Median, Min, Max float64 }
+
+// statOf returns the median, min and max of vs (zero for none).
+func statOf(vs []float64) Stat {
+	if len(vs) == 0 {
+		return Stat{}
+	}
+	s := slices.Clone(vs)
+	sort.Float64s(s)
+	med := s[len(s)/2]
+	if len(s)%2 == 0 {
+		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return Stat{Median: med, Min: s[0], Max: s[len(s)-1]}
+}
+
+// Summary is one row of the table: one scenario, mode, rate and size over
+// all its repetitions. Latencies and CPU are medians; Lost, Dup and Failed
+// are totals over the repetitions, so a single loss anywhere shows.
+type Summary struct {
+	Scenario, Mode string
+	Rate           float64
+	Size           int
+	PayloadBytes   int
+	Reps, Errors   int
+	Messages       int // per repetition
+	Throughput     Stat
+	P50, P90, P99  Stat
+	P999, Max      Stat
+	Lost, Dup      int
+	Failed         int
+	CPUPer1k       map[string]Stat
+}
+
+// Summarize groups results by scenario, mode, rate and size; rows come in the
+// order the groups first appear, which is the runner's order.
+func Summarize(results []Result) []Summary {
+	type key struct {
+		scenario, mode string
+		rate           float64
+		size           int
+	}
+	var order []key
+	groups := map[key][]Result{}
+	for _, r := range results {
+		k := key{r.Scenario, r.Mode, r.Rate, r.Size}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], r)
+	}
+	// Sort by size, then mode (throughput first, rates ascending), keeping
+	// the scenarios in their run order within each.
+	scenarioRank := map[string]int{}
+	for _, k := range order {
+		if _, ok := scenarioRank[k.scenario]; !ok {
+			scenarioRank[k.scenario] = len(scenarioRank)
+		}
+	}
+	sort.SliceStable(order, func(i, j int) bool {
+		a, b := order[i], order[j]
+		if a.size != b.size {
+			return a.size < b.size
+		}
+		if a.rate != b.rate {
+			return a.rate < b.rate
+		}
+		return scenarioRank[a.scenario] < scenarioRank[b.scenario]
+	})
+	var out []Summary
+	for _, k := range order {
+		rs := groups[k]
+		s := Summary{Scenario: k.scenario, Mode: k.mode, Rate: k.rate, Size: k.size, Reps: len(rs), CPUPer1k: map[string]Stat{}}
+		pick := func(f func(Result) float64) Stat {
+			var vs []float64
+			for _, r := range rs {
+				if r.Error == "" || r.Delivered > 0 {
+					vs = append(vs, f(r))
+				}
+			}
+			return statOf(vs)
+		}
+		s.Throughput = pick(func(r Result) float64 { return r.Throughput })
+		s.P50 = pick(func(r Result) float64 { return r.Latency.P50 })
+		s.P90 = pick(func(r Result) float64 { return r.Latency.P90 })
+		s.P99 = pick(func(r Result) float64 { return r.Latency.P99 })
+		s.P999 = pick(func(r Result) float64 { return r.Latency.P999 })
+		s.Max = pick(func(r Result) float64 { return r.Latency.Max })
+		procs := map[string]bool{}
+		for _, r := range rs {
+			s.Lost += r.Lost
+			s.Dup += r.Dup
+			s.Failed += r.SendFailed
+			s.Messages = max(s.Messages, r.Messages)
+			s.PayloadBytes = max(s.PayloadBytes, r.PayloadBytes)
+			if r.Error != "" {
+				s.Errors++
+			}
+			for p := range r.CPUPer1k {
+				procs[p] = true
+			}
+		}
+		for p := range procs {
+			s.CPUPer1k[p] = pick(func(r Result) float64 { return r.CPUPer1k[p] })
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// Label is how a summary's mode and rate read in the table and the plot.
+func (s Summary) Label() string {
+	if s.Mode == ModeThroughput {
+		return "max"
+	}
+	return fmt.Sprintf("%g/s", s.Rate)
+}
+
+// Markdown renders the report as results.md: the machine, the command, and
+// one table of summaries.
+func (r Report) Markdown() string {
+	var b strings.Builder
+	m := r.Machine
+	fmt.Fprintf(&b, "# Benchmark results\n\n")
+	fmt.Fprintf(&b, "- Machine: %s, %d cores, %s, kernel %s\n", m.CPU, m.Cores, m.OS, m.Kernel)
+	fmt.Fprintf(&b, "- Go: %s; Redis: %s\n", m.GoVersion, m.RedisVersion)
+	fmt.Fprintf(&b, "- Date: %s\n", m.Date)
+	fmt.Fprintf(&b, "- Command: `%s`\n", r.Command)
+	fmt.Fprintf(&b, "- Broker: one dedicated redis-server shared by every scenario, AOF with `appendfsync always` (the production setting we ship); a fresh stream per run, deleted afterwards.\n")
+	fmt.Fprintf(&b, "- Repetitions: %d, interleaved (repetition 1 of every run, then 2, …); %d senders; message ids 0..N-1.\n", r.Config.Reps, r.Config.Senders)
+	fmt.Fprintf(&b, "- Mode `max`: %d messages sent as fast as possible; throughput = delivered / (last delivery − first send), latency from the actual send.\n", r.Config.Messages)
+	fmt.Fprintf(&b, "- Mode `N/s`: an open-loop schedule at N msg/s for %s; latency from each message's *intended* send time (no coordinated omission), to its first delivery in the consumer.\n", r.Config.Duration)
+	fmt.Fprintf(&b, "- Cells: median over repetitions, (min–max) for throughput; latency in ms (HDR histogram, µs resolution); lost/dup/failed are totals over all repetitions; CPU is seconds per 1,000 messages per process (utime+stime from /proc), median.\n\n")
+
+	b.WriteString("| scenario | mode | size (B) | msgs | throughput msg/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | lost | dup | CPU s/1k msgs |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	for _, s := range Summarize(r.Results) {
+		lost := fmt.Sprint(s.Lost)
+		if s.Failed > 0 {
+			lost += fmt.Sprintf(" (+%d send failed)", s.Failed)
+		}
+		name := s.Scenario
+		if s.Errors > 0 {
+			name += fmt.Sprintf(" ⚠ %d error(s)", s.Errors)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %d | %s |\n",
+			name, s.Label(), s.PayloadBytes, s.Messages,
+			fmt.Sprintf("%.0f (%.0f–%.0f)", s.Throughput.Median, s.Throughput.Min, s.Throughput.Max),
+			ms(s.P50.Median), ms(s.P90.Median), ms(s.P99.Median), ms(s.P999.Median), ms(s.Max.Median),
+			lost, s.Dup, cpuCell(s.CPUPer1k))
+	}
+	var errs bytes.Buffer
+	for _, res := range r.Results {
+		if res.Error != "" {
+			fmt.Fprintf(&errs, "- %s %s size %d rep %d: %s\n", res.Scenario, Summary{Mode: res.Mode, Rate: res.Rate}.Label(), res.Size, res.Rep, res.Error)
+		}
+	}
+	if errs.Len() > 0 {
+		b.WriteString("\n## Errors\n\n")
+		b.Write(errs.Bytes())
+	}
+	b.WriteString("\n![latency and throughput](plot.svg)\n")
+	return b.String()
+}
+
+// ms formats a latency in milliseconds with sensible precision.
+func ms(v float64) string {
+	switch {
+	case v == 0:
+		return "–"
+	case v < 10:
+		return fmt.Sprintf("%.2f", v)
+	case v < 100:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+// cpuCell lists each process's CPU seconds per 1,000 messages, by name.
+func cpuCell(cpu map[string]Stat) string {
+	names := make([]string, 0, len(cpu))
+	for n := range cpu {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s %.3f", n, cpu[n].Median)
+	}
+	return strings.Join(parts, "; ")
+}

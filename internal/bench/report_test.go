@@ -1,0 +1,143 @@
+package bench
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// fixedResults is two scenarios × two modes, three repetitions each.
+func fixedResults() []Result {
+	var rs []Result
+	for rep := 1; rep <= 3; rep++ {
+		for _, sc := range []string{"redis", "dapr-bulk-100"} {
+			f := 1.0
+			if sc == "dapr-bulk-100" {
+				f = 2
+			}
+			cpu := map[string]float64{"redis-server": 0.01 * f, "bench (producer+consumer)": 0.02 * f}
+			rs = append(rs,
+				Result{Scenario: sc, Mode: ModeThroughput, Size: 60, Rep: rep, PayloadBytes: 66, Messages: 1000, Sent: 1000, Delivered: 1000,
+					Throughput: 10000 * f * float64(rep), Latency: Latency{P50: 10, P90: 20, P99: 30, P999: 40, Max: 50}, CPUPer1k: cpu},
+				Result{Scenario: sc, Mode: ModeRate, Rate: 1000, Size: 60, Rep: rep, PayloadBytes: 66, Messages: 1000, Sent: 1000, Delivered: 999, Lost: 1, Dup: rep - 1,
+					Throughput: 1000, Latency: Latency{P50: 0.5 * f * float64(rep), P90: 1, P99: 3, P999: 9, Max: 12}, CPUPer1k: cpu},
+			)
+		}
+	}
+	rs = append(rs, Result{Scenario: "redis", Mode: ModeRate, Rate: 500, Size: 60, Rep: 1, Messages: 10, Error: "redis went away"})
+	return rs
+}
+
+func TestSummarize(t *testing.T) {
+	sums := Summarize(fixedResults())
+	if len(sums) != 5 {
+		t.Fatalf("%d summaries, want 5", len(sums))
+	}
+	// Throughput first, then rates ascending; scenarios in run order.
+	var order []string
+	for _, s := range sums {
+		order = append(order, s.Scenario+" "+s.Label())
+	}
+	want := "redis max,dapr-bulk-100 max,redis 500/s,redis 1000/s,dapr-bulk-100 1000/s"
+	if got := strings.Join(order, ","); got != want {
+		t.Errorf("order %s, want %s", got, want)
+	}
+	redisMax, redisRate := sums[0], sums[3]
+	if redisMax.Throughput != (Stat{Median: 20000, Min: 10000, Max: 30000}) {
+		t.Errorf("throughput %+v", redisMax.Throughput)
+	}
+	if redisRate.P50 != (Stat{Median: 1, Min: 0.5, Max: 1.5}) {
+		t.Errorf("p50 %+v", redisRate.P50)
+	}
+	if redisRate.Lost != 3 || redisRate.Dup != 3 {
+		t.Errorf("lost %d dup %d, want totals 3 and 3", redisRate.Lost, redisRate.Dup)
+	}
+	if got := redisRate.CPUPer1k["redis-server"].Median; got != 0.01 {
+		t.Errorf("cpu %v", got)
+	}
+	if sums[2].Errors != 1 {
+		t.Errorf("errors %d, want 1", sums[2].Errors)
+	}
+}
+
+func TestStatOf(t *testing.T) {
+	tests := map[string]struct {
+		in   []float64
+		want Stat
+	}{
+		"none": {nil, Stat{}},
+		"one":  {[]float64{3}, Stat{3, 3, 3}},
+		"odd":  {[]float64{5, 1, 3}, Stat{3, 1, 5}},
+		"even": {[]float64{4, 1, 3, 2}, Stat{2.5, 1, 4}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := statOf(tc.in); got != tc.want {
+				t.Errorf("statOf(%v) = %+v, want %+v", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestReportWrite(t *testing.T) {
+	dir := t.TempDir()
+	r := Report{Machine: Machine{CPU: "Test CPU", Cores: 2}, Command: "go run ./cmd/bench -reps 3", Config: Config{Reps: 3}, Results: fixedResults()}
+	if err := r.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "results.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"Test CPU, 2 cores", "`go run ./cmd/bench -reps 3`", "appendfsync always",
+		"| redis | max | 66 | 1000 | 20000 (10000–30000) | 10.0 | 20.0 | 30.0 | 40.0 | 50.0 | 0 | 0 | bench (producer+consumer) 0.020; redis-server 0.010 |",
+		"| dapr-bulk-100 | 1000/s | 66 | 1000 | 1000 (1000–1000) | 2.00 | 1.00 | 3.00 | 9.00 | 12.0 | 3 | 3 |",
+		"redis ⚠ 1 error(s)", "redis went away", "plot.svg",
+	} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("results.md lacks %q:\n%s", want, md)
+		}
+	}
+	js, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(js, &back); err != nil || len(back.Results) != len(r.Results) {
+		t.Errorf("results.json: %v, %d results, want %d", err, len(back.Results), len(r.Results))
+	}
+	svg, err := os.ReadFile(filepath.Join(dir, "plot.svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSVG(t, string(svg), "redis", "dapr-bulk-100", "Throughput", "Latency, ms (log), at 1000 msg/s")
+}
+
+// checkSVG asserts that svg is well-formed XML and mentions every want.
+func checkSVG(t *testing.T, svg string, want ...string) {
+	t.Helper()
+	d := xml.NewDecoder(strings.NewReader(svg))
+	for {
+		_, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("plot.svg is not well-formed: %v", err)
+		}
+	}
+	for _, w := range want {
+		if !strings.Contains(svg, w) {
+			t.Errorf("plot.svg lacks %q", w)
+		}
+	}
+}
+
+func TestPlotEmpty(t *testing.T) {
+	checkSVG(t, Plot(nil), "no results")
+}
