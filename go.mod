@@ -19,6 +19,7 @@ require (
 	go.opentelemetry.io/otel/trace v1.36.0
 	golang.org/x/term v0.34.0
 	google.golang.org/grpc v1.73.0
+	google.golang.org/protobuf v1.36.8
 )
 
 require (
@@ -59,6 +60,5 @@ require (
 	google.golang.org/appengine v1.6.8 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20250519155744-55703ea1f237 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20250603155806-513f23925822 // indirect
-	google.golang.org/protobuf v1.36.8 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
