@@ -35,16 +35,17 @@ function addDelivery(d, fresh) {
   const tr = el("tr", fresh ? "fresh" : "");
   tr.dataset.eventId = d.event_id;
   tr.dataset.outcome = d.outcome;
-  tr.append(
-    el("td", "mono", clock(d.time)),
-    el("td", "", d.id ?? "—"),
-    el("td", "", d.message ?? ""),
-  );
+  // An order that did not decode has no id or message: show why instead.
+  const msg = d.message !== undefined ? el("td", "", d.message) : el("td", "why", d.reason || "");
+  msg.title = msg.textContent;
+  const evt = el("td", "mono", d.event_id);
+  evt.title = d.event_id;
+  tr.append(el("td", "mono", clock(d.time)), el("td", "", d.id ?? "—"), msg);
   const out = el("td");
   const badge = el("span", "badge " + (OUTCOMES.includes(d.outcome) ? d.outcome : ""), d.outcome.replace("_", " "));
   if (d.reason) badge.title = d.reason;
   out.append(badge);
-  tr.append(out, el("td", "mono", d.event_id), el("td", "num", d.duration_ms.toFixed(1)));
+  tr.append(out, evt, el("td", "num", d.duration_ms.toFixed(1)));
   tr.title = d.reason ? d.outcome + ": " + d.reason : d.topic;
   body.prepend(tr);
   while (body.rows.length > MAX_ROWS) body.deleteRow(body.rows.length - 1);
@@ -58,7 +59,12 @@ function addDelivery(d, fresh) {
 // addDeadLetter shows one dead letter, once per event id; live ones go on
 // top, stored ones (newest first from the server) are appended.
 function addDeadLetter(dl, onTop) {
-  if (deadLetters.has(dl.event_id)) return;
+  const seen = deadLetters.get(dl.event_id);
+  if (seen) {
+    // A live one first, the stored one (with the payload) later.
+    if (dl.data && !seen.querySelector(".dl-data")) seen.append(el("div", "dl-data mono", dl.data));
+    return;
+  }
   const li = el("li");
   li.dataset.eventId = dl.event_id;
   const head = el("div", "dl-head");
