@@ -75,6 +75,7 @@ type system struct {
 type options struct {
 	subEnv []string // more environment for the subscriber, e.g. fault settings
 	broker string   // behind the pubsub component; default launcher.BrokerRedis
+	mode   launcher.Mode
 }
 
 // startSystem starts redis-server, the subscriber and its daprd, and the
@@ -120,7 +121,11 @@ func startSystem(t testing.TB, opts ...options) *system {
 			t.Fatal(err)
 		}
 	}
-	first := s.startSubscriber(launcher.SubscriberID, "", o.subEnv, s.received, ports[1], ports[2])
+	if err := o.mode.Apply(s.resources, o.broker); err != nil {
+		t.Fatal(err)
+	}
+	subEnv := append(o.mode.SubscriberEnv(), o.subEnv...)
+	first := s.startSubscriber(launcher.SubscriberID, "", subEnv, s.received, ports[1], ports[2])
 	s.sub, s.subDaprd, s.subPort = first.app, first.daprd, first.port
 	s.pubDaprd, err = launcher.StartSidecar(ctx, daprd, launcher.Sidecar{
 		Secrets: s.secrets, Config: daprConfig(), AppID: launcher.PublisherID, Resources: s.resources,

@@ -19,6 +19,7 @@ import (
 // LocalConfig is what `make run` starts; the defaults are the seed's ports.
 type LocalConfig struct {
 	Broker       string     // behind the pubsub component: redis, rabbitmq, mqtt, kafka
+	Mode         Mode       // latency (one delivery per order) or throughput (bulk subscribe)
 	Redis        BrokerMode // where Redis (always there: the state store) comes from
 	RedisAddr    string
 	Count        int
@@ -37,9 +38,10 @@ func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (Lo
 	env := &cli.Env{Getenv: getenv}
 	str := env.Str
 	c := LocalConfig{AppPort: 8001, SubHTTP: 3501, SubGRPC: 50002, PubHTTP: 3500, PubGRPC: 50001}
-	var redisMode string
+	var redisMode, mode string
 	fs := cli.NewFlagSet("launcher", "Runs the whole system locally: Redis, the subscriber and the publisher, each\nwith its own daprd, on the seed's ports. Ctrl-C stops everything.", stderr)
 	fs.StringVar(&c.Broker, "broker", str("BROKER", BrokerRedis), "the broker behind the pubsub component: redis, rabbitmq, mqtt or kafka [BROKER]")
+	fs.StringVar(&mode, "mode", str("MODE", string(ModeLatency)), "latency: one delivery per order; throughput: bulk subscribe, batches of "+ThroughputBatch+" [MODE]")
 	fs.StringVar(&redisMode, "redis", str("REDIS_MODE", string(ModeAuto)), "where Redis comes from: auto, existing, redis-server or embedded [REDIS_MODE]")
 	fs.StringVar(&c.RedisAddr, "redis-addr", str("REDIS_ADDR", "127.0.0.1:6379"), "Redis address; replaces localhost:6379 in the components [REDIS_ADDR]")
 	fs.IntVar(&c.AppPort, "app-port", c.AppPort, "subscriber app port")
@@ -52,11 +54,13 @@ func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (Lo
 	fs.StringVar(&c.DaprLogLevel, "dapr-log-level", str("DAPR_LOG_LEVEL", "error"), "daprd --log-level: debug, info, warn, error [DAPR_LOG_LEVEL]")
 	fs.BoolVar(&c.Stay, "stay", true, "keep the subscriber running after the publisher is done, until Ctrl-C")
 	fs.BoolVar(&c.Prepare, "prepare", false, "only find or build daprd (the slow part of a first run), print it and exit")
-	if err := cli.Parse(fs, args); err != nil {
+	err := cli.Parse(fs, args)
+	if err != nil {
 		return c, err
 	}
 	c.Redis = BrokerMode(redisMode)
-	return c, nil
+	c.Mode, err = ParseMode(mode)
+	return c, err
 }
 
 // Run is the launcher program behind `make run`: it finds or builds daprd,
@@ -162,11 +166,17 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		say("%s at %s behind the pubsub component (Redis stays the state store)", mb.Kind, mb.Addr)
 	}
+	if err := cfg.Mode.Apply(resources, cfg.Broker); err != nil {
+		return err
+	}
+	if cfg.Mode == ModeThroughput {
+		say("Throughput mode: bulk subscribe, batches of up to %s orders, waiting at most %s", ThroughputBatch, ThroughputAwait)
+	}
 	var appEnv []string
 	if logging.IsTerminal(stdout) {
 		appEnv = append(appEnv, "LOG_FORMAT=text") // the apps write to our pipe, not the terminal
 	}
-	sub, err := StartSubscriberApp(ctx, SubscriberApp{Secrets: secrets, BinDir: tmp, Port: cfg.AppPort, SidecarGRPC: cfg.SubGRPC, Env: appEnv, Out: stdout})
+	sub, err := StartSubscriberApp(ctx, SubscriberApp{Secrets: secrets, BinDir: tmp, Port: cfg.AppPort, SidecarGRPC: cfg.SubGRPC, Env: append(cfg.Mode.SubscriberEnv(), appEnv...), Out: stdout})
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,9 @@ type Config struct {
 	LogLevel        string        // LOG_LEVEL: debug, info, warn, error
 	AppToken        string        // APP_API_TOKEN: the token daprd sends; required on every route but /healthz when set
 	Faults          Faults        // FAULT_*: for fault tests and demos only
+	// Bulk is the high-throughput mode: BULK_MAX_MESSAGES (default 0, off),
+	// BULK_MAX_AWAIT (default 10ms), BULK_WORKERS (default 32).
+	Bulk Bulk
 }
 
 // ListenAddr is the host:port the service listens on.
@@ -52,6 +55,9 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.Int64Var(&c.Faults.FailFirstEvery, "fault-fail-first-every", env.Int64("FAULT_FAIL_FIRST_EVERY", 0), "fault test: fail the first delivery of every Nth order [FAULT_FAIL_FIRST_EVERY]")
 	fs.DurationVar(&c.Faults.Delay, "fault-delay", env.Duration("FAULT_DELAY", 0), "fault test: add this to the processing of each order [FAULT_DELAY]")
 	fs.Int64Var(&c.Faults.RejectFrom, "fault-reject-from", env.Int64("FAULT_REJECT_FROM", 0), "fault test: drop every order with an id ≥ this as if it were invalid [FAULT_REJECT_FROM]")
+	fs.IntVar(&c.Bulk.MaxMessages, "bulk-max-messages", env.Int("BULK_MAX_MESSAGES", 0), "high-throughput mode: take orders from daprd in batches of up to this many (bulk subscribe); 0 is off [BULK_MAX_MESSAGES]")
+	fs.DurationVar(&c.Bulk.MaxAwait, "bulk-max-await", env.Duration("BULK_MAX_AWAIT", 10*time.Millisecond), "high-throughput mode: longest a batch waits to fill, added to latency at low rates [BULK_MAX_AWAIT]")
+	fs.IntVar(&c.Bulk.Workers, "bulk-workers", env.Int("BULK_WORKERS", 32), "high-throughput mode: orders of one batch processed at once [BULK_WORKERS]")
 	if err := cli.Parse(fs, args); err != nil {
 		return Config{}, err
 	}
@@ -71,6 +77,12 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		return Config{}, fmt.Errorf("-dead-letter-topic must differ from -topic, or a dropped order would loop")
 	case c.Timeout <= 0:
 		return Config{}, fmt.Errorf("-timeout must be > 0, got %s", c.Timeout)
+	case c.Bulk.MaxMessages < 0 || c.Bulk.MaxMessages > 10000:
+		return Config{}, fmt.Errorf("-bulk-max-messages must be 0 (off) to 10000, got %d", c.Bulk.MaxMessages)
+	case c.Bulk.MaxMessages > 0 && (c.Bulk.MaxAwait < time.Millisecond || c.Bulk.MaxAwait%time.Millisecond != 0):
+		return Config{}, fmt.Errorf("-bulk-max-await must be a whole number of milliseconds ≥ 1ms, got %s", c.Bulk.MaxAwait)
+	case c.Bulk.Workers < 1:
+		return Config{}, fmt.Errorf("-bulk-workers must be ≥ 1, got %d", c.Bulk.Workers)
 	case c.Faults.FailFirstEvery < 0 || c.Faults.Delay < 0 || c.Faults.RejectFrom < 0:
 		return Config{}, fmt.Errorf("fault settings must be ≥ 0")
 	}

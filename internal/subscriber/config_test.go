@@ -10,7 +10,7 @@ import (
 func TestParseConfig(t *testing.T) {
 	defaults := Config{Address: "127.0.0.1", Port: 8001, AppID: "subscriber", PubSub: "pubsub", Topic: "orders",
 		DeadLetterTopic: "orders-deadletter", StateStore: "statestore", DaprAddress: "127.0.0.1:50001",
-		Timeout: 4 * time.Second, LogLevel: "info"}
+		Timeout: 4 * time.Second, LogLevel: "info", Bulk: Bulk{MaxAwait: 10 * time.Millisecond, Workers: 32}}
 	with := func(change func(*Config)) Config {
 		c := defaults
 		change(&c)
@@ -33,6 +33,11 @@ func TestParseConfig(t *testing.T) {
 		"port range":       {args: []string{"-port", "70000"}, wantErr: "-port must be"},
 		"dead letter loop": {args: []string{"-dead-letter-topic", "orders"}, wantErr: "must differ"},
 		"zero timeout":     {args: []string{"-timeout", "0"}, wantErr: "-timeout must be"},
+		"bulk mode": {env: map[string]string{"BULK_MAX_MESSAGES": "200", "BULK_MAX_AWAIT": "5ms"},
+			want: with(func(c *Config) { c.Bulk.MaxMessages, c.Bulk.MaxAwait = 200, 5*time.Millisecond })},
+		"bulk await in µs":  {args: []string{"-bulk-max-messages", "10", "-bulk-max-await", "1500us"}, wantErr: "whole number of milliseconds"},
+		"bulk count range":  {args: []string{"-bulk-max-messages", "-1"}, wantErr: "-bulk-max-messages must be"},
+		"bulk zero workers": {args: []string{"-bulk-workers", "0"}, wantErr: "-bulk-workers must be"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

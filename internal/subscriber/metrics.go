@@ -22,6 +22,7 @@ type Metrics struct {
 	deliveries     *prometheus.CounterVec
 	handlerSeconds *prometheus.HistogramVec
 	endToEnd       prometheus.Histogram
+	batchEntries   prometheus.Histogram
 	deadLetters    prometheus.Counter
 }
 
@@ -43,12 +44,17 @@ func NewMetrics() *Metrics {
 			Help:    "From the order's sent_at (set by the publisher) to its effect, for orders that carry it. Same-host clocks assumed.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18), // 0.5 ms … 65 s
 		}),
+		batchEntries: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "orders_bulk_batch_entries",
+			Help:    "Entries per bulk delivery (throughput mode only).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12), // 1 … 2048
+		}),
 		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "orders_dead_letters_total",
 			Help: "Dead letters stored for the first time.",
 		}),
 	}
-	m.Registry.MustRegister(m.deliveries, m.handlerSeconds, m.endToEnd, m.deadLetters,
+	m.Registry.MustRegister(m.deliveries, m.handlerSeconds, m.endToEnd, m.batchEntries, m.deadLetters,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, o := range []string{OutcomeSuccess, OutcomeDuplicate, OutcomeDrop, OutcomeRetry} {
 		m.deliveries.WithLabelValues(o) // present at 0 from the start
@@ -73,5 +79,11 @@ func (m *Metrics) observeEndToEnd(sentAt, now time.Time) {
 	}
 	if d := now.Sub(sentAt); d >= 0 {
 		m.endToEnd.Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) observeBatch(entries int) {
+	if m != nil {
+		m.batchEntries.Observe(float64(entries))
 	}
 }

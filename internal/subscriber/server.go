@@ -20,6 +20,7 @@ import (
 	"dapr-pub-sub/internal/logging"
 	"dapr-pub-sub/internal/sidecar"
 	"dapr-pub-sub/internal/store"
+	"dapr-pub-sub/internal/tracing"
 )
 
 // Routes Dapr calls for each subscription.
@@ -44,11 +45,17 @@ func NewService(cfg Config, h *Handler, log *slog.Logger, ready func(context.Con
 	mux := chi.NewRouter()
 	live := newLivePage(cfg, opts)
 	mux.Use(requireAppToken(cfg.AppToken, log, live.access, "/healthz", "/readyz", "/metrics"))
+	mux.Use(traceContext)
 	var subscribed atomic.Bool
 	mux.Use(func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/dapr/subscribe" {
 				subscribed.Store(true)
+				if cfg.Bulk.MaxMessages > 0 {
+					w.Header().Set("Content-Type", "application/json")
+					_ = json.NewEncoder(w).Encode(bulkSubscriptions(cfg))
+					return
+				}
 			}
 			next.ServeHTTP(w, r)
 		})
@@ -89,13 +96,18 @@ func NewService(cfg Config, h *Handler, log *slog.Logger, ready func(context.Con
 		_ = json.NewEncoder(w).Encode(&h.Stats)
 	})
 	live.mount(mux, h, log)
+	if cfg.Bulk.MaxMessages > 0 {
+		mux.Method(http.MethodPost, BulkOrdersRoute, handleBulk(h, cfg.Bulk, log))
+	}
 	s := daprhttp.NewServiceWithMux(cfg.ListenAddr(), mux)
 	subs := []struct {
 		sub *common.Subscription
 		fn  common.TopicEventHandler
 	}{
-		{&common.Subscription{PubsubName: cfg.PubSub, Topic: cfg.Topic, Route: OrdersRoute, DeadLetterTopic: cfg.DeadLetterTopic}, h.HandleOrder},
 		{&common.Subscription{PubsubName: cfg.PubSub, Topic: cfg.DeadLetterTopic, Route: DeadLetterRoute, Metadata: map[string]string{"rawPayload": "true"}}, h.HandleDeadLetter},
+		// In bulk mode /dapr/subscribe is answered above; the route
+		// stays, for a delivery already on its way.
+		{&common.Subscription{PubsubName: cfg.PubSub, Topic: cfg.Topic, Route: OrdersRoute, DeadLetterTopic: cfg.DeadLetterTopic}, h.HandleOrder},
 	}
 	for _, sub := range subs {
 		if err := s.AddTopicEventHandler(sub.sub, sub.fn); err != nil {
@@ -124,9 +136,20 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer client.Close()
 	st := store.New(client, cfg.StateStore, cfg.AppID)
+	tp, err := tracing.Setup(ctx, cfg.AppID, getenv)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tp.Shutdown(sctx); err != nil {
+			log.Warn("Flushing traces failed", "err", err)
+		}
+	}()
 	feed := NewFeed(0, 0)
 	h := NewHandler(HandlerConfig{
-		Store: st, Out: stdout, Log: log, Metrics: NewMetrics(),
+		Store: st, Out: stdout, Log: log, Metrics: NewMetrics(), Tracer: tp.Tracer("dapr-pub-sub/subscriber"),
 		Timeout: cfg.Timeout, PubSub: cfg.PubSub, Topic: cfg.Topic, Faults: cfg.Faults,
 		Observe: feed.Publish,
 	})
@@ -138,7 +161,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	go func() { served <- svc.Start() }()
 	log.Info("Subscriber listening", "address", cfg.ListenAddr(), "app_id", cfg.AppID,
 		"pubsub", cfg.PubSub, "topic", cfg.Topic, "dead_letter_topic", cfg.DeadLetterTopic,
-		"state_store", cfg.StateStore, "sidecar", cfg.DaprAddress)
+		"state_store", cfg.StateStore, "sidecar", cfg.DaprAddress, "exporting_traces", tp.Exporting,
+		"bulk_max_messages", cfg.Bulk.MaxMessages)
 	if cfg.AppToken == "" {
 		log.Warn("APP_API_TOKEN is not set: any local process can call the subscriber's routes")
 	}
