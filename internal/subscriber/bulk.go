@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dapr/go-sdk/service/common"
@@ -92,15 +93,17 @@ func handleBulk(h *Handler, bulk Bulk, log *slog.Logger) http.Handler {
 		h.Metrics.observeBatch(len(req.Entries))
 		ctx := trace.ContextWithSpanContext(r.Context(), trace.SpanContext{})
 		resp := bulkResponse{Statuses: make([]bulkStatus, len(req.Entries))}
-		sem := make(chan struct{}, workers)
+		// A few goroutines take the entries in turn: one per entry would
+		// pay a new goroutine's stack growth each time.
+		var next atomic.Int64
 		var wg sync.WaitGroup
-		for i, entry := range req.Entries {
-			resp.Statuses[i].EntryID = entry.EntryID
-			sem <- struct{}{}
+		for range min(workers, len(req.Entries)) {
 			wg.Add(1)
 			go func() {
-				defer func() { <-sem; wg.Done() }()
-				resp.Statuses[i].Status = h.handleEntry(ctx, &req, entry)
+				defer wg.Done()
+				for i := int(next.Add(1) - 1); i < len(req.Entries); i = int(next.Add(1) - 1) {
+					resp.Statuses[i] = bulkStatus{EntryID: req.Entries[i].EntryID, Status: h.handleEntry(ctx, &req, req.Entries[i])}
+				}
 			}()
 		}
 		wg.Wait()
@@ -117,6 +120,7 @@ func (h *Handler) handleEntry(ctx context.Context, req *bulkRequest, entry bulkE
 		h.Metrics.observe(OutcomeDrop, time.Now())
 		h.Log.Error("Dropping a bulk entry that is not a CloudEvent to the dead-letter topic",
 			"entry_id", entry.EntryID, "err", err)
+		h.observe(Delivery{EventID: entry.EntryID, Topic: req.Topic, Outcome: OutcomeDrop, Reason: err.Error()}, time.Now())
 		return common.SubscriptionResponseStatusDrop
 	}
 	retry, err := h.HandleOrder(ctx, e)
