@@ -167,7 +167,15 @@ func (r Report) Markdown() string {
 	fmt.Fprintf(&b, "- Go: %s; Redis: %s\n", m.GoVersion, m.RedisVersion)
 	fmt.Fprintf(&b, "- Date: %s\n", m.Date)
 	fmt.Fprintf(&b, "- Command: `%s`\n", r.Command)
-	fmt.Fprintf(&b, "- Broker: one dedicated redis-server shared by every scenario, AOF with `appendfsync always` (the production setting we ship); a fresh stream per run, deleted afterwards.\n")
+	fsync := r.Config.AppendFsync
+	if fsync == "" {
+		fsync = "always"
+	}
+	note := " (the production setting we ship)"
+	if fsync != "always" {
+		note = " (NOT the production setting, which is `always`)"
+	}
+	fmt.Fprintf(&b, "- Broker: one dedicated redis-server shared by every scenario, AOF with `appendfsync %s`%s; a fresh stream per run, deleted afterwards.\n", fsync, note)
 	fmt.Fprintf(&b, "- Repetitions: %d, interleaved (repetition 1 of every run, then 2, …); %d senders; message ids 0..N-1.\n", r.Config.Reps, r.Config.Senders)
 	fmt.Fprintf(&b, "- Mode `max`: %d messages sent as fast as possible; throughput = delivered / (last delivery − first send), latency from the actual send.\n", r.Config.Messages)
 	fmt.Fprintf(&b, "- Mode `N/s`: an open-loop schedule at N msg/s for %s; latency from each message's *intended* send time (no coordinated omission), to its first delivery in the consumer.\n", r.Config.Duration)

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"dapr-pub-sub/internal/launcher"
 	"dapr-pub-sub/internal/logging"
 )
@@ -31,8 +33,11 @@ type Config struct {
 	Batch     int           // messages per pipeline in redis-pipelined
 	Idle      time.Duration // give up on missing deliveries after this long without progress
 	Out       string        // output folder
-	Quick     bool          // smoke run: tiny counts, one rep
-	Command   string        // the command line, for the report header
+	// AppendFsync is the broker's appendfsync: "always" (what the system
+	// ships), "everysec" or "no", for context on what durability costs.
+	AppendFsync string
+	Quick       bool   // smoke run: tiny counts, one rep
+	Command     string // the command line, for the report header
 }
 
 // defaultScenarios returns every scenario the runner knows, in report order.
@@ -90,6 +95,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("start redis-server: %w", err)
 	}
 	defer broker.Stop()
+	if err := setAppendFsync(ctx, broker.Addr, broker.Password, cfg.AppendFsync); err != nil {
+		return err
+	}
 	redisInfo := Redis{Addr: broker.Addr, Password: broker.Password, Pid: broker.Process().Pid()}
 
 	report := Report{Machine: DescribeMachine(), Command: cfg.Command, Config: cfg}
@@ -174,6 +182,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&cfg.Senders, "senders", 8, "concurrent senders (goroutines) per run")
 	fs.IntVar(&cfg.Batch, "batch", 100, "messages per pipeline in redis-pipelined")
 	fs.DurationVar(&cfg.Idle, "idle", 10*time.Second, "count messages as lost after this long with no delivery")
+	fs.StringVar(&cfg.AppendFsync, "appendfsync", "always", "the broker's AOF fsync policy: always (what the system ships), everysec or no")
 	fs.StringVar(&cfg.Out, "out", "bench/results", "folder for results.json, results.md and plot.svg")
 	fs.BoolVar(&cfg.Quick, "quick", false, "smoke run: 1 rep, 500 messages, one rate of 200 msg/s for 1 s, size 60 (flags given explicitly still win)")
 	if err := fs.Parse(args); err != nil {
@@ -216,6 +225,8 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 		return Config{}, fmt.Errorf("-senders must be ≥ 1, got %d", cfg.Senders)
 	case cfg.Batch < 1:
 		return Config{}, fmt.Errorf("-batch must be ≥ 1, got %d", cfg.Batch)
+	case cfg.AppendFsync != "always" && cfg.AppendFsync != "everysec" && cfg.AppendFsync != "no":
+		return Config{}, fmt.Errorf("-appendfsync must be always, everysec or no, got %q", cfg.AppendFsync)
 	case len(cfg.Sizes) == 0:
 		return Config{}, errors.New("-sizes must name at least one size")
 	case cfg.Duration <= 0 && len(cfg.Rates) > 0:
@@ -291,6 +302,16 @@ func commandLine(args []string) string {
 		parts = append(parts, a)
 	}
 	return strings.Join(parts, " ")
+}
+
+// setAppendFsync sets the broker's appendfsync policy.
+func setAppendFsync(ctx context.Context, addr, password, policy string) error {
+	c := redis.NewClient(&redis.Options{Addr: addr, Password: password})
+	defer c.Close()
+	if err := c.ConfigSet(ctx, "appendfsync", policy).Err(); err != nil {
+		return fmt.Errorf("set appendfsync %s: %w", policy, err)
+	}
+	return nil
 }
 
 func randomPassword() string {

@@ -20,7 +20,8 @@ func TestParseConfig(t *testing.T) {
 	}{
 		"defaults": {args: nil, check: func(t *testing.T, c Config) {
 			if c.Reps != 3 || c.Messages != 20000 || !slices.Equal(c.Rates, []float64{500, 1000, 2000}) ||
-				c.Duration != 10*time.Second || !slices.Equal(c.Sizes, []int{60, 1024}) || c.Out != "bench/results" || len(c.Scenarios) != 0 {
+				c.Duration != 10*time.Second || !slices.Equal(c.Sizes, []int{60, 1024}) || c.Out != "bench/results" || len(c.Scenarios) != 0 ||
+				c.AppendFsync != "always" {
 				t.Errorf("defaults: %+v", c)
 			}
 			if c.Command != "go run ./cmd/bench" {
@@ -49,6 +50,7 @@ func TestParseConfig(t *testing.T) {
 		"negative rate":  {args: []string{"-rates", "-5"}, wantErr: "positive"},
 		"no sizes":       {args: []string{"-sizes", ""}, wantErr: "-sizes"},
 		"zero reps":      {args: []string{"-reps", "0"}, wantErr: "-reps"},
+		"bad fsync":      {args: []string{"-appendfsync", "sometimes"}, wantErr: "-appendfsync"},
 		"stray argument": {args: []string{"now"}, wantErr: "unexpected"},
 	}
 	for name, tc := range tests {
