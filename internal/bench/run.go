@@ -42,11 +42,11 @@ type Config struct {
 
 // defaultScenarios returns every scenario the runner knows, in report order.
 func defaultScenarios(cfg Config) []Scenario {
-	return []Scenario{
+	return append([]Scenario{
 		redisStreams{},
 		redisStreams{pipelined: true, batch: cfg.Batch},
 		watermillScenario{},
-	}
+	}, daprScenarios(&daprEnv{})...)
 }
 
 // Run is cmd/bench: it parses args, starts one redis-server for the whole

@@ -85,14 +85,15 @@ func TestSelectScenarios(t *testing.T) {
 }
 
 // TestQuickBench is the smoke run of the harness: the baselines, tiny
-// counts, against a real redis-server. It checks that the outputs are
+// counts, against a real redis-server (and, for the Dapr scenarios, real
+// daprd sidecars and the subscriber). It checks that the outputs are
 // written and nothing was lost or duplicated; it asserts no timings.
 func TestQuickBench(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("the benchmark smoke test needs redis-server on PATH: apt-get install -y redis-server")
 	}
 	out := t.TempDir()
-	args := []string{"-quick", "-scenarios", "redis,redis-pipelined,watermill", "-messages", "300", "-out", out}
+	args := []string{"-quick", "-scenarios", "redis,redis-pipelined,watermill,dapr-grpc,dapr-bulk100", "-messages", "300", "-out", out}
 	if err := Run(t.Context(), args, func(string) string { return "" }, io.Discard, io.Discard); err != nil {
 		t.Fatal(err)
 	}
@@ -109,8 +110,8 @@ func TestQuickBench(t *testing.T) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Results) != 6 { // 3 scenarios × (max + 200/s)
-		t.Errorf("%d results, want 6", len(r.Results))
+	if len(r.Results) != 10 { // 5 scenarios × (max + 200/s)
+		t.Errorf("%d results, want 10", len(r.Results))
 	}
 	for _, res := range r.Results {
 		if res.Error != "" || res.Lost != 0 || res.Dup != 0 || res.Unknown != 0 || res.Delivered != res.Messages {

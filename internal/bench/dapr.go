@@ -1,0 +1,341 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	dapr "github.com/dapr/go-sdk/client"
+	"github.com/redis/go-redis/v9"
+
+	"dapr-pub-sub/internal/launcher"
+	"dapr-pub-sub/internal/publisher"
+	"dapr-pub-sub/internal/sidecar"
+	"dapr-pub-sub/internal/store"
+)
+
+// Publish paths to the publisher's sidecar.
+const (
+	publishGRPC = "grpc" // the SDK's PublishEvent, one order per call
+	publishHTTP = "http" // POST /v1.0/publish, one order per call
+	publishBulk = "bulk" // the SDK's PublishEvents, a batch per call
+)
+
+// daprScenario is the project's system: the bench process publishes through
+// its own daprd (as the publisher app does), the real subscriber binary
+// takes the orders from its daprd and applies each once to the state
+// store. A delivery counts when its effect is recorded: the record's
+// processed_at is the delivery time, read back from Redis after the run.
+type daprScenario struct {
+	name    string
+	publish string        // publishGRPC, publishHTTP or publishBulk
+	batch   int           // orders per PublishEvents call (publishBulk)
+	mode    launcher.Mode // the subscriber's mode
+	env     *daprEnv      // shared by every Dapr scenario of a run
+}
+
+// daprEnv is what the Dapr scenarios of one bench run share: daprd and the
+// apps, found or built once.
+type daprEnv struct {
+	once   sync.Once
+	err    error
+	root   string
+	daprd  launcher.Daprd
+	binDir string
+}
+
+func (e *daprEnv) prepare(ctx context.Context, out io.Writer) error {
+	e.once.Do(func() {
+		if e.root, e.err = launcher.RepoRoot(); e.err != nil {
+			return
+		}
+		if e.daprd, e.err = launcher.FindDaprd(ctx, e.root, out); e.err != nil {
+			return
+		}
+		if e.binDir, e.err = os.MkdirTemp("", "dapr-pub-sub-bench-"); e.err != nil {
+			return
+		}
+		e.err = launcher.BuildApps(ctx, e.root, e.binDir)
+	})
+	return e.err
+}
+
+// Close removes the built apps; the runner calls it once the run is over.
+func (s daprScenario) Close() error {
+	if s.env.binDir == "" {
+		return nil
+	}
+	err := os.RemoveAll(s.env.binDir)
+	s.env.binDir = ""
+	return err
+}
+
+// daprScenarios are the project's system in its two modes and with each
+// way to publish.
+func daprScenarios(env *daprEnv) []Scenario {
+	return []Scenario{
+		daprScenario{name: "dapr-grpc", publish: publishGRPC, mode: launcher.ModeLatency, env: env},
+		daprScenario{name: "dapr-http", publish: publishHTTP, mode: launcher.ModeLatency, env: env},
+		daprScenario{name: "dapr-bulk10", publish: publishBulk, batch: 10, mode: launcher.ModeThroughput, env: env},
+		daprScenario{name: "dapr-bulk100", publish: publishBulk, batch: 100, mode: launcher.ModeThroughput, env: env},
+	}
+}
+
+func (s daprScenario) Name() string { return s.name }
+
+// Run starts the system on p.Redis (emptied first: the stream, the
+// consumer groups and the records of earlier runs would replay or dedupe
+// this run's orders), runs the load through it and stops it.
+func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
+	if err := s.env.prepare(ctx, p.Out); err != nil {
+		return Result{}, err
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: p.Redis.Addr, Password: p.Redis.Password})
+	defer rdb.Close()
+	if err := rdb.FlushDB(ctx).Err(); err != nil {
+		return Result{}, fmt.Errorf("empty redis: %w", err)
+	}
+	sys, err := startDapr(ctx, s.env, s.mode, p)
+	if err != nil {
+		return Result{}, err
+	}
+	defer sys.stop()
+
+	send, closeSend, err := s.sender(sys, p)
+	if err != nil {
+		return Result{}, err
+	}
+	defer closeSend()
+	rec := NewRecorder(p.Messages)
+	res, err := Measure(ctx, p, Measurement{
+		Recorder: rec,
+		Processes: map[string]int{
+			RedisCPU: p.Redis.Pid, "bench (publisher)": os.Getpid(),
+			"daprd (publisher)": sys.pubDaprd.Pid(), "daprd (subscriber)": sys.subDaprd.Pid(), "subscriber": sys.sub.Pid(),
+		},
+		Send:    send,
+		Batch:   max(s.batch, 1),
+		Collect: func(ctx context.Context, rec *Recorder) error { return sys.collect(ctx, rdb, rec, p) },
+	})
+	res.PayloadBytes = len(Payload(int64(p.Messages-1), p.Size, time.Now()))
+	return res, err
+}
+
+// daprSystem is one running copy of the system.
+type daprSystem struct {
+	secrets  launcher.Secrets
+	sub      *launcher.Process
+	subPort  int
+	subDaprd *launcher.RunningSidecar
+	pubDaprd *launcher.RunningSidecar
+	dir      string
+}
+
+func startDapr(ctx context.Context, env *daprEnv, mode launcher.Mode, p Params) (*daprSystem, error) {
+	s := &daprSystem{secrets: launcher.NewSecrets(func(string) string { return "" })}
+	s.secrets.RedisPassword = p.Redis.Password
+	var err error
+	if s.dir, err = os.MkdirTemp("", "dapr-pub-sub-bench-run-"); err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.stop()
+		}
+	}()
+	if err := launcher.CopyComponents(filepath.Join(env.root, "components"), s.dir, p.Redis.Addr); err != nil {
+		return nil, err
+	}
+	if err := mode.Apply(s.dir, launcher.BrokerRedis); err != nil {
+		return nil, err
+	}
+	ports, err := launcher.FreePorts(2)
+	if err != nil {
+		return nil, err
+	}
+	s.subPort = ports[0]
+	config := filepath.Join(env.root, "config", "config.yaml")
+	if s.sub, err = launcher.StartSubscriberApp(ctx, launcher.SubscriberApp{
+		Secrets: s.secrets, BinDir: env.binDir, Port: s.subPort, SidecarGRPC: ports[1],
+		Env: append(mode.SubscriberEnv(), "LOG_FORMAT=json"), Out: io.Discard,
+	}); err != nil {
+		return nil, err
+	}
+	if s.subDaprd, err = launcher.StartSidecar(ctx, env.daprd, launcher.Sidecar{
+		Secrets: s.secrets, Config: config, AppID: launcher.SubscriberID, AppPort: s.subPort, GRPCPort: ports[1],
+		Resources: s.dir, LogLevel: "error",
+	}, p.Out); err != nil {
+		return nil, err
+	}
+	if s.pubDaprd, err = launcher.StartSidecar(ctx, env.daprd, launcher.Sidecar{
+		Secrets: s.secrets, Config: config, AppID: launcher.PublisherID, Resources: s.dir, LogLevel: "error",
+	}, p.Out); err != nil {
+		return nil, err
+	}
+	ok = true
+	return s, nil
+}
+
+// stop stops the processes, the publisher's side first, and removes the
+// resources folder.
+func (s *daprSystem) stop() {
+	for _, sc := range []*launcher.RunningSidecar{s.pubDaprd, s.subDaprd} {
+		if sc != nil {
+			sc.Stop(10 * time.Second)
+		}
+	}
+	if s.sub != nil {
+		s.sub.Stop(10 * time.Second)
+	}
+	os.RemoveAll(s.dir)
+}
+
+// sender returns the SendFunc for the scenario's publish path.
+func (s daprScenario) sender(sys *daprSystem, p Params) (SendFunc, func(), error) {
+	if s.publish == publishHTTP {
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: max(p.Senders, 2)}}
+		url := sys.pubDaprd.HTTPURL() + "/v1.0/publish/pubsub/orders?metadata.cloudevent.id="
+		return func(ctx context.Context, batch []Outgoing) error {
+			for _, m := range batch {
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+publisher.CloudEventID(m.ID),
+					bytes.NewReader(Payload(m.ID, p.Size, m.Stamp)))
+				if err != nil {
+					return err
+				}
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("dapr-api-token", sys.secrets.APIToken)
+				resp, err := client.Do(req)
+				if err != nil {
+					return err
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusNoContent {
+					return fmt.Errorf("publish: HTTP %d", resp.StatusCode)
+				}
+			}
+			return nil
+		}, client.CloseIdleConnections, nil
+	}
+	client, err := sidecar.Dial(sys.pubDaprd.GRPCAddr(), sys.secrets.APIToken, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, nil, err
+	}
+	closeFn := func() { client.Close() }
+	if s.publish == publishBulk {
+		return func(ctx context.Context, batch []Outgoing) error {
+			events := make([]any, len(batch))
+			for i, m := range batch {
+				events[i] = dapr.PublishEventsEvent{
+					EntryID: strconv.Itoa(i), Data: Payload(m.ID, p.Size, m.Stamp), ContentType: "application/json",
+					Metadata: map[string]string{"cloudevent.id": publisher.CloudEventID(m.ID)},
+				}
+			}
+			res := client.PublishEvents(ctx, "pubsub", "orders", events)
+			if res.Error != nil {
+				return fmt.Errorf("bulk publish (%d failed): %w", len(res.FailedEvents), res.Error)
+			}
+			return nil
+		}, closeFn, nil
+	}
+	return func(ctx context.Context, batch []Outgoing) error {
+		for _, m := range batch {
+			if err := client.PublishEvent(ctx, "pubsub", "orders", Payload(m.ID, p.Size, m.Stamp),
+				dapr.PublishEventWithContentType("application/json"),
+				dapr.PublishEventWithMetadata(map[string]string{"cloudevent.id": publisher.CloudEventID(m.ID)})); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, closeFn, nil
+}
+
+// collect waits until the subscriber has applied every sent order, or made
+// no progress for p.Idle, then reads each order's record from the state
+// store and hands the Recorder its processed_at. A record written more than
+// once (an effect applied twice) counts as a duplicate.
+func (s *daprSystem) collect(ctx context.Context, rdb *redis.Client, rec *Recorder, p Params) error {
+	want := p.Messages - rec.Result().SendFailed
+	last, lastChange := int64(-1), time.Now()
+	for {
+		n, err := s.processed(ctx)
+		if err != nil {
+			return err
+		}
+		if n != last {
+			last, lastChange = n, time.Now()
+		}
+		if n >= int64(want) || time.Since(lastChange) > p.Idle {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	const chunk = 5000
+	for first := 0; first < p.Messages; first += chunk {
+		pipe := rdb.Pipeline()
+		cmds := make([]*redis.SliceCmd, 0, chunk)
+		for id := first; id < min(first+chunk, p.Messages); id++ {
+			cmds = append(cmds, pipe.HMGet(ctx, "statestore||"+launcher.SubscriberID+"/order/"+strconv.Itoa(id), "data", "version"))
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("read records: %w", err)
+		}
+		for i, c := range cmds {
+			vals := c.Val()
+			data, _ := vals[0].(string)
+			if data == "" {
+				continue // never processed: lost
+			}
+			var r store.Processed
+			if err := json.Unmarshal([]byte(data), &r); err != nil {
+				return fmt.Errorf("record of order %d: %w", first+i, err)
+			}
+			version, _ := vals[1].(string)
+			for range max(atoi(version), 1) {
+				rec.Deliver(int64(first+i), r.ProcessedAt)
+			}
+		}
+	}
+	return nil
+}
+
+// processed asks the subscriber how many orders it has applied.
+func (s *daprSystem) processed(ctx context.Context) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(s.subPort)+"/stats", nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("dapr-api-token", s.secrets.AppToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("subscriber /stats: %w", err)
+	}
+	defer resp.Body.Close()
+	var stats struct {
+		Processed int64 `json:"processed"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil {
+		return 0, fmt.Errorf("subscriber /stats: %w", err)
+	}
+	return stats.Processed, nil
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
