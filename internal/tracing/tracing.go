@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Propagator is the W3C trace context propagator (traceparent,
@@ -34,8 +35,8 @@ type Provider struct {
 // Setup returns the tracer provider of service. Spans are exported over
 // OTLP/HTTP only when OTEL_EXPORTER_OTLP_ENDPOINT or
 // OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (the exporter reads the rest of
-// the standard OTEL_EXPORTER_OTLP_* variables itself); otherwise tracing
-// is off the wire. Sampling follows the parent (Dapr's sampling decision),
+// the standard OTEL_EXPORTER_OTLP_* variables itself); otherwise spans are
+// no-ops that only carry Dapr's trace context on to the logs. Sampling follows the parent (Dapr's sampling decision),
 // and samples root spans. Setup also sets OTel's global propagator and
 // provider, for libraries that use them.
 func Setup(ctx context.Context, service string, getenv func(string) string) (*Provider, error) {
@@ -52,10 +53,18 @@ func Setup(ctx context.Context, service string, getenv func(string) string) (*Pr
 		}
 		opts = append(opts, sdktrace.WithBatcher(exp))
 	}
-	tp := sdktrace.NewTracerProvider(opts...)
 	otel.SetTextMapPropagator(Propagator)
+	if !exporting {
+		// Spans that go nowhere are pure cost (a few µs and allocations per
+		// delivery): a no-op span still carries its parent's trace context,
+		// which is what the logs show.
+		tp := noop.NewTracerProvider()
+		otel.SetTracerProvider(tp)
+		return &Provider{TracerProvider: tp, Shutdown: func(context.Context) error { return nil }}, nil
+	}
+	tp := sdktrace.NewTracerProvider(opts...)
 	otel.SetTracerProvider(tp)
-	return &Provider{TracerProvider: tp, Exporting: exporting, Shutdown: tp.Shutdown}, nil
+	return &Provider{TracerProvider: tp, Exporting: true, Shutdown: tp.Shutdown}, nil
 }
 
 // Extract returns ctx carrying the remote span context of traceparent (and

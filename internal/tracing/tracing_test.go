@@ -1,0 +1,35 @@
+package tracing
+
+import (
+	"testing"
+)
+
+func TestSetupExportsOnlyWhenAnEndpointIsSet(t *testing.T) {
+	const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	tests := map[string]struct {
+		env  map[string]string
+		want bool
+	}{
+		"off by default": {env: map[string]string{}},
+		"endpoint":       {env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, want: true},
+		"traces only":    {env: map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"}, want: true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			p, err := Setup(t.Context(), "test", func(k string) string { return tc.env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Shutdown(t.Context())
+			if p.Exporting != tc.want {
+				t.Fatalf("Exporting = %v, want %v", p.Exporting, tc.want)
+			}
+			// Either way a delivery's span is in the trace Dapr sent.
+			_, span := p.Tracer("t").Start(Extract(t.Context(), parent, ""), "x")
+			defer span.End()
+			if got := span.SpanContext().TraceID().String(); got != "4bf92f3577b34da6a3ce929d0e0e4736" {
+				t.Fatalf("trace id = %s, want the parent's", got)
+			}
+		})
+	}
+}
