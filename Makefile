@@ -1,18 +1,25 @@
 # dapr-pub-sub: the seed's Dapr pub/sub system in Go. `make help` lists targets.
 SHELL := /bin/bash
 GO    ?= go
+GOLANGCI_LINT ?= $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
-.PHONY: help run test chaos brokers deadletters daprd build vet fmt clean
+.PHONY: help run test bench lint chaos brokers deadletters daprd build vet fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-run: ## run the whole system: Redis, both sidecars, subscriber, publisher (Ctrl-C stops); BROKER=rabbitmq|mqtt|kafka
+run: ## run the whole system: Redis, both sidecars, subscriber, publisher (Ctrl-C stops); BROKER=rabbitmq|mqtt|kafka, MODE=throughput
 	@$(GO) build -o bin/ ./cmd/launcher
-	@bin/launcher $(if $(BROKER),-broker $(BROKER)) $(ARGS)
+	@bin/launcher $(if $(BROKER),-broker $(BROKER)) $(if $(MODE),-mode $(MODE)) $(ARGS)
 
-test: daprd vet ## unit and integration tests on real redis-server and daprd
+test: daprd vet lint ## lint, then unit and integration tests on real redis-server, daprd and Chromium
 	$(GO) test -count=1 -timeout 20m ./...
+
+bench: daprd ## benchmark vs raw Redis and Watermill (~35 min); writes bench/results/{results.md,results.json,plot.svg}; ARGS=-h for flags
+	$(GO) run ./cmd/bench $(ARGS)
+
+lint: ## golangci-lint v2 with .golangci.yml (pinned; built on first use)
+	$(GOLANGCI_LINT) run ./...
 
 chaos: daprd ## the fault scenarios with 10,000 orders each; prints the table (several minutes)
 	CHAOS_ORDERS=$${CHAOS_ORDERS:-10000} CHAOS_REPORT=$(CURDIR)/chaos-report.txt \
@@ -28,7 +35,7 @@ deadletters: ## list the subscriber's dead letters during `make run` (ARGS=repla
 daprd: ## find daprd, or build it once from the Dapr Go module (minutes the first time)
 	@$(GO) run ./cmd/launcher -prepare
 
-build: ## build the three commands into bin/
+build: ## build the commands into bin/
 	$(GO) build -o bin/ ./cmd/...
 
 vet: ## go vet, and fail on unformatted files

@@ -139,7 +139,7 @@ func TestLocalRunRefusesABusyPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Addr: "127.0.0.1:" + strconv.Itoa(busy)}
-	go srv.ListenAndServe() //nolint:errcheck
+	go srv.ListenAndServe() //nolint:errcheck // ends with Close below
 	defer srv.Close()
 	if err := launcher.WaitTCP(t.Context(), srv.Addr, nil); err != nil {
 		t.Fatal(err)

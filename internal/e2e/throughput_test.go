@@ -43,8 +43,12 @@ func TestThroughputModeKeepsTheGuarantees(t *testing.T) {
 	_, metrics := httpGet(t, "http://127.0.0.1:"+strconv.Itoa(s.subPort)+"/metrics")
 	var count, sum float64
 	for _, line := range strings.Split(metrics, "\n") {
-		fmt.Sscanf(line, "orders_bulk_batch_entries_count %g", &count)
-		fmt.Sscanf(line, "orders_bulk_batch_entries_sum %g", &sum)
+		if v, ok := strings.CutPrefix(line, "orders_bulk_batch_entries_count "); ok {
+			count, _ = strconv.ParseFloat(v, 64)
+		}
+		if v, ok := strings.CutPrefix(line, "orders_bulk_batch_entries_sum "); ok {
+			sum, _ = strconv.ParseFloat(v, 64)
+		}
 	}
 	if count == 0 || sum < n+3+n/10 || sum/count < 2 {
 		t.Fatalf("bulk batches: %g entries in %g batches, want ≥ %d entries in batches of 2 or more", sum, count, n+3+n/10)

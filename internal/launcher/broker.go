@@ -151,7 +151,7 @@ func (b *Broker) WaitReady(ctx context.Context) error {
 			return nil
 		}
 		if perr := pause(ctx, b.proc); perr != nil {
-			return fmt.Errorf("redis at %s did not become ready (%v): %w", b.Addr, err, perr)
+			return fmt.Errorf("redis at %s did not become ready (%w): %w", b.Addr, err, perr)
 		}
 	}
 }

@@ -61,7 +61,7 @@ func TestBrokerErrorsNameTheFix(t *testing.T) {
 			if err != nil {
 				return
 			}
-			c.Write([]byte("HTTP/1.1 400 Bad Request\r\n\r\n"))
+			_, _ = c.Write([]byte("HTTP/1.1 400 Bad Request\r\n\r\n")) // the client may already be gone
 			c.Close()
 		}
 	}()

@@ -132,7 +132,7 @@ func buildDaprd(ctx context.Context, root, version, dst string, log io.Writer) e
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
 		return fmt.Errorf("lock %s: %w", lock.Name(), err)
 	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck // closing the file unlocks it anyway
 	if isExecutable(dst) {
 		return nil // another process built it while we waited
 	}

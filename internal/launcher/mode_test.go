@@ -42,7 +42,9 @@ func TestThroughputModeTunesTheShippedComponent(t *testing.T) {
 
 func TestSetComponentMetadataNamesAMissingItem(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "c.yaml")
-	os.WriteFile(file, []byte("metadata:\n  - name: a\n    value: \"1\"\n"), 0o644)
+	if err := os.WriteFile(file, []byte("metadata:\n  - name: a\n    value: \"1\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	err := SetComponentMetadata(file, map[string]string{"b": "2"})
 	if err == nil || !strings.Contains(err.Error(), `"b"`) {
 		t.Fatalf("err = %v, want it to name the missing item", err)

@@ -189,5 +189,5 @@ func (p *Process) Signal(sig syscall.Signal) {
 
 // exitError describes a process that exited while it was expected to run.
 func (p *Process) exitError() error {
-	return fmt.Errorf("%s exited early (%v); its last output:\n%s", p.Name, p.waitErr, p.Tail())
+	return fmt.Errorf("%s exited early (%w); its last output:\n%s", p.Name, p.waitErr, p.Tail())
 }

@@ -16,7 +16,7 @@ const pollInterval = 50 * time.Millisecond
 // says which, with p's last output. p may be nil.
 func WaitHTTP(ctx context.Context, url string, want int, p *Process) error {
 	client := &http.Client{Timeout: time.Second}
-	last := "no answer yet"
+	var last string // what the url answered last time
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {

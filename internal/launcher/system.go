@@ -53,7 +53,7 @@ func CopyComponents(src, dst, redisAddr string) error {
 		return err
 	}
 	for _, e := range entries {
-		if e.IsDir() || !(strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".yml")) {
+		if e.IsDir() || (!strings.HasSuffix(e.Name(), ".yaml") && !strings.HasSuffix(e.Name(), ".yml")) {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join(src, e.Name()))

@@ -22,7 +22,7 @@ import (
 
 type fakeClient = testutil.Publisher
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quiet = slog.New(slog.DiscardHandler)
 
 func testConfig() Config {
 	return Config{Count: 3, StartID: 5, PubSub: "pubsub", Topic: "orders", DaprAddress: "x", Attempts: 3}

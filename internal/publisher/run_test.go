@@ -239,7 +239,7 @@ func TestRunThroughTheSDK(t *testing.T) {
 			srv := grpc.NewServer()
 			d := &fakeDapr{failOnce: map[string]bool{"order-2": true, "order-9": true}}
 			pb.RegisterDaprServer(srv, d)
-			go srv.Serve(ln)
+			go srv.Serve(ln) //nolint:errcheck // ends with Stop below
 			defer srv.Stop()
 
 			var stderr testutil.SyncBuffer

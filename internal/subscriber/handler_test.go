@@ -222,8 +222,8 @@ func TestServiceAnswersDaprAsTheContractSays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go svc.Start() //nolint:errcheck // Stop ends it
-	defer svc.Stop()
+	go svc.Start()   //nolint:errcheck // Stop ends it
+	defer svc.Stop() //nolint:errcheck // the test is over
 	base := "http://" + cfg.ListenAddr()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if resp, err := http.Get(base + "/healthz"); err == nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -169,7 +170,7 @@ func TestFeedCloseEndsStreamsAndRefusesNewOnes(t *testing.T) {
 	default:
 		t.Fatal("Done not closed")
 	}
-	if _, _, err := f.Subscribe(); err != ErrFeedClosed {
+	if _, _, err := f.Subscribe(); !errors.Is(err, ErrFeedClosed) {
 		t.Errorf("Subscribe after Close: %v, want ErrFeedClosed", err)
 	}
 	f.Publish(delivery(1, OutcomeSuccess)) // still safe
@@ -255,7 +256,7 @@ func nextEvent(t *testing.T, events <-chan sseEvent) sseEvent {
 	return sseEvent{}
 }
 
-func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func TestEventsStreamSnapshotThenDeliveries(t *testing.T) {
 	f := NewFeed(10, 10)
@@ -454,7 +455,7 @@ func TestPageAccess(t *testing.T) {
 
 	t.Run("the key sets an HttpOnly SameSite=Strict cookie and leaves the URL", func(t *testing.T) {
 		rec := httptest.NewRecorder()
-		mux.ServeHTTP(rec, httptest.NewRequest("GET", "/?key="+key, nil))
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/?key="+key, nil))
 		if loc := rec.Header().Get("Location"); loc != "/" {
 			t.Errorf("Location %q, want /", loc)
 		}
@@ -471,7 +472,7 @@ func TestPageAccess(t *testing.T) {
 	t.Run("no app token: the page is open, like every route", func(t *testing.T) {
 		open, _ := pageMux(t, Config{Port: 8001}, store.New(&storetest.Mem{}, "statestore", "subscriber"))
 		rec := httptest.NewRecorder()
-		open.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+		open.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
 		if rec.Code != 200 {
 			t.Errorf("GET / = %d, want 200", rec.Code)
 		}
@@ -487,7 +488,7 @@ func TestPageDeadLettersNewestFirst(t *testing.T) {
 		}
 	}
 	rec := httptest.NewRecorder()
-	handleDeadLetters(st, quietLog()).ServeHTTP(rec, httptest.NewRequest("GET", "/api/deadletters", nil))
+	handleDeadLetters(st, quietLog()).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/deadletters", nil))
 	var got struct {
 		Total       int              `json:"total"`
 		DeadLetters []pageDeadLetter `json:"dead_letters"`
@@ -501,7 +502,7 @@ func TestPageDeadLettersNewestFirst(t *testing.T) {
 
 	down := &storetest.Mem{Fail: func(string, string) error { return storetest.ErrUnavailable }}
 	rec = httptest.NewRecorder()
-	handleDeadLetters(store.New(down, "statestore", "subscriber"), quietLog()).ServeHTTP(rec, httptest.NewRequest("GET", "/api/deadletters", nil))
+	handleDeadLetters(store.New(down, "statestore", "subscriber"), quietLog()).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/deadletters", nil))
 	if rec.Code != http.StatusBadGateway {
 		t.Errorf("store down: %d, want 502", rec.Code)
 	}
@@ -543,7 +544,7 @@ func TestPageStreamDoesNotHoldUpShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
+	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /events: %d", resp.StatusCode)
 	}
 	nextEvent(t, readEvents(resp.Body))

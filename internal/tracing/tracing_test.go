@@ -20,7 +20,7 @@ func TestSetupExportsOnlyWhenAnEndpointIsSet(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer p.Shutdown(t.Context())
+			defer p.Shutdown(t.Context()) //nolint:errcheck // nothing was exported
 			if p.Exporting != tc.want {
 				t.Fatalf("Exporting = %v, want %v", p.Exporting, tc.want)
 			}
