@@ -112,3 +112,25 @@ func TestCheckPortFreeNamesTheFix(t *testing.T) {
 func listenLoopback(port int) (net.Listener, error) {
 	return net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
 }
+
+func TestFreePortsAvoidTheEphemeralRangeAndEachOther(t *testing.T) {
+	lo, hi := portRange()
+	a, err := FreePorts(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := FreePorts(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	for _, p := range append(a, b...) {
+		if p < lo || p >= hi {
+			t.Errorf("port %d outside %d–%d", p, lo, hi)
+		}
+		if seen[p] {
+			t.Errorf("port %d handed out twice within a minute", p)
+		}
+		seen[p] = true
+	}
+}

@@ -3,9 +3,14 @@ package launcher
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -77,19 +82,62 @@ func FreePort() (int, error) {
 }
 
 // FreePorts returns n distinct TCP ports on 127.0.0.1 that were free a
-// moment ago. It holds them all until it has all of them, so that, unlike
-// n calls of FreePort, it never returns the same port twice.
+// moment ago, for processes about to be started. It holds them all until it
+// has all of them, so it never returns the same port twice.
+//
+// The ports come from below the kernel's ephemeral range, which outgoing
+// connections draw their local ports from: a port picked there (as
+// listening on :0 does) can be taken by any client socket before the child
+// binds it. Each port is also claimed for a minute in a file under the temp
+// folder, so that test binaries running side by side do not hand out the
+// same one.
 func FreePorts(n int) ([]int, error) {
+	lo, hi := portRange()
 	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 1000 {
+			return nil, fmt.Errorf("no free port found in %d–%d after %d tries", lo, hi, tries)
+		}
+		port := lo + rand.IntN(hi-lo)
+		if slices.Contains(ports, port) || !claimPort(port) {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		if err != nil {
-			return nil, err
+			continue
 		}
 		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, port)
 	}
 	return ports, nil
+}
+
+// portRange is where FreePorts picks: from 10000 up to the start of the
+// ephemeral range (ip_local_port_range; 32768 if unreadable).
+func portRange() (lo, hi int) {
+	hi = 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil && v > 10000+1000 {
+				hi = v
+			}
+		}
+	}
+	return 10000, hi
+}
+
+// claimPort records that this process is about to use port, unless another
+// did so less than a minute ago.
+func claimPort(port int) bool {
+	dir := filepath.Join(os.TempDir(), "dapr-pub-sub-ports")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return true // no claims possible: rely on the listen check
+	}
+	file := filepath.Join(dir, strconv.Itoa(port))
+	if st, err := os.Stat(file); err == nil && time.Since(st.ModTime()) < time.Minute {
+		return false
+	}
+	return os.WriteFile(file, nil, 0o644) == nil
 }
 
 // CheckPortFree returns a clear error if port is already taken on loopback.
