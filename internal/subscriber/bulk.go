@@ -61,7 +61,8 @@ type bulkStatus struct {
 	Status  common.SubscriptionResponseStatus `json:"status"`
 }
 
-// cloudEvent is the part of a CloudEvent the handler uses.
+// cloudEvent is the part of a CloudEvent the handlers use: a bulk entry's
+// event, or the original message of a dead letter.
 type cloudEvent struct {
 	ID              string          `json:"id"`
 	Topic           string          `json:"topic"`

@@ -290,14 +290,7 @@ func (h *Handler) HandleDeadLetter(ctx context.Context, e *common.TopicEvent) (r
 // an id derived from its content, so its redeliveries are stored once.
 func (h *Handler) deadLetter(msg []byte) store.DeadLetter {
 	dl := store.DeadLetter{PubSub: h.PubSub, Topic: h.Topic, ReceivedAt: time.Now().UTC()}
-	var ce struct {
-		ID              string          `json:"id"`
-		Topic           string          `json:"topic"`
-		PubsubName      string          `json:"pubsubname"`
-		DataContentType string          `json:"datacontenttype"`
-		Data            json.RawMessage `json:"data"`
-		DataBase64      string          `json:"data_base64"`
-	}
+	var ce cloudEvent
 	if err := json.Unmarshal(msg, &ce); err != nil || ce.ID == "" {
 		sum := sha256.Sum256(msg)
 		dl.EventID = "raw-" + hex.EncodeToString(sum[:8])
