@@ -73,5 +73,23 @@ func Extract(ctx context.Context, traceparent, tracestate string) context.Contex
 	if traceparent == "" {
 		return ctx
 	}
-	return Propagator.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent, "tracestate": tracestate})
+	return Propagator.Extract(ctx, w3cCarrier{traceparent, tracestate})
 }
+
+// w3cCarrier carries the two W3C trace context fields without the map a
+// propagation.MapCarrier would allocate for each delivery.
+type w3cCarrier struct{ traceparent, tracestate string }
+
+func (c w3cCarrier) Get(key string) string {
+	switch key {
+	case "traceparent":
+		return c.traceparent
+	case "tracestate":
+		return c.tracestate
+	}
+	return ""
+}
+
+func (w3cCarrier) Set(string, string) {}
+
+func (w3cCarrier) Keys() []string { return []string{"traceparent", "tracestate"} }
