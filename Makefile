@@ -21,8 +21,8 @@ bench: daprd ## benchmark vs raw Redis and Watermill (~35 min); writes bench/res
 lint: ## golangci-lint v2 with .golangci.yml (pinned; built on first use)
 	$(GOLANGCI_LINT) run ./...
 
-chaos: daprd ## the fault scenarios with 10,000 orders each; prints the table (several minutes)
-	CHAOS_ORDERS=$${CHAOS_ORDERS:-10000} CHAOS_REPORT=$(CURDIR)/chaos-report.txt \
+chaos: daprd ## the fault scenarios with 10,000 orders each, in both modes (MODE=... for one); prints the table (several minutes)
+	CHAOS_ORDERS=$${CHAOS_ORDERS:-10000} CHAOS_REPORT=$(CURDIR)/chaos-report.txt CHAOS_MODE=$(MODE) \
 		$(GO) test -count=1 -timeout 60m -run TestFaults ./internal/e2e
 	@cat chaos-report.txt
 

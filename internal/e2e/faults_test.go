@@ -36,6 +36,20 @@ func chaosOrders(t *testing.T) int {
 	return n
 }
 
+// chaosModes are the modes the scenarios run in: both, or the one
+// CHAOS_MODE names (`make chaos MODE=throughput`).
+func chaosModes(t *testing.T) []launcher.Mode {
+	v := os.Getenv("CHAOS_MODE")
+	if v == "" {
+		return []launcher.Mode{launcher.ModeLatency, launcher.ModeThroughput}
+	}
+	m, err := launcher.ParseMode(v)
+	if err != nil {
+		t.Fatalf("CHAOS_MODE: %v", err)
+	}
+	return []launcher.Mode{m}
+}
+
 type scenario struct {
 	name   string
 	subEnv []string
@@ -45,6 +59,7 @@ type scenario struct {
 
 // result is one row of the chaos table.
 type result struct {
+	mode                                                launcher.Mode
 	scenario                                            string
 	published, processed, duplicates, deadLetters, lost int
 	drain                                               time.Duration
@@ -102,14 +117,18 @@ func TestFaults(t *testing.T) {
 			}
 		}},
 	}
-	for _, sc := range scenarios {
-		t.Run(sc.name, func(t *testing.T) { runScenario(t, sc, chaosOrders(t)) })
+	for _, mode := range chaosModes(t) {
+		t.Run(string(mode), func(t *testing.T) {
+			for _, sc := range scenarios {
+				t.Run(sc.name, func(t *testing.T) { runScenario(t, sc, mode, chaosOrders(t)) })
+			}
+		})
 	}
 	report(t)
 }
 
-func runScenario(t *testing.T, sc scenario, n int) {
-	s := startSystem(t, options{subEnv: sc.subEnv})
+func runScenario(t *testing.T, sc scenario, mode launcher.Mode, n int) {
+	s := startSystem(t, options{subEnv: sc.subEnv, mode: mode})
 	ctx := t.Context()
 	start := time.Now()
 	// Enough attempts, 2 s apart at most, to ride out every fault here.
@@ -165,9 +184,9 @@ func runScenario(t *testing.T, sc scenario, n int) {
 			dups++
 		}
 	}
-	r := result{scenario: sc.name, published: n, processed: processed, duplicates: dups, deadLetters: deadLetters, lost: lost, drain: drain}
-	t.Logf("%s: published %d, processed %d, duplicate deliveries %d, dead letters %d, lost %d, drained in %s",
-		r.scenario, r.published, r.processed, r.duplicates, r.deadLetters, r.lost, r.drain.Round(100*time.Millisecond))
+	r := result{mode: mode, scenario: sc.name, published: n, processed: processed, duplicates: dups, deadLetters: deadLetters, lost: lost, drain: drain}
+	t.Logf("%s, %s mode: published %d, processed %d, duplicate deliveries %d, dead letters %d, lost %d, drained in %s",
+		r.scenario, r.mode, r.published, r.processed, r.duplicates, r.deadLetters, r.lost, r.drain.Round(100*time.Millisecond))
 	resultsMu.Lock()
 	results = append(results, r)
 	resultsMu.Unlock()
@@ -299,9 +318,9 @@ func report(t *testing.T) {
 	defer resultsMu.Unlock()
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tpublished\tprocessed\tduplicates delivered\tdead letters\tlost\tdrain time\t")
+	fmt.Fprintln(tw, "scenario\tmode\tpublished\tprocessed\tduplicates delivered\tdead letters\tlost\tdrain time\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%.1f s\t\n", r.scenario, r.published, r.processed, r.duplicates, r.deadLetters, r.lost, r.drain.Seconds())
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%.1f s\t\n", r.scenario, r.mode, r.published, r.processed, r.duplicates, r.deadLetters, r.lost, r.drain.Seconds())
 	}
 	tw.Flush()
 	t.Log("\n" + b.String())
