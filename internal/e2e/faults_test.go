@@ -14,6 +14,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"dapr-pub-sub/internal/launcher"
 )
 
@@ -158,14 +160,24 @@ func runScenario(t *testing.T, sc scenario, mode launcher.Mode, n int) {
 	}
 
 	var processed, deadLetters int
-	waitFor(t, 3*time.Minute, "drained", func() bool {
+	drained := func() bool {
 		processed = s.countKeys("statestore||subscriber/order/*")
 		deadLetters = len(s.deadLetterIndex())
 		return processed >= n && deadLetters >= sc.poison && s.pending("orders") == 0 && s.pending("orders-deadletter") == 0
-	})
+	}
+	for deadline := time.Now().Add(3 * time.Minute); !drained(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("not drained after 3m: %d records of %d, %d dead letters of %d, pending %d in orders, %d in orders-deadletter",
+				processed, n, deadLetters, sc.poison, s.pending("orders"), s.pending("orders-deadletter"))
+			break
+		}
+	}
 	drain := time.Since(start)
 
 	lost := s.checkProcessedOnce(launcher.SubscriberID, n)
+	if lost > 0 {
+		s.explainLost(n)
+	}
 	if processed != n {
 		t.Errorf("%d processed records, want %d", processed, n)
 	}
@@ -300,6 +312,43 @@ func (s *system) versions(prefix string, n int) map[int]int {
 		out[id] = v
 	}
 	return out
+}
+
+// explainLost logs what Redis knows of each order without a record: its
+// stream entry and whether the subscriber's group still has it pending, so
+// that a loss can be told apart from a delivery not yet made.
+func (s *system) explainLost(n int) {
+	ctx := s.t.Context()
+	missing := map[string]bool{}
+	for id, v := range s.versions("statestore||subscriber/order/", n) {
+		if v == 0 {
+			missing["order-"+strconv.Itoa(id)] = true
+		}
+	}
+	entries, err := s.redis.XRange(ctx, "orders", "-", "+").Result()
+	if err != nil {
+		s.t.Logf("XRANGE orders: %v", err)
+		return
+	}
+	pending, _ := s.redis.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: "orders", Group: launcher.SubscriberID, Start: "-", End: "+", Count: 10000}).Result()
+	for _, e := range entries {
+		data, _ := e.Values["data"].(string)
+		var ce struct{ ID string }
+		if json.Unmarshal([]byte(data), &ce) != nil || !missing[ce.ID] {
+			continue
+		}
+		state := "acknowledged (not pending)"
+		for _, p := range pending {
+			if p.ID == e.ID {
+				state = fmt.Sprintf("pending at %s for %s, delivered %d times", p.Consumer, p.Idle, p.RetryCount)
+			}
+		}
+		s.t.Logf("lost %s: stream entry %s, %s", ce.ID, e.ID, state)
+		delete(missing, ce.ID)
+	}
+	for id := range missing {
+		s.t.Logf("lost %s: no stream entry at all", id)
+	}
 }
 
 // deadLetterIndex is the list of dead-letter event ids the subscriber kept.

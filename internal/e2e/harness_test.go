@@ -166,6 +166,12 @@ func (s *system) startSubscriber(appID, name string, env []string, rec *receipts
 	out := &testLog{t: t}
 	n := &node{port: appPort, received: rec}
 	var err error
+	// E2E_DEBUG=1 turns on debug logs in the subscriber and its daprd, for
+	// chasing a failure (the logs are shown when a test fails).
+	logLevel := ""
+	if os.Getenv("E2E_DEBUG") != "" {
+		logLevel, env = "debug", append(env, "LOG_LEVEL=debug")
+	}
 	n.app, err = launcher.StartSubscriberApp(t.Context(), launcher.SubscriberApp{
 		Name: name, AppID: appID, Secrets: s.secrets, BinDir: binDir, Port: appPort, SidecarGRPC: grpcPort, Env: env, Out: out, OnLine: rec.observe,
 	})
@@ -175,6 +181,7 @@ func (s *system) startSubscriber(appID, name string, env []string, rec *receipts
 	t.Cleanup(func() { n.app.Stop(10 * time.Second) })
 	n.daprd, err = launcher.StartSidecar(t.Context(), daprd, launcher.Sidecar{
 		Name: "daprd-" + name, Secrets: s.secrets, Config: daprConfig(), AppID: appID, AppPort: appPort, GRPCPort: grpcPort, Resources: s.resources,
+		LogLevel: logLevel,
 	}, out)
 	if err != nil {
 		t.Fatal(err)
