@@ -15,7 +15,7 @@ run: ## run the whole system: Redis, both sidecars, subscriber, publisher (Ctrl-
 test: daprd vet lint ## lint, then unit and integration tests on real redis-server, daprd and Chromium
 	$(GO) test -count=1 -timeout 20m ./...
 
-bench: daprd ## benchmark vs raw Redis and Watermill (~35 min); writes bench/results/{results.md,results.json,plot.svg}; ARGS=-h for flags
+bench: daprd ## benchmark vs raw Redis and Watermill (~30 min); writes bench/results/{results.md,results.json,plot.svg}; ARGS=-h for flags
 	$(GO) run ./cmd/bench $(ARGS)
 
 lint: ## golangci-lint v2 with .golangci.yml (pinned; built on first use)
