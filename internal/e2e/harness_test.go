@@ -166,10 +166,15 @@ func (s *system) startSubscriber(appID, name string, env []string, rec *receipts
 	out := &testLog{t: t}
 	n := &node{port: appPort, received: rec}
 	var err error
-	// E2E_DEBUG=1 turns on debug logs in the subscriber and its daprd, for
-	// chasing a failure (the logs are shown when a test fails).
+	// E2E_DEBUG=1 turns on debug logs in the subscriber and its daprd,
+	// E2E_DEBUG=app in the subscriber only, for chasing a failure (the logs
+	// are shown when a test fails).
 	logLevel := ""
-	if os.Getenv("E2E_DEBUG") != "" {
+	switch os.Getenv("E2E_DEBUG") {
+	case "":
+	case "app":
+		env = append(env, "LOG_LEVEL=debug")
+	default:
 		logLevel, env = "debug", append(env, "LOG_LEVEL=debug")
 	}
 	n.app, err = launcher.StartSubscriberApp(t.Context(), launcher.SubscriberApp{

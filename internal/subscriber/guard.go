@@ -64,6 +64,32 @@ func guardBody(log *slog.Logger, next http.Handler) http.Handler {
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
-		next.ServeHTTP(w, r)
+		if !log.Enabled(r.Context(), slog.LevelDebug) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		// At debug level, each delivery as daprd sent it and as it was
+		// answered: the evidence when a delivery goes missing.
+		log.Debug("Delivery request", "path", r.URL.Path, "event_id", ev.ID, "bytes", len(body))
+		rec := &answerRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		log.Debug("Delivery answered", "path", r.URL.Path, "event_id", ev.ID, "status", rec.status, "body", string(bytes.TrimSpace(rec.body)))
 	})
+}
+
+// answerRecorder passes a response through and keeps its status and body.
+type answerRecorder struct {
+	http.ResponseWriter
+	status int
+	body   []byte
+}
+
+func (a *answerRecorder) WriteHeader(code int) {
+	a.status = code
+	a.ResponseWriter.WriteHeader(code)
+}
+
+func (a *answerRecorder) Write(b []byte) (int, error) {
+	a.body = append(a.body, b...)
+	return a.ResponseWriter.Write(b)
 }
