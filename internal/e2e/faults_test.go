@@ -349,6 +349,8 @@ func (s *system) explainLost(n int) {
 	for id := range missing {
 		s.t.Logf("lost %s: no stream entry at all", id)
 	}
+	dl, _ := s.redis.XLen(ctx, "orders-deadletter").Result()
+	s.t.Logf("orders-deadletter holds %d entries", dl)
 }
 
 // deadLetterIndex is the list of dead-letter event ids the subscriber kept.
