@@ -38,7 +38,9 @@ func TestTraceContextReachesTheHandler(t *testing.T) {
 	var delivery string
 	waitFor(t, 10*time.Second, "the delivery's debug log line", func() bool {
 		for _, line := range s.received.logLines() {
-			if strings.Contains(line, "Delivery") && strings.Contains(line, "traced-7") {
+			// The handler's line (not the debug access log's "Delivery
+			// request"/"Delivery answered" lines): it carries trace_id.
+			if strings.Contains(line, "traced-7") && strings.Contains(line, "trace_id") {
 				delivery = line
 				return true
 			}
