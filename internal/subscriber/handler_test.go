@@ -16,6 +16,7 @@ import (
 
 	"github.com/dapr/go-sdk/service/common"
 
+	"dapr-pub-sub/internal/launcher"
 	"dapr-pub-sub/internal/store"
 	"dapr-pub-sub/internal/store/storetest"
 	"dapr-pub-sub/internal/testutil"
@@ -225,15 +226,7 @@ func TestServiceAnswersDaprAsTheContractSays(t *testing.T) {
 	go svc.Start()   //nolint:errcheck // Stop ends it
 	defer svc.Stop() //nolint:errcheck // the test is over
 	base := "http://" + cfg.ListenAddr()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if resp, err := http.Get(base + "/healthz"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("service did not start listening")
-		}
-	}
+	waitServing(t, base)
 	call := func(method, path, token, body string) (int, string) {
 		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
 		if token != "" {
@@ -323,6 +316,16 @@ func TestServiceAnswersDaprAsTheContractSays(t *testing.T) {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+// waitServing polls base's /healthz until the service answers 200.
+func waitServing(t *testing.T, base string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := launcher.WaitHTTP(ctx, base+"/healthz", http.StatusOK, nil); err != nil {
+		t.Fatalf("service did not start listening: %v", err)
 	}
 }
 

@@ -528,15 +528,7 @@ func TestPageStreamDoesNotHoldUpShutdown(t *testing.T) {
 	}
 	go svc.Start() //nolint:errcheck // GracefulStop ends it
 	base := "http://" + cfg.ListenAddr()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if resp, err := http.Get(base + "/healthz"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("service did not start listening")
-		}
-	}
+	waitServing(t, base)
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/events", nil)
 	req.AddCookie(&http.Cookie{Name: fmt.Sprintf("live_page_%d", port), Value: web.PageKey(cfg.AppToken)})
 	resp, err := http.DefaultClient.Do(req)
