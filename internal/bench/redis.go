@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"time"
@@ -50,14 +51,7 @@ func (s redisStreams) Run(ctx context.Context, p Params) (Result, error) {
 	if err := cons.XGroupCreateMkStream(ctx, stream, group, "0").Err(); err != nil {
 		return Result{}, fmt.Errorf("create group: %w", err)
 	}
-	defer func() {
-		// The run's context may be over; cleaning up must not depend on it.
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if err := prod.Del(dctx, stream).Err(); err != nil {
-			fmt.Fprintf(p.Out, "delete stream %s: %v\n", stream, err)
-		}
-	}()
+	defer deleteStream(ctx, prod, stream, p.Out)
 
 	rec := NewRecorder(p.Messages)
 	cctx, stop := context.WithCancel(ctx)
@@ -143,4 +137,14 @@ func (s redisStreams) consume(ctx context.Context, c *redis.Client, stream, grou
 		}
 	}
 	return nil
+}
+
+// deleteStream removes a run's stream, reporting a failure to out. The
+// run's context may be over; cleaning up does not depend on it.
+func deleteStream(ctx context.Context, c *redis.Client, stream string, out io.Writer) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := c.Del(dctx, stream).Err(); err != nil {
+		fmt.Fprintf(out, "delete stream %s: %v\n", stream, err)
+	}
 }

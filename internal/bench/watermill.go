@@ -47,13 +47,7 @@ func (watermillScenario) Run(ctx context.Context, p Params) (Result, error) {
 		subClient.Close()
 		return Result{}, fmt.Errorf("watermill subscriber: %w", err)
 	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if err := pubClient.Del(dctx, topic).Err(); err != nil {
-			fmt.Fprintf(p.Out, "delete stream %s: %v\n", topic, err)
-		}
-	}()
+	defer deleteStream(ctx, pubClient, topic, p.Out)
 
 	rec := NewRecorder(p.Messages)
 	cctx, stop := context.WithCancel(ctx)
