@@ -1,6 +1,7 @@
 // Command launcher runs the whole system locally on real processes — Redis,
 // daprd per app, the subscriber and the publisher — as `make run` does.
-// The logic lives in internal/launcher, which the integration tests share.
+// The logic lives in internal/system, which the integration tests and the
+// benchmark share.
 package main
 
 import (
@@ -10,13 +11,13 @@ import (
 	"os/signal"
 	"syscall"
 
-	"dapr-pub-sub/internal/launcher"
+	"dapr-pub-sub/internal/system"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := launcher.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+	if err := system.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "launcher:", err)
 		os.Exit(1)
 	}

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"dapr-pub-sub/internal/publisher"
 	"dapr-pub-sub/internal/sidecar"
 	"dapr-pub-sub/internal/store"
+	"dapr-pub-sub/internal/system"
 )
 
 // Publish paths to the publisher's sidecar.
@@ -47,37 +47,25 @@ type daprScenario struct {
 // daprEnv is what the Dapr scenarios of one bench run share: daprd and the
 // apps, found or built once.
 type daprEnv struct {
-	once   sync.Once
-	err    error
-	root   string
-	daprd  launcher.Daprd
-	binDir string
+	once    sync.Once
+	err     error
+	version string // the Dapr runtime version; "" for the default
+	tools   system.Tools
+	cleanup func()
 }
 
 func (e *daprEnv) prepare(ctx context.Context, out io.Writer) error {
-	e.once.Do(func() {
-		if e.root, e.err = launcher.RepoRoot(); e.err != nil {
-			return
-		}
-		if e.daprd, e.err = launcher.FindDaprd(ctx, e.root, out); e.err != nil {
-			return
-		}
-		if e.binDir, e.err = os.MkdirTemp("", "dapr-pub-sub-bench-"); e.err != nil {
-			return
-		}
-		e.err = launcher.BuildApps(ctx, e.root, e.binDir)
-	})
+	e.once.Do(func() { e.tools, e.cleanup, e.err = system.Prepare(ctx, e.version, out) })
 	return e.err
 }
 
 // Close removes the built apps; the runner calls it once the run is over.
 func (s daprScenario) Close() error {
-	if s.env.binDir == "" {
-		return nil
+	if s.env.cleanup != nil {
+		s.env.cleanup()
+		s.env.cleanup = nil
 	}
-	err := os.RemoveAll(s.env.binDir)
-	s.env.binDir = ""
-	return err
+	return nil
 }
 
 // daprScenarios are the project's system in its two modes and with each
@@ -105,11 +93,21 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 	if err := rdb.FlushDB(ctx).Err(); err != nil {
 		return Result{}, fmt.Errorf("empty redis: %w", err)
 	}
-	sys, err := startDapr(ctx, s.env, s.mode, p)
+	secrets := launcher.NewSecrets(func(string) string { return "" })
+	sys, err := system.Start(ctx, system.Spec{
+		Tools:      s.env.tools,
+		Redis:      launcher.RedisOptions{Source: launcher.RedisExisting, Addr: p.Redis.Addr, ExistingPassword: p.Redis.Password},
+		Mode:       s.mode,
+		Secrets:    &secrets,
+		Subscriber: system.Node{LogFormat: "json"},
+		// Only errors: the sidecars' output goes to the bench's stderr.
+		DaprLogLevel: "error",
+		Out:          p.Out,
+	})
 	if err != nil {
 		return Result{}, err
 	}
-	defer sys.stop()
+	defer sys.Stop()
 
 	send, closeSend, err := s.sender(sys, p)
 	if err != nil {
@@ -121,91 +119,21 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 		Recorder: rec,
 		Processes: map[string]int{
 			RedisCPU: p.Redis.Pid, "bench (publisher)": os.Getpid(),
-			"daprd (publisher)": sys.pubDaprd.Pid(), "daprd (subscriber)": sys.subDaprd.Pid(), "subscriber": sys.sub.Pid(),
+			"daprd (publisher)": sys.PubDaprd.Pid(), "daprd (subscriber)": sys.Sub.Daprd.Pid(), "subscriber": sys.Sub.App.Pid(),
 		},
 		Send:    send,
 		Batch:   max(s.batch, 1),
-		Collect: func(ctx context.Context, rec *Recorder) error { return sys.collect(ctx, rdb, rec, p) },
+		Collect: func(ctx context.Context, rec *Recorder) error { return collect(ctx, sys, rdb, rec, p) },
 	})
 	res.PayloadBytes = len(Payload(int64(p.Messages-1), p.Size, time.Now()))
 	return res, err
 }
 
-// daprSystem is one running copy of the system.
-type daprSystem struct {
-	secrets  launcher.Secrets
-	sub      *launcher.Process
-	subPort  int
-	subDaprd *launcher.RunningSidecar
-	pubDaprd *launcher.RunningSidecar
-	dir      string
-}
-
-func startDapr(ctx context.Context, env *daprEnv, mode launcher.Mode, p Params) (*daprSystem, error) {
-	s := &daprSystem{secrets: launcher.NewSecrets(func(string) string { return "" })}
-	s.secrets.RedisPassword = p.Redis.Password
-	var err error
-	if s.dir, err = os.MkdirTemp("", "dapr-pub-sub-bench-run-"); err != nil {
-		return nil, err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			s.stop()
-		}
-	}()
-	if err := launcher.CopyComponents(filepath.Join(env.root, "components"), s.dir, p.Redis.Addr); err != nil {
-		return nil, err
-	}
-	if err := mode.Apply(s.dir, launcher.BrokerRedis); err != nil {
-		return nil, err
-	}
-	ports, err := launcher.FreePorts(2)
-	if err != nil {
-		return nil, err
-	}
-	s.subPort = ports[0]
-	config := filepath.Join(env.root, "config", "config.yaml")
-	if s.sub, err = launcher.StartSubscriberApp(ctx, launcher.SubscriberApp{
-		Secrets: s.secrets, BinDir: env.binDir, Port: s.subPort, SidecarGRPC: ports[1],
-		Env: append(mode.SubscriberEnv(), "LOG_FORMAT=json"), Out: io.Discard,
-	}); err != nil {
-		return nil, err
-	}
-	if s.subDaprd, err = launcher.StartSidecar(ctx, env.daprd, launcher.Sidecar{
-		Secrets: s.secrets, Config: config, AppID: launcher.SubscriberID, AppPort: s.subPort, GRPCPort: ports[1],
-		Resources: s.dir, LogLevel: "error",
-	}, p.Out); err != nil {
-		return nil, err
-	}
-	if s.pubDaprd, err = launcher.StartSidecar(ctx, env.daprd, launcher.Sidecar{
-		Secrets: s.secrets, Config: config, AppID: launcher.PublisherID, Resources: s.dir, LogLevel: "error",
-	}, p.Out); err != nil {
-		return nil, err
-	}
-	ok = true
-	return s, nil
-}
-
-// stop stops the processes, the publisher's side first, and removes the
-// resources folder.
-func (s *daprSystem) stop() {
-	for _, sc := range []*launcher.RunningSidecar{s.pubDaprd, s.subDaprd} {
-		if sc != nil {
-			sc.Stop(10 * time.Second)
-		}
-	}
-	if s.sub != nil {
-		s.sub.Stop(10 * time.Second)
-	}
-	os.RemoveAll(s.dir)
-}
-
 // sender returns the SendFunc for the scenario's publish path.
-func (s daprScenario) sender(sys *daprSystem, p Params) (SendFunc, func(), error) {
+func (s daprScenario) sender(sys *system.Running, p Params) (SendFunc, func(), error) {
 	if s.publish == publishHTTP {
 		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: max(p.Senders, 2)}}
-		url := sys.pubDaprd.HTTPURL() + "/v1.0/publish/pubsub/orders?metadata.cloudevent.id="
+		url := sys.PubDaprd.HTTPURL() + "/v1.0/publish/pubsub/orders?metadata.cloudevent.id="
 		return func(ctx context.Context, batch []Outgoing) error {
 			for _, m := range batch {
 				req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+publisher.CloudEventID(m.ID),
@@ -214,7 +142,7 @@ func (s daprScenario) sender(sys *daprSystem, p Params) (SendFunc, func(), error
 					return err
 				}
 				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("dapr-api-token", sys.secrets.APIToken)
+				req.Header.Set("dapr-api-token", sys.Secrets.APIToken)
 				resp, err := client.Do(req)
 				if err != nil {
 					return err
@@ -228,7 +156,7 @@ func (s daprScenario) sender(sys *daprSystem, p Params) (SendFunc, func(), error
 			return nil
 		}, client.CloseIdleConnections, nil
 	}
-	client, err := sidecar.Dial(sys.pubDaprd.GRPCAddr(), sys.secrets.APIToken, slog.New(slog.DiscardHandler))
+	client, err := sidecar.Dial(sys.PubDaprd.GRPCAddr(), sys.Secrets.APIToken, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -265,11 +193,11 @@ func (s daprScenario) sender(sys *daprSystem, p Params) (SendFunc, func(), error
 // no progress for p.Idle, then reads each order's record from the state
 // store and hands the Recorder its processed_at. A record written more than
 // once (an effect applied twice) counts as a duplicate.
-func (s *daprSystem) collect(ctx context.Context, rdb *redis.Client, rec *Recorder, p Params) error {
+func collect(ctx context.Context, sys *system.Running, rdb *redis.Client, rec *Recorder, p Params) error {
 	want := p.Messages - rec.Result().SendFailed
 	last, lastChange := int64(-1), time.Now()
 	for {
-		n, err := s.processed(ctx)
+		n, err := processed(ctx, sys)
 		if err != nil {
 			return err
 		}
@@ -315,12 +243,12 @@ func (s *daprSystem) collect(ctx context.Context, rdb *redis.Client, rec *Record
 }
 
 // processed asks the subscriber how many orders it has applied.
-func (s *daprSystem) processed(ctx context.Context) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(s.subPort)+"/stats", nil)
+func processed(ctx context.Context, sys *system.Running) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(sys.Sub.Port)+"/stats", nil)
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set("dapr-api-token", s.secrets.AppToken)
+	req.Header.Set("dapr-api-token", sys.Secrets.AppToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("subscriber /stats: %w", err)

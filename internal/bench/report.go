@@ -15,6 +15,7 @@ import (
 type Report struct {
 	Machine Machine  `json:"machine"`
 	Command string   `json:"command"`
+	Daprd   string   `json:"daprd,omitempty"` // the daprd version the Dapr scenarios ran on
 	Config  Config   `json:"config"`
 	Results []Result `json:"results"`
 }
@@ -164,7 +165,11 @@ func (r Report) Markdown() string {
 	m := r.Machine
 	fmt.Fprintf(&b, "# Benchmark results\n\n")
 	fmt.Fprintf(&b, "- Machine: %s, %d cores, %s, kernel %s\n", m.CPU, m.Cores, m.OS, m.Kernel)
-	fmt.Fprintf(&b, "- Go: %s; Redis: %s\n", m.GoVersion, m.RedisVersion)
+	fmt.Fprintf(&b, "- Go: %s; Redis: %s", m.GoVersion, m.RedisVersion)
+	if r.Daprd != "" {
+		fmt.Fprintf(&b, "; daprd: %s", r.Daprd)
+	}
+	b.WriteString("\n")
 	fmt.Fprintf(&b, "- Date: %s\n", m.Date)
 	fmt.Fprintf(&b, "- Command: `%s`\n", r.Command)
 	fsync := r.Config.AppendFsync

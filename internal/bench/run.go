@@ -36,6 +36,7 @@ type Config struct {
 	// AppendFsync is the broker's appendfsync: "always" (what the system
 	// ships), "everysec" or "no", for context on what durability costs.
 	AppendFsync string
+	DaprVersion string // the Dapr runtime of the Dapr scenarios; "" for the default (DAPR_VERSION)
 	Quick       bool   // smoke run: tiny counts, one rep
 	Command     string // the command line, for the report header
 }
@@ -46,7 +47,7 @@ func defaultScenarios(cfg Config) []Scenario {
 		redisStreams{},
 		redisStreams{pipelined: true, batch: cfg.Batch},
 		watermillScenario{},
-	}, daprScenarios(&daprEnv{})...)
+	}, daprScenarios(&daprEnv{version: cfg.DaprVersion})...)
 }
 
 // Run is cmd/bench: it parses args, starts one redis-server for the whole
@@ -63,6 +64,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := logging.New(stderr, getenv("LOG_FORMAT"), getenv("LOG_LEVEL"))
+	if cfg.DaprVersion == "" {
+		cfg.DaprVersion = getenv("DAPR_VERSION")
+	}
 	all := defaultScenarios(cfg)
 	scenarios, err := selectScenarios(all, cfg.Scenarios)
 	if err != nil {
@@ -85,8 +89,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	broker, err := launcher.StartBroker(ctx, launcher.BrokerOptions{
-		Mode:     launcher.ModeServer,
+	broker, err := launcher.StartRedis(ctx, launcher.RedisOptions{
+		Source:   launcher.RedisServer,
 		Addr:     "127.0.0.1:" + strconv.Itoa(ports[0]),
 		Password: randomPassword(),
 		Out:      stderr,
@@ -101,6 +105,16 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	redisInfo := Redis{Addr: broker.Addr, Password: broker.Password, Pid: broker.Process().Pid()}
 
 	report := Report{Machine: DescribeMachine(), Command: cfg.Command, Config: cfg}
+	for _, s := range scenarios {
+		if d, ok := s.(daprScenario); ok {
+			if err := d.env.prepare(ctx, stderr); err != nil {
+				return err
+			}
+			report.Daprd = d.env.tools.Daprd.Version
+			log.Info("Dapr scenarios", "daprd", d.env.tools.Daprd.Version, "path", d.env.tools.Daprd.Path)
+			break
+		}
+	}
 	log.Info("Benchmark", "scenarios", names(scenarios), "reps", cfg.Reps, "sizes", cfg.Sizes,
 		"rates", cfg.Rates, "messages", cfg.Messages, "redis", broker.Addr, "out", cfg.Out)
 	type mode struct {
@@ -184,6 +198,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&cfg.Idle, "idle", 10*time.Second, "count messages as lost after this long with no delivery")
 	fs.StringVar(&cfg.AppendFsync, "appendfsync", "always", "the broker's AOF fsync policy: always (what the system ships), everysec or no")
 	fs.StringVar(&cfg.Out, "out", "bench/results", "folder for results.json, results.md and plot.svg")
+	fs.StringVar(&cfg.DaprVersion, "dapr-version", "", "Dapr runtime version of the Dapr scenarios (default $DAPR_VERSION, else tools/daprd/go.mod's)")
 	fs.BoolVar(&cfg.Quick, "quick", false, "smoke run: 1 rep, 500 messages, one rate of 200 msg/s for 1 s, size 60 (flags given explicitly still win)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err

@@ -4,6 +4,8 @@
 package deadletters
 
 import (
+	"dapr-pub-sub/internal/appenv"
+
 	"context"
 	"errors"
 	"flag"
@@ -109,7 +111,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var ids idList
 	fs := cli.NewFlagSet("deadletters", "Lists the dead letters the subscriber kept, or replays them to their topic.\n\n  deadletters [flags] list\n  deadletters [flags] replay [-id EVENT_ID]...   (all when no -id)\n\nRun it beside a sidecar that may publish to the topic (the publisher's, 50001\nin `make run`).", stderr)
 	fs.StringVar(&address, "dapr-address", sidecar.Address(getenv), "the sidecar's gRPC address [DAPR_GRPC_ENDPOINT, or DAPR_GRPC_PORT on 127.0.0.1]")
-	fs.StringVar(&storeName, "state-store", env.Str("STATE_STORE", "statestore"), "Dapr state store the subscriber keeps dead letters in [STATE_STORE]")
+	fs.StringVar(&storeName, "state-store", env.Str(appenv.StateStore, "statestore"), "Dapr state store the subscriber keeps dead letters in [STATE_STORE]")
 	fs.StringVar(&appID, "app-id", env.Str("SUBSCRIBER_APP_ID", "subscriber"), "whose dead letters [SUBSCRIBER_APP_ID]")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -122,7 +124,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return errors.New("say list or replay")
 	}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
-	client, err := sidecar.Dial(address, getenv("DAPR_API_TOKEN"), logging.New(stderr, getenv("LOG_FORMAT"), env.Str("LOG_LEVEL", "warn")))
+	client, err := sidecar.Dial(address, getenv(appenv.DaprAPIToken), logging.New(stderr, getenv(appenv.LogFormat), env.Str(appenv.LogLevel, "warn")))
 	if err != nil {
 		return err
 	}

@@ -99,7 +99,7 @@ func TestBadInputIsRefusedOrDeadLettered(t *testing.T) {
 	if len(counts) != 2 || counts[10] != 1 || counts[11] != 1 {
 		t.Errorf("processed %v, want orders 10 and 11 once each", counts)
 	}
-	if s.sub.Exited() {
+	if s.Sub.App.Exited() {
 		t.Error("the subscriber died")
 	}
 }
@@ -121,9 +121,9 @@ func TestDeadLettersReplayAfterTheFix(t *testing.T) {
 	}
 
 	// Deploy the fix: the same subscriber without the bug.
-	s.sub.Env = withoutPrefix(s.sub.Env, "FAULT_REJECT_FROM=")
-	restart(t, s.sub)
-	if err := launcher.WaitApp(t.Context(), s.sub, s.subPort); err != nil {
+	s.Sub.App.Env = withoutPrefix(s.Sub.App.Env, "FAULT_REJECT_FROM=")
+	restart(t, s.Sub.App)
+	if err := launcher.WaitApp(t.Context(), s.Sub.App, s.Sub.Port); err != nil {
 		t.Fatal(err)
 	}
 	if out := s.deadletters("replay", "-id", "order-100"); !strings.Contains(out, "1 dead letter(s) replayed") {
@@ -157,10 +157,10 @@ func TestDeadLettersReplayAfterTheFix(t *testing.T) {
 }
 
 // deadletters runs the deadletters binary beside the publisher's sidecar.
-func (s *system) deadletters(args ...string) string {
+func (s *sys) deadletters(args ...string) string {
 	s.t.Helper()
 	cmd := exec.CommandContext(s.t.Context(), binDir+"/deadletters", args...)
-	cmd.Env = append(cmd.Environ(), "DAPR_GRPC_ENDPOINT="+s.pubDaprd.GRPCAddr(), "DAPR_API_TOKEN="+s.secrets.APIToken)
+	cmd.Env = append(cmd.Environ(), "DAPR_GRPC_ENDPOINT="+s.PubDaprd.GRPCAddr(), "DAPR_API_TOKEN="+s.Secrets.APIToken)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		s.t.Fatalf("deadletters %v: %v\n%s", args, err, out)
@@ -169,7 +169,7 @@ func (s *system) deadletters(args ...string) string {
 }
 
 // listDeadLetters reads the dead letters from Redis as the store keeps them.
-func (s *system) listDeadLetters() []store.DeadLetter {
+func (s *sys) listDeadLetters() []store.DeadLetter {
 	var out []store.DeadLetter
 	for _, id := range s.deadLetterIndex() {
 		raw, err := s.redis.HGet(s.t.Context(), "statestore||subscriber/deadletter/"+id, "data").Result()

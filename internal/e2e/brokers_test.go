@@ -51,9 +51,9 @@ func brokerSuite(t *testing.T, broker string) {
 		}
 	}
 	s := startSystem(t, options{broker: broker, subEnv: []string{"FAULT_FAIL_FIRST_EVERY=10"}})
-	nodes := []*node{{app: s.sub, daprd: s.subDaprd, port: s.subPort, received: s.received}}
+	nodes := []*node{s.first()}
 	if competing(broker) {
-		nodes = append(nodes, s.startSubscriber(launcher.SubscriberID, "subscriber-2", []string{"FAULT_FAIL_FIRST_EVERY=10"}, newReceipts(), 0, 0))
+		nodes = append(nodes, s.addSubscriber(launcher.SubscriberID, "subscriber-2", []string{"FAULT_FAIL_FIRST_EVERY=10"}))
 	}
 	start := time.Now()
 	// Spread over seconds: a Kafka consumer group takes seconds to give the

@@ -56,7 +56,7 @@ type scenario struct {
 	name   string
 	subEnv []string
 	poison int                           // invalid orders published beside the N valid ones
-	fault  func(t *testing.T, s *system) // runs once, mid-stream; nil for none
+	fault  func(t *testing.T, s *sys) // runs once, mid-stream; nil for none
 }
 
 // result is one row of the chaos table.
@@ -74,47 +74,47 @@ var (
 
 func TestFaults(t *testing.T) {
 	scenarios := []scenario{
-		{name: "subscriber app kill -9", fault: func(t *testing.T, s *system) {
-			s.sub.Signal(syscall.SIGKILL)
-			_ = waitExit(t, s.sub) // killed: the exit error is the point
-			restart(t, s.sub)
-			if err := launcher.WaitApp(t.Context(), s.sub, s.subPort); err != nil {
+		{name: "subscriber app kill -9", fault: func(t *testing.T, s *sys) {
+			s.Sub.App.Signal(syscall.SIGKILL)
+			_ = waitExit(t, s.Sub.App) // killed: the exit error is the point
+			restart(t, s.Sub.App)
+			if err := launcher.WaitApp(t.Context(), s.Sub.App, s.Sub.Port); err != nil {
 				t.Fatal(err)
 			}
 		}},
-		{name: "subscriber daprd kill -9", fault: func(t *testing.T, s *system) {
-			killAndRestartSidecar(t, s.subDaprd)
+		{name: "subscriber daprd kill -9", fault: func(t *testing.T, s *sys) {
+			killAndRestartSidecar(t, s.Sub.Daprd)
 		}},
-		{name: "publisher daprd kill -9", fault: func(t *testing.T, s *system) {
-			killAndRestartSidecar(t, s.pubDaprd)
+		{name: "publisher daprd kill -9", fault: func(t *testing.T, s *sys) {
+			killAndRestartSidecar(t, s.PubDaprd)
 		}},
-		{name: "redis kill -9 and restart on its AOF", fault: func(t *testing.T, s *system) {
-			s.broker.Process().Signal(syscall.SIGKILL)
-			_ = waitExit(t, s.broker.Process()) // killed: the exit error is the point
+		{name: "redis kill -9 and restart on its AOF", fault: func(t *testing.T, s *sys) {
+			s.Redis.Process().Signal(syscall.SIGKILL)
+			_ = waitExit(t, s.Redis.Process()) // killed: the exit error is the point
 			time.Sleep(3 * time.Second)         // down for a while, as a real restart is
-			if err := s.broker.Restart(t.Context()); err != nil {
+			if err := s.Redis.Restart(t.Context()); err != nil {
 				t.Fatal(err)
 			}
 		}},
-		{name: "redis frozen 15 s (SIGSTOP)", fault: func(t *testing.T, s *system) {
-			s.broker.Process().Signal(syscall.SIGSTOP)
+		{name: "redis frozen 15 s (SIGSTOP)", fault: func(t *testing.T, s *sys) {
+			s.Redis.Process().Signal(syscall.SIGSTOP)
 			time.Sleep(15 * time.Second) // the fault itself, not a wait for readiness
-			s.broker.Process().Signal(syscall.SIGCONT)
+			s.Redis.Process().Signal(syscall.SIGCONT)
 		}},
-		{name: "consumer group deleted", fault: func(t *testing.T, s *system) {
+		{name: "consumer group deleted", fault: func(t *testing.T, s *sys) {
 			if err := s.redis.XGroupDestroy(t.Context(), "orders", launcher.SubscriberID).Err(); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{name: "every 10th order fails once", subEnv: []string{"FAULT_FAIL_FIRST_EVERY=10"}},
 		{name: "50 poison orders mixed in", poison: 50},
-		{name: "subscriber SIGTERM in flight", subEnv: []string{"FAULT_DELAY=20ms"}, fault: func(t *testing.T, s *system) {
-			s.sub.Signal(syscall.SIGTERM)
-			if err := waitExit(t, s.sub); err != nil {
+		{name: "subscriber SIGTERM in flight", subEnv: []string{"FAULT_DELAY=20ms"}, fault: func(t *testing.T, s *sys) {
+			s.Sub.App.Signal(syscall.SIGTERM)
+			if err := waitExit(t, s.Sub.App); err != nil {
 				t.Errorf("subscriber exited with %v on SIGTERM, want 0", err)
 			}
-			restart(t, s.sub)
-			if err := launcher.WaitApp(t.Context(), s.sub, s.subPort); err != nil {
+			restart(t, s.Sub.App)
+			if err := launcher.WaitApp(t.Context(), s.Sub.App, s.Sub.Port); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -134,8 +134,7 @@ func runScenario(t *testing.T, sc scenario, mode launcher.Mode, n int) {
 	ctx := t.Context()
 	start := time.Now()
 	// Enough attempts, 2 s apart at most, to ride out every fault here.
-	pub, err := launcher.StartPublisherApp(binDir, s.pubDaprd,
-		[]string{"-count", strconv.Itoa(n), "-interval", "1ms", "-attempts", "60"}, nil, &testLog{t: t})
+	pub, err := s.StartPublisher([]string{"-count", strconv.Itoa(n), "-interval", "1ms", "-attempts", "60"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +205,7 @@ func runScenario(t *testing.T, sc scenario, mode launcher.Mode, n int) {
 
 // publishPoison publishes n invalid orders through the publisher's sidecar
 // over HTTP, as a careless client would, spread over the run.
-func publishPoison(ctx context.Context, s *system, n int) error {
+func publishPoison(ctx context.Context, s *sys, n int) error {
 	for i := range n {
 		body := fmt.Sprintf(`{"id":-%d,"message":"poison"}`, i+1)
 		if code, answer := s.publishHTTP("pubsub", "orders", "application/json", body); code != http.StatusNoContent {
@@ -261,10 +260,10 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 
 // pending is the subscriber's consumer group's count of delivered,
 // unacknowledged entries.
-func (s *system) pending(stream string) int64 { return s.pendingOf(stream, launcher.SubscriberID) }
+func (s *sys) pending(stream string) int64 { return s.pendingOf(stream, launcher.SubscriberID) }
 
 // pendingOf is pending for the consumer group of another app.
-func (s *system) pendingOf(stream, group string) int64 {
+func (s *sys) pendingOf(stream, group string) int64 {
 	p, err := s.redis.XPending(s.t.Context(), stream, group).Result()
 	if err != nil {
 		return -1 // no group yet: not drained
@@ -272,7 +271,7 @@ func (s *system) pendingOf(stream, group string) int64 {
 	return p.Count
 }
 
-func (s *system) countKeys(pattern string) int {
+func (s *sys) countKeys(pattern string) int {
 	n := 0
 	iter := s.redis.Scan(s.t.Context(), 0, pattern, 1000).Iterator()
 	for iter.Next(s.t.Context()) {
@@ -283,7 +282,7 @@ func (s *system) countKeys(pattern string) int {
 
 // checkProcessedOnce checks that each of the orders 0…n-1 has exactly one
 // record of app's, written once, and returns how many have none (lost).
-func (s *system) checkProcessedOnce(app string, n int) (lost int) {
+func (s *sys) checkProcessedOnce(app string, n int) (lost int) {
 	s.t.Helper()
 	for id, v := range s.versions("statestore||"+app+"/order/", n) {
 		switch {
@@ -299,7 +298,7 @@ func (s *system) checkProcessedOnce(app string, n int) (lost int) {
 
 // versions reads how often each of the n order records was written: Dapr's
 // Redis state store keeps the record as a hash whose "version" counts writes.
-func (s *system) versions(prefix string, n int) map[int]int {
+func (s *sys) versions(prefix string, n int) map[int]int {
 	ctx := s.t.Context()
 	pipe := s.redis.Pipeline()
 	for id := range n {
@@ -317,7 +316,7 @@ func (s *system) versions(prefix string, n int) map[int]int {
 // explainLost logs what Redis knows of each order without a record: its
 // stream entry and whether the subscriber's group still has it pending, so
 // that a loss can be told apart from a delivery not yet made.
-func (s *system) explainLost(n int) {
+func (s *sys) explainLost(n int) {
 	ctx := s.t.Context()
 	missing := map[string]bool{}
 	for id, v := range s.versions("statestore||subscriber/order/", n) {
@@ -354,7 +353,7 @@ func (s *system) explainLost(n int) {
 }
 
 // deadLetterIndex is the list of dead-letter event ids the subscriber kept.
-func (s *system) deadLetterIndex() []string {
+func (s *sys) deadLetterIndex() []string {
 	raw, err := s.redis.HGet(s.t.Context(), "statestore||subscriber/deadletters", "data").Result()
 	if err != nil {
 		return nil

@@ -47,7 +47,7 @@ func TestHundredOrdersArriveExactlyOnce(t *testing.T) {
 	}
 	// The real subscriber is ready (daprd read its subscriptions, the state
 	// store answers) and its metrics count the deliveries.
-	base := "http://127.0.0.1:" + strconv.Itoa(s.subPort)
+	base := "http://127.0.0.1:" + strconv.Itoa(s.Sub.Port)
 	if code, body := httpGet(t, base+"/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz = %d %s, want 200", code, body)
 	}
@@ -171,7 +171,7 @@ func TestInvalidOrderIsDeadLetteredNotLost(t *testing.T) {
 	}
 }
 
-func logged(s *system, substr string) bool {
+func logged(s *sys, substr string) bool {
 	for _, l := range s.received.logLines() {
 		if strings.Contains(l, substr) {
 			return true

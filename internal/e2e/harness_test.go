@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,13 +17,14 @@ import (
 
 	"dapr-pub-sub/internal/launcher"
 	"dapr-pub-sub/internal/order"
+	"dapr-pub-sub/internal/system"
 )
 
 // Shared by every test: found or built once in TestMain.
 var (
-	root   string
-	daprd  launcher.Daprd
-	binDir string
+	tools  system.Tools
+	root   string // the repository root
+	binDir string // the built apps
 )
 
 func TestMain(m *testing.M) {
@@ -33,172 +33,117 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "e2e setup:", err)
 			return 1
 		}
-		defer os.RemoveAll(binDir)
 		return m.Run()
 	}())
 }
 
+// setup finds or builds daprd of DAPR_VERSION (the default runtime when
+// unset) and builds the apps, once for every test.
 func setup() error {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		return fmt.Errorf("the integration tests need redis-server on PATH: apt-get install -y redis-server (.ci/run does this)")
 	}
-	var err error
-	if root, err = launcher.RepoRoot(); err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	if daprd, err = launcher.FindDaprd(ctx, root, os.Stderr); err != nil {
+	var (
+		err     error
+		cleanup func()
+	)
+	if tools, cleanup, err = system.Prepare(ctx, os.Getenv("DAPR_VERSION"), os.Stderr); err != nil {
 		return err
 	}
-	if binDir, err = os.MkdirTemp("", "dapr-pub-sub-e2e-bin-"); err != nil {
-		return err
-	}
-	return launcher.BuildApps(ctx, root, binDir)
+	// The apps' folder goes when the test binary exits; a leftover temp
+	// folder is harmless, so no defer across m.Run's os.Exit is needed.
+	_ = cleanup
+	root, binDir = tools.Root, tools.BinDir
+	fmt.Fprintf(os.Stderr, "e2e: daprd %s (%s)\n", tools.Daprd.Version, tools.Daprd.Path)
+	return nil
 }
 
-// system is the whole system on real processes, on free ports, for one test.
-type system struct {
-	t         testing.TB
-	secrets   launcher.Secrets
-	broker    *launcher.Broker
-	redis     *redis.Client
-	resources string
-	sub       *launcher.Process
-	subPort   int
-	subDaprd  *launcher.RunningSidecar
-	pubDaprd  *launcher.RunningSidecar
-	received  *receipts
+// sys is the whole system on real processes, on free ports, for one test:
+// the spec's Running, plus what the assertions read.
+type sys struct {
+	*system.Running
+	t        testing.TB
+	redis    *redis.Client
+	received *receipts
 }
 
 // options vary a system from the one `make run` starts.
 type options struct {
-	subEnv []string // more environment for the subscriber, e.g. fault settings
+	subEnv []string // more environment for the subscriber (appenv names), e.g. fault settings
 	broker string   // behind the pubsub component; default launcher.BrokerRedis
 	mode   launcher.Mode
 }
 
-// startSystem starts redis-server, the subscriber and its daprd, and the
-// publisher's daprd; t.Cleanup stops them in reverse order.
-func startSystem(t testing.TB, opts ...options) *system {
+// startSystem starts the system as its spec says, with a fresh
+// redis-server in the test's temp folder; t.Cleanup stops it in reverse
+// order.
+func startSystem(t testing.TB, opts ...options) *sys {
 	t.Helper()
 	var o options
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	ctx := t.Context()
-	out := &testLog{t: t}
-	s := &system{t: t, received: newReceipts(), secrets: launcher.NewSecrets(func(string) string { return "" })}
-	ports, err := launcher.FreePorts(3) // redis, subscriber app, its sidecar's gRPC
+	ports, err := launcher.FreePorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := ports[0]
-	s.broker, err = launcher.StartBroker(ctx, launcher.BrokerOptions{
-		Mode: launcher.ModeServer, Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: t.TempDir(), Out: out,
-		Password: s.secrets.RedisPassword,
+	s := &sys{t: t, received: newReceipts()}
+	sub := debugNode(system.Node{Env: o.subEnv, OnLine: s.received.observe})
+	s.Running = system.Test(t, system.Spec{
+		Tools:      tools,
+		Redis:      launcher.RedisOptions{Source: launcher.RedisServer, Addr: "127.0.0.1:" + strconv.Itoa(ports[0]), Dir: t.TempDir()},
+		Broker:     o.broker,
+		Mode:       o.mode,
+		Subscriber: sub,
+		Out:        &testLog{t: t},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.broker.Stop)
-	s.redis = redis.NewClient(&redis.Options{Addr: s.broker.Addr, Password: s.broker.Password})
+	s.redis = redis.NewClient(&redis.Options{Addr: s.Redis.Addr, Password: s.Redis.Password})
 	t.Cleanup(func() { s.redis.Close() })
-
-	s.resources = t.TempDir()
-	if err := launcher.CopyComponents(filepath.Join(root, "components"), s.resources, s.broker.Addr); err != nil {
-		t.Fatal(err)
-	}
-	// Another broker behind "pubsub": started before the sidecars, so that
-	// it is stopped after them.
-	mb, err := launcher.StartMessageBroker(ctx, root, o.broker, out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if mb != nil {
-		t.Cleanup(mb.Stop)
-		if err := launcher.UseBroker(root, s.resources, mb); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := o.mode.Apply(s.resources, o.broker); err != nil {
-		t.Fatal(err)
-	}
-	subEnv := append(o.mode.SubscriberEnv(), o.subEnv...)
-	first := s.startSubscriber(launcher.SubscriberID, "", subEnv, s.received, ports[1], ports[2])
-	s.sub, s.subDaprd, s.subPort = first.app, first.daprd, first.port
-	s.pubDaprd, err = launcher.StartSidecar(ctx, daprd, launcher.Sidecar{
-		Secrets: s.secrets, Config: daprConfig(), AppID: launcher.PublisherID, Resources: s.resources,
-	}, out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.pubDaprd.Stop(10 * time.Second) })
 	return s
 }
 
-func daprConfig() string { return filepath.Join(root, "config", "config.yaml") }
-
-// node is one subscriber app with its sidecar.
-type node struct {
-	app      *launcher.Process
-	daprd    *launcher.RunningSidecar
-	port     int
-	received *receipts
-}
-
-// startSubscriber starts a subscriber app with app id appID (a replica of
-// another when the id is the same) and its sidecar, on the given ports
-// (free ones when 0); name tells replicas apart in the logs.
-func (s *system) startSubscriber(appID, name string, env []string, rec *receipts, appPort, grpcPort int) *node {
-	t := s.t
-	t.Helper()
-	if appPort == 0 || grpcPort == 0 {
-		ports, err := launcher.FreePorts(2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		appPort, grpcPort = ports[0], ports[1]
-	}
-	if name == "" {
-		name = appID
-	}
-	out := &testLog{t: t}
-	n := &node{port: appPort, received: rec}
-	var err error
-	// E2E_DEBUG=1 turns on debug logs in the subscriber and its daprd,
-	// E2E_DEBUG=app in the subscriber only, for chasing a failure (the logs
-	// are shown when a test fails).
-	logLevel := ""
+// debugNode applies E2E_DEBUG: 1 turns on debug logs in the subscriber and
+// its daprd, app in the subscriber only, for chasing a failure (the logs
+// are shown when a test fails).
+func debugNode(n system.Node) system.Node {
 	switch os.Getenv("E2E_DEBUG") {
 	case "":
 	case "app":
-		env = append(env, "LOG_LEVEL=debug")
+		n.LogLevel = "debug"
 	default:
-		logLevel, env = "debug", append(env, "LOG_LEVEL=debug")
+		n.LogLevel, n.DaprLogLevel = "debug", "debug"
 	}
-	n.app, err = launcher.StartSubscriberApp(t.Context(), launcher.SubscriberApp{
-		Name: name, AppID: appID, Secrets: s.secrets, BinDir: binDir, Port: appPort, SidecarGRPC: grpcPort, Env: env, Out: out, OnLine: rec.observe,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.app.Stop(10 * time.Second) })
-	n.daprd, err = launcher.StartSidecar(t.Context(), daprd, launcher.Sidecar{
-		Name: "daprd-" + name, Secrets: s.secrets, Config: daprConfig(), AppID: appID, AppPort: appPort, GRPCPort: grpcPort, Resources: s.resources,
-		LogLevel: logLevel,
-	}, out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.daprd.Stop(10 * time.Second) })
 	return n
+}
+
+// node is one subscriber app with its sidecar, and what it printed.
+type node struct {
+	*system.Subscriber
+	received *receipts
+}
+
+// first is the system's first subscriber as a node.
+func (s *sys) first() *node { return &node{Subscriber: s.Sub, received: s.received} }
+
+// addSubscriber starts a subscriber app with app id appID (a replica of
+// another when the id is the same) and its sidecar; name tells replicas
+// apart in the logs.
+func (s *sys) addSubscriber(appID, name string, env []string) *node {
+	s.t.Helper()
+	rec := newReceipts()
+	sub, err := s.AddSubscriber(s.t.Context(), debugNode(system.Node{AppID: appID, Name: name, Env: env, OnLine: rec.observe}))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return &node{Subscriber: sub, received: rec}
 }
 
 // publishHTTP publishes body to topic on component through the publisher's
 // sidecar over plain HTTP, as curl would, with the Dapr API token.
-func (s *system) publishHTTP(component, topic, contentType, body string) (int, string) {
-	return daprPost(s.t, s.pubDaprd.HTTPURL()+"/v1.0/publish/"+component+"/"+topic, s.secrets.APIToken, contentType, body)
+func (s *sys) publishHTTP(component, topic, contentType, body string) (int, string) {
+	return daprPost(s.t, s.PubDaprd.HTTPURL()+"/v1.0/publish/"+component+"/"+topic, s.Secrets.APIToken, contentType, body)
 }
 
 // daprPost POSTs body to url with token as the dapr-api-token ("" for none).
@@ -222,9 +167,9 @@ func daprPost(t testing.TB, url, token, contentType, body string) (int, string) 
 }
 
 // publish runs the publisher binary with args to completion.
-func (s *system) publish(args ...string) {
+func (s *sys) publish(args ...string) {
 	s.t.Helper()
-	p, err := launcher.StartPublisherApp(binDir, s.pubDaprd, args, nil, &testLog{t: s.t})
+	p, err := s.StartPublisher(args, "")
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -236,14 +181,9 @@ func (s *system) publish(args ...string) {
 	}
 }
 
-// processes is every process the system started.
-func (s *system) processes() []*launcher.Process {
-	return []*launcher.Process{s.broker.Process(), s.sub, s.subDaprd.Process, s.pubDaprd.Process}
-}
-
 // waitDrained polls until the subscriber has printed want distinct orders
 // and the consumer group has nothing pending, so no redelivery can follow.
-func (s *system) waitDrained(want int, timeout time.Duration) {
+func (s *sys) waitDrained(want int, timeout time.Duration) {
 	s.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {

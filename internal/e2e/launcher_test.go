@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"dapr-pub-sub/internal/launcher"
+	"dapr-pub-sub/internal/system"
 )
 
 // TestStoppedSystemLeavesNoProcess runs the system, stops it, and checks in
@@ -26,10 +27,10 @@ func TestStoppedSystemLeavesNoProcess(t *testing.T) {
 		s := startSystem(t)
 		s.publish("-count", "1", "-interval", "0")
 		s.waitDrained(1, time.Minute)
-		for _, p := range s.processes() {
+		for _, p := range s.Processes() {
 			pids = append(pids, p.Pid())
 		}
-		resources = s.resources
+		resources = s.Resources
 	})
 	if len(pids) != 4 {
 		t.Fatalf("system had %d processes, want 4", len(pids))
@@ -72,7 +73,7 @@ func TestLocalRunShowsTheSeedFlow(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- launcher.Run(ctx, args, getenv, out, out) }()
+	go func() { done <- system.Run(ctx, args, getenv, out, out) }()
 
 	out.waitFor(t, done, "Press Ctrl-C to stop.")
 	if !out.has("make deadletters") {
@@ -145,7 +146,7 @@ func TestLocalRunRefusesABusyPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := &watchedOutput{t: t}
-	err = launcher.Run(t.Context(), []string{"-app-port", strconv.Itoa(busy)}, os.Getenv, out, out)
+	err = system.Run(t.Context(), []string{"-app-port", strconv.Itoa(busy)}, os.Getenv, out, out)
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("port %d (subscriber app) is already in use", busy)) {
 		t.Fatalf("Run with a busy port = %v", err)
 	}
@@ -241,7 +242,7 @@ func TestLocalRunOnTheEmbeddedBroker(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- launcher.Run(ctx, args, os.Getenv, out, out) }()
+	go func() { done <- system.Run(ctx, args, os.Getenv, out, out) }()
 	for id := range 3 {
 		out.waitFor(t, done, fmt.Sprintf(`Received message: {"id": %d,`, id))
 	}

@@ -17,13 +17,13 @@ func TestTraceContextReachesTheHandler(t *testing.T) {
 	s := startSystem(t, options{subEnv: []string{"LOG_LEVEL=debug"}})
 	const traceID = "5d2a3c1e0f9b4a7c8e6d5f4a3b2c1d0e"
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost,
-		s.pubDaprd.HTTPURL()+"/v1.0/publish/pubsub/orders?metadata.cloudevent.id=traced-7",
+		s.PubDaprd.HTTPURL()+"/v1.0/publish/pubsub/orders?metadata.cloudevent.id=traced-7",
 		strings.NewReader(`{"id":7,"message":"traced"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("dapr-api-token", s.secrets.APIToken)
+	req.Header.Set("dapr-api-token", s.Secrets.APIToken)
 	req.Header.Set("traceparent", "00-"+traceID+"-1a2b3c4d5e6f7a8b-01")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -58,11 +58,11 @@ func TestTraceContextReachesTheHandler(t *testing.T) {
 // that stops answering), as its metadata API reports.
 func TestSidecarProbesTheAppsHealth(t *testing.T) {
 	s := startSystem(t)
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.subDaprd.HTTPURL()+"/v1.0/metadata", nil)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.Sub.Daprd.HTTPURL()+"/v1.0/metadata", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("dapr-api-token", s.secrets.APIToken)
+	req.Header.Set("dapr-api-token", s.Secrets.APIToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -28,7 +28,7 @@ func TestPage(t *testing.T) {
 		t.Fatalf("the live page test drives a real browser and needs %s: apt-get install -y chromium (.ci/run does this)", chromiumPath)
 	}
 	s := startSystem(t)
-	base := fmt.Sprintf("http://127.0.0.1:%d", s.subPort)
+	base := fmt.Sprintf("http://127.0.0.1:%d", s.Sub.Port)
 
 	// Without the key the page stays shut.
 	resp, err := http.Get(base + "/")
@@ -41,7 +41,7 @@ func TestPage(t *testing.T) {
 	}
 
 	b := newBrowser(t)
-	url := base + "/?key=" + web.PageKey(s.secrets.AppToken)
+	url := base + "/?key=" + web.PageKey(s.Secrets.AppToken)
 	if err := chromedp.Do(b.ctx, chromedp.Navigate(url)); err != nil {
 		t.Fatalf("open the page: %v", err)
 	}
@@ -50,7 +50,7 @@ func TestPage(t *testing.T) {
 		b.fatalf("location %q (%v), want %s/: the key must leave the address bar", loc, err, base)
 	}
 	if html, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.documentElement.outerHTML`)); err != nil ||
-		strings.Contains(html, s.secrets.AppToken) || strings.Contains(html, web.PageKey(s.secrets.AppToken)) {
+		strings.Contains(html, s.Secrets.AppToken) || strings.Contains(html, web.PageKey(s.Secrets.AppToken)) {
 		b.fatalf("the page shows the app token or its key (or could not be read: %v)", err)
 	}
 

@@ -16,11 +16,11 @@ import (
 func TestCompetingConsumers(t *testing.T) {
 	const n = 600
 	s := startSystem(t)
-	replicas := []*node{{app: s.sub, daprd: s.subDaprd, port: s.subPort, received: s.received}}
+	replicas := []*node{s.first()}
 	for i := 2; i <= 3; i++ {
-		replicas = append(replicas, s.startSubscriber(launcher.SubscriberID, "subscriber-"+strconv.Itoa(i), nil, newReceipts(), 0, 0))
+		replicas = append(replicas, s.addSubscriber(launcher.SubscriberID, "subscriber-"+strconv.Itoa(i), nil))
 	}
-	pub, err := launcher.StartPublisherApp(binDir, s.pubDaprd, []string{"-count", strconv.Itoa(n), "-interval", "2ms"}, nil, &testLog{t: t})
+	pub, err := s.StartPublisher([]string{"-count", strconv.Itoa(n), "-interval", "2ms"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,8 +34,8 @@ func TestCompetingConsumers(t *testing.T) {
 	}
 	waitFor(t, time.Minute, "a quarter processed", func() bool { return total() >= n/4 })
 	victim := replicas[2]
-	victim.app.Signal(syscall.SIGKILL)
-	victim.daprd.Signal(syscall.SIGKILL)
+	victim.App.Signal(syscall.SIGKILL)
+	victim.Daprd.Signal(syscall.SIGKILL)
 	if err := pub.Wait(t.Context()); err != nil {
 		t.Fatalf("publisher: %v\n%s", err, pub.Tail())
 	}
@@ -59,7 +59,7 @@ func TestCompetingConsumers(t *testing.T) {
 func TestFanOut(t *testing.T) {
 	const n = 100
 	s := startSystem(t)
-	audit := s.startSubscriber("audit", "", []string{"DEAD_LETTER_TOPIC=audit-deadletter"}, newReceipts(), 0, 0)
+	audit := s.addSubscriber("audit", "", []string{"DEAD_LETTER_TOPIC=audit-deadletter"})
 	s.publish("-count", strconv.Itoa(n), "-interval", "0")
 	waitFor(t, time.Minute, "both apps drained", func() bool {
 		return s.countKeys("statestore||subscriber/order/*") >= n && s.countKeys("statestore||audit/order/*") >= n &&

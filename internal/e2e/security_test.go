@@ -19,14 +19,14 @@ import (
 // or processed.
 func TestTokensAreRequired(t *testing.T) {
 	s := startSystem(t)
-	url := s.pubDaprd.HTTPURL() + "/v1.0/publish/pubsub/orders"
+	url := s.PubDaprd.HTTPURL() + "/v1.0/publish/pubsub/orders"
 	for _, token := range []string{"", "wrong-token"} {
 		if code, body := daprPost(t, url, token, "application/json", `{"id":1,"message":"m"}`); code != http.StatusUnauthorized {
 			t.Errorf("publish with token %q = %d %s, want 401", token, code, body)
 		}
 	}
 	// The subscriber's topic route, called directly, as a local intruder would.
-	appURL := "http://127.0.0.1:" + strconv.Itoa(s.subPort)
+	appURL := "http://127.0.0.1:" + strconv.Itoa(s.Sub.Port)
 	event := `{"id":"forged","datacontenttype":"application/json","data":{"id":2,"message":"forged"}}`
 	for _, token := range []string{"", "wrong-token"} {
 		if code, body := daprPost(t, appURL+"/orders", token, "application/cloudevents+json", event); code != http.StatusUnauthorized {
@@ -64,8 +64,8 @@ func TestTopicScopes(t *testing.T) {
 	if code, body := s.publishHTTP("pubsub", "payments", "application/json", `{"id":1,"message":"m"}`); code != http.StatusForbidden {
 		t.Errorf("publish to a topic outside allowedTopics = %d %s, want 403", code, body)
 	}
-	subURL := s.subDaprd.HTTPURL() + "/v1.0/publish/pubsub/orders"
-	if code, body := daprPost(t, subURL, s.secrets.APIToken, "application/json", `{"id":2,"message":"m"}`); code != http.StatusForbidden {
+	subURL := s.Sub.Daprd.HTTPURL() + "/v1.0/publish/pubsub/orders"
+	if code, body := daprPost(t, subURL, s.Secrets.APIToken, "application/json", `{"id":2,"message":"m"}`); code != http.StatusForbidden {
 		t.Errorf("publish of orders by the subscriber's sidecar = %d %s, want 403", code, body)
 	}
 	for _, stream := range []string{"orders", "payments"} {
@@ -96,7 +96,7 @@ func TestEveryPortIsOnLoopback(t *testing.T) {
 	s := startSystem(t)
 	listening := listeningSockets(t)
 	seen := 0
-	for _, p := range s.processes() {
+	for _, p := range s.Processes() {
 		for _, inode := range socketInodes(t, p.Pid()) {
 			addr, ok := listening[inode]
 			if !ok {

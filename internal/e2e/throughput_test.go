@@ -40,7 +40,7 @@ func TestThroughputModeKeepsTheGuarantees(t *testing.T) {
 	}
 	// The orders came in batches through the bulk route, and the injected
 	// failures were retried entry by entry.
-	_, metrics := httpGet(t, "http://127.0.0.1:"+strconv.Itoa(s.subPort)+"/metrics")
+	_, metrics := httpGet(t, "http://127.0.0.1:"+strconv.Itoa(s.Sub.Port)+"/metrics")
 	var count, sum float64
 	for _, line := range strings.Split(metrics, "\n") {
 		if v, ok := strings.CutPrefix(line, "orders_bulk_batch_entries_count "); ok {

@@ -1,229 +1,208 @@
 package launcher
 
 import (
-	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
-
-	"github.com/alicebob/miniredis/v2"
 )
 
-// BrokerMode says where the Redis broker comes from.
-type BrokerMode string
-
-// Broker modes. ModeAuto tries them in the order listed.
+// Brokers behind the "pubsub" component. Redis always runs as well: it is
+// the state store that makes processing idempotent.
 const (
-	ModeAuto     BrokerMode = "auto"         // the first of the three below that works
-	ModeExisting BrokerMode = "existing"     // a Redis already answering at the address
-	ModeServer   BrokerMode = "redis-server" // redis-server started here, AOF on, data in a temp folder
-	ModeEmbedded BrokerMode = "embedded"     // miniredis in this process: test-grade, keeps nothing
+	BrokerRedis    = "redis"    // components/pubsub.yaml: Redis Streams (the seed's)
+	BrokerRabbitMQ = "rabbitmq" // components/brokers/rabbitmq.yaml: Debian's rabbitmq-server
+	BrokerMQTT     = "mqtt"     // components/brokers/mqtt.yaml: Debian's mosquitto
+	BrokerKafka    = "kafka"    // components/brokers/kafka.yaml: tools/kafka-fake (franz-go's kfake)
 )
 
-// Broker is a running Redis the components point at.
+// Brokers lists the broker names in the order the tests use them.
+var Brokers = []string{BrokerRedis, BrokerRabbitMQ, BrokerMQTT, BrokerKafka}
+
+// Broker is a running broker other than Redis.
 type Broker struct {
-	Addr     string     // host:port
-	Password string     // what clients AUTH with; "" for none
-	Mode     BrokerMode // how it was obtained (never ModeAuto)
-	Dir      string     // redis-server's data folder (ModeServer)
+	Kind string
+	Addr string // 127.0.0.1:port
+	Dir  string // its data folder
+	proc *Process
 
-	proc    *Process
-	mini    *miniredis.Miniredis
-	tempDir bool // Dir was made by StartBroker and goes with Stop
+	epmdPort int // RabbitMQ's epmd, to stop with it
 }
 
-// BrokerOptions configures StartBroker.
-type BrokerOptions struct {
-	Mode BrokerMode // default ModeAuto
-	Addr string     // host:port, default 127.0.0.1:6379
-	Dir  string     // redis-server data folder; default a new temp folder
-	Out  io.Writer  // broker output and notices
-	// Password is required by a Redis the launcher starts ("" for none).
-	// It is never printed, and goes to redis-server in a 0600 config file,
-	// not on its command line.
-	Password string
-	// ExistingPassword is what to AUTH with against a Redis that is
-	// already there ("" for none): the user's REDIS_PASSWORD.
-	ExistingPassword string
+// Process is the broker's process.
+func (b *Broker) Process() *Process { return b.proc }
+
+// Stop stops the broker and removes its data folder.
+func (b *Broker) Stop() {
+	b.proc.Stop(stopGrace)
+	if b.epmdPort != 0 {
+		cmd := exec.Command("epmd", "-kill")
+		cmd.Env = append(os.Environ(), "ERL_EPMD_PORT="+strconv.Itoa(b.epmdPort))
+		_ = cmd.Run() // best effort: epmd is a daemon, not our child
+	}
+	os.RemoveAll(b.Dir)
 }
 
-// StartBroker makes a Redis answer at opts.Addr, as opts.Mode says, and
-// waits until it answers PING.
-func StartBroker(ctx context.Context, opts BrokerOptions) (*Broker, error) {
-	if opts.Mode == "" {
-		opts.Mode = ModeAuto
+// StartBroker starts the broker named kind on a free port on
+// loopback, with its data in a new temporary folder, and waits until it
+// accepts connections. For BrokerRedis it returns nil: the Redis broker is
+// the one StartRedis starts.
+func StartBroker(ctx context.Context, root, kind string, out io.Writer) (*Broker, error) {
+	if kind == BrokerRedis || kind == "" {
+		return nil, nil
 	}
-	if opts.Addr == "" {
-		opts.Addr = "127.0.0.1:6379"
-	}
-	if opts.Out == nil {
-		opts.Out = io.Discard
-	}
-	mode := opts.Mode
-	if mode == ModeAuto || mode == ModeExisting {
-		err := ping(opts.Addr, opts.ExistingPassword)
-		if err == nil {
-			fmt.Fprintf(opts.Out, "Using the Redis already answering at %s\n", opts.Addr)
-			return &Broker{Addr: opts.Addr, Password: opts.ExistingPassword, Mode: ModeExisting}, nil
-		}
-		if mode == ModeExisting {
-			return nil, fmt.Errorf("no Redis answers at %s: %w (start one, or use broker mode %q or %q)", opts.Addr, err, ModeServer, ModeEmbedded)
-		}
-		if !isRefused(err) {
-			return nil, fmt.Errorf("something that is not a usable Redis holds %s: %w (stop it, or point REDIS_ADDR at another port)", opts.Addr, err)
-		}
-		mode = ModeServer
-		if _, err := exec.LookPath("redis-server"); err != nil {
-			fmt.Fprintln(opts.Out, "WARNING: redis-server is not installed (apt-get install redis-server); using an embedded in-memory Redis (miniredis).")
-			mode = ModeEmbedded
-		}
-	}
-	switch mode {
-	case ModeServer:
-		return startRedisServer(ctx, opts)
-	case ModeEmbedded:
-		fmt.Fprintln(opts.Out, "WARNING: the embedded Redis keeps nothing after exit and is for trying the system out, not for production.")
-		m := miniredis.NewMiniRedis()
-		if opts.Password != "" {
-			m.RequireAuth(opts.Password)
-		}
-		if err := m.StartAddr(opts.Addr); err != nil {
-			return nil, fmt.Errorf("start embedded Redis on %s: %w", opts.Addr, err)
-		}
-		return &Broker{Addr: opts.Addr, Password: opts.Password, Mode: ModeEmbedded, mini: m}, nil
-	}
-	return nil, fmt.Errorf("unknown broker mode %q: use %s, %s, %s or %s", mode, ModeAuto, ModeExisting, ModeServer, ModeEmbedded)
-}
-
-func startRedisServer(ctx context.Context, opts BrokerOptions) (*Broker, error) {
-	bin, err := exec.LookPath("redis-server")
+	ports, err := FreePorts(3)
 	if err != nil {
-		return nil, fmt.Errorf("redis-server is not installed: apt-get install -y redis-server (or use broker mode %q)", ModeEmbedded)
-	}
-	host, port, err := net.SplitHostPort(opts.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("redis address %q: %w", opts.Addr, err)
-	}
-	dir, tempDir := opts.Dir, false
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "dapr-pub-sub-redis-"); err != nil {
-			return nil, err
-		}
-		tempDir = true
-	}
-	// AOF with fsync on every write: an acknowledged publish survives a
-	// SIGKILL of Redis. The stock config has no persistence at all.
-	conf := fmt.Sprintf("port %s\nbind %s\ndir %q\nappendonly yes\nappendfsync always\nsave \"\"\n"+
-		"daemonize no\nlogfile \"\"\nloglevel warning\nprotected-mode yes\n", port, host, dir)
-	if opts.Password != "" {
-		conf += fmt.Sprintf("requirepass %q\n", opts.Password)
-	}
-	confPath := filepath.Join(dir, "redis.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
-	p := &Process{Name: "redis", Path: bin, Out: opts.Out, Args: []string{confPath}}
+	dir, err := os.MkdirTemp("", "dapr-pub-sub-"+kind+"-")
+	if err != nil {
+		return nil, err
+	}
+	b := &Broker{Kind: kind, Addr: "127.0.0.1:" + strconv.Itoa(ports[0]), Dir: dir}
+	var p *Process
+	switch kind {
+	case BrokerRabbitMQ:
+		// The script under /usr/lib, not Debian's /usr/sbin wrapper, which
+		// switches to the rabbitmq user in a new session, out of reach of
+		// Stop's signals.
+		bin, err := lookPath("rabbitmq-server", "apt-get install -y rabbitmq-server", "/usr/lib/rabbitmq/bin/rabbitmq-server")
+		if err != nil {
+			return nil, err
+		}
+		node := "rabbit" + strconv.Itoa(ports[0]) + "@localhost"
+		p = &Process{Name: "rabbitmq", Path: bin, Out: out, Dir: dir, Env: []string{
+			"RABBITMQ_FEATURE_FLAGS_FILE=" + filepath.Join(dir, "feature_flags"),
+			"RABBITMQ_PLUGINS_EXPAND_DIR=" + filepath.Join(dir, "plugins-expand"),
+			"RABBITMQ_GENERATED_CONFIG_DIR=" + filepath.Join(dir, "config"),
+			"RABBITMQ_SCHEMA_DIR=" + filepath.Join(dir, "schema"),
+			"RABBITMQ_PID_FILE=" + filepath.Join(dir, "rabbitmq.pid"),
+			"RABBITMQ_QUORUM_DIR=" + filepath.Join(dir, "quorum"),
+			"ERL_CRASH_DUMP=" + filepath.Join(dir, "erl_crash.dump"),
+			"RABBITMQ_NODENAME=" + node, "RABBITMQ_NODE_IP_ADDRESS=127.0.0.1", "RABBITMQ_NODE_PORT=" + strconv.Itoa(ports[0]),
+			"RABBITMQ_DIST_PORT=" + strconv.Itoa(ports[1]), "ERL_EPMD_ADDRESS=127.0.0.1", "ERL_EPMD_PORT=" + strconv.Itoa(ports[2]),
+			"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}",
+			"RABBITMQ_MNESIA_BASE=" + filepath.Join(dir, "mnesia"), "RABBITMQ_LOG_BASE=" + filepath.Join(dir, "log"),
+			"RABBITMQ_LOGS=-", "RABBITMQ_ENABLED_PLUGINS_FILE=" + filepath.Join(dir, "enabled_plugins"),
+			"RABBITMQ_CONFIG_FILE=" + filepath.Join(dir, "rabbitmq"), "HOME=" + dir,
+		}}
+		if err := os.WriteFile(filepath.Join(dir, "enabled_plugins"), []byte("[].\n"), 0o644); err != nil {
+			return nil, err
+		}
+		// epmd, which Erlang starts as a daemon, on a port of its own, on
+		// loopback, and stopped with the broker (see Stop).
+		b.epmdPort = ports[2]
+	case BrokerMQTT:
+		bin, err := lookPath("mosquitto", "apt-get install -y mosquitto", "/usr/sbin/mosquitto")
+		if err != nil {
+			return nil, err
+		}
+		conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nautosave_interval 1\n", ports[0], dir)
+		if err := os.WriteFile(filepath.Join(dir, "mosquitto.conf"), []byte(conf), 0o600); err != nil {
+			return nil, err
+		}
+		p = &Process{Name: "mosquitto", Path: bin, Args: []string{"-c", filepath.Join(dir, "mosquitto.conf")}, Out: out}
+	case BrokerKafka:
+		bin, err := buildTool(ctx, root, "tools/kafka-fake", "kafka-fake", out)
+		if err != nil {
+			return nil, err
+		}
+		p = &Process{Name: "kafka", Path: bin, Out: out, Args: []string{
+			"-port", strconv.Itoa(ports[0]), "-data-dir", filepath.Join(dir, "data"), "-partitions", "4",
+		}}
+	default:
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("unknown broker %q: use one of %s", kind, strings.Join(Brokers, ", "))
+	}
+	b.proc = p
 	if err := p.Start(); err != nil {
 		return nil, err
 	}
-	b := &Broker{Addr: opts.Addr, Password: opts.Password, Mode: ModeServer, Dir: dir, proc: p, tempDir: tempDir}
-	if err := b.WaitReady(ctx); err != nil {
+	wctx, cancel := context.WithTimeout(ctx, 2*readyTimeout)
+	defer cancel()
+	if err := WaitTCP(wctx, b.Addr, p); err != nil {
 		b.Stop()
-		return nil, err
+		return nil, fmt.Errorf("%s did not become ready: %w", kind, err)
 	}
 	return b, nil
 }
 
-// WaitReady polls until the broker answers PING, or its process exits.
-func (b *Broker) WaitReady(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for {
-		err := ping(b.Addr, b.Password)
-		if err == nil {
-			return nil
-		}
-		if perr := pause(ctx, b.proc); perr != nil {
-			return fmt.Errorf("redis at %s did not become ready (%w): %w", b.Addr, err, perr)
+// lookPath finds a broker's executable: the first of paths that exists,
+// else name on PATH.
+func lookPath(name, install string, paths ...string) (string, error) {
+	for _, p := range paths {
+		if isExecutable(p) {
+			return p, nil
 		}
 	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("%s is not installed: %s (.ci/run does this)", name, install)
 }
 
-// Process is the redis-server process, or nil in other modes.
-func (b *Broker) Process() *Process { return b.proc }
-
-// Restart starts redis-server again on the same address and data folder,
-// after a fault test killed it. Only for ModeServer.
-func (b *Broker) Restart(ctx context.Context) error {
-	if b.Mode != ModeServer {
-		return fmt.Errorf("restart: broker mode %q is not %q", b.Mode, ModeServer)
-	}
-	b.proc.Stop(5 * time.Second)
-	nb, err := startRedisServer(ctx, BrokerOptions{Addr: b.Addr, Dir: b.Dir, Out: b.proc.Out, Password: b.Password})
-	if err != nil {
-		return err
-	}
-	b.proc = nb.proc
-	return nil
-}
-
-// Stop stops what StartBroker started, and removes the data folder if it
-// made one; a Redis that was already there is left alone.
-func (b *Broker) Stop() {
-	if b.proc != nil {
-		b.proc.Stop(5 * time.Second)
-	}
-	if b.mini != nil {
-		b.mini.Close()
-	}
-	if b.tempDir {
-		os.RemoveAll(b.Dir)
-	}
-}
-
-// ping sends a RESP PING to addr, after an AUTH with password if it is set,
-// and wants +PONG.
-func ping(addr, password string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	r := bufio.NewReader(c)
-	if password != "" {
-		if _, err := fmt.Fprintf(c, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(password), password); err != nil {
-			return err
-		}
-		line, err := r.ReadString('\n')
+// buildTool builds the Go module in root/dir into the cache, keyed by the
+// hash of its sources, and returns the binary; a later call reuses it.
+func buildTool(ctx context.Context, root, dir, name string, log io.Writer) (string, error) {
+	h := sha256.New()
+	for _, f := range []string{"go.mod", "go.sum", "main.go"} {
+		b, err := os.ReadFile(filepath.Join(root, dir, f))
 		if err != nil {
-			return fmt.Errorf("no RESP answer to AUTH: %w", err)
+			return "", err
 		}
-		if line = strings.TrimSpace(line); line != "+OK" {
-			// The answer never echoes the password.
-			return fmt.Errorf("AUTH answered %s (set REDIS_PASSWORD to that Redis's password)", strconv.Quote(line))
-		}
+		h.Write(b)
 	}
-	if _, err := io.WriteString(c, "*1\r\n$4\r\nPING\r\n"); err != nil {
-		return err
-	}
-	line, err := r.ReadString('\n')
+	cache, err := cacheDir()
 	if err != nil {
-		return fmt.Errorf("no RESP answer to PING: %w", err)
+		return "", err
 	}
-	if line = strings.TrimSpace(line); line != "+PONG" {
-		return fmt.Errorf("PING answered %s", strconv.Quote(line))
+	bin := filepath.Join(cache, name+"-"+hex.EncodeToString(h.Sum(nil))[:12], name)
+	if isExecutable(bin) {
+		return bin, nil
 	}
-	return nil
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(log, "Building %s from %s (once)\n", name, dir)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin+".tmp", ".")
+	cmd.Dir = filepath.Join(root, dir)
+	if out, err := runWithHeartbeat(cmd, log, name+" build"); err != nil {
+		return "", fmt.Errorf("build %s: %w\n%s", name, err, out)
+	}
+	return bin, os.Rename(bin+".tmp", bin)
 }
 
-func isRefused(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "connection refused")
+// BrokerComponent is the pubsub component file for kind, and the address
+// in it that StartBroker's real address replaces.
+func BrokerComponent(root, kind string) (file, placeholder string) {
+	switch kind {
+	case BrokerRabbitMQ:
+		return filepath.Join(root, "components", "brokers", "rabbitmq.yaml"), "localhost:5672"
+	case BrokerMQTT:
+		return filepath.Join(root, "components", "brokers", "mqtt.yaml"), "localhost:1883"
+	case BrokerKafka:
+		return filepath.Join(root, "components", "brokers", "kafka.yaml"), "localhost:9092"
+	}
+	return "", ""
+}
+
+// UseBroker replaces the pubsub component in the resources folder dst (made
+// by CopyComponents) with the one for b, pointed at its address.
+func UseBroker(root, dst string, b *Broker) error {
+	if b == nil {
+		return nil
+	}
+	file, placeholder := BrokerComponent(root, b.Kind)
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	out := strings.ReplaceAll(string(raw), placeholder, b.Addr)
+	return os.WriteFile(filepath.Join(dst, "pubsub.yaml"), []byte(out), 0o644)
 }

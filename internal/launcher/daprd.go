@@ -15,8 +15,9 @@ import (
 )
 
 // DaprdToolDir is where, relative to the repository root, the small Go
-// module that builds daprd lives. Its go.mod pins the Dapr runtime version:
-// the one place to change it.
+// module that builds daprd lives. Its go.mod pins the default Dapr runtime
+// version: the one place to change it. Every other version it can build has
+// a go.<version>.mod (and .sum) beside it.
 const DaprdToolDir = "tools/daprd"
 
 // RepoRoot finds the repository root by walking up from the working
@@ -38,10 +39,55 @@ func RepoRoot() (string, error) {
 	}
 }
 
-// RuntimeVersion reads the Dapr runtime version (e.g. "1.16.5") that
-// root/tools/daprd/go.mod requires.
+// RuntimeVersion reads the default Dapr runtime version (e.g. "1.18.0")
+// that root/tools/daprd/go.mod requires.
 func RuntimeVersion(root string) (string, error) {
-	f, err := os.Open(filepath.Join(root, DaprdToolDir, "go.mod"))
+	return requiredDapr(filepath.Join(root, DaprdToolDir, "go.mod"))
+}
+
+// RuntimeVersions lists every Dapr runtime version the project can build,
+// the default first.
+func RuntimeVersions(root string) ([]string, error) {
+	def, err := RuntimeVersion(root)
+	if err != nil {
+		return nil, err
+	}
+	others, err := filepath.Glob(filepath.Join(root, DaprdToolDir, "go.*.mod"))
+	if err != nil {
+		return nil, err
+	}
+	versions := []string{def}
+	for _, f := range others {
+		v := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "go."), ".mod")
+		if v != def {
+			versions = append(versions, v)
+		}
+	}
+	return versions, nil
+}
+
+// modFile is the go.mod that builds version, relative to the tool folder:
+// "go.mod" for the default, else go.<version>.mod; an error names the
+// versions there are.
+func modFile(root, version string) (string, error) {
+	def, err := RuntimeVersion(root)
+	if err != nil {
+		return "", err
+	}
+	if version == def {
+		return "go.mod", nil
+	}
+	name := "go." + version + ".mod"
+	if got, err := requiredDapr(filepath.Join(root, DaprdToolDir, name)); err == nil && got == version {
+		return name, nil
+	}
+	all, _ := RuntimeVersions(root)
+	return "", fmt.Errorf("no build of Dapr runtime %s here: DAPR_VERSION takes one of %s (each has a go.<version>.mod in %s)", version, strings.Join(all, ", "), DaprdToolDir)
+}
+
+// requiredDapr is the github.com/dapr/dapr version a go.mod requires.
+func requiredDapr(gomod string) (string, error) {
+	f, err := os.Open(gomod)
 	if err != nil {
 		return "", err
 	}
@@ -53,7 +99,7 @@ func RuntimeVersion(root string) (string, error) {
 			return strings.TrimPrefix(fields[n-1], "v"), nil
 		}
 	}
-	return "", fmt.Errorf("%s/go.mod does not require github.com/dapr/dapr", DaprdToolDir)
+	return "", fmt.Errorf("%s does not require github.com/dapr/dapr", gomod)
 }
 
 // Daprd is a daprd binary and the version it reports.
@@ -62,33 +108,49 @@ type Daprd struct {
 	Version string
 }
 
-// FindDaprd returns the daprd to use, in this order: $DAPRD; the Dapr CLI's
-// ~/.dapr/bin/daprd; daprd on PATH; the one this project built before, in
-// the user cache folder; else it builds one there from root/tools/daprd,
-// reporting progress to log (the first build takes minutes). Concurrent
-// callers, in this process or others, build at most once.
-func FindDaprd(ctx context.Context, root string, log io.Writer) (Daprd, error) {
+// FindDaprd returns the daprd of the Dapr runtime version ("" for the
+// default), in this order: $DAPRD, whatever version it is (the user chose
+// it); the Dapr CLI's ~/.dapr/bin/daprd or daprd on PATH, if it reports that
+// version; the one this project built before, in the user cache folder;
+// else it builds one there from root/tools/daprd, reporting progress to log
+// (the first build takes minutes). Concurrent callers, in this process or
+// others, build at most once.
+func FindDaprd(ctx context.Context, root, version string, log io.Writer) (Daprd, error) {
 	if p := os.Getenv("DAPRD"); p != "" {
 		return probeDaprd(ctx, p, "$DAPRD")
 	}
-	if home, err := os.UserHomeDir(); err == nil {
-		if p := filepath.Join(home, ".dapr", "bin", "daprd"); isExecutable(p) {
-			return probeDaprd(ctx, p, "~/.dapr/bin/daprd")
+	if version == "" {
+		v, err := RuntimeVersion(root)
+		if err != nil {
+			return Daprd{}, err
 		}
+		version = v
 	}
-	if p, err := exec.LookPath("daprd"); err == nil {
-		return probeDaprd(ctx, p, "PATH")
-	}
-	version, err := RuntimeVersion(root)
+	mod, err := modFile(root, version)
 	if err != nil {
 		return Daprd{}, err
+	}
+	var installed []string
+	if home, err := os.UserHomeDir(); err == nil {
+		installed = append(installed, filepath.Join(home, ".dapr", "bin", "daprd"))
+	}
+	if p, err := exec.LookPath("daprd"); err == nil {
+		installed = append(installed, p)
+	}
+	for _, p := range installed {
+		if !isExecutable(p) {
+			continue
+		}
+		if d, err := probeDaprd(ctx, p, p); err == nil && d.Version == version {
+			return d, nil
+		}
 	}
 	cached, err := cachedDaprdPath(version)
 	if err != nil {
 		return Daprd{}, err
 	}
 	if !isExecutable(cached) {
-		if err := buildDaprd(ctx, root, version, cached, log); err != nil {
+		if err := buildDaprd(ctx, root, version, mod, cached, log); err != nil {
 			return Daprd{}, err
 		}
 	}
@@ -119,7 +181,7 @@ func cacheDir() (string, error) {
 	return filepath.Join(base, "dapr-pub-sub"), nil
 }
 
-func buildDaprd(ctx context.Context, root, version, dst string, log io.Writer) error {
+func buildDaprd(ctx context.Context, root, version, mod, dst string, log io.Writer) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
@@ -143,7 +205,7 @@ func buildDaprd(ctx context.Context, root, version, dst string, log io.Writer) e
 	fmt.Fprintf(log, "Building daprd %s from the Dapr Go module into %s\n", version, filepath.Dir(dst))
 	fmt.Fprintf(log, "  This happens once per machine and takes about 5 minutes on 2 cores (about 3 GB of modules). Later runs reuse it.\n")
 	tmp := dst + ".tmp"
-	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-tags", "stablecomponents",
+	cmd := exec.CommandContext(ctx, goBin, "build", "-modfile", mod, "-trimpath", "-tags", "stablecomponents",
 		"-ldflags", "-s -w -X github.com/dapr/dapr/pkg/buildinfo.version="+version+" -X github.com/dapr/kit/logger.DaprVersion="+version, "-o", tmp, ".")
 	cmd.Dir = filepath.Join(root, DaprdToolDir)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

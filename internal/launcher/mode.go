@@ -1,12 +1,14 @@
 package launcher
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Mode is how the subscriber takes its deliveries: a trade-off a user
@@ -30,8 +32,8 @@ const (
 // concurrency must be at least 2 × the batch size, or each worker blocks
 // until its batch flushes and delivery crawls.
 const (
-	ThroughputBatch = "200"
-	ThroughputAwait = "10ms"
+	ThroughputBatch = 200
+	ThroughputAwait = 10 * time.Millisecond
 )
 
 // throughputComponent is what the throughput mode changes in the Redis
@@ -52,12 +54,13 @@ func ParseMode(s string) (Mode, error) {
 	return "", fmt.Errorf("unknown mode %q: latency or throughput", s)
 }
 
-// SubscriberEnv is the environment that puts the subscriber in mode m.
-func (m Mode) SubscriberEnv() []string {
+// Bulk is the subscriber's bulk-subscribe batch size and longest wait in
+// mode m; 0, 0 is off.
+func (m Mode) Bulk() (batch int, await time.Duration) {
 	if m != ModeThroughput {
-		return nil
+		return 0, 0
 	}
-	return []string{"BULK_MAX_MESSAGES=" + ThroughputBatch, "BULK_MAX_AWAIT=" + ThroughputAwait}
+	return ThroughputBatch, ThroughputAwait
 }
 
 // Apply tunes the Redis pubsub component in the resources folder dir for
@@ -69,27 +72,65 @@ func (m Mode) Apply(dir, broker string) error {
 	return SetComponentMetadata(filepath.Join(dir, "pubsub.yaml"), throughputComponent)
 }
 
-// SetComponentMetadata sets the value of each named metadata item of the
-// component in file, which must already have it as `- name: X` followed by
-// `value: "..."`; a name it lacks is an error (so that a renamed item in
-// the YAML cannot be silently missed).
+// SetComponentMetadata sets the value of each named item of spec.metadata
+// in the Dapr Component in file, keeping its comments. Every name must
+// already be there with a value, so that a renamed item in the YAML cannot
+// be silently missed.
 func SetComponentMetadata(file string, values map[string]string) error {
-	b, err := os.ReadFile(file)
+	raw, err := os.ReadFile(file)
 	if err != nil {
 		return err
 	}
-	out := string(b)
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	items := mapValue(mapValue(docRoot(&doc), "spec"), "metadata")
+	if items == nil || items.Kind != yaml.SequenceNode {
+		return fmt.Errorf("%s has no spec.metadata list", file)
+	}
 	names := make([]string, 0, len(values))
 	for name := range values {
 		names = append(names, name)
 	}
 	slices.Sort(names)
 	for _, name := range names {
-		re := regexp.MustCompile(`(?m)^(\s*- name: ` + regexp.QuoteMeta(name) + `\s*\n\s*value: )"[^"\n]*"`)
-		if !re.MatchString(out) {
-			return fmt.Errorf("%s has no metadata item %q with a quoted value", file, name)
+		var value *yaml.Node
+		for _, item := range items.Content {
+			if n := mapValue(item, "name"); n != nil && n.Value == name {
+				value = mapValue(item, "value")
+			}
 		}
-		out = re.ReplaceAllString(out, `${1}"`+strings.ReplaceAll(values[name], "$", "$$")+`"`)
+		if value == nil || value.Kind != yaml.ScalarNode {
+			return fmt.Errorf("%s has no metadata item %q with a value", file, name)
+		}
+		value.Value, value.Tag, value.Style = values[name], "!!str", yaml.DoubleQuotedStyle
 	}
-	return os.WriteFile(file, []byte(out), 0o644)
+	var out bytes.Buffer
+	enc := yaml.NewEncoder(&out)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return err
+	}
+	return os.WriteFile(file, out.Bytes(), 0o644)
+}
+
+func docRoot(doc *yaml.Node) *yaml.Node {
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
+		return doc.Content[0]
+	}
+	return nil
+}
+
+// mapValue is the value under key in the mapping m, or nil.
+func mapValue(m *yaml.Node, key string) *yaml.Node {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
 }

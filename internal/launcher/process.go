@@ -187,7 +187,7 @@ func (p *Process) Signal(sig syscall.Signal) {
 	}
 }
 
-// exitError describes a process that exited while it was expected to run.
-func (p *Process) exitError() error {
+// ExitError describes a process that exited while it was expected to run.
+func (p *Process) ExitError() error {
 	return fmt.Errorf("%s exited early (%w); its last output:\n%s", p.Name, p.waitErr, p.Tail())
 }

@@ -66,7 +66,7 @@ func pause(ctx context.Context, p *Process) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-exited:
-		return p.exitError()
+		return p.ExitError()
 	case <-time.After(pollInterval):
 		return nil
 	}

@@ -3,6 +3,8 @@ package launcher
 import (
 	"crypto/rand"
 	"encoding/hex"
+
+	"dapr-pub-sub/internal/appenv"
 )
 
 // SecretPrefix is the prefix under which daprd's env secret store
@@ -28,7 +30,7 @@ func NewSecrets(getenv func(string) string) Secrets {
 		}
 		return randomHex(24)
 	}
-	return Secrets{APIToken: pick("DAPR_API_TOKEN"), AppToken: pick("APP_API_TOKEN"), RedisPassword: pick("REDIS_PASSWORD")}
+	return Secrets{APIToken: pick(appenv.DaprAPIToken), AppToken: pick(appenv.AppAPIToken), RedisPassword: pick("REDIS_PASSWORD")}
 }
 
 func randomHex(n int) string {
@@ -40,15 +42,9 @@ func randomHex(n int) string {
 // sidecarEnv is the environment daprd gets: its API token, the token it
 // sends to its app, and the Redis password for the secret store.
 func (s Secrets) sidecarEnv(withApp bool) []string {
-	env := []string{"DAPR_API_TOKEN=" + s.APIToken, SecretPrefix + "REDIS_PASSWORD=" + s.RedisPassword}
+	env := []string{appenv.Set(appenv.DaprAPIToken, s.APIToken), appenv.Set(SecretPrefix+"REDIS_PASSWORD", s.RedisPassword)}
 	if withApp {
-		env = append(env, "APP_API_TOKEN="+s.AppToken)
+		env = append(env, appenv.Set(appenv.AppAPIToken, s.AppToken))
 	}
 	return env
-}
-
-// AppEnv is the environment an app gets: the token for its sidecar and,
-// for the subscriber, the token its sidecar sends it.
-func (s Secrets) AppEnv() []string {
-	return []string{"DAPR_API_TOKEN=" + s.APIToken, "APP_API_TOKEN=" + s.AppToken}
 }

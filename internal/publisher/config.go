@@ -1,6 +1,8 @@
 package publisher
 
 import (
+	"dapr-pub-sub/internal/appenv"
+
 	"errors"
 	"flag"
 	"fmt"
@@ -88,8 +90,8 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.DurationVar(&c.Interval, "interval", env.Duration("PUBLISH_INTERVAL", time.Second), "pause between orders when -rate is 0, e.g. 1s, 10ms, 0 for as fast as possible [PUBLISH_INTERVAL]")
 	fs.IntVar(&c.Bulk, "bulk", env.Int("PUBLISH_BULK", 1), "orders per publish call; above 1 uses Dapr's bulk publish API, each batch sent when its last order is due [PUBLISH_BULK]")
 	fs.StringVar(&c.DaprAddress, "dapr-address", sidecar.Address(getenv), "the sidecar's gRPC address [DAPR_GRPC_ENDPOINT, or DAPR_GRPC_PORT on 127.0.0.1]")
-	fs.StringVar(&c.PubSub, "pubsub", env.Str("PUBSUB_NAME", "pubsub"), "Dapr pub/sub component name [PUBSUB_NAME]")
-	fs.StringVar(&c.Topic, "topic", env.Str("TOPIC_NAME", "orders"), "topic to publish to [TOPIC_NAME]")
+	fs.StringVar(&c.PubSub, "pubsub", env.Str(appenv.PubSubName, "pubsub"), "Dapr pub/sub component name [PUBSUB_NAME]")
+	fs.StringVar(&c.Topic, "topic", env.Str(appenv.TopicName, "orders"), "topic to publish to [TOPIC_NAME]")
 	fs.IntVar(&c.Attempts, "attempts", env.Int("PUBLISH_ATTEMPTS", 5), "tries per order before the publisher gives up [PUBLISH_ATTEMPTS]")
 	fs.StringVar(&c.MetricsAddress, "metrics-address", env.Str("PUBLISH_METRICS_ADDRESS", ""), "serve Prometheus metrics at http://ADDRESS/metrics while running, e.g. 127.0.0.1:9091; empty for none [PUBLISH_METRICS_ADDRESS]")
 	fs.Usage = func() { usage(fs, stderr) }

@@ -3,6 +3,8 @@
 package publisher
 
 import (
+	"dapr-pub-sub/internal/appenv"
+
 	"bufio"
 	"context"
 	"encoding/json"
@@ -282,7 +284,7 @@ func ReadOrders(r io.Reader) ([]order.Order, error) {
 // stderr a terminal, a progress bar shows instead of a line per order (those
 // go to the debug level).
 func Run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stderr io.Writer) error {
-	log := logging.New(stderr, getenv("LOG_FORMAT"), getenv("LOG_LEVEL"))
+	log := logging.New(stderr, getenv(appenv.LogFormat), getenv(appenv.LogLevel))
 	cfg, err := ParseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -306,7 +308,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		}
 		defer stop()
 	}
-	client, err := sidecar.Dial(cfg.DaprAddress, getenv("DAPR_API_TOKEN"), log)
+	client, err := sidecar.Dial(cfg.DaprAddress, getenv(appenv.DaprAPIToken), log)
 	if err != nil {
 		return err
 	}

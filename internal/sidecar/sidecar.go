@@ -3,6 +3,8 @@
 package sidecar
 
 import (
+	"dapr-pub-sub/internal/appenv"
+
 	"context"
 	"fmt"
 	"log/slog"
@@ -19,10 +21,10 @@ import (
 // Address is the sidecar's gRPC address as the Dapr SDKs find it:
 // DAPR_GRPC_ENDPOINT, else DAPR_GRPC_PORT on 127.0.0.1, else port 50001.
 func Address(getenv func(string) string) string {
-	if v := getenv("DAPR_GRPC_ENDPOINT"); v != "" {
+	if v := getenv(appenv.DaprGRPCEndpoint); v != "" {
 		return strings.TrimPrefix(strings.TrimPrefix(v, "http://"), "dns:///")
 	}
-	if p := getenv("DAPR_GRPC_PORT"); p != "" {
+	if p := getenv(appenv.DaprGRPCPort); p != "" {
 		return "127.0.0.1:" + p
 	}
 	return "127.0.0.1:50001"

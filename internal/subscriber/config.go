@@ -1,6 +1,8 @@
 package subscriber
 
 import (
+	"dapr-pub-sub/internal/appenv"
+
 	"fmt"
 	"io"
 	"net"
@@ -42,29 +44,29 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	env := &cli.Env{Getenv: getenv}
 	var c Config
 	fs := cli.NewFlagSet("subscriber", "Serves the routes its Dapr sidecar calls with each order event, records each\norder once in the state store, and prints \"Received message: {...}\" for it.", stderr)
-	fs.StringVar(&c.Address, "address", env.Str("APP_ADDRESS", "127.0.0.1"), "host to listen on; 0.0.0.0 for all interfaces [APP_ADDRESS]")
-	fs.IntVar(&c.Port, "port", env.Int("APP_PORT", 8001), "port to listen on, the sidecar's --app-port [APP_PORT]")
-	fs.StringVar(&c.AppID, "app-id", env.Str("APP_ID", "subscriber"), "the app's Dapr app id; its records are kept under it [APP_ID]")
-	fs.StringVar(&c.PubSub, "pubsub", env.Str("PUBSUB_NAME", "pubsub"), "Dapr pub/sub component name [PUBSUB_NAME]")
-	fs.StringVar(&c.Topic, "topic", env.Str("TOPIC_NAME", "orders"), "topic to subscribe to [TOPIC_NAME]")
-	fs.StringVar(&c.DeadLetterTopic, "dead-letter-topic", env.Str("DEAD_LETTER_TOPIC", ""), "topic that dropped orders go to (default <topic>-deadletter) [DEAD_LETTER_TOPIC]")
-	fs.StringVar(&c.StateStore, "state-store", env.Str("STATE_STORE", "statestore"), "Dapr state store component for processed orders and dead letters [STATE_STORE]")
+	fs.StringVar(&c.Address, "address", env.Str(appenv.AppAddress, "127.0.0.1"), "host to listen on; 0.0.0.0 for all interfaces [APP_ADDRESS]")
+	fs.IntVar(&c.Port, "port", env.Int(appenv.AppPort, 8001), "port to listen on, the sidecar's --app-port [APP_PORT]")
+	fs.StringVar(&c.AppID, "app-id", env.Str(appenv.AppID, "subscriber"), "the app's Dapr app id; its records are kept under it [APP_ID]")
+	fs.StringVar(&c.PubSub, "pubsub", env.Str(appenv.PubSubName, "pubsub"), "Dapr pub/sub component name [PUBSUB_NAME]")
+	fs.StringVar(&c.Topic, "topic", env.Str(appenv.TopicName, "orders"), "topic to subscribe to [TOPIC_NAME]")
+	fs.StringVar(&c.DeadLetterTopic, "dead-letter-topic", env.Str(appenv.DeadLetterTopic, ""), "topic that dropped orders go to (default <topic>-deadletter) [DEAD_LETTER_TOPIC]")
+	fs.StringVar(&c.StateStore, "state-store", env.Str(appenv.StateStore, "statestore"), "Dapr state store component for processed orders and dead letters [STATE_STORE]")
 	fs.StringVar(&c.DaprAddress, "dapr-address", sidecar.Address(getenv), "the sidecar's gRPC address [DAPR_GRPC_ENDPOINT, or DAPR_GRPC_PORT on 127.0.0.1]")
-	fs.DurationVar(&c.Timeout, "timeout", env.Duration("HANDLER_TIMEOUT", 4*time.Second), "time one event may take; keep it below the component's processingTimeout [HANDLER_TIMEOUT]")
-	fs.StringVar(&c.LogLevel, "log-level", env.Str("LOG_LEVEL", "info"), "debug, info, warn or error [LOG_LEVEL]")
-	fs.Int64Var(&c.Faults.FailFirstEvery, "fault-fail-first-every", env.Int64("FAULT_FAIL_FIRST_EVERY", 0), "fault test: fail the first delivery of every Nth order [FAULT_FAIL_FIRST_EVERY]")
-	fs.DurationVar(&c.Faults.Delay, "fault-delay", env.Duration("FAULT_DELAY", 0), "fault test: add this to the processing of each order [FAULT_DELAY]")
-	fs.Int64Var(&c.Faults.RejectFrom, "fault-reject-from", env.Int64("FAULT_REJECT_FROM", 0), "fault test: drop every order with an id ≥ this as if it were invalid [FAULT_REJECT_FROM]")
-	fs.IntVar(&c.Bulk.MaxMessages, "bulk-max-messages", env.Int("BULK_MAX_MESSAGES", 0), "high-throughput mode: take orders from daprd in batches of up to this many (bulk subscribe); 0 is off [BULK_MAX_MESSAGES]")
-	fs.DurationVar(&c.Bulk.MaxAwait, "bulk-max-await", env.Duration("BULK_MAX_AWAIT", 10*time.Millisecond), "high-throughput mode: longest a batch waits to fill, added to latency at low rates [BULK_MAX_AWAIT]")
-	fs.IntVar(&c.Bulk.Workers, "bulk-workers", env.Int("BULK_WORKERS", 32), "high-throughput mode: orders of one batch processed at once [BULK_WORKERS]")
+	fs.DurationVar(&c.Timeout, "timeout", env.Duration(appenv.HandlerTimeout, 4*time.Second), "time one event may take; keep it below the component's processingTimeout [HANDLER_TIMEOUT]")
+	fs.StringVar(&c.LogLevel, "log-level", env.Str(appenv.LogLevel, "info"), "debug, info, warn or error [LOG_LEVEL]")
+	fs.Int64Var(&c.Faults.FailFirstEvery, "fault-fail-first-every", env.Int64(appenv.FaultFailFirstEvery, 0), "fault test: fail the first delivery of every Nth order [FAULT_FAIL_FIRST_EVERY]")
+	fs.DurationVar(&c.Faults.Delay, "fault-delay", env.Duration(appenv.FaultDelay, 0), "fault test: add this to the processing of each order [FAULT_DELAY]")
+	fs.Int64Var(&c.Faults.RejectFrom, "fault-reject-from", env.Int64(appenv.FaultRejectFrom, 0), "fault test: drop every order with an id ≥ this as if it were invalid [FAULT_REJECT_FROM]")
+	fs.IntVar(&c.Bulk.MaxMessages, "bulk-max-messages", env.Int(appenv.BulkMaxMessages, 0), "high-throughput mode: take orders from daprd in batches of up to this many (bulk subscribe); 0 is off [BULK_MAX_MESSAGES]")
+	fs.DurationVar(&c.Bulk.MaxAwait, "bulk-max-await", env.Duration(appenv.BulkMaxAwait, 10*time.Millisecond), "high-throughput mode: longest a batch waits to fill, added to latency at low rates [BULK_MAX_AWAIT]")
+	fs.IntVar(&c.Bulk.Workers, "bulk-workers", env.Int(appenv.BulkWorkers, 32), "high-throughput mode: orders of one batch processed at once [BULK_WORKERS]")
 	if err := cli.Parse(fs, args); err != nil {
 		return Config{}, err
 	}
 	if env.Err != nil {
 		return Config{}, env.Err
 	}
-	c.AppToken = getenv("APP_API_TOKEN") // a secret: no flag, so it is not in ps
+	c.AppToken = getenv(appenv.AppAPIToken) // a secret: no flag, so it is not in ps
 	if c.DeadLetterTopic == "" {
 		c.DeadLetterTopic = c.Topic + "-deadletter"
 	}

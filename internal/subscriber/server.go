@@ -1,6 +1,8 @@
 package subscriber
 
 import (
+	"dapr-pub-sub/internal/appenv"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -129,8 +131,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	log := logging.New(stderr, getenv("LOG_FORMAT"), cfg.LogLevel)
-	client, err := sidecar.Dial(cfg.DaprAddress, getenv("DAPR_API_TOKEN"), log)
+	log := logging.New(stderr, getenv(appenv.LogFormat), cfg.LogLevel)
+	client, err := sidecar.Dial(cfg.DaprAddress, getenv(appenv.DaprAPIToken), log)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ func TestEmbeddedBrokerAnswersAndStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	b, err := StartBroker(t.Context(), BrokerOptions{Mode: ModeEmbedded, Addr: addr})
+	b, err := StartRedis(t.Context(), RedisOptions{Source: RedisEmbedded, Addr: addr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -21,9 +21,9 @@ func TestEmbeddedBrokerAnswersAndStops(t *testing.T) {
 		t.Fatalf("embedded broker does not answer PING: %v", err)
 	}
 	// auto mode finds the Redis that now answers and leaves it alone.
-	again, err := StartBroker(t.Context(), BrokerOptions{Addr: addr})
-	if err != nil || again.Mode != ModeExisting {
-		t.Fatalf("auto mode with a Redis present = %+v, %v; want ModeExisting", again, err)
+	again, err := StartRedis(t.Context(), RedisOptions{Addr: addr})
+	if err != nil || again.Source != RedisExisting {
+		t.Fatalf("auto mode with a Redis present = %+v, %v; want RedisExisting", again, err)
 	}
 	again.Stop()
 	if err := ping(addr, ""); err != nil {
@@ -41,12 +41,12 @@ func TestBrokerErrorsNameTheFix(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	_, err = StartBroker(context.Background(), BrokerOptions{Mode: ModeExisting, Addr: addr})
+	_, err = StartRedis(context.Background(), RedisOptions{Source: RedisExisting, Addr: addr})
 	if err == nil || !strings.Contains(err.Error(), "no Redis answers") {
 		t.Fatalf("existing mode with nothing there = %v", err)
 	}
-	_, err = StartBroker(context.Background(), BrokerOptions{Mode: "kafka", Addr: addr})
-	if err == nil || !strings.Contains(err.Error(), "unknown broker mode") {
+	_, err = StartRedis(context.Background(), RedisOptions{Source: "kafka", Addr: addr})
+	if err == nil || !strings.Contains(err.Error(), "unknown Redis source") {
 		t.Fatalf("unknown mode = %v", err)
 	}
 	// Something that is not Redis holds the port.
@@ -65,7 +65,7 @@ func TestBrokerErrorsNameTheFix(t *testing.T) {
 			c.Close()
 		}
 	}()
-	_, err = StartBroker(context.Background(), BrokerOptions{Addr: addr})
+	_, err = StartRedis(context.Background(), RedisOptions{Addr: addr})
 	if err == nil || !strings.Contains(err.Error(), "not a usable Redis") {
 		t.Fatalf("auto mode with a non-Redis on the port = %v", err)
 	}

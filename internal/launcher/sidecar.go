@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -37,33 +36,6 @@ func BuildApps(ctx context.Context, root, dir string) error {
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("build the apps: %w\n%s", err, out)
-	}
-	return nil
-}
-
-// CopyComponents copies the Dapr resource files in src to dst, pointing
-// every "localhost:6379" at redisAddr, so a run on another port uses the
-// same resources as components/.
-func CopyComponents(src, dst, redisAddr string) error {
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if e.IsDir() || (!strings.HasSuffix(e.Name(), ".yaml") && !strings.HasSuffix(e.Name(), ".yml")) {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			return err
-		}
-		b = []byte(strings.ReplaceAll(string(b), "localhost:6379", redisAddr))
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -171,31 +143,21 @@ func (s *RunningSidecar) WaitReady(ctx context.Context) error {
 
 // SubscriberApp describes a subscriber process to start.
 type SubscriberApp struct {
-	Name        string // log prefix; default AppID
-	Secrets     Secrets
-	BinDir      string   // where the subscriber binary is
-	AppID       string   // default SubscriberID
-	Port        int      // its listen port, the sidecar's --app-port
-	SidecarGRPC int      // its sidecar's gRPC port, for the state API
-	Env         []string // more environment, e.g. fault settings
-	Out         io.Writer
-	OnLine      func(string) // sees every output line
+	Name   string       // log prefix; default SubscriberID
+	BinDir string       // where the subscriber binary is
+	Port   int          // its listen port, the sidecar's --app-port
+	Env    []string     // its whole configuration, e.g. appenv.Subscriber.Env()
+	Out    io.Writer    // its output, each line prefixed with Name
+	OnLine func(string) // sees every output line
 }
 
 // StartSubscriberApp starts the subscriber binary and waits until its
 // /healthz answers 200. The app does not need its sidecar to be up yet.
 func StartSubscriberApp(ctx context.Context, a SubscriberApp) (*Process, error) {
-	if a.AppID == "" {
-		a.AppID = SubscriberID
-	}
 	if a.Name == "" {
-		a.Name = a.AppID
+		a.Name = SubscriberID
 	}
-	p := &Process{
-		Name: a.Name, Path: filepath.Join(a.BinDir, SubscriberID), Out: a.Out, OnLine: a.OnLine,
-		Env: append([]string{"APP_PORT=" + strconv.Itoa(a.Port), "APP_ID=" + a.AppID,
-			"DAPR_GRPC_ENDPOINT=127.0.0.1:" + strconv.Itoa(a.SidecarGRPC)}, append(a.Secrets.AppEnv(), a.Env...)...),
-	}
+	p := &Process{Name: a.Name, Path: filepath.Join(a.BinDir, SubscriberID), Out: a.Out, OnLine: a.OnLine, Env: a.Env}
 	if err := p.Start(); err != nil {
 		return nil, err
 	}
@@ -214,14 +176,4 @@ func WaitApp(ctx context.Context, p *Process, port int) error {
 		return fmt.Errorf("%s did not become ready: %w", p.Name, err)
 	}
 	return nil
-}
-
-// StartPublisherApp starts the publisher binary from binDir against the
-// sidecar; it runs until it has published, so the caller waits for it.
-func StartPublisherApp(binDir string, sidecar *RunningSidecar, args, env []string, out io.Writer) (*Process, error) {
-	p := &Process{
-		Name: PublisherID, Path: filepath.Join(binDir, PublisherID), Args: args, Out: out,
-		Env: append([]string{"DAPR_GRPC_ENDPOINT=" + sidecar.GRPCAddr(), "DAPR_API_TOKEN=" + sidecar.APIToken}, env...),
-	}
-	return p, p.Start()
 }

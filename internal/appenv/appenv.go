@@ -1,0 +1,109 @@
+// Package appenv names, once, the environment variables the apps read, and
+// renders the settings a launcher gives them across the process boundary.
+// The apps' flag parsers and every program that starts them use these names,
+// so a variable cannot be spelled two ways.
+package appenv
+
+import (
+	"strconv"
+	"time"
+)
+
+// Shared by the apps.
+const (
+	AppID            = "APP_ID"             // the app's Dapr app id
+	DaprAPIToken     = "DAPR_API_TOKEN"     // the token the app sends its sidecar
+	DaprGRPCEndpoint = "DAPR_GRPC_ENDPOINT" // the sidecar's gRPC API, host:port
+	DaprGRPCPort     = "DAPR_GRPC_PORT"     // the same on 127.0.0.1, when DaprGRPCEndpoint is unset
+	LogLevel         = "LOG_LEVEL"          // debug, info, warn, error
+	LogFormat        = "LOG_FORMAT"         // text or json
+	PubSubName       = "PUBSUB_NAME"
+	TopicName        = "TOPIC_NAME"
+)
+
+// The subscriber's.
+const (
+	AppAddress          = "APP_ADDRESS"
+	AppPort             = "APP_PORT"
+	AppAPIToken         = "APP_API_TOKEN" // the token its sidecar sends it
+	AppChannel          = "APP_CHANNEL"   // how daprd delivers: see the subscriber's -channel
+	DeadLetterTopic     = "DEAD_LETTER_TOPIC"
+	StateStore          = "STATE_STORE"
+	HandlerTimeout      = "HANDLER_TIMEOUT"
+	BulkMaxMessages     = "BULK_MAX_MESSAGES"
+	BulkMaxAwait        = "BULK_MAX_AWAIT"
+	BulkWorkers         = "BULK_WORKERS"
+	FaultFailFirstEvery = "FAULT_FAIL_FIRST_EVERY"
+	FaultDelay          = "FAULT_DELAY"
+	FaultRejectFrom     = "FAULT_REJECT_FROM"
+)
+
+// Set renders one variable as NAME=value.
+func Set(name string, value any) string {
+	switch v := value.(type) {
+	case string:
+		return name + "=" + v
+	case int:
+		return name + "=" + strconv.Itoa(v)
+	case int64:
+		return name + "=" + strconv.FormatInt(v, 10)
+	case time.Duration:
+		return name + "=" + v.String()
+	}
+	panic("appenv.Set: unsupported value type")
+}
+
+// Subscriber is what a launcher tells the subscriber app. Zero fields are
+// left out, so the app's own defaults apply.
+type Subscriber struct {
+	AppID        string
+	Port         int
+	Channel      string // http, grpc or stream
+	SidecarGRPC  string // its sidecar's gRPC API, host:port
+	APIToken     string
+	AppToken     string
+	BulkMessages int           // > 0 turns on bulk subscribe (the throughput mode)
+	BulkAwait    time.Duration // the longest a batch waits to fill
+	LogLevel     string
+	LogFormat    string
+	Extra        []string // more NAME=value pairs, e.g. fault settings; last wins
+}
+
+// Env renders s as NAME=value pairs.
+func (s Subscriber) Env() []string {
+	var env []string
+	add := func(name string, v any, set bool) {
+		if set {
+			env = append(env, Set(name, v))
+		}
+	}
+	add(AppID, s.AppID, s.AppID != "")
+	add(AppPort, s.Port, s.Port != 0)
+	add(AppChannel, s.Channel, s.Channel != "")
+	add(DaprGRPCEndpoint, s.SidecarGRPC, s.SidecarGRPC != "")
+	add(DaprAPIToken, s.APIToken, s.APIToken != "")
+	add(AppAPIToken, s.AppToken, s.AppToken != "")
+	add(BulkMaxMessages, s.BulkMessages, s.BulkMessages != 0)
+	add(BulkMaxAwait, s.BulkAwait, s.BulkAwait != 0)
+	add(LogLevel, s.LogLevel, s.LogLevel != "")
+	add(LogFormat, s.LogFormat, s.LogFormat != "")
+	return append(env, s.Extra...)
+}
+
+// Publisher is what a launcher tells the publisher app; its flags (count,
+// rate, …) go on the command line.
+type Publisher struct {
+	SidecarGRPC string
+	APIToken    string
+	LogFormat   string
+	Extra       []string
+}
+
+// Env renders p as NAME=value pairs.
+func (p Publisher) Env() []string {
+	env := []string{Set(DaprGRPCEndpoint, p.SidecarGRPC), Set(DaprAPIToken, p.APIToken)}
+	if p.LogFormat != "" {
+		env = append(env, Set(LogFormat, p.LogFormat))
+	}
+	return append(env, p.Extra...)
+}

@@ -1,0 +1,50 @@
+package launcher
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// CopyComponents copies the Dapr resource files in src to dst, pointing
+// every "localhost:6379" at redisAddr, so a run on another port uses the
+// same resources as components/.
+func CopyComponents(src, dst, redisAddr string) error {
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.IsDir() || (!strings.HasSuffix(e.Name(), ".yaml") && !strings.HasSuffix(e.Name(), ".yml")) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			return err
+		}
+		b = []byte(strings.ReplaceAll(string(b), "localhost:6379", redisAddr))
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UseInMemoryStateStore replaces the state store in the resources folder
+// dir with Dapr's in-memory one: the embedded Redis (miniredis) lacks what
+// Dapr's Redis state store asks at start-up (INFO replication).
+func UseInMemoryStateStore(dir string) error {
+	return os.WriteFile(filepath.Join(dir, "statestore.yaml"), []byte(inMemoryStateStore), 0o644)
+}
+
+const inMemoryStateStore = `apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: statestore
+spec:
+  type: state.in-memory
+  version: v1
+`

@@ -1,0 +1,328 @@
+// Package system declares the whole system — Redis, the broker behind the
+// pubsub component, the subscriber app and its daprd, the publisher's daprd
+// — as one value, a Spec, and brings it up and down in order. `make run`,
+// the integration tests and the benchmark all start the system through it,
+// so a new dimension (a delivery channel, a Dapr version, a clustered broker)
+// is added here once.
+//
+// It sits above internal/launcher, the process library (process groups,
+// readiness, ports, the daprd build), and is modelled on dapr/dapr's
+// tests/integration framework: processes declared, started in order, stopped
+// in reverse.
+package system
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"dapr-pub-sub/internal/appenv"
+	"dapr-pub-sub/internal/launcher"
+)
+
+// stopGrace is how long a process gets between SIGTERM and SIGKILL: above
+// daprd's graceful shutdown of 5 s.
+const stopGrace = 10 * time.Second
+
+// Tools are what every system of one program run shares: the repository,
+// the daprd binary and the built apps. Prepare makes them.
+type Tools struct {
+	Root   string         // the repository root
+	Daprd  launcher.Daprd // the sidecar binary
+	BinDir string         // where the publisher, subscriber and deadletters binaries are
+}
+
+// Prepare finds or builds daprd of the Dapr runtime version ("" for the
+// default, tools/daprd/go.mod) and builds the apps into a new temporary
+// folder; the returned func removes it.
+func Prepare(ctx context.Context, version string, log io.Writer) (Tools, func(), error) {
+	root, err := launcher.RepoRoot()
+	if err != nil {
+		return Tools{}, nil, err
+	}
+	d, err := launcher.FindDaprd(ctx, root, version, log)
+	if err != nil {
+		return Tools{}, nil, err
+	}
+	dir, err := os.MkdirTemp("", "dapr-pub-sub-bin-")
+	if err != nil {
+		return Tools{}, nil, err
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	if err := launcher.BuildApps(ctx, root, dir); err != nil {
+		cleanup()
+		return Tools{}, nil, err
+	}
+	return Tools{Root: root, Daprd: d, BinDir: dir}, cleanup, nil
+}
+
+// Channel is how the subscriber's daprd delivers events to the app.
+type Channel string
+
+// ChannelHTTP is the seed's shape: daprd POSTs each event to the app's route.
+const ChannelHTTP Channel = "http"
+
+// Ports are the system's fixed ports; 0 picks a free one.
+type Ports struct {
+	App     int // the subscriber app (daprd's --app-port)
+	SubHTTP int // the subscriber's daprd, HTTP API
+	SubGRPC int // the subscriber's daprd, gRPC API (the app's state calls)
+	PubHTTP int // the publisher's daprd, HTTP API
+	PubGRPC int // the publisher's daprd, gRPC API (the publisher's calls)
+}
+
+// Spec is one system. The zero value, with Tools set, is what `make run`
+// starts on free ports: redis-server, Redis Streams behind pubsub, the
+// latency mode, the HTTP channel.
+type Spec struct {
+	Tools   Tools
+	Redis   launcher.RedisOptions // where Redis (the state store, and the default broker) comes from; Out is set from Out
+	Broker  string                // behind the pubsub component: launcher.BrokerRedis ("") or another of launcher.Brokers
+	Mode    launcher.Mode         // latency ("") or throughput
+	Channel Channel               // how daprd delivers to the subscriber; "" is ChannelHTTP
+	Secrets *launcher.Secrets     // nil: generated for this system
+	Ports   Ports
+
+	// Subscriber is what the first subscriber app gets beyond what the
+	// spec decides (port, tokens, mode); AddSubscriber starts more.
+	Subscriber Node
+	// DaprLogLevel is every daprd's --log-level; "" is info.
+	DaprLogLevel string
+	// Out gets every process's output, each line prefixed with its name.
+	Out io.Writer
+}
+
+// Node is one subscriber app with its sidecar, as asked for.
+type Node struct {
+	AppID        string       // "" is launcher.SubscriberID; the same id again is a replica
+	Name         string       // log prefix; "" is the app id
+	Env          []string     // more NAME=value pairs for the app (appenv names), e.g. faults
+	LogLevel     string       // the app's LOG_LEVEL; "" is its default
+	LogFormat    string       // the app's LOG_FORMAT; "" is its default
+	DaprLogLevel string       // its daprd's --log-level; "" is the spec's
+	OnLine       func(string) // sees every line the app prints
+}
+
+// Subscriber is a running subscriber app and its sidecar.
+type Subscriber struct {
+	App   *launcher.Process
+	Daprd *launcher.RunningSidecar
+	Port  int
+	Node  Node
+}
+
+// Running is a started system. Its fields are for the callers to read; Stop
+// ends it.
+type Running struct {
+	Spec      Spec
+	Secrets   launcher.Secrets
+	Redis     *launcher.Redis
+	Broker    *launcher.Broker // nil when Redis is the broker
+	Resources string           // the Dapr resources folder every sidecar reads
+	Sub       *Subscriber      // the first subscriber
+	PubDaprd  *launcher.RunningSidecar
+
+	stops []func()
+}
+
+// Start brings the system up in order — Redis, the other broker if any, the
+// resources folder, the subscriber and its daprd, the publisher's daprd —
+// and waits for each to be ready. On error it stops what it started.
+func Start(ctx context.Context, spec Spec) (r *Running, err error) {
+	if spec.Tools.Root == "" || spec.Tools.Daprd.Path == "" || spec.Tools.BinDir == "" {
+		return nil, errors.New("system.Start: Spec.Tools is not prepared (call system.Prepare)")
+	}
+	if spec.Out == nil {
+		spec.Out = io.Discard
+	}
+	if spec.Channel == "" {
+		spec.Channel = ChannelHTTP
+	}
+	if spec.Channel != ChannelHTTP {
+		return nil, fmt.Errorf("unknown channel %q", spec.Channel)
+	}
+	r = &Running{Spec: spec}
+	defer func() {
+		if err != nil {
+			r.Stop()
+			r = nil
+		}
+	}()
+	if spec.Secrets != nil {
+		r.Secrets = *spec.Secrets
+	} else {
+		r.Secrets = launcher.NewSecrets(func(string) string { return "" })
+	}
+	ro := spec.Redis
+	ro.Out = spec.Out
+	if ro.Password == "" {
+		ro.Password = r.Secrets.RedisPassword
+	}
+	if r.Redis, err = launcher.StartRedis(ctx, ro); err != nil {
+		return r, err
+	}
+	r.stops = append(r.stops, r.Redis.Stop)
+	r.Secrets.RedisPassword = r.Redis.Password
+
+	if r.Resources, err = os.MkdirTemp("", "dapr-pub-sub-resources-"); err != nil {
+		return r, err
+	}
+	r.stops = append(r.stops, func() { os.RemoveAll(r.Resources) })
+	if err := launcher.CopyComponents(filepath.Join(spec.Tools.Root, "components"), r.Resources, r.Redis.Addr); err != nil {
+		return r, err
+	}
+	if r.Redis.Source == launcher.RedisEmbedded {
+		if err := launcher.UseInMemoryStateStore(r.Resources); err != nil {
+			return r, err
+		}
+	}
+	// Another broker behind "pubsub": started before the sidecars, so that
+	// it is stopped after them.
+	if r.Broker, err = launcher.StartBroker(ctx, spec.Tools.Root, spec.Broker, spec.Out); err != nil {
+		return r, err
+	}
+	if r.Broker != nil {
+		r.stops = append(r.stops, r.Broker.Stop)
+		if err := launcher.UseBroker(spec.Tools.Root, r.Resources, r.Broker); err != nil {
+			return r, err
+		}
+	}
+	if err := spec.Mode.Apply(r.Resources, spec.Broker); err != nil {
+		return r, err
+	}
+	if r.Sub, err = r.startSubscriber(ctx, spec.Subscriber, spec.Ports.App, spec.Ports.SubHTTP, spec.Ports.SubGRPC); err != nil {
+		return r, err
+	}
+	if r.PubDaprd, err = r.startSidecar(ctx, launcher.Sidecar{
+		AppID: launcher.PublisherID, HTTPPort: spec.Ports.PubHTTP, GRPCPort: spec.Ports.PubGRPC,
+	}); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// AddSubscriber starts one more subscriber app with its sidecar on free
+// ports: a replica when n.AppID is the first's, else another app that
+// subscribes on its own. Stop stops it with the rest.
+func (r *Running) AddSubscriber(ctx context.Context, n Node) (*Subscriber, error) {
+	return r.startSubscriber(ctx, n, 0, 0, 0)
+}
+
+func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, httpPort, grpcPort int) (*Subscriber, error) {
+	if n.AppID == "" {
+		n.AppID = launcher.SubscriberID
+	}
+	if n.Name == "" {
+		n.Name = n.AppID
+	}
+	if appPort == 0 || grpcPort == 0 {
+		free, err := launcher.FreePorts(2)
+		if err != nil {
+			return nil, err
+		}
+		appPort, grpcPort = cmp(appPort, free[0]), cmp(grpcPort, free[1])
+	}
+	batch, await := r.Spec.Mode.Bulk()
+	env := appenv.Subscriber{
+		AppID: n.AppID, Port: appPort, SidecarGRPC: "127.0.0.1:" + strconv.Itoa(grpcPort),
+		APIToken: r.Secrets.APIToken, AppToken: r.Secrets.AppToken,
+		BulkMessages: batch, BulkAwait: await,
+		LogLevel: n.LogLevel, LogFormat: n.LogFormat, Extra: n.Env,
+	}
+	app, err := launcher.StartSubscriberApp(ctx, launcher.SubscriberApp{
+		Name: n.Name, BinDir: r.Spec.Tools.BinDir, Port: appPort, Env: env.Env(), Out: r.Spec.Out, OnLine: n.OnLine,
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.stops = append(r.stops, func() { app.Stop(stopGrace) })
+	d, err := r.startSidecar(ctx, launcher.Sidecar{
+		Name: "daprd-" + n.Name, AppID: n.AppID, AppPort: appPort, HTTPPort: httpPort, GRPCPort: grpcPort, LogLevel: n.DaprLogLevel,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Subscriber{App: app, Daprd: d, Port: appPort, Node: n}, nil
+}
+
+func cmp(set, free int) int {
+	if set != 0 {
+		return set
+	}
+	return free
+}
+
+// startSidecar starts a daprd with what every sidecar of the system shares:
+// the secrets, the Configuration, the resources, the log level.
+func (r *Running) startSidecar(ctx context.Context, sc launcher.Sidecar) (*launcher.RunningSidecar, error) {
+	sc.Secrets = r.Secrets
+	sc.Config = filepath.Join(r.Spec.Tools.Root, "config", "config.yaml")
+	sc.Resources = r.Resources
+	if sc.LogLevel == "" {
+		sc.LogLevel = r.Spec.DaprLogLevel
+	}
+	d, err := launcher.StartSidecar(ctx, r.Spec.Tools.Daprd, sc, r.Spec.Out)
+	if err != nil {
+		return nil, err
+	}
+	r.stops = append(r.stops, func() { d.Stop(stopGrace) })
+	return d, nil
+}
+
+// StartPublisher starts the publisher binary with args (its flags) against
+// the publisher's sidecar; it runs until it has published, so the caller
+// waits for it. Stop stops it if it still runs.
+func (r *Running) StartPublisher(args []string, logFormat string) (*launcher.Process, error) {
+	env := appenv.Publisher{SidecarGRPC: r.PubDaprd.GRPCAddr(), APIToken: r.Secrets.APIToken, LogFormat: logFormat}
+	p := &launcher.Process{
+		Name: launcher.PublisherID, Path: filepath.Join(r.Spec.Tools.BinDir, launcher.PublisherID), Args: args, Out: r.Spec.Out, Env: env.Env(),
+	}
+	if err := p.Start(); err != nil {
+		return nil, err
+	}
+	r.stops = append(r.stops, func() { p.Stop(stopGrace) })
+	return p, nil
+}
+
+// Processes are the system's long-running processes: Redis (when started
+// here), the other broker, the first subscriber and its daprd, the
+// publisher's daprd.
+func (r *Running) Processes() []*launcher.Process {
+	var ps []*launcher.Process
+	if p := r.Redis.Process(); p != nil {
+		ps = append(ps, p)
+	}
+	if r.Broker != nil {
+		ps = append(ps, r.Broker.Process())
+	}
+	return append(ps, r.Sub.App, r.Sub.Daprd.Process, r.PubDaprd.Process)
+}
+
+// Stop stops everything Start and the Running's methods started, in
+// reverse order, and removes the resources folder. It is safe to call more
+// than once.
+func (r *Running) Stop() {
+	for i := len(r.stops) - 1; i >= 0; i-- {
+		r.stops[i]()
+	}
+	r.stops = nil
+}
+
+// Test starts the system for the test t, fails it at once if that fails,
+// and registers Stop with t.Cleanup, as dapr/dapr's integration framework
+// does.
+func Test(t testing.TB, spec Spec) *Running {
+	t.Helper()
+	r, err := Start(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Stop)
+	return r
+}
