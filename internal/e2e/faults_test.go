@@ -55,7 +55,7 @@ func chaosModes(t *testing.T) []launcher.Mode {
 type scenario struct {
 	name   string
 	subEnv []string
-	poison int                           // invalid orders published beside the N valid ones
+	poison int                        // invalid orders published beside the N valid ones
 	fault  func(t *testing.T, s *sys) // runs once, mid-stream; nil for none
 }
 
@@ -91,7 +91,7 @@ func TestFaults(t *testing.T) {
 		{name: "redis kill -9 and restart on its AOF", fault: func(t *testing.T, s *sys) {
 			s.Redis.Process().Signal(syscall.SIGKILL)
 			_ = waitExit(t, s.Redis.Process()) // killed: the exit error is the point
-			time.Sleep(3 * time.Second)         // down for a while, as a real restart is
+			time.Sleep(3 * time.Second)        // down for a while, as a real restart is
 			if err := s.Redis.Restart(t.Context()); err != nil {
 				t.Fatal(err)
 			}

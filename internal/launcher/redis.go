@@ -42,9 +42,9 @@ type Redis struct {
 // RedisOptions configures StartRedis.
 type RedisOptions struct {
 	Source RedisSource // default RedisAuto
-	Addr string      // host:port, default 127.0.0.1:6379
-	Dir  string      // redis-server data folder; default a new temp folder
-	Out  io.Writer   // broker output and notices
+	Addr   string      // host:port, default 127.0.0.1:6379
+	Dir    string      // redis-server data folder; default a new temp folder
+	Out    io.Writer   // broker output and notices
 	// Password is required by a Redis the launcher starts ("" for none).
 	// It is never printed, and goes to redis-server in a 0600 config file,
 	// not on its command line.
