@@ -8,12 +8,23 @@ GOLANGCI_LINT ?= $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lin
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-run: ## run the whole system: Redis, both sidecars, subscriber, publisher (Ctrl-C stops); BROKER=rabbitmq|mqtt|kafka, MODE=throughput
+run: ## run the whole system: Redis, both sidecars, subscriber, publisher (Ctrl-C stops); BROKER=rabbitmq|mqtt|kafka, MODE=throughput, DAPR_VERSION=1.16.5
 	@$(GO) build -o bin/ ./cmd/launcher
 	@bin/launcher $(if $(BROKER),-broker $(BROKER)) $(if $(MODE),-mode $(MODE)) $(ARGS)
 
-test: daprd vet lint ## lint, then unit and integration tests on real redis-server, daprd and Chromium
+# The Dapr runtime versions: the default is tools/daprd/go.mod's; every
+# tools/daprd/go.<version>.mod is another one the version matrix runs on.
+OTHER_DAPR := $(patsubst tools/daprd/go.%.mod,%,$(wildcard tools/daprd/go.*.mod))
+# What the matrix runs on the other versions: the flow, the fault suite, bad
+# input, security.
+MATRIX_TESTS := TestHundredOrders|TestLocalRunShowsTheSeedFlow|TestFaults|TestBadInput|TestInvalidOrder|TestDeadLettersReplay|TestTokensAreRequired|TestTopicScopes|TestOversizedPublish|TestEveryPortIsOnLoopback
+
+test: daprd vet lint ## lint, unit and integration tests on real redis-server, daprd and Chromium; then the version matrix
 	$(GO) test -count=1 -timeout 20m ./...
+	@for v in $(OTHER_DAPR); do \
+		echo "== Dapr runtime $$v: $(MATRIX_TESTS)"; \
+		DAPR_VERSION=$$v $(GO) test -count=1 -timeout 20m -run '$(MATRIX_TESTS)' ./internal/e2e || exit 1; \
+	done
 
 bench: daprd ## benchmark vs raw Redis and Watermill (~30 min); writes bench/results/{results.md,results.json,plot.svg}; ARGS=-h for flags
 	$(GO) run ./cmd/bench $(ARGS)
@@ -32,8 +43,10 @@ brokers: daprd ## the broker portability suite with 5,000 orders per broker (BRO
 deadletters: ## list the subscriber's dead letters during `make run` (ARGS=replay to replay them)
 	@DAPR_API_TOKEN="$$(cat .run/dapr-api-token 2>/dev/null)" $(GO) run ./cmd/deadletters $${ARGS:-list}
 
-daprd: ## find daprd, or build it once from the Dapr Go module (minutes the first time)
-	@$(GO) run ./cmd/launcher -prepare
+daprd: ## find daprd of every runtime version, or build it once from the Dapr Go module (minutes the first time)
+	@$(GO) build -o bin/ ./cmd/launcher
+	@bin/launcher -prepare
+	@for v in $(OTHER_DAPR); do bin/launcher -prepare -dapr-version $$v || exit 1; done
 
 build: ## build the commands into bin/
 	$(GO) build -o bin/ ./cmd/...

@@ -36,6 +36,7 @@ const (
 	FaultFailFirstEvery = "FAULT_FAIL_FIRST_EVERY"
 	FaultDelay          = "FAULT_DELAY"
 	FaultRejectFrom     = "FAULT_REJECT_FROM"
+	FaultAlwaysFail     = "FAULT_ALWAYS_FAIL"
 )
 
 // Set renders one variable as NAME=value.

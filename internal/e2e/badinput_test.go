@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"dapr-pub-sub/internal/appenv"
 	"dapr-pub-sub/internal/launcher"
 	"dapr-pub-sub/internal/store"
 )
@@ -101,6 +103,29 @@ func TestBadInputIsRefusedOrDeadLettered(t *testing.T) {
 	}
 	if s.Sub.App.Exited() {
 		t.Error("the subscriber died")
+	}
+}
+
+// TestBadInputRetriesRunOutIntoTheDeadLetterTopic fails every delivery of
+// one order with RETRY until the resiliency policy's retries run out. On
+// every runtime the order must end up as a dead letter, not be lost: from
+// components-contrib 1.17 (#4208) the Redis component acknowledges such a
+// message once the retries are spent, so only the dead-letter topic keeps
+// it (on 1.16 it was left pending and re-claimed forever).
+func TestBadInputRetriesRunOutIntoTheDeadLetterTopic(t *testing.T) {
+	s := startSystem(t, options{subEnv: []string{appenv.Set(appenv.FaultAlwaysFail, 21)}})
+	s.publish("-count", "3", "-start-id", "20", "-interval", "0")
+	// Ten retries, 0.5 s growing to 4 s apart: about 26 s.
+	waitFor(t, 2*time.Minute, "orders 20 and 22 processed, order 21 dead-lettered, nothing pending", func() bool {
+		return s.received.distinct() == 2 && slices.Contains(s.deadLetterIndex(), "order-21") &&
+			s.pending("orders") == 0 && s.pending("orders-deadletter") == 0
+	})
+	counts, _, _ := s.received.snapshot()
+	if counts[20] != 1 || counts[22] != 1 || counts[21] != 0 {
+		t.Errorf("processed %v, want orders 20 and 22 once each and 21 never", counts)
+	}
+	if !logged(s, "Order processing failed; it will be retried") {
+		t.Error("the failing deliveries were not logged as retried")
 	}
 }
 

@@ -57,6 +57,7 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.Int64Var(&c.Faults.FailFirstEvery, "fault-fail-first-every", env.Int64(appenv.FaultFailFirstEvery, 0), "fault test: fail the first delivery of every Nth order [FAULT_FAIL_FIRST_EVERY]")
 	fs.DurationVar(&c.Faults.Delay, "fault-delay", env.Duration(appenv.FaultDelay, 0), "fault test: add this to the processing of each order [FAULT_DELAY]")
 	fs.Int64Var(&c.Faults.RejectFrom, "fault-reject-from", env.Int64(appenv.FaultRejectFrom, 0), "fault test: drop every order with an id ≥ this as if it were invalid [FAULT_REJECT_FROM]")
+	fs.Int64Var(&c.Faults.AlwaysFail, "fault-always-fail", env.Int64(appenv.FaultAlwaysFail, 0), "fault test: fail every delivery of the order with this id, so its retries run out [FAULT_ALWAYS_FAIL]")
 	fs.IntVar(&c.Bulk.MaxMessages, "bulk-max-messages", env.Int(appenv.BulkMaxMessages, 0), "high-throughput mode: take orders from daprd in batches of up to this many (bulk subscribe); 0 is off [BULK_MAX_MESSAGES]")
 	fs.DurationVar(&c.Bulk.MaxAwait, "bulk-max-await", env.Duration(appenv.BulkMaxAwait, 10*time.Millisecond), "high-throughput mode: longest a batch waits to fill, added to latency at low rates [BULK_MAX_AWAIT]")
 	fs.IntVar(&c.Bulk.Workers, "bulk-workers", env.Int(appenv.BulkWorkers, 32), "high-throughput mode: orders of one batch processed at once [BULK_WORKERS]")
@@ -85,7 +86,7 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		return Config{}, fmt.Errorf("-bulk-max-await must be a whole number of milliseconds ≥ 1ms, got %s", c.Bulk.MaxAwait)
 	case c.Bulk.Workers < 1:
 		return Config{}, fmt.Errorf("-bulk-workers must be ≥ 1, got %d", c.Bulk.Workers)
-	case c.Faults.FailFirstEvery < 0 || c.Faults.Delay < 0 || c.Faults.RejectFrom < 0:
+	case c.Faults.FailFirstEvery < 0 || c.Faults.Delay < 0 || c.Faults.RejectFrom < 0 || c.Faults.AlwaysFail < 0:
 		return Config{}, fmt.Errorf("fault settings must be ≥ 0")
 	}
 	return c, nil

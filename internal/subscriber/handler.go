@@ -41,6 +41,10 @@ type Faults struct {
 	// RejectFrom makes every order with an id ≥ it fail permanently (DROP),
 	// standing for a bug that a later deploy fixes; 0 is off.
 	RejectFrom int64
+	// AlwaysFail makes every delivery of the order with this id fail with a
+	// transient error (RETRY), so that the resiliency retries run out; 0 is
+	// off.
+	AlwaysFail int64
 }
 
 // Stats counts outcomes since the process started. Safe for concurrent use.
@@ -253,6 +257,9 @@ func (h *Handler) retry(e *common.TopicEvent, o order.Order, err error) (bool, e
 }
 
 func (h *Handler) injectFaults(ctx context.Context, o order.Order) error {
+	if id := h.Faults.AlwaysFail; id > 0 && o.ID == id {
+		return errTransient
+	}
 	if n := h.Faults.FailFirstEvery; n > 0 && o.ID%n == 0 {
 		if _, seen := h.failedOnce.LoadOrStore(o.ID, true); !seen {
 			return errTransient

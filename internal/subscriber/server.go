@@ -169,7 +169,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Warn("APP_API_TOKEN is not set: any local process can call the subscriber's routes")
 	}
 	if cfg.Faults != (Faults{}) {
-		log.Warn("Fault injection is on", "fail_first_every", cfg.Faults.FailFirstEvery, "delay", cfg.Faults.Delay.String(), "reject_from", cfg.Faults.RejectFrom)
+		log.Warn("Fault injection is on", "fail_first_every", cfg.Faults.FailFirstEvery, "delay", cfg.Faults.Delay.String(), "reject_from", cfg.Faults.RejectFrom, "always_fail", cfg.Faults.AlwaysFail)
 	}
 	select {
 	case err := <-served:
