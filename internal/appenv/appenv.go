@@ -27,6 +27,7 @@ const (
 	AppPort             = "APP_PORT"
 	AppAPIToken         = "APP_API_TOKEN" // the token its sidecar sends it
 	AppChannel          = "APP_CHANNEL"   // how daprd delivers: see the subscriber's -channel
+	AppGRPCPort         = "APP_GRPC_PORT" // the gRPC app port daprd delivers to on the grpc channel
 	DeadLetterTopic     = "DEAD_LETTER_TOPIC"
 	StateStore          = "STATE_STORE"
 	HandlerTimeout      = "HANDLER_TIMEOUT"
@@ -59,7 +60,8 @@ func Set(name string, value any) string {
 type Subscriber struct {
 	AppID        string
 	Port         int
-	Channel      string // http, grpc or stream
+	Channel      string // grpc or http
+	GRPCPort     int    // the gRPC app port on the grpc channel
 	SidecarGRPC  string // its sidecar's gRPC API, host:port
 	APIToken     string
 	AppToken     string
@@ -81,6 +83,7 @@ func (s Subscriber) Env() []string {
 	add(AppID, s.AppID, s.AppID != "")
 	add(AppPort, s.Port, s.Port != 0)
 	add(AppChannel, s.Channel, s.Channel != "")
+	add(AppGRPCPort, s.GRPCPort, s.GRPCPort != 0)
 	add(DaprGRPCEndpoint, s.SidecarGRPC, s.SidecarGRPC != "")
 	add(DaprAPIToken, s.APIToken, s.APIToken != "")
 	add(AppAPIToken, s.AppToken, s.AppToken != "")

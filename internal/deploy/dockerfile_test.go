@@ -27,7 +27,7 @@ import (
 var apps = []string{"publisher", "subscriber", "deadletters"}
 
 const (
-	builderImage = "golang:1.25"
+	builderImage = "golang:1.26"
 	runtimeImage = "gcr.io/distroless/static-debian12:nonroot"
 	// nonroot:nonroot in distroless's /etc/passwd and /etc/group, by number
 	// so that the kubelet can check runAsNonRoot against the image.

@@ -545,7 +545,11 @@ func inject(d *appsv1.Deployment) (*corev1.Pod, error) {
 	sc.SentryAddress = "dapr-sentry.dapr-system.svc.cluster.local:443"
 	sc.RunAsNonRoot, sc.ReadOnlyRootFilesystem = true, true
 	sc.ControlPlaneNamespace, sc.ControlPlaneTrustDomain = "dapr-system", "cluster.local"
-	sc.SidecarImage = "ghcr.io/dapr/daprd:1.16.5"
+	version, err := runtimeVersion()
+	if err != nil {
+		return nil, err
+	}
+	sc.SidecarImage = "ghcr.io/dapr/daprd:" + version
 	sc.SetFromPodAnnotations()
 	patch, err := sc.GetPatch()
 	if err != nil {
@@ -591,7 +595,7 @@ func checkAnnotations(p *problems, where string, an map[string]string) {
 		}
 		kind, ok := known[key]
 		if !ok {
-			p.add("%s: annotation %s is not one Dapr 1.16's injector reads", where, key)
+			p.add("%s: annotation %s is not one the injector of this Dapr version reads", where, key)
 			continue
 		}
 		switch kind {
@@ -942,7 +946,7 @@ func TestManifestsCrossReferencesCatchMistakes(t *testing.T) {
 		{"app-port", "app-port", func(c *cluster) {
 			c.deployments["subscriber"].Spec.Template.Annotations["dapr.io/app-port"] = "8002"
 		}},
-		{"annotation typo", "not one Dapr", func(c *cluster) {
+		{"annotation typo", "not one the injector", func(c *cluster) {
 			c.deployments["subscriber"].Spec.Template.Annotations["dapr.io/app-health-probe-threshold"] = "3"
 		}},
 		{"annotation not a number", "not a number", func(c *cluster) {
@@ -1199,6 +1203,9 @@ func TestSubscriberAsDeployed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if proto := d.Spec.Template.Annotations["dapr.io/app-protocol"]; cfg.Channel != proto {
+		t.Fatalf("the subscriber's channel is %q, its daprd's app protocol %q", cfg.Channel, proto)
+	}
 	// Here, on loopback and a free port.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -1285,4 +1292,14 @@ func TestSubscriberAsDeployed(t *testing.T) {
 			t.Errorf("subscription %s scopes %q, want [%s]", found.Name, found.Scopes, cfg.AppID)
 		}
 	}
+}
+
+// runtimeVersion is the Dapr runtime the tests run against
+// (tools/daprd/go.mod): the one the manifests are checked for.
+func runtimeVersion() (string, error) {
+	root, err := launcher.RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	return launcher.RuntimeVersion(root)
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -74,6 +75,9 @@ type options struct {
 	subEnv []string // more environment for the subscriber (appenv names), e.g. fault settings
 	broker string   // behind the pubsub component; default launcher.BrokerRedis
 	mode   launcher.Mode
+	// channel is how daprd delivers; "" is the spec's default (grpc in
+	// the latency mode), or E2E_CHANNEL when set.
+	channel system.Channel
 }
 
 // startSystem starts the system as its spec says, with a fresh
@@ -96,6 +100,7 @@ func startSystem(t testing.TB, opts ...options) *sys {
 		Redis:      launcher.RedisOptions{Source: launcher.RedisServer, Addr: "127.0.0.1:" + strconv.Itoa(ports[0]), Dir: t.TempDir()},
 		Broker:     o.broker,
 		Mode:       o.mode,
+		Channel:    cmp.Or(o.channel, system.Channel(os.Getenv("E2E_CHANNEL"))),
 		Subscriber: sub,
 		Out:        &testLog{t: t},
 	})

@@ -46,9 +46,10 @@ type Sidecar struct {
 	Secrets   Secrets
 	Config    string // daprd --config file; "" for none
 	AppID     string
-	AppPort   int // 0: no app channel (a publisher needs none)
-	HTTPPort  int // 0: a free port
-	GRPCPort  int // 0: a free port
+	AppPort   int    // 0: no app channel (a publisher needs none)
+	AppProto  string // the app channel's --app-protocol: "http" (default) or "grpc"
+	HTTPPort  int    // 0: a free port
+	GRPCPort  int    // 0: a free port
 	Resources string
 	LogLevel  string // daprd --log-level; default info
 	Extra     []string
@@ -105,12 +106,19 @@ func StartSidecar(ctx context.Context, d Daprd, sc Sidecar, out io.Writer) (*Run
 		"--dapr-graceful-shutdown-seconds", "5",
 	}
 	if sc.AppPort != 0 {
-		args = append(args, "--app-port", strconv.Itoa(sc.AppPort), "--app-protocol", "http", "--app-channel-address", "127.0.0.1",
-			// daprd probes the app's cheap liveness route every second and
-			// stops delivering after 3 failures in a row (restarting when it
-			// answers again), instead of burning retries on a dead app.
-			"--enable-app-health-check", "--app-health-check-path", "/healthz",
+		if sc.AppProto == "" {
+			sc.AppProto = "http"
+		}
+		args = append(args, "--app-port", strconv.Itoa(sc.AppPort), "--app-protocol", sc.AppProto, "--app-channel-address", "127.0.0.1",
+			// daprd probes the app every second (GET /healthz on http,
+			// the HealthCheck RPC on grpc) and stops delivering after 3
+			// failures in a row (restarting when it answers again),
+			// instead of burning retries on a dead app.
+			"--enable-app-health-check",
 			"--app-health-probe-interval", "1", "--app-health-probe-timeout", "500", "--app-health-threshold", "3")
+		if sc.AppProto == "http" {
+			args = append(args, "--app-health-check-path", "/healthz")
+		}
 	}
 	if sc.Config != "" {
 		args = append(args, "--config", sc.Config)

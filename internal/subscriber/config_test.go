@@ -8,7 +8,7 @@ import (
 )
 
 func TestParseConfig(t *testing.T) {
-	defaults := Config{Address: "127.0.0.1", Port: 8001, AppID: "subscriber", PubSub: "pubsub", Topic: "orders",
+	defaults := Config{Address: "127.0.0.1", Port: 8001, Channel: ChannelGRPC, GRPCPort: 8002, AppID: "subscriber", PubSub: "pubsub", Topic: "orders",
 		DeadLetterTopic: "orders-deadletter", StateStore: "statestore", DaprAddress: "127.0.0.1:50001",
 		Timeout: 4 * time.Second, LogLevel: "info", Bulk: Bulk{MaxAwait: 10 * time.Millisecond, Workers: 32}}
 	with := func(change func(*Config)) Config {
@@ -34,7 +34,11 @@ func TestParseConfig(t *testing.T) {
 		"dead letter loop": {args: []string{"-dead-letter-topic", "orders"}, wantErr: "must differ"},
 		"zero timeout":     {args: []string{"-timeout", "0"}, wantErr: "-timeout must be"},
 		"bulk mode": {env: map[string]string{"BULK_MAX_MESSAGES": "200", "BULK_MAX_AWAIT": "5ms"},
-			want: with(func(c *Config) { c.Bulk.MaxMessages, c.Bulk.MaxAwait = 200, 5*time.Millisecond })},
+			want: with(func(c *Config) { c.Bulk.MaxMessages, c.Bulk.MaxAwait, c.Channel = 200, 5*time.Millisecond, ChannelHTTP })},
+		"http channel":      {env: map[string]string{"APP_CHANNEL": "http"}, want: with(func(c *Config) { c.Channel = ChannelHTTP })},
+		"bad channel":       {args: []string{"-channel", "smoke"}, wantErr: "-channel must be grpc or http"},
+		"bulk on grpc":      {args: []string{"-channel", "grpc", "-bulk-max-messages", "10"}, wantErr: "needs -channel http"},
+		"grpc port":         {args: []string{"-grpc-port", "8001"}, wantErr: "differ from -port"},
 		"bulk await in µs":  {args: []string{"-bulk-max-messages", "10", "-bulk-max-await", "1500us"}, wantErr: "whole number of milliseconds"},
 		"bulk count range":  {args: []string{"-bulk-max-messages", "-1"}, wantErr: "-bulk-max-messages must be"},
 		"bulk zero workers": {args: []string{"-bulk-workers", "0"}, wantErr: "-bulk-workers must be"},

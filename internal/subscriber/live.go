@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -387,7 +388,14 @@ func handlePage() http.Handler {
 type ServiceOption func(*serviceOptions)
 
 type serviceOptions struct {
-	feed *Feed
+	feed       *Feed
+	subscribed *atomic.Bool
+}
+
+// withSubscribed shares the flag /readyz reads with the gRPC service,
+// which sets it on the grpc channel.
+func withSubscribed(f *atomic.Bool) ServiceOption {
+	return func(o *serviceOptions) { o.subscribed = f }
 }
 
 // WithLivePage adds the live page, fed by feed (whose Publish should be the

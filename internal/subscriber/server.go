@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -48,7 +49,14 @@ func NewService(cfg Config, h *Handler, log *slog.Logger, ready func(context.Con
 	live := newLivePage(cfg, opts)
 	mux.Use(requireAppToken(cfg.AppToken, log, live.access, "/healthz", "/readyz", "/metrics"))
 	mux.Use(traceContext)
-	var subscribed atomic.Bool
+	var o serviceOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	subscribed := o.subscribed
+	if subscribed == nil {
+		subscribed = new(atomic.Bool)
+	}
 	mux.Use(func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == "/dapr/subscribe" {
@@ -98,25 +106,38 @@ func NewService(cfg Config, h *Handler, log *slog.Logger, ready func(context.Con
 		_ = json.NewEncoder(w).Encode(&h.Stats)
 	})
 	live.mount(mux, h, log)
+	s := daprhttp.NewServiceWithMux(cfg.ListenAddr(), mux)
+	if cfg.Channel == ChannelGRPC {
+		return s, nil // daprd delivers to the gRPC service; this service is for people and probes
+	}
 	if cfg.Bulk.MaxMessages > 0 {
 		mux.Method(http.MethodPost, BulkOrdersRoute, handleBulk(h, cfg.Bulk, log))
 	}
-	s := daprhttp.NewServiceWithMux(cfg.ListenAddr(), mux)
-	subs := []struct {
-		sub *common.Subscription
-		fn  common.TopicEventHandler
-	}{
-		{&common.Subscription{PubsubName: cfg.PubSub, Topic: cfg.DeadLetterTopic, Route: DeadLetterRoute, Metadata: map[string]string{"rawPayload": "true"}}, h.HandleDeadLetter},
-		// In bulk mode /dapr/subscribe is answered above; the route
-		// stays, for a delivery already on its way.
-		{&common.Subscription{PubsubName: cfg.PubSub, Topic: cfg.Topic, Route: OrdersRoute, DeadLetterTopic: cfg.DeadLetterTopic}, h.HandleOrder},
-	}
-	for _, sub := range subs {
+	for _, sub := range subscriptions(cfg, h) {
 		if err := s.AddTopicEventHandler(sub.sub, sub.fn); err != nil {
 			return nil, fmt.Errorf("subscribe %s/%s: %w", sub.sub.PubsubName, sub.sub.Topic, err)
 		}
 	}
 	return s, nil
+}
+
+// subscription is one topic the app subscribes to and its handler.
+type subscription struct {
+	sub *common.Subscription
+	fn  common.TopicEventHandler
+}
+
+// subscriptions are the app's topics on every channel: the orders, whose
+// subscription names the dead-letter topic, and the dead letters, asked for
+// as raw payloads, so that any message that ends up there reaches the
+// handler as it is.
+func subscriptions(cfg Config, h *Handler) []subscription {
+	return []subscription{
+		{&common.Subscription{PubsubName: cfg.PubSub, Topic: cfg.DeadLetterTopic, Route: DeadLetterRoute, Metadata: map[string]string{"rawPayload": "true"}}, h.HandleDeadLetter},
+		// In bulk mode /dapr/subscribe is answered by the middleware; the
+		// route stays, for a delivery already on its way.
+		{&common.Subscription{PubsubName: cfg.PubSub, Topic: cfg.Topic, Route: OrdersRoute, DeadLetterTopic: cfg.DeadLetterTopic}, h.HandleOrder},
+	}
 }
 
 // Run is the subscriber program. It serves until ctx is done, then shuts
@@ -155,13 +176,30 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Timeout: cfg.Timeout, PubSub: cfg.PubSub, Topic: cfg.Topic, Faults: cfg.Faults,
 		Observe: feed.Publish,
 	})
-	svc, err := NewService(cfg, h, log, st.Ping, WithLivePage(feed))
+	var subscribed atomic.Bool
+	stopDeliveries := func() error { return nil }
+	svc, err := NewService(cfg, h, log, st.Ping, WithLivePage(feed), withSubscribed(&subscribed))
 	if err != nil {
 		return err
 	}
-	served := make(chan error, 1)
+	served := make(chan error, 2)
+	if cfg.Channel == ChannelGRPC {
+		lis, err := net.Listen("tcp", cfg.GRPCListenAddr())
+		if err != nil {
+			return fmt.Errorf("listen on %s for daprd's gRPC deliveries (set -grpc-port or APP_GRPC_PORT): %w", cfg.GRPCListenAddr(), err)
+		}
+		gsvc, err := newGRPCService(lis, cfg, h, &subscribed, log)
+		if err != nil {
+			lis.Close()
+			return err
+		}
+		go func() { served <- gsvc.Start() }()
+		// On shutdown the deliveries in flight finish before the HTTP
+		// side, which answers the probes until then, goes.
+		stopDeliveries = gsvc.GracefulStop
+	}
 	go func() { served <- svc.Start() }()
-	log.Info("Subscriber listening", "address", cfg.ListenAddr(), "app_id", cfg.AppID,
+	log.Info("Subscriber listening", "address", cfg.ListenAddr(), "channel", cfg.Channel, "grpc_address", grpcAddr(cfg), "app_id", cfg.AppID,
 		"pubsub", cfg.PubSub, "topic", cfg.Topic, "dead_letter_topic", cfg.DeadLetterTopic,
 		"state_store", cfg.StateStore, "sidecar", cfg.DaprAddress, "exporting_traces", tp.Exporting,
 		"bulk_max_messages", cfg.Bulk.MaxMessages)
@@ -174,13 +212,16 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	select {
 	case err := <-served:
 		if err == nil || errors.Is(err, http.ErrServerClosed) {
-			return errors.New("subscriber HTTP server stopped")
+			return errors.New("subscriber server stopped")
 		}
-		return fmt.Errorf("listen on %s (is another subscriber running? set -port or APP_PORT): %w", cfg.ListenAddr(), err)
+		return fmt.Errorf("serve on %s (is another subscriber running? set -port or APP_PORT): %w", cfg.ListenAddr(), err)
 	case <-ctx.Done():
 	}
 	log.Info("Shutting down: finishing deliveries in flight")
 	feed.Close() // ends the live page's streams, which Shutdown would wait for
+	if err := stopDeliveries(); err != nil {
+		log.Warn("gRPC shutdown", "err", err)
+	}
 	if err := svc.GracefulStop(); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}

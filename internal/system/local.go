@@ -35,10 +35,11 @@ func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (lo
 	// held by any client socket.
 	l := local{spec: Spec{Ports: Ports{App: 8001, SubHTTP: 3501, PubHTTP: 3500}}}
 	p := &l.spec.Ports
-	var redisSource, mode string
+	var redisSource, mode, channel string
 	fs := cli.NewFlagSet("launcher", "Runs the whole system locally: Redis, the subscriber and the publisher, each\nwith its own daprd, on the seed's ports. Ctrl-C stops everything.", stderr)
 	fs.StringVar(&l.spec.Broker, "broker", str("BROKER", launcher.BrokerRedis), "the broker behind the pubsub component: redis, rabbitmq, mqtt or kafka [BROKER]")
 	fs.StringVar(&mode, "mode", str("MODE", string(launcher.ModeLatency)), "latency: one delivery per order; throughput: bulk subscribe, batches of "+strconv.Itoa(launcher.ThroughputBatch)+" [MODE]")
+	fs.StringVar(&channel, "channel", str("CHANNEL", ""), "how daprd delivers to the subscriber: grpc (default; never acknowledges what the app did not answer) or http (the seed's shape; default and required in the throughput mode) [CHANNEL]")
 	fs.StringVar(&l.daprVersion, "dapr-version", str("DAPR_VERSION", ""), "Dapr runtime version to run (default: tools/daprd/go.mod's) [DAPR_VERSION]")
 	fs.StringVar(&redisSource, "redis", str("REDIS_MODE", string(launcher.RedisAuto)), "where Redis comes from: auto, existing, redis-server or embedded [REDIS_MODE]")
 	fs.StringVar(&l.spec.Redis.Addr, "redis-addr", str("REDIS_ADDR", "127.0.0.1:6379"), "Redis address; replaces localhost:6379 in the components [REDIS_ADDR]")
@@ -57,7 +58,10 @@ func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (lo
 		return l, err
 	}
 	l.spec.Redis.Source = launcher.RedisSource(redisSource)
-	l.spec.Mode, err = launcher.ParseMode(mode)
+	if l.spec.Mode, err = launcher.ParseMode(mode); err != nil {
+		return l, err
+	}
+	l.spec.Channel, err = ParseChannel(channel)
 	return l, err
 }
 
@@ -134,7 +138,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if l.spec.Mode == launcher.ModeThroughput {
 		say("Throughput mode: bulk subscribe, batches of up to %d orders, waiting at most %s", launcher.ThroughputBatch, launcher.ThroughputAwait)
 	}
-	say("Subscriber on :%d with its sidecar on :%d (gRPC :%d)", sys.Sub.Port, sys.Sub.Daprd.HTTPPort, sys.Sub.Daprd.GRPCPort)
+	say("Subscriber on :%d, its sidecar on :%d (gRPC :%d), delivering over %s", sys.Sub.Port, sys.Sub.Daprd.HTTPPort, sys.Sub.Daprd.GRPCPort, sys.Spec.Channel)
 	say("Live page: http://127.0.0.1:%d/?key=%s (opens the page for this run only)", sys.Sub.Port, web.PageKey(sys.Secrets.AppToken))
 	say("Publisher sidecar on :%d (gRPC :%d); publishing %d orders", sys.PubDaprd.HTTPPort, sys.PubDaprd.GRPCPort, l.count)
 

@@ -24,6 +24,7 @@ import (
 
 	"dapr-pub-sub/internal/appenv"
 	"dapr-pub-sub/internal/launcher"
+	"dapr-pub-sub/internal/subscriber"
 )
 
 // stopGrace is how long a process gets between SIGTERM and SIGKILL: above
@@ -65,8 +66,25 @@ func Prepare(ctx context.Context, version string, log io.Writer) (Tools, func(),
 // Channel is how the subscriber's daprd delivers events to the app.
 type Channel string
 
-// ChannelHTTP is the seed's shape: daprd POSTs each event to the app's route.
-const ChannelHTTP Channel = "http"
+// Delivery channels. See the subscriber's -channel.
+const (
+	// ChannelGRPC: daprd calls the app's gRPC service (--app-protocol
+	// grpc). Never acknowledges an order the app did not answer. The
+	// default in the latency mode.
+	ChannelGRPC Channel = subscriber.ChannelGRPC
+	// ChannelHTTP: daprd POSTs each event to the app's route, the seed's
+	// shape. The throughput mode needs it (bulk subscribe).
+	ChannelHTTP Channel = subscriber.ChannelHTTP
+)
+
+// ParseChannel checks s ("" is the mode's default).
+func ParseChannel(s string) (Channel, error) {
+	switch c := Channel(s); c {
+	case "", ChannelGRPC, ChannelHTTP:
+		return c, nil
+	}
+	return "", fmt.Errorf("unknown channel %q: grpc or http", s)
+}
 
 // Ports are the system's fixed ports; 0 picks a free one.
 type Ports struct {
@@ -85,7 +103,7 @@ type Spec struct {
 	Redis   launcher.RedisOptions // where Redis (the state store, and the default broker) comes from; Out is set from Out
 	Broker  string                // behind the pubsub component: launcher.BrokerRedis ("") or another of launcher.Brokers
 	Mode    launcher.Mode         // latency ("") or throughput
-	Channel Channel               // how daprd delivers to the subscriber; "" is ChannelHTTP
+	Channel Channel               // how daprd delivers to the subscriber; "" is ChannelGRPC, or ChannelHTTP in the throughput mode
 	Secrets *launcher.Secrets     // nil: generated for this system
 	Ports   Ports
 
@@ -113,7 +131,7 @@ type Node struct {
 type Subscriber struct {
 	App   *launcher.Process
 	Daprd *launcher.RunningSidecar
-	Port  int
+	Port  int // its HTTP port: probes, metrics, /stats, the live page
 	Node  Node
 }
 
@@ -142,12 +160,18 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 		spec.Out = io.Discard
 	}
 	if spec.Channel == "" {
-		spec.Channel = ChannelHTTP
+		spec.Channel = ChannelGRPC
+		if spec.Mode == launcher.ModeThroughput {
+			spec.Channel = ChannelHTTP
+		}
 	}
-	if spec.Channel != ChannelHTTP {
-		return nil, fmt.Errorf("unknown channel %q", spec.Channel)
+	if _, err := ParseChannel(string(spec.Channel)); err != nil {
+		return nil, err
 	}
-	r = &Running{Spec: spec}
+	if spec.Channel == ChannelGRPC && spec.Mode == launcher.ModeThroughput {
+		return nil, errors.New("the throughput mode needs the http channel: the Go SDK's gRPC service does not implement bulk delivery")
+	}
+	r = &Running{Spec: spec} // with the defaults filled in
 	defer func() {
 		if err != nil {
 			r.Stop()
@@ -221,16 +245,20 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, httpPort
 	if n.Name == "" {
 		n.Name = n.AppID
 	}
-	if appPort == 0 || grpcPort == 0 {
-		free, err := launcher.FreePorts(2)
-		if err != nil {
-			return nil, err
-		}
-		appPort, grpcPort = cmp(appPort, free[0]), cmp(grpcPort, free[1])
+	free, err := launcher.FreePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	appPort, grpcPort = cmp(appPort, free[0]), cmp(grpcPort, free[1])
+	// daprd delivers to the app's HTTP port, or on the grpc channel to
+	// its gRPC port; the HTTP port always serves probes and the page.
+	deliverPort, proto, appGRPC := appPort, "http", 0
+	if r.Spec.Channel == ChannelGRPC {
+		deliverPort, proto, appGRPC = free[2], "grpc", free[2]
 	}
 	batch, await := r.Spec.Mode.Bulk()
 	env := appenv.Subscriber{
-		AppID: n.AppID, Port: appPort, SidecarGRPC: "127.0.0.1:" + strconv.Itoa(grpcPort),
+		AppID: n.AppID, Port: appPort, Channel: string(r.Spec.Channel), GRPCPort: appGRPC, SidecarGRPC: "127.0.0.1:" + strconv.Itoa(grpcPort),
 		APIToken: r.Secrets.APIToken, AppToken: r.Secrets.AppToken,
 		BulkMessages: batch, BulkAwait: await,
 		LogLevel: n.LogLevel, LogFormat: n.LogFormat, Extra: n.Env,
@@ -243,7 +271,7 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, httpPort
 	}
 	r.stops = append(r.stops, func() { app.Stop(stopGrace) })
 	d, err := r.startSidecar(ctx, launcher.Sidecar{
-		Name: "daprd-" + n.Name, AppID: n.AppID, AppPort: appPort, HTTPPort: httpPort, GRPCPort: grpcPort, LogLevel: n.DaprLogLevel,
+		Name: "daprd-" + n.Name, AppID: n.AppID, AppPort: deliverPort, AppProto: proto, HTTPPort: httpPort, GRPCPort: grpcPort, LogLevel: n.DaprLogLevel,
 	})
 	if err != nil {
 		return nil, err
