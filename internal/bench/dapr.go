@@ -18,7 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"dapr-pub-sub/internal/launcher"
-	"dapr-pub-sub/internal/publisher"
+	"dapr-pub-sub/internal/order"
 	"dapr-pub-sub/internal/sidecar"
 	"dapr-pub-sub/internal/store"
 	"dapr-pub-sub/internal/system"
@@ -136,7 +136,7 @@ func (s daprScenario) sender(sys *system.Running, p Params) (SendFunc, func(), e
 		url := sys.PubDaprd.HTTPURL() + "/v1.0/publish/pubsub/orders?metadata.cloudevent.id="
 		return func(ctx context.Context, batch []Outgoing) error {
 			for _, m := range batch {
-				req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+publisher.CloudEventID(m.ID),
+				req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+order.CloudEventID(m.ID),
 					bytes.NewReader(Payload(m.ID, p.Size, m.Stamp)))
 				if err != nil {
 					return err
@@ -167,7 +167,7 @@ func (s daprScenario) sender(sys *system.Running, p Params) (SendFunc, func(), e
 			for i, m := range batch {
 				events[i] = dapr.PublishEventsEvent{
 					EntryID: strconv.Itoa(i), Data: Payload(m.ID, p.Size, m.Stamp), ContentType: "application/json",
-					Metadata: map[string]string{"cloudevent.id": publisher.CloudEventID(m.ID)},
+					Metadata: map[string]string{order.CloudEventIDKey: order.CloudEventID(m.ID)},
 				}
 			}
 			res := client.PublishEvents(ctx, "pubsub", "orders", events)
@@ -181,7 +181,7 @@ func (s daprScenario) sender(sys *system.Running, p Params) (SendFunc, func(), e
 		for _, m := range batch {
 			if err := client.PublishEvent(ctx, "pubsub", "orders", Payload(m.ID, p.Size, m.Stamp),
 				dapr.PublishEventWithContentType("application/json"),
-				dapr.PublishEventWithMetadata(map[string]string{"cloudevent.id": publisher.CloudEventID(m.ID)})); err != nil {
+				dapr.PublishEventWithMetadata(map[string]string{order.CloudEventIDKey: order.CloudEventID(m.ID)})); err != nil {
 				return err
 			}
 		}

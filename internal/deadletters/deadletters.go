@@ -5,6 +5,7 @@ package deadletters
 
 import (
 	"dapr-pub-sub/internal/appenv"
+	"dapr-pub-sub/internal/order"
 
 	"context"
 	"errors"
@@ -55,7 +56,7 @@ func Replay(ctx context.Context, st *store.Store, pub Publisher, ids []string, o
 		}
 		err := pub.PublishEvent(ctx, dl.PubSub, dl.Topic, dl.Data,
 			dapr.PublishEventWithContentType(ct),
-			dapr.PublishEventWithMetadata(map[string]string{"cloudevent.id": newID}))
+			dapr.PublishEventWithMetadata(map[string]string{order.CloudEventIDKey: newID}))
 		if err != nil {
 			return done, fmt.Errorf("replay %s to %s/%s: %w", dl.EventID, dl.PubSub, dl.Topic, err)
 		}

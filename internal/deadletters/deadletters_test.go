@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"dapr-pub-sub/internal/order"
 	"dapr-pub-sub/internal/store"
 	"dapr-pub-sub/internal/store/storetest"
 	"dapr-pub-sub/internal/testutil"
@@ -31,7 +32,7 @@ func TestReplayByIDPublishesTheOriginalAndForgetsIt(t *testing.T) {
 	}
 	req := pub.Got[0]
 	if req.Topic != "orders" || string(req.Data) != `{"id":2,"message":"m"}` || req.DataContentType != "application/json" ||
-		!strings.HasPrefix(req.Metadata["cloudevent.id"], "order-2+replay-") {
+		!strings.HasPrefix(req.Metadata[order.CloudEventIDKey], "order-2+replay-") {
 		t.Fatalf("published %+v", req)
 	}
 	left, _ := st.DeadLetters(t.Context())

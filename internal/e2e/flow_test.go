@@ -13,7 +13,6 @@ import (
 
 	"dapr-pub-sub/internal/launcher"
 	"dapr-pub-sub/internal/order"
-	"dapr-pub-sub/internal/publisher"
 )
 
 // TestHundredOrdersArriveExactlyOnce is the seed's flow at scale: 100 orders
@@ -96,8 +95,8 @@ func TestDataIsStoredAsAJSONObject(t *testing.T) {
 			t.Fatalf("entry %s is not a CloudEvent: %v: %s", e.ID, err, raw)
 		}
 		id := int64(40 + i)
-		if ce.ID != publisher.CloudEventID(id) {
-			t.Errorf("CloudEvent id = %q, want %q", ce.ID, publisher.CloudEventID(id))
+		if ce.ID != order.CloudEventID(id) {
+			t.Errorf("CloudEvent id = %q, want %q", ce.ID, order.CloudEventID(id))
 		}
 		if ce.DataContentType != "application/json" {
 			t.Errorf("datacontenttype = %q, want application/json", ce.DataContentType)

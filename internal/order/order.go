@@ -18,6 +18,17 @@ import (
 	"unicode/utf8"
 )
 
+// CloudEventIDKey is the publish metadata key that sets the CloudEvent id
+// daprd gives an event (instead of a random one).
+const CloudEventIDKey = "cloudevent.id"
+
+// CloudEventID is the CloudEvent id an order is published under. It is a
+// stable key: a retried publish of the same order carries the same id, so a
+// subscriber can recognise the duplicate.
+func CloudEventID(id int64) string {
+	return "order-" + strconv.FormatInt(id, 10)
+}
+
 // MaxMessageBytes bounds Order.Message. Larger orders are invalid: they are
 // rejected by the publisher and dropped by the subscriber, never retried.
 const MaxMessageBytes = 4096

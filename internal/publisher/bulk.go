@@ -18,7 +18,7 @@ import (
 // orders the sidecar acknowledged, in batch order.
 //
 // Each entry is application/json with entry metadata cloudevent.id =
-// CloudEventID(order id): daprd (pkg/api/grpc BulkPublishEventAlpha1) merges
+// order.CloudEventID(order id): daprd (pkg/api/grpc BulkPublishEventAlpha1) merges
 // entry metadata over the request's and builds each entry's CloudEvent from
 // it, so the id is the one a single publish uses. Entry ids are the orders'
 // positions in the batch: unique, as daprd requires, even when a file repeats
@@ -45,7 +45,7 @@ func (p *Publisher) publishBulk(ctx context.Context, batch []order.Order) ([]ord
 			EntryID:     strconv.Itoa(i),
 			Data:        data,
 			ContentType: "application/json",
-			Metadata:    map[string]string{"cloudevent.id": CloudEventID(o.ID)},
+			Metadata:    map[string]string{order.CloudEventIDKey: order.CloudEventID(o.ID)},
 		}
 	}
 	ok := make([]bool, len(batch))
@@ -58,7 +58,6 @@ func (p *Publisher) publishBulk(ctx context.Context, batch []order.Order) ([]ord
 		}
 		return out
 	}
-	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		events := make([]any, len(pending))
 		for i, e := range pending {
@@ -93,14 +92,13 @@ func (p *Publisher) publishBulk(ctx context.Context, batch []order.Order) ([]ord
 				ids, cfg.PubSub, cfg.Topic, attempt, cfg.DaprAddress, cause)
 		}
 		p.Log.Warn("Bulk publish failed, retrying the failed entries", "orders", ids, "failed", len(next), "of", len(pending),
-			"attempt", attempt, "backoff", backoff, "err", cause)
+			"attempt", attempt, "backoff", retry.Publish.Delay(attempt), "err", cause)
 		if p.Metrics != nil {
 			p.Metrics.retries.Add(float64(len(next)))
 		}
-		if err := retry.Sleep(ctx, backoff); err != nil {
+		if err := retry.Sleep(ctx, retry.Publish.Delay(attempt)); err != nil {
 			return acked(), err
 		}
-		backoff = min(2*backoff, 2*time.Second)
 		pending = next
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -33,13 +32,6 @@ import (
 type Client interface {
 	PublishEvent(ctx context.Context, pubsubName, topicName string, data any, opts ...dapr.PublishEventOption) error
 	PublishEvents(ctx context.Context, pubsubName, topicName string, events []any, opts ...dapr.PublishEventsOption) dapr.PublishEventsResponse
-}
-
-// CloudEventID is the CloudEvent id an order is published under. It is a
-// stable key: a retried publish of the same order carries the same id, so a
-// subscriber can recognise the duplicate.
-func CloudEventID(id int64) string {
-	return "order-" + strconv.FormatInt(id, 10)
 }
 
 // Publisher publishes orders through Client as Config says. Only Client,
@@ -213,9 +205,8 @@ func (p *Publisher) publishOne(ctx context.Context, o order.Order) error {
 	}
 	opts := []dapr.PublishEventOption{
 		dapr.PublishEventWithContentType("application/json"),
-		dapr.PublishEventWithMetadata(map[string]string{"cloudevent.id": CloudEventID(o.ID)}),
+		dapr.PublishEventWithMetadata(map[string]string{order.CloudEventIDKey: order.CloudEventID(o.ID)}),
 	}
-	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err = p.Client.PublishEvent(ctx, cfg.PubSub, cfg.Topic, data, opts...)
 		if err == nil {
@@ -228,14 +219,13 @@ func (p *Publisher) publishOne(ctx context.Context, o order.Order) error {
 			return fmt.Errorf("publish order %d to %s/%s failed after %d attempt(s) (is the sidecar at %s running?): %w",
 				o.ID, cfg.PubSub, cfg.Topic, attempt, cfg.DaprAddress, err)
 		}
-		p.Log.Warn("Publish failed, retrying", "id", o.ID, "attempt", attempt, "backoff", backoff, "err", err)
+		p.Log.Warn("Publish failed, retrying", "id", o.ID, "attempt", attempt, "backoff", retry.Publish.Delay(attempt), "err", err)
 		if p.Metrics != nil {
 			p.Metrics.retries.Inc()
 		}
-		if err := retry.Sleep(ctx, backoff); err != nil {
+		if err := retry.Sleep(ctx, retry.Publish.Delay(attempt)); err != nil {
 			return err
 		}
-		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 

@@ -52,7 +52,7 @@ func TestPublishSendsOrdersAsJSONWithStableIDs(t *testing.T) {
 				if req.DataContentType != "application/json" {
 					t.Errorf("order %d content type = %q, want application/json", id, req.DataContentType)
 				}
-				if got, want := req.Metadata["cloudevent.id"], CloudEventID(id); got != want {
+				if got, want := req.Metadata[order.CloudEventIDKey], order.CloudEventID(id); got != want {
 					t.Errorf("order %d cloudevent.id = %q, want %q", id, got, want)
 				}
 				var o order.Order
@@ -79,7 +79,7 @@ func TestPublishRetriesWithTheSameID(t *testing.T) {
 			if err := Publish(t.Context(), f, cfg, quiet); err != nil {
 				t.Fatalf("Publish after 2 transient failures: %v", err)
 			}
-			if f.Calls != 3 || len(f.Got) != 1 || f.Got[0].Metadata["cloudevent.id"] != CloudEventID(5) {
+			if f.Calls != 3 || len(f.Got) != 1 || f.Got[0].Metadata[order.CloudEventIDKey] != order.CloudEventID(5) {
 				t.Fatalf("calls = %d, published = %v", f.Calls, f.Got)
 			}
 		})
@@ -146,7 +146,9 @@ func TestBulkRetriesOnlyTheFailedEntries(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			f := &fakeClient{FailEntry: func(call int, e dapr.PublishEventsEvent) bool { return tc.fail(call, e.Metadata["cloudevent.id"]) }}
+			f := &fakeClient{FailEntry: func(call int, e dapr.PublishEventsEvent) bool {
+				return tc.fail(call, e.Metadata[order.CloudEventIDKey])
+			}}
 			cfg := testConfig()
 			cfg.Count, cfg.Bulk, cfg.Attempts = 4, 10, tc.attempts
 			m := NewMetrics()
@@ -160,7 +162,7 @@ func TestBulkRetriesOnlyTheFailedEntries(t *testing.T) {
 			}
 			seen := map[string]int{}
 			for _, req := range f.Got {
-				seen[req.Metadata["cloudevent.id"]]++
+				seen[req.Metadata[order.CloudEventIDKey]]++
 			}
 			for id, n := range seen {
 				if n != 1 {

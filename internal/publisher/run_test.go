@@ -139,8 +139,8 @@ func TestPublishForeverUntilStopped(t *testing.T) {
 		t.Fatalf("publish = %d, %v (fake got %d); want ≥ 50 and context.Canceled", sent, err, len(f.Got))
 	}
 	for i, req := range f.Got {
-		if req.Metadata["cloudevent.id"] != CloudEventID(5+int64(i)) {
-			t.Fatalf("entry %d has id %s, want %s", i, req.Metadata["cloudevent.id"], CloudEventID(5+int64(i)))
+		if req.Metadata[order.CloudEventIDKey] != order.CloudEventID(5+int64(i)) {
+			t.Fatalf("entry %d has id %s, want %s", i, req.Metadata[order.CloudEventIDKey], order.CloudEventID(5+int64(i)))
 		}
 	}
 }
@@ -202,7 +202,7 @@ type fakeDapr struct {
 func (d *fakeDapr) PublishEvent(_ context.Context, in *pb.PublishEventRequest) (*emptypb.Empty, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.got = append(d.got, in.GetMetadata()["cloudevent.id"])
+	d.got = append(d.got, in.GetMetadata()[order.CloudEventIDKey])
 	d.data = append(d.data, string(in.GetData()))
 	return &emptypb.Empty{}, nil
 }
@@ -212,7 +212,7 @@ func (d *fakeDapr) BulkPublishEventAlpha1(_ context.Context, in *pb.BulkPublishR
 	defer d.mu.Unlock()
 	res := &pb.BulkPublishResponse{}
 	for _, e := range in.GetEntries() {
-		id := e.GetMetadata()["cloudevent.id"]
+		id := e.GetMetadata()[order.CloudEventIDKey]
 		if d.failOnce[id] {
 			delete(d.failOnce, id)
 			res.FailedEntries = append(res.FailedEntries, &pb.BulkPublishResponseFailedEntry{EntryId: e.GetEntryId(), Error: "redis timeout"})
@@ -254,7 +254,7 @@ func TestRunThroughTheSDK(t *testing.T) {
 			for i, id := range d.got {
 				seen[id] = true
 				o, err := order.Decode([]byte(d.data[i]))
-				if err != nil || CloudEventID(o.ID) != id || o.SentAt.IsZero() {
+				if err != nil || order.CloudEventID(o.ID) != id || o.SentAt.IsZero() {
 					t.Errorf("event %s carries %s (%v)", id, d.data[i], err)
 				}
 			}

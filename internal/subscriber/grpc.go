@@ -58,12 +58,15 @@ func newGRPCService(lis net.Listener, cfg Config, h *Handler, subscribed *atomic
 }
 
 // grpcAppToken refuses, with Unauthenticated (which daprd retries), every
-// call but the health check that lacks the dapr-api-token daprd sends when
-// APP_API_TOKEN is set. The SDK's gRPC service checks it only on service
-// invocation.
+// call that lacks the dapr-api-token daprd sends when APP_API_TOKEN is set,
+// but two that daprd makes without it: the health check, and
+// ListTopicSubscriptions (daprd 1.16–1.18 pkg/runtime/pubsub/subscriptions.go
+// GetSubscriptionsGRPC does not add the token, unlike every delivery), which
+// only tells what the app subscribes to. The SDK's gRPC service checks the
+// token on service invocation alone.
 func grpcAppToken(token string, log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
-		if token == "" || strings.HasSuffix(info.FullMethod, "/HealthCheck") {
+		if token == "" || strings.HasSuffix(info.FullMethod, "/HealthCheck") || strings.HasSuffix(info.FullMethod, "/ListTopicSubscriptions") {
 			return next(ctx, req)
 		}
 		md, _ := metadata.FromIncomingContext(ctx)
