@@ -42,9 +42,6 @@ func (c Config) pause() time.Duration {
 	return c.Interval
 }
 
-// forever reports whether the run publishes generated orders until stopped.
-func (c Config) forever() bool { return c.File == "" && c.Count == Forever }
-
 const about = `Publishes orders to a Dapr pub/sub topic through the Dapr sidecar at
 -dapr-address (which must be running). Each order is a JSON object,
   {"id": N, "message": "Hello from publisher - message N", "sent_at": "<publish time>"}

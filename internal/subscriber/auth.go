@@ -4,7 +4,6 @@ import (
 	"crypto/subtle"
 	"log/slog"
 	"net/http"
-	"strings"
 )
 
 // AppTokenHeader is where daprd puts APP_API_TOKEN when it calls the app.
@@ -81,9 +80,4 @@ func (p *pageAccess) allow(w http.ResponseWriter, r *http.Request) bool {
 
 func (p *pageAccess) matches(v string) bool {
 	return v != "" && subtle.ConstantTimeCompare([]byte(v), []byte(p.key)) == 1
-}
-
-// isPageRoute reports whether path belongs to the live page.
-func isPageRoute(path string) bool {
-	return path == "/" || path == liveEventsRoute || path == liveDeadLettersRoute || strings.HasPrefix(path, liveAssetsPrefix)
 }

@@ -414,11 +414,7 @@ type livePage struct {
 	access *pageAccess
 }
 
-func newLivePage(cfg Config, opts []ServiceOption) livePage {
-	var o serviceOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
+func newLivePage(cfg Config, o serviceOptions) livePage {
 	if o.feed == nil {
 		return livePage{}
 	}

@@ -382,7 +382,7 @@ func pageMux(t *testing.T, cfg Config, st *store.Store) (http.Handler, *Feed) {
 	h := NewHandler(HandlerConfig{Store: st, Log: quietLog(), Out: io.Discard, Timeout: time.Second})
 	feed := NewFeed(0, 0)
 	t.Cleanup(feed.Close)
-	live := newLivePage(cfg, []ServiceOption{WithLivePage(feed)})
+	live := newLivePage(cfg, serviceOptions{feed: feed})
 	mux := chi.NewRouter()
 	mux.Use(requireAppToken(cfg.AppToken, quietLog(), live.access, "/healthz"))
 	mux.Get("/stats", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })

@@ -18,7 +18,6 @@ import (
 	"github.com/dapr/go-sdk/service/common"
 	daprhttp "github.com/dapr/go-sdk/service/http"
 	"github.com/go-chi/chi/v5"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"dapr-pub-sub/internal/logging"
 	"dapr-pub-sub/internal/sidecar"
@@ -42,76 +41,22 @@ const (
 // subscription asks for raw payloads, so that any message that ends up
 // there reaches the handler as it is.
 //
-// With cfg.AppToken set, every route but /healthz requires it (401 else).
+// routes.go lists the routes and who may call them. With cfg.AppToken set,
+// every route but the open ones requires it (401 else).
 // Bodies are limited to MaxBodyBytes. WithLivePage adds the live page.
 func NewService(cfg Config, h *Handler, log *slog.Logger, ready func(context.Context) error, opts ...ServiceOption) (common.Service, error) {
-	mux := chi.NewRouter()
-	live := newLivePage(cfg, opts)
-	mux.Use(requireAppToken(cfg.AppToken, log, live.access, "/healthz", "/readyz", "/metrics"))
-	mux.Use(traceContext)
 	var o serviceOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
-	subscribed := o.subscribed
-	if subscribed == nil {
-		subscribed = new(atomic.Bool)
+	if o.subscribed == nil {
+		o.subscribed = new(atomic.Bool)
 	}
-	mux.Use(func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path == "/dapr/subscribe" {
-				subscribed.Store(true)
-				if cfg.Bulk.MaxMessages > 0 {
-					w.Header().Set("Content-Type", "application/json")
-					_ = json.NewEncoder(w).Encode(bulkSubscriptions(cfg))
-					return
-				}
-			}
-			next.ServeHTTP(w, r)
-		})
-	})
-	mux.Use(func(next http.Handler) http.Handler {
-		guarded := guardBody(log, next)
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path == OrdersRoute {
-				guarded.ServeHTTP(w, r)
-				return
-			}
-			next.ServeHTTP(w, r)
-		})
-	})
-	mux.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.WriteHeader(http.StatusOK)
-	})
-	mux.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !subscribed.Load() {
-			http.Error(w, "not subscribed yet: daprd has not read /dapr/subscribe", http.StatusServiceUnavailable)
-			return
-		}
-		if ready != nil {
-			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-			defer cancel()
-			if err := ready(ctx); err != nil {
-				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-				return
-			}
-		}
-		w.WriteHeader(http.StatusOK)
-	})
-	if h.Metrics != nil {
-		mux.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(h.Metrics.Registry, promhttp.HandlerOpts{}))
-	}
-	mux.Get("/stats", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(&h.Stats)
-	})
-	live.mount(mux, h, log)
+	mux := chi.NewRouter()
+	routes(mux, cfg, h, log, ready, newLivePage(cfg, o), o.subscribed)
 	s := daprhttp.NewServiceWithMux(cfg.ListenAddr(), mux)
 	if cfg.Channel == ChannelGRPC {
 		return s, nil // daprd delivers to the gRPC service; this service is for people and probes
-	}
-	if cfg.Bulk.MaxMessages > 0 {
-		mux.Method(http.MethodPost, BulkOrdersRoute, handleBulk(h, cfg.Bulk, log))
 	}
 	for _, sub := range subscriptions(cfg, h) {
 		if err := s.AddTopicEventHandler(sub.sub, sub.fn); err != nil {
