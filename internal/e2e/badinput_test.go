@@ -40,7 +40,8 @@ func TestBadInputIsRefusedOrDeadLettered(t *testing.T) {
 
 	// Accepted by Dapr, then dead-lettered by the subscriber with a reason.
 	deadLettered := map[string]struct{ contentType, body, reason string }{
-		"malformed JSON":       {"application/json", `{"id": 1,`, "not an order object"},
+		"malformed JSON":       {"application/json", `{"id": 1,`, "not valid JSON"},
+		"an array":             {"application/json", `[{"id":11,"message":"m"}]`, "data is a JSON array, not an object"},
 		"wrong shape":          {"application/json", `{"sku":"x","qty":2}`, `"id" is missing`},
 		"empty body":           {"application/json", ``, "does not hold an object"},
 		"text, not an order":   {"text/plain", `hello`, "does not hold an object"},

@@ -72,6 +72,19 @@ func (o Order) Validate() error {
 	return nil
 }
 
+// Conflict says how other, an order with the same id, differs from o in
+// what is processed (the message); "" when it does not. SentAt is not
+// compared: a republished order keeps its content but not its send time.
+func (o Order) Conflict(other Order) string {
+	switch {
+	case o.ID != other.ID:
+		return fmt.Sprintf("order %d is not order %d", other.ID, o.ID)
+	case o.Message != other.Message:
+		return "message differs"
+	}
+	return ""
+}
+
 // String formats o as the seed prints it: {"id": 0, "message": "..."}.
 // SentAt is not part of it.
 func (o Order) String() string {
@@ -133,7 +146,7 @@ func Decode(raw []byte) (Order, error) {
 		SentAt  json.RawMessage `json:"sent_at"`
 	}
 	if err := json.Unmarshal(raw, &wire); err != nil {
-		return Order{}, invalid("data is not an order object: %v", err)
+		return Order{}, invalid("%s", describe(raw, err))
 	}
 	if wire.ID == nil || string(wire.ID) == "null" {
 		return Order{}, invalid(`field "id" is missing`)
@@ -151,6 +164,39 @@ func Decode(raw []byte) (Order, error) {
 		o.SentAt = sent.UTC()
 	}
 	return o, o.Validate()
+}
+
+// describe says why raw is not an order, in the order's terms rather than
+// Go's: what JSON value it is, where it is malformed, which field has the
+// wrong type.
+func describe(raw []byte, err error) string {
+	const shape = `an order is a JSON object {"id": <integer>, "message": <text>}`
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("data is not valid JSON (at byte %d); %s", syntax.Offset, shape)
+	case raw[0] != '{':
+		return fmt.Sprintf("data is a JSON %s, not an object; %s", jsonKind(raw[0]), shape)
+	case errors.As(err, &typ) && typ.Field != "":
+		return fmt.Sprintf("field %q must be %s, got a JSON %s", typ.Field, map[string]string{"message": "text", "id": "an integer"}[typ.Field], typ.Value)
+	}
+	return "data is not an order object; " + shape
+}
+
+// jsonKind names the JSON value that starts with c.
+func jsonKind(c byte) string {
+	switch {
+	case c == '[':
+		return "array"
+	case c == '"':
+		return "string"
+	case c == 't' || c == 'f':
+		return "boolean"
+	case c == 'n':
+		return "null"
+	}
+	return "number"
 }
 
 func invalid(format string, args ...any) error {

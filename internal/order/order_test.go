@@ -20,8 +20,10 @@ func TestDecode(t *testing.T) {
 		"zero id":           {in: `{"id": 0, "message": "m"}`, want: Order{ID: 0, Message: "m"}},
 		"max id":            {in: `{"id": 9223372036854775807, "message": "m"}`, want: Order{ID: 9223372036854775807, Message: "m"}},
 		"empty":             {in: ``, wantErr: "empty data"},
-		"malformed":         {in: `{"id": 1,`, wantErr: "not an order object"},
-		"array":             {in: `[1,2]`, wantErr: "not an order object"},
+		"malformed":         {in: `{"id": 1,`, wantErr: "data is not valid JSON"},
+		"array":             {in: `[1,2]`, wantErr: `data is a JSON array, not an object; an order is a JSON object {"id": <integer>, "message": <text>}`},
+		"number":            {in: `42`, wantErr: "data is a JSON number, not an object"},
+		"message a number":  {in: `{"id": 1, "message": 5}`, wantErr: `field "message" must be text, got a JSON number`},
 		"string not object": {in: `"hello"`, wantErr: "does not hold an object"},
 		"missing id":        {in: `{"message": "m"}`, wantErr: `"id" is missing`},
 		"null id":           {in: `{"id": null, "message": "m"}`, wantErr: `"id" is missing`},
@@ -43,6 +45,9 @@ func TestDecode(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			got, err := Decode([]byte(tc.in))
+			if err != nil && (strings.Contains(err.Error(), "Go ") || strings.Contains(err.Error(), "struct")) {
+				t.Errorf("the reason speaks of Go types: %v", err)
+			}
 			if tc.wantErr != "" {
 				if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("Decode(%q) error = %v, want ErrInvalid containing %q", tc.in, err, tc.wantErr)

@@ -74,7 +74,7 @@ func TestRunRejectsBadInputBeforePublishing(t *testing.T) {
 		want  []string
 	}{
 		"bad line in file":  {args: []string{"-file", file}, want: []string{file, "line 2", `"message" is missing`}},
-		"bad line on stdin": {args: []string{"-file", "-"}, stdin: "\n\nnot json\n", want: []string{"-: line 3", "not an order object"}},
+		"bad line on stdin": {args: []string{"-file", "-"}, stdin: "\n\nnot json\n", want: []string{"-: line 3", "not valid JSON"}},
 		"missing file":      {args: []string{"-file", file + ".nope"}, want: []string{"no such file"}},
 		"bad flag value":    {args: []string{"-bulk", "x"}, want: []string{"-bulk", "invalid value"}},
 		"busy metrics port": {args: []string{"-metrics-address", busy.Addr().String()}, want: []string{"metrics address", "in use"}},

@@ -77,6 +77,23 @@ func (s *Store) MarkProcessed(ctx context.Context, o order.Order, eventID string
 	return s.insert(ctx, s.ProcessedKey(o.ID), b)
 }
 
+// ProcessedRecord reads order id's record: found is false when the order
+// was never processed; an error means the store could not be read.
+func (s *Store) ProcessedRecord(ctx context.Context, id int64) (rec Processed, found bool, err error) {
+	key := s.ProcessedKey(id)
+	it, err := s.client.GetState(ctx, s.name, key, nil)
+	if err != nil {
+		return Processed{}, false, fmt.Errorf("read %s from state store %s: %w", key, s.name, err)
+	}
+	if it == nil || len(it.Value) == 0 {
+		return Processed{}, false, nil
+	}
+	if err := json.Unmarshal(it.Value, &rec); err != nil {
+		return Processed{}, false, fmt.Errorf("decode %s: %w", key, err)
+	}
+	return rec, true, nil
+}
+
 // insert writes key only if it is absent, with Dapr's first-write
 // concurrency and no ETag, which a store must refuse for an existing key.
 // Stores refuse differently: most with an ETag mismatch (gRPC Aborted);

@@ -51,6 +51,7 @@ type Faults struct {
 type Stats struct {
 	Processed   atomic.Int64 // effects applied
 	Duplicates  atomic.Int64 // deliveries of an order already processed
+	Conflicts   atomic.Int64 // deliveries of an order id already processed with other content
 	Dropped     atomic.Int64 // invalid orders sent to the dead-letter topic
 	Retried     atomic.Int64 // deliveries answered RETRY (store down, timeout, panic)
 	DeadLetters atomic.Int64 // dead letters stored (first time)
@@ -59,7 +60,7 @@ type Stats struct {
 // MarshalJSON reports the counts as a JSON object.
 func (s *Stats) MarshalJSON() ([]byte, error) {
 	return json.Marshal(map[string]int64{
-		"processed": s.Processed.Load(), "duplicates": s.Duplicates.Load(), "dropped": s.Dropped.Load(),
+		"processed": s.Processed.Load(), "duplicates": s.Duplicates.Load(), "conflicts": s.Conflicts.Load(), "dropped": s.Dropped.Load(),
 		"retried": s.Retried.Load(), "dead_letters": s.DeadLetters.Load(),
 	})
 }
@@ -236,6 +237,18 @@ func (h *Handler) HandleOrder(ctx context.Context, e *common.TopicEvent) (retry 
 		return h.retry(e, o, err)
 	}
 	if !first {
+		conflict, err := h.conflict(ctx, o)
+		if err != nil {
+			outcome = OutcomeRetry
+			return h.retry(e, o, err)
+		}
+		if conflict != "" {
+			outcome = OutcomeConflict
+			h.Stats.Conflicts.Add(1)
+			h.Log.Warn("Conflicting duplicate: an order with this id was already processed with other content; the first stays, this one goes to the dead-letter topic",
+				"event_id", e.ID, "id", o.ID, "difference", conflict)
+			return false, fmt.Errorf("conflicting duplicate of order %d: %s", o.ID, conflict)
+		}
 		outcome = OutcomeDuplicate
 		h.Stats.Duplicates.Add(1)
 		h.Log.Info("Duplicate delivery of an order already processed; acknowledged without effect", "event_id", e.ID, "id", o.ID)
@@ -248,6 +261,17 @@ func (h *Handler) HandleOrder(ctx context.Context, e *common.TopicEvent) (retry 
 	_, _ = h.Out.Write(h.line) // stdout: nothing to do if it fails
 	h.mu.Unlock()
 	return false, nil
+}
+
+// conflict says how o differs from the processed order with its id, ""
+// when it does not (or was never processed); an error when the record
+// cannot be read.
+func (h *Handler) conflict(ctx context.Context, o order.Order) (string, error) {
+	rec, found, err := h.Store.ProcessedRecord(ctx, o.ID)
+	if err != nil || !found {
+		return "", err
+	}
+	return rec.Order.Conflict(o), nil
 }
 
 func (h *Handler) retry(e *common.TopicEvent, o order.Order, err error) (bool, error) {
@@ -283,6 +307,11 @@ func (h *Handler) HandleDeadLetter(ctx context.Context, e *common.TopicEvent) (r
 	ctx, cancel := context.WithTimeout(ctx, h.Timeout)
 	defer cancel()
 	dl := h.deadLetter(eventData(e))
+	if o, err := order.Decode(dl.Data); err == nil {
+		if c, err := h.conflict(ctx, o); err == nil && c != "" {
+			dl.Reason = fmt.Sprintf("conflicting duplicate of order %d: %s (the first one was processed and stays)", o.ID, c)
+		}
+	}
 	first, err := h.Store.AddDeadLetter(ctx, dl)
 	if err != nil {
 		h.Stats.Retried.Add(1)

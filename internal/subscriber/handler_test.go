@@ -333,3 +333,43 @@ func mustJSON(s *Stats) string {
 	b, _ := s.MarshalJSON()
 	return string(b)
 }
+
+// TestConflictingDuplicateIsDeadLettered: an order republished with the same
+// id but another message keeps the first write and goes to the dead-letter
+// topic with the reason; an identical redelivery stays a quiet duplicate.
+func TestConflictingDuplicateIsDeadLettered(t *testing.T) {
+	f := newFixture(Faults{})
+	ctx := t.Context()
+	deliver := func(msg string) (bool, error) {
+		return f.h.HandleOrder(ctx, &common.TopicEvent{ID: "order-506", RawData: []byte(`{"id":506,"message":"` + msg + `"}`)})
+	}
+	if retry, err := deliver("first"); retry || err != nil {
+		t.Fatalf("first delivery = %v, %v", retry, err)
+	}
+	retry, err := deliver("second")
+	if retry || err == nil || err.Error() != "conflicting duplicate of order 506: message differs" {
+		t.Fatalf("conflicting delivery = %v, %v; want DROP with the reason", retry, err)
+	}
+	if retry, err := deliver("first"); retry || err != nil {
+		t.Fatalf("identical redelivery = %v, %v; want a quiet SUCCESS", retry, err)
+	}
+	if c, d := f.h.Stats.Conflicts.Load(), f.h.Stats.Duplicates.Load(); c != 1 || d != 1 {
+		t.Errorf("conflicts %d, duplicates %d; want 1 and 1", c, d)
+	}
+	if !strings.Contains(f.logs.String(), "Conflicting duplicate") {
+		t.Error("no WARN line for the conflict")
+	}
+	rec, _, err := f.st.ProcessedRecord(ctx, 506)
+	if err != nil || rec.Order.Message != "first" {
+		t.Fatalf("record = %+v, %v; want the first write kept", rec, err)
+	}
+	// daprd hands the dropped CloudEvent to the dead-letter route.
+	ce := `{"id":"order-506","specversion":"1.0","source":"publisher","type":"com.dapr.event.sent","datacontenttype":"application/json","data":{"id":506,"message":"second"}}`
+	if retry, err := f.h.HandleDeadLetter(ctx, &common.TopicEvent{ID: "order-506", RawData: []byte(ce)}); retry || err != nil {
+		t.Fatalf("dead letter = %v, %v", retry, err)
+	}
+	dls, err := f.st.DeadLetters(ctx)
+	if err != nil || len(dls) != 1 || !strings.HasPrefix(dls[0].Reason, "conflicting duplicate of order 506: message differs") {
+		t.Fatalf("dead letters = %+v, %v; want one with the conflict as its reason", dls, err)
+	}
+}

@@ -13,6 +13,10 @@ const (
 	OutcomeDuplicate = "duplicate" // already applied: acknowledged without effect
 	OutcomeDrop      = "drop"      // never processable: to the dead-letter topic
 	OutcomeRetry     = "retry"     // transient failure: Dapr retries it
+	// OutcomeConflict is a delivery of an order id already processed with
+	// other content: the first write stays, this one goes to the
+	// dead-letter topic.
+	OutcomeConflict = "conflict"
 )
 
 // Metrics are the subscriber's Prometheus metrics, in a registry of their
@@ -32,7 +36,7 @@ func NewMetrics() *Metrics {
 		Registry: prometheus.NewRegistry(),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orders_deliveries_total",
-			Help: "Order deliveries by outcome: success, duplicate, drop, retry.",
+			Help: "Order deliveries by outcome: success, duplicate, conflict, drop, retry.",
 		}, []string{"outcome"}),
 		handlerSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "orders_handler_seconds",
