@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO    ?= go
 GOLANGCI_LINT ?= $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
-.PHONY: help run test bench lint chaos brokers deadletters daprd build vet fmt clean
+.PHONY: help run test bench lint chaos soak brokers deadletters daprd build vet fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -32,10 +32,14 @@ bench: daprd ## benchmark vs raw Redis and Watermill (~30 min); writes bench/res
 lint: ## golangci-lint v2 with .golangci.yml (pinned; built on first use)
 	$(GOLANGCI_LINT) run ./...
 
-chaos: daprd ## the fault scenarios with 10,000 orders each, in both modes (MODE=... for one); prints the table (several minutes)
-	CHAOS_ORDERS=$${CHAOS_ORDERS:-10000} CHAOS_REPORT=$(CURDIR)/chaos-report.txt CHAOS_MODE=$(MODE) \
+chaos: daprd ## the fault scenarios with 10,000 orders each, both modes, every channel (MODE=, CHANNEL= for fewer); prints the table (several minutes)
+	CHAOS_ORDERS=$${CHAOS_ORDERS:-10000} CHAOS_REPORT=$(CURDIR)/chaos-report.txt CHAOS_MODE=$(MODE) CHAOS_CHANNEL=$(CHANNEL) \
 		$(GO) test -count=1 -timeout 60m -run TestFaults ./internal/e2e
 	@cat chaos-report.txt
+
+soak: daprd ## restart the subscriber app RESTARTS times (default 500) under a steady 400 orders/s, on CHANNEL (default grpc); prints lost/duplicates/drain
+	SOAK_RESTARTS=$(RESTARTS) SOAK_CHANNEL=$(CHANNEL) SOAK_REPORT=$(CURDIR)/soak-report.md \
+		$(GO) test -tags soak -count=1 -timeout 120m -run TestSoak -v ./internal/e2e | grep -E '^\s*(---|ok|FAIL|\|)|soak_test'
 
 brokers: daprd ## the broker portability suite with 5,000 orders per broker (BROKER=... for one)
 	set -o pipefail; BROKER_ORDERS=$${BROKER_ORDERS:-5000} $(GO) test -count=1 -timeout 60m -run TestBrokers -v ./internal/e2e | grep -E '^\s*(---|ok|FAIL)|brokers_test'

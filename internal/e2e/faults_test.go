@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"dapr-pub-sub/internal/launcher"
+	"dapr-pub-sub/internal/system"
 )
 
 // The fault scenarios publish N orders while something breaks, wait until
@@ -38,30 +39,60 @@ func chaosOrders(t *testing.T) int {
 	return n
 }
 
-// chaosModes are the modes the scenarios run in: both, or the one
-// CHAOS_MODE names (`make chaos MODE=throughput`).
-func chaosModes(t *testing.T) []launcher.Mode {
-	v := os.Getenv("CHAOS_MODE")
-	if v == "" {
-		return []launcher.Mode{launcher.ModeLatency, launcher.ModeThroughput}
+// chaosSetup is one mode on one delivery channel.
+type chaosSetup struct {
+	mode    launcher.Mode
+	channel system.Channel
+	// appRestartsOnly runs only the scenarios that restart the subscriber
+	// app, in `make test`; `make chaos` (CHAOS_ORDERS set) runs them all.
+	appRestartsOnly bool
+}
+
+func (s chaosSetup) String() string { return string(s.mode) + "/" + string(s.channel) }
+
+// chaosSetups are the modes and channels the scenarios run on: the
+// latency mode on its default channel (grpc), the throughput mode on the
+// one it needs (http), and the latency mode on the http channel, the seed's
+// shape, with the app-restart scenarios (all of them under `make chaos`).
+// CHAOS_MODE and CHAOS_CHANNEL keep the setups that match.
+func chaosSetups(t *testing.T) []chaosSetup {
+	all := []chaosSetup{
+		{mode: launcher.ModeLatency, channel: system.ChannelGRPC},
+		{mode: launcher.ModeThroughput, channel: system.ChannelHTTP},
+		{mode: launcher.ModeLatency, channel: system.ChannelHTTP, appRestartsOnly: os.Getenv("CHAOS_ORDERS") == ""},
 	}
-	m, err := launcher.ParseMode(v)
-	if err != nil {
-		t.Fatalf("CHAOS_MODE: %v", err)
+	mode, channel := os.Getenv("CHAOS_MODE"), os.Getenv("CHAOS_CHANNEL")
+	if mode != "" {
+		if _, err := launcher.ParseMode(mode); err != nil {
+			t.Fatalf("CHAOS_MODE: %v", err)
+		}
 	}
-	return []launcher.Mode{m}
+	if _, err := system.ParseChannel(channel); err != nil {
+		t.Fatalf("CHAOS_CHANNEL: %v", err)
+	}
+	var out []chaosSetup
+	for _, s := range all {
+		if (mode == "" || string(s.mode) == mode) && (channel == "" || string(s.channel) == channel) {
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("no setup is mode %q on channel %q (the throughput mode needs the http channel)", mode, channel)
+	}
+	return out
 }
 
 type scenario struct {
-	name   string
-	subEnv []string
-	poison int                        // invalid orders published beside the N valid ones
-	fault  func(t *testing.T, s *sys) // runs once, mid-stream; nil for none
+	name       string
+	appRestart bool // the subscriber app alone is restarted
+	subEnv     []string
+	poison     int                        // invalid orders published beside the N valid ones
+	fault      func(t *testing.T, s *sys) // runs once, mid-stream; nil for none
 }
 
 // result is one row of the chaos table.
 type result struct {
-	mode                                                launcher.Mode
+	setup                                               chaosSetup
 	scenario                                            string
 	published, processed, duplicates, deadLetters, lost int
 	drain                                               time.Duration
@@ -74,7 +105,7 @@ var (
 
 func TestFaults(t *testing.T) {
 	scenarios := []scenario{
-		{name: "subscriber app kill -9", fault: func(t *testing.T, s *sys) {
+		{name: "subscriber app kill -9", appRestart: true, fault: func(t *testing.T, s *sys) {
 			s.Sub.App.Signal(syscall.SIGKILL)
 			_ = waitExit(t, s.Sub.App) // killed: the exit error is the point
 			restart(t, s.Sub.App)
@@ -108,7 +139,7 @@ func TestFaults(t *testing.T) {
 		}},
 		{name: "every 10th order fails once", subEnv: []string{"FAULT_FAIL_FIRST_EVERY=10"}},
 		{name: "50 poison orders mixed in", poison: 50},
-		{name: "subscriber SIGTERM in flight", subEnv: []string{"FAULT_DELAY=20ms"}, fault: func(t *testing.T, s *sys) {
+		{name: "subscriber SIGTERM in flight", appRestart: true, subEnv: []string{"FAULT_DELAY=20ms"}, fault: func(t *testing.T, s *sys) {
 			s.Sub.App.Signal(syscall.SIGTERM)
 			if err := waitExit(t, s.Sub.App); err != nil {
 				t.Errorf("subscriber exited with %v on SIGTERM, want 0", err)
@@ -119,18 +150,21 @@ func TestFaults(t *testing.T) {
 			}
 		}},
 	}
-	for _, mode := range chaosModes(t) {
-		t.Run(string(mode), func(t *testing.T) {
+	for _, set := range chaosSetups(t) {
+		t.Run(set.String(), func(t *testing.T) {
 			for _, sc := range scenarios {
-				t.Run(sc.name, func(t *testing.T) { runScenario(t, sc, mode, chaosOrders(t)) })
+				if set.appRestartsOnly && !sc.appRestart {
+					continue
+				}
+				t.Run(sc.name, func(t *testing.T) { runScenario(t, sc, set, chaosOrders(t)) })
 			}
 		})
 	}
 	report(t)
 }
 
-func runScenario(t *testing.T, sc scenario, mode launcher.Mode, n int) {
-	s := startSystem(t, options{subEnv: sc.subEnv, mode: mode})
+func runScenario(t *testing.T, sc scenario, set chaosSetup, n int) {
+	s := startSystem(t, options{subEnv: sc.subEnv, mode: set.mode, channel: set.channel})
 	ctx := t.Context()
 	start := time.Now()
 	// Enough attempts, 2 s apart at most, to ride out every fault here.
@@ -195,9 +229,9 @@ func runScenario(t *testing.T, sc scenario, mode launcher.Mode, n int) {
 			dups++
 		}
 	}
-	r := result{mode: mode, scenario: sc.name, published: n, processed: processed, duplicates: dups, deadLetters: deadLetters, lost: lost, drain: drain}
-	t.Logf("%s, %s mode: published %d, processed %d, duplicate deliveries %d, dead letters %d, lost %d, drained in %s",
-		r.scenario, r.mode, r.published, r.processed, r.duplicates, r.deadLetters, r.lost, r.drain.Round(100*time.Millisecond))
+	r := result{setup: set, scenario: sc.name, published: n, processed: processed, duplicates: dups, deadLetters: deadLetters, lost: lost, drain: drain}
+	t.Logf("%s, %s: published %d, processed %d, duplicate deliveries %d, dead letters %d, lost %d, drained in %s",
+		r.scenario, r.setup, r.published, r.processed, r.duplicates, r.deadLetters, r.lost, r.drain.Round(100*time.Millisecond))
 	resultsMu.Lock()
 	results = append(results, r)
 	resultsMu.Unlock()
@@ -368,9 +402,9 @@ func report(t *testing.T) {
 	defer resultsMu.Unlock()
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tmode\tpublished\tprocessed\tduplicates delivered\tdead letters\tlost\tdrain time\t")
+	fmt.Fprintln(tw, "scenario\tmode/channel\tpublished\tprocessed\tduplicates delivered\tdead letters\tlost\tdrain time\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%.1f s\t\n", r.scenario, r.mode, r.published, r.processed, r.duplicates, r.deadLetters, r.lost, r.drain.Seconds())
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%.1f s\t\n", r.scenario, r.setup, r.published, r.processed, r.duplicates, r.deadLetters, r.lost, r.drain.Seconds())
 	}
 	tw.Flush()
 	t.Log("\n" + b.String())

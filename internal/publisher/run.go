@@ -76,8 +76,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	log.Info("Summary", "sent", sent, "failed", failed, "duration", elapsed.Round(time.Millisecond).String(),
 		"rate_per_s", fmt.Sprintf("%.1f", float64(sent)/max(elapsed.Seconds(), 1e-9)))
-	if total == Forever && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		return nil // stopped, as asked
+	if total == Forever && ctx.Err() != nil {
+		// Stopped, as asked. The publish in flight was cancelled: its
+		// error is the SDK's (gRPC Canceled), not ctx.Err(); the order
+		// may or may not have reached the sidecar, and is not counted.
+		return nil
 	}
 	return err
 }
