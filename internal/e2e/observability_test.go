@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"dapr-pub-sub/internal/system"
 )
 
 // TestTraceContextReachesTheHandler publishes an order under a trace of the
@@ -53,35 +55,43 @@ func TestTraceContextReachesTheHandler(t *testing.T) {
 	}
 }
 
-// TestSidecarProbesTheAppsHealth checks that the subscriber's daprd runs
-// the app health check on /healthz (so that it stops delivering to an app
-// that stops answering), as its metadata API reports.
+// TestSidecarProbesTheAppsHealth checks, on each channel, that the
+// subscriber's daprd runs the app health check (so that it stops delivering
+// to an app that stops answering), as its metadata API reports: GET /healthz
+// on the http channel, the HealthCheck RPC on grpc.
 func TestSidecarProbesTheAppsHealth(t *testing.T) {
-	s := startSystem(t)
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.Sub.Daprd.HTTPURL()+"/v1.0/metadata", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("dapr-api-token", s.Secrets.APIToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var md struct {
-		AppConnectionProperties struct {
-			Health *struct {
-				HealthCheckPath     string `json:"healthCheckPath"`
-				HealthProbeInterval string `json:"healthProbeInterval"`
-				HealthThreshold     int    `json:"healthThreshold"`
-			} `json:"health"`
-		} `json:"appConnectionProperties"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&md); err != nil {
-		t.Fatal(err)
-	}
-	h := md.AppConnectionProperties.Health
-	if h == nil || h.HealthCheckPath != "/healthz" || h.HealthProbeInterval != "1s" || h.HealthThreshold != 3 {
-		t.Fatalf("app health check = %+v, want /healthz every 1s, threshold 3", h)
+	for _, channel := range []system.Channel{system.ChannelGRPC, system.ChannelHTTP} {
+		t.Run(string(channel), func(t *testing.T) {
+			s := startSystem(t, options{channel: channel})
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.Sub.Daprd.HTTPURL()+"/v1.0/metadata", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("dapr-api-token", s.Secrets.APIToken)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var md struct {
+				AppConnectionProperties struct {
+					Protocol string `json:"protocol"`
+					Health   *struct {
+						HealthCheckPath     string `json:"healthCheckPath"`
+						HealthProbeInterval string `json:"healthProbeInterval"`
+						HealthThreshold     int    `json:"healthThreshold"`
+					} `json:"health"`
+				} `json:"appConnectionProperties"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&md); err != nil {
+				t.Fatal(err)
+			}
+			app := md.AppConnectionProperties
+			h := app.Health
+			wantPath := map[system.Channel]string{system.ChannelHTTP: "/healthz"}[channel]
+			if app.Protocol != string(channel) || h == nil || h.HealthCheckPath != wantPath || h.HealthProbeInterval != "1s" || h.HealthThreshold != 3 {
+				t.Fatalf("app protocol %q, health check %+v; want %s, path %q, every 1s, threshold 3", app.Protocol, h, channel, wantPath)
+			}
+		})
 	}
 }
