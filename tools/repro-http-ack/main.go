@@ -1,0 +1,444 @@
+// Command repro-http-ack reproduces, against a real daprd and Redis, a
+// message that daprd acknowledges to the broker although the app never
+// received it, on the HTTP app channel; and shows that the gRPC app channel
+// does not do so under the same load and faults.
+//
+// It uses no code of this project: one daprd (app id "repro") with the
+// pubsub.redis component publishes N messages to topic "t" through its own
+// HTTP API while a bare app, in this process, takes them — an HTTP server
+// answering {"status":"SUCCESS"}, or with -protocol grpc an AppCallback
+// gRPC server answering SUCCESS — and is stopped abruptly (listener and
+// connections closed, as a crashed container) and started again every
+// -up/-down. Each message is recorded by the app before it answers. When
+// the publishing is done and the app stays up, the consumer group is
+// drained; every published message not recorded by the app although
+// nothing is pending any more was acknowledged without being delivered.
+//
+// Needs redis-server and daprd (DAPRD=/path/to/daprd, or daprd on PATH, or
+// the build `make daprd` caches under ~/.cache/dapr-pub-sub). Run:
+//
+//	go run ./tools/repro-http-ack -protocol http
+//	go run ./tools/repro-http-ack -protocol grpc
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "repro:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	protocol := flag.String("protocol", "http", "the app channel: http or grpc")
+	n := flag.Int("n", 20000, "messages to publish")
+	rate := flag.Int("rate", 1000, "messages per second")
+	up := flag.Duration("up", 300*time.Millisecond, "how long the app serves between crashes")
+	down := flag.Duration("down", 200*time.Millisecond, "how long the app is down")
+	keep := flag.Bool("keep", false, "keep the work folder (daprd's debug log) for inspection")
+	flag.Parse()
+	if *protocol != "http" && *protocol != "grpc" {
+		return fmt.Errorf("-protocol must be http or grpc")
+	}
+	daprd, err := findDaprd()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "repro-http-ack-")
+	if err != nil {
+		return err
+	}
+	if !*keep {
+		defer os.RemoveAll(dir)
+	}
+	ports, err := freePorts(5)
+	if err != nil {
+		return err
+	}
+	redisPort, appPort, httpPort, grpcPort, internalPort := ports[0], ports[1], ports[2], ports[3], ports[4]
+
+	redis := exec.Command("redis-server", "--port", strconv.Itoa(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
+	if err := redis.Start(); err != nil {
+		return fmt.Errorf("redis-server (apt-get install redis-server): %w", err)
+	}
+	defer func() { _ = redis.Process.Kill(); _ = redis.Wait() }()
+
+	components := filepath.Join(dir, "components")
+	if err := os.MkdirAll(components, 0o755); err != nil {
+		return err
+	}
+	// The component's defaults but for a short redelivery; a resiliency
+	// policy that retries a failed delivery until the app answers, so that
+	// no failure is ever acknowledged (components-contrib ≥ 1.17 acks a
+	// message once the retries run out, pubsub/redis/redis.go:250-261 at
+	// v1.18.0); and a declarative subscription, so the app need not answer
+	// at start-up. Any message acknowledged that the app did not record is
+	// then the channel's doing.
+	files := map[string]string{
+		"pubsub.yaml": fmt.Sprintf(`apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: pubsub
+spec:
+  type: pubsub.redis
+  version: v1
+  metadata:
+    - name: redisHost
+      value: 127.0.0.1:%d
+    - name: processingTimeout
+      value: "5000"
+    - name: redeliverInterval
+      value: "1000"
+`, redisPort),
+		"resiliency.yaml": `apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: retry-forever
+spec:
+  policies:
+    retries:
+      forever:
+        policy: constant
+        duration: 50ms
+        maxRetries: -1
+  targets:
+    components:
+      pubsub:
+        inbound:
+          retry: forever
+`,
+		"subscription.yaml": `apiVersion: dapr.io/v2alpha1
+kind: Subscription
+metadata:
+  name: t
+spec:
+  pubsubname: pubsub
+  topic: t
+  routes:
+    default: /t
+`,
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(components, name), []byte(body), 0o644); err != nil {
+			return err
+		}
+	}
+
+	app := newApp(*protocol, appPort)
+	if err := app.start(); err != nil {
+		return err
+	}
+	defer app.stop()
+
+	logFile := filepath.Join(dir, "daprd.log")
+	logOut, err := os.Create(logFile)
+	if err != nil {
+		return err
+	}
+	defer logOut.Close()
+	cmd := exec.Command(daprd, "--app-id", "repro", "--app-port", strconv.Itoa(appPort), "--app-protocol", *protocol,
+		"--dapr-http-port", strconv.Itoa(httpPort), "--dapr-grpc-port", strconv.Itoa(grpcPort),
+		"--dapr-internal-grpc-port", strconv.Itoa(internalPort), "--metrics-port", "0", "--enable-metrics=false",
+		"--resources-path", components, "--log-level", "debug", "--dapr-listen-addresses", "127.0.0.1")
+	cmd.Stdout, cmd.Stderr = logOut, logOut
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("daprd: %w", err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	base := "http://127.0.0.1:" + strconv.Itoa(httpPort)
+	if err := waitFor(60*time.Second, func() bool {
+		resp, err := http.Get(base + "/v1.0/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusNoContent
+	}); err != nil {
+		return fmt.Errorf("daprd did not become ready (log: %s): %w", logFile, err)
+	}
+	version, _ := exec.Command(daprd, "--version").Output()
+	fmt.Printf("daprd %s, app channel %s: publishing %d messages at %d/s while the app crashes every %s for %s\n",
+		strings.TrimSpace(string(version)), *protocol, *n, *rate, *up, *down)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	type loopResult struct {
+		crashes int
+		err     error
+	}
+	crashes := make(chan loopResult, 1)
+	go func() {
+		n, err := app.crashLoop(ctx, *up, *down)
+		crashes <- loopResult{n, err}
+	}()
+	tick := time.NewTicker(time.Second / time.Duration(*rate))
+	client := &http.Client{Timeout: 10 * time.Second}
+	for i := range *n {
+		<-tick.C
+		body := fmt.Sprintf(`{"n":%d}`, i)
+		resp, err := client.Post(base+"/v1.0/publish/pubsub/t", "application/json", strings.NewReader(body))
+		if err != nil {
+			cancel()
+			return fmt.Errorf("publish %d: %w", i, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			cancel()
+			return fmt.Errorf("publish %d: HTTP %d", i, resp.StatusCode)
+		}
+	}
+	tick.Stop()
+	cancel()
+	loop := <-crashes // the app is up for good
+	if loop.err != nil {
+		return loop.err
+	}
+	crashCount := loop.crashes
+	fmt.Printf("published %d, app crashed %d times; waiting until nothing is pending\n", *n, crashCount)
+
+	rc := redisCLI(redisPort)
+	drained := func() bool {
+		pending, _ := rc("XPENDING", "t", "repro")
+		info, _ := rc("XINFO", "GROUPS", "t")
+		return strings.HasPrefix(pending, "0\n") && strings.Contains(info, "lag\n0\n")
+	}
+	if err := waitFor(5*time.Minute, drained); err != nil {
+		return fmt.Errorf("the group did not drain: %w", err)
+	}
+	got := app.received()
+	var lost []int
+	for i := range *n {
+		if got[i] == 0 {
+			lost = append(lost, i)
+		}
+	}
+	fmt.Printf("received %d distinct messages of %d; nothing pending; acknowledged but never delivered: %d\n", len(got), *n, len(lost))
+	if len(lost) > 0 {
+		fmt.Printf("lost: %v\n", head(lost, 20))
+		skipped, err := countLines(logFile, regexp.MustCompile(`skipping status check due to empty response body`))
+		if err == nil {
+			fmt.Printf("daprd logged \"skipping status check due to empty response body\" %d times (the app always answers a body)\n", skipped)
+		}
+		if *keep {
+			fmt.Printf("daprd's debug log: %s\n", logFile)
+		}
+		return errors.New("messages were acknowledged that the app never received")
+	}
+	return nil
+}
+
+// app is the bare subscriber: it records the "n" of every message before
+// answering SUCCESS, and can crash and come back on the same port.
+type app struct {
+	protocol string
+	port     int
+
+	mu   sync.Mutex
+	got  map[int]int
+	stop func()
+}
+
+func newApp(protocol string, port int) *app {
+	return &app{protocol: protocol, port: port, got: map[int]int{}}
+}
+
+func (a *app) record(n int) {
+	a.mu.Lock()
+	a.got[n]++
+	a.mu.Unlock()
+}
+
+func (a *app) received() map[int]int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[int]int, len(a.got))
+	for k, v := range a.got {
+		out[k] = v
+	}
+	return out
+}
+
+// start serves on the app port until crash or stop.
+func (a *app) start() error {
+	var lis net.Listener
+	var err error
+	// The port was just freed by a crash: retry briefly.
+	for range 50 {
+		if lis, err = net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(a.port)); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		return err
+	}
+	if a.protocol == "grpc" {
+		s := grpc.NewServer()
+		runtimev1pb.RegisterAppCallbackServer(s, &callback{app: a})
+		go func() { _ = s.Serve(lis) }()
+		a.stop = s.Stop // closes the listener and every connection at once
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /t", func(w http.ResponseWriter, r *http.Request) {
+		var ce struct {
+			Data struct {
+				N *int `json:"n"`
+			} `json:"data"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&ce); err != nil || ce.Data.N == nil {
+			http.Error(w, "bad event", http.StatusBadRequest)
+			return
+		}
+		a.record(*ce.Data.N)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"SUCCESS"}`))
+	})
+	s := &http.Server{Handler: mux}
+	go func() { _ = s.Serve(lis) }()
+	a.stop = func() { _ = s.Close() } // closes the listener and every connection at once
+	return nil
+}
+
+// crashLoop stops the app abruptly every up, for down, until ctx ends, and
+// returns how often it did; the app is up when it returns.
+func (a *app) crashLoop(ctx context.Context, up, down time.Duration) (int, error) {
+	crashes := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return crashes, nil
+		case <-time.After(up):
+		}
+		a.stop()
+		crashes++
+		time.Sleep(down)
+		if err := a.start(); err != nil {
+			return crashes, fmt.Errorf("restart the app: %w", err)
+		}
+	}
+}
+
+// callback is the gRPC app: SUCCESS for every event it could record.
+type callback struct {
+	runtimev1pb.UnimplementedAppCallbackServer
+	app *app
+}
+
+func (c *callback) ListTopicSubscriptions(context.Context, *emptypb.Empty) (*runtimev1pb.ListTopicSubscriptionsResponse, error) {
+	return &runtimev1pb.ListTopicSubscriptionsResponse{}, nil // the declarative subscription
+}
+
+func (c *callback) OnTopicEvent(_ context.Context, in *runtimev1pb.TopicEventRequest) (*runtimev1pb.TopicEventResponse, error) {
+	var data struct {
+		N *int `json:"n"`
+	}
+	if err := json.Unmarshal(in.GetData(), &data); err != nil || data.N == nil {
+		return &runtimev1pb.TopicEventResponse{Status: runtimev1pb.TopicEventResponse_DROP}, nil
+	}
+	c.app.record(*data.N)
+	return &runtimev1pb.TopicEventResponse{Status: runtimev1pb.TopicEventResponse_SUCCESS}, nil
+}
+
+func findDaprd() (string, error) {
+	if p := os.Getenv("DAPRD"); p != "" {
+		return p, nil
+	}
+	if p, err := exec.LookPath("daprd"); err == nil {
+		return p, nil
+	}
+	if dir, err := os.UserCacheDir(); err == nil {
+		matches, _ := filepath.Glob(filepath.Join(dir, "dapr-pub-sub", "daprd-*", "daprd"))
+		sort.Strings(matches)
+		if len(matches) > 0 {
+			return matches[len(matches)-1], nil
+		}
+	}
+	return "", errors.New("no daprd: set DAPRD=/path/to/daprd, put daprd on PATH, or run `make daprd`")
+}
+
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// redisCLI runs redis-cli against port and returns its output.
+func redisCLI(port int) func(args ...string) (string, error) {
+	return func(args ...string) (string, error) {
+		out, err := exec.Command("redis-cli", append([]string{"-p", strconv.Itoa(port)}, args...)...).Output()
+		return string(out), err
+	}
+}
+
+func waitFor(timeout time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not within %s", timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil
+}
+
+func countLines(file string, re *regexp.Regexp) (int, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if re.Match(sc.Bytes()) {
+			n++
+		}
+	}
+	return n, sc.Err()
+}
+
+func head(xs []int, n int) []int {
+	if len(xs) > n {
+		return xs[:n]
+	}
+	return xs
+}
