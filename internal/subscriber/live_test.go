@@ -550,3 +550,32 @@ func TestPageStreamDoesNotHoldUpShutdown(t *testing.T) {
 		t.Errorf("GracefulStop took %s with a stream open, want well under the SDK's 5 s", d)
 	}
 }
+
+// TestLatePageGetsTheLastMinute: a page opened seconds after a burst gets
+// the burst in its snapshot's throughput, kept on the server.
+func TestLatePageGetsTheLastMinute(t *testing.T) {
+	f := NewFeed(100, 10)
+	burst := time.Now().Add(-5 * time.Second)
+	for i := range 60 {
+		d := delivery(int64(i), OutcomeSuccess)
+		d.Time = burst
+		f.Publish(d)
+	}
+	srv := httptest.NewServer(handleEvents(f, &Stats{}, quietLog()))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	ev := nextEvent(t, readEvents(resp.Body))
+	var snap struct {
+		Stats struct{ Rate []int64 } `json:"stats"`
+	}
+	if ev.name != "snapshot" || json.Unmarshal([]byte(ev.data), &snap) != nil {
+		t.Fatalf("first event %q %s, want a snapshot", ev.name, ev.data)
+	}
+	if r := snap.Stats.Rate; len(r) != RateWindow || slices.Max(r) != 60 {
+		t.Errorf("snapshot rate %v: want the burst of 60 five seconds ago", r)
+	}
+}
