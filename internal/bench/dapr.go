@@ -38,10 +38,13 @@ const (
 // processed_at is the delivery time, read back from Redis after the run.
 type daprScenario struct {
 	name    string
-	publish string        // publishGRPC, publishHTTP or publishBulk
-	batch   int           // orders per PublishEvents call (publishBulk)
-	mode    launcher.Mode // the subscriber's mode
-	env     *daprEnv      // shared by every Dapr scenario of a run
+	publish string         // publishGRPC, publishHTTP or publishBulk
+	batch   int            // orders per PublishEvents call (publishBulk)
+	mode    launcher.Mode  // the subscriber's mode
+	channel system.Channel // how daprd delivers; "" is the mode's default
+	// daprArgs are more flags for the subscriber's daprd.
+	daprArgs []string
+	env      *daprEnv // shared by every Dapr scenario of a run
 }
 
 // daprEnv is what the Dapr scenarios of one bench run share: daprd and the
@@ -73,6 +76,11 @@ func (s daprScenario) Close() error {
 func daprScenarios(env *daprEnv) []Scenario {
 	return []Scenario{
 		daprScenario{name: "dapr-grpc", publish: publishGRPC, mode: launcher.ModeLatency, env: env},
+		// The latency mode on the seed's HTTP app channel, and with the
+		// mitigation of its race (one delivery at a time).
+		daprScenario{name: "dapr-grpc-httpch", publish: publishGRPC, mode: launcher.ModeLatency, channel: system.ChannelHTTP, env: env},
+		daprScenario{name: "dapr-grpc-httpch-mc1", publish: publishGRPC, mode: launcher.ModeLatency, channel: system.ChannelHTTP,
+			daprArgs: []string{"--app-max-concurrency", "1"}, env: env},
 		daprScenario{name: "dapr-http", publish: publishHTTP, mode: launcher.ModeLatency, env: env},
 		daprScenario{name: "dapr-bulk10", publish: publishBulk, batch: 10, mode: launcher.ModeThroughput, env: env},
 		daprScenario{name: "dapr-bulk100", publish: publishBulk, batch: 100, mode: launcher.ModeThroughput, env: env},
@@ -98,8 +106,9 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 		Tools:      s.env.tools,
 		Redis:      launcher.RedisOptions{Source: launcher.RedisExisting, Addr: p.Redis.Addr, ExistingPassword: p.Redis.Password},
 		Mode:       s.mode,
+		Channel:    s.channel,
 		Secrets:    &secrets,
-		Subscriber: system.Node{LogFormat: "json"},
+		Subscriber: system.Node{LogFormat: "json", DaprArgs: s.daprArgs},
 		// Only errors: the sidecars' output goes to the bench's stderr.
 		DaprLogLevel: "error",
 		Out:          p.Out,

@@ -49,14 +49,14 @@ func TestStoppedSystemLeavesNoProcess(t *testing.T) {
 // the seed's orders arrive, a curl-style publish arrives, and Ctrl-C
 // (cancelling the context) stops every process.
 func TestLocalRunShowsTheSeedFlow(t *testing.T) {
-	ports, err := launcher.FreePorts(6)
+	ports, err := launcher.FreePorts(7)
 	if err != nil {
 		t.Fatal(err)
 	}
 	redisAddr := "127.0.0.1:" + strconv.Itoa(ports[5])
 	args := []string{"-count", "3", "-interval", "10ms", "-broker", "redis", "-redis", "redis-server", "-redis-addr", redisAddr,
 		"-app-port", strconv.Itoa(ports[0]), "-sub-http-port", strconv.Itoa(ports[1]), "-sub-grpc-port", strconv.Itoa(ports[2]),
-		"-pub-http-port", strconv.Itoa(ports[3]), "-pub-grpc-port", strconv.Itoa(ports[4])}
+		"-pub-http-port", strconv.Itoa(ports[3]), "-pub-grpc-port", strconv.Itoa(ports[4]), "-app-grpc-port", strconv.Itoa(ports[6])}
 	// Known secrets, to look for them where they must not be.
 	known := launcher.NewSecrets(func(string) string { return "" })
 	apiToken, redisPassword := known.APIToken, known.RedisPassword
@@ -230,14 +230,14 @@ func (w *watchedOutput) waitFor(t *testing.T, done chan error, s string) {
 // TestLocalRunOnTheEmbeddedBroker runs `make run`'s flow with no Redis
 // installed-style: miniredis in the launcher, Dapr's in-memory state store.
 func TestLocalRunOnTheEmbeddedBroker(t *testing.T) {
-	ports, err := launcher.FreePorts(6)
+	ports, err := launcher.FreePorts(7)
 	if err != nil {
 		t.Fatal(err)
 	}
 	args := []string{"-count", "3", "-interval", "10ms", "-broker", "redis", "-redis", "embedded",
 		"-redis-addr", "127.0.0.1:" + strconv.Itoa(ports[5]),
 		"-app-port", strconv.Itoa(ports[0]), "-sub-http-port", strconv.Itoa(ports[1]), "-sub-grpc-port", strconv.Itoa(ports[2]),
-		"-pub-http-port", strconv.Itoa(ports[3]), "-pub-grpc-port", strconv.Itoa(ports[4])}
+		"-pub-http-port", strconv.Itoa(ports[3]), "-pub-grpc-port", strconv.Itoa(ports[4]), "-app-grpc-port", strconv.Itoa(ports[6])}
 	out := &watchedOutput{t: t}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()

@@ -33,7 +33,7 @@ func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (lo
 	// The seed's HTTP ports; the app↔sidecar gRPC ports are picked free
 	// (below the ephemeral range) unless given: a fixed port there can be
 	// held by any client socket.
-	l := local{spec: Spec{Ports: Ports{App: 8001, SubHTTP: 3501, PubHTTP: 3500}}}
+	l := local{spec: Spec{Ports: Ports{App: 8001, AppGRPC: 8002, SubHTTP: 3501, PubHTTP: 3500}}}
 	p := &l.spec.Ports
 	var redisSource, mode, channel string
 	fs := cli.NewFlagSet("launcher", "Runs the whole system locally: Redis, the subscriber and the publisher, each\nwith its own daprd, on the seed's ports. Ctrl-C stops everything.", stderr)
@@ -44,6 +44,7 @@ func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (lo
 	fs.StringVar(&redisSource, "redis", str("REDIS_MODE", string(launcher.RedisAuto)), "where Redis comes from: auto, existing, redis-server or embedded [REDIS_MODE]")
 	fs.StringVar(&l.spec.Redis.Addr, "redis-addr", str("REDIS_ADDR", "127.0.0.1:6379"), "Redis address; replaces localhost:6379 in the components [REDIS_ADDR]")
 	fs.IntVar(&p.App, "app-port", p.App, "subscriber app port")
+	fs.IntVar(&p.AppGRPC, "app-grpc-port", p.AppGRPC, "subscriber app gRPC port, where daprd delivers on the grpc channel")
 	fs.IntVar(&p.SubHTTP, "sub-http-port", p.SubHTTP, "subscriber sidecar HTTP port")
 	fs.IntVar(&p.SubGRPC, "sub-grpc-port", 0, "subscriber sidecar gRPC port (default: a free one)")
 	fs.IntVar(&p.PubHTTP, "pub-http-port", p.PubHTTP, "publisher sidecar HTTP port")
@@ -138,7 +139,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if l.spec.Mode == launcher.ModeThroughput {
 		say("Throughput mode: bulk subscribe, batches of up to %d orders, waiting at most %s", launcher.ThroughputBatch, launcher.ThroughputAwait)
 	}
-	say("Subscriber on :%d, its sidecar on :%d (gRPC :%d), delivering over %s", sys.Sub.Port, sys.Sub.Daprd.HTTPPort, sys.Sub.Daprd.GRPCPort, sys.Spec.Channel)
+	if sys.Spec.Channel == ChannelGRPC {
+		say("Subscriber on :%d (daprd delivers over gRPC to :%d), its sidecar on :%d (gRPC :%d)", sys.Sub.Port, sys.Sub.GRPCPort, sys.Sub.Daprd.HTTPPort, sys.Sub.Daprd.GRPCPort)
+	} else {
+		say("Subscriber on :%d (daprd delivers over HTTP), its sidecar on :%d (gRPC :%d)", sys.Sub.Port, sys.Sub.Daprd.HTTPPort, sys.Sub.Daprd.GRPCPort)
+	}
 	say("Live page: http://127.0.0.1:%d/?key=%s (opens the page for this run only)", sys.Sub.Port, web.PageKey(sys.Secrets.AppToken))
 	say("Publisher sidecar on :%d (gRPC :%d); publishing %d orders", sys.PubDaprd.HTTPPort, sys.PubDaprd.GRPCPort, l.count)
 
@@ -171,7 +176,7 @@ func (l local) checkPorts() error {
 		port int
 		what string
 	}{
-		{p.App, "subscriber app"}, {p.SubHTTP, "subscriber sidecar HTTP"}, {p.SubGRPC, "subscriber sidecar gRPC"},
+		{p.App, "subscriber app"}, {p.AppGRPC, "subscriber app gRPC"}, {p.SubHTTP, "subscriber sidecar HTTP"}, {p.SubGRPC, "subscriber sidecar gRPC"},
 		{p.PubHTTP, "publisher sidecar HTTP"}, {p.PubGRPC, "publisher sidecar gRPC"},
 	} {
 		if c.port == 0 {

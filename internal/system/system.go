@@ -88,7 +88,8 @@ func ParseChannel(s string) (Channel, error) {
 
 // Ports are the system's fixed ports; 0 picks a free one.
 type Ports struct {
-	App     int // the subscriber app (daprd's --app-port)
+	App     int // the subscriber app's HTTP port: probes, metrics, the live page, and deliveries on the http channel
+	AppGRPC int // the subscriber app's gRPC port, where daprd delivers on the grpc channel
 	SubHTTP int // the subscriber's daprd, HTTP API
 	SubGRPC int // the subscriber's daprd, gRPC API (the app's state calls)
 	PubHTTP int // the publisher's daprd, HTTP API
@@ -124,15 +125,17 @@ type Node struct {
 	LogLevel     string       // the app's LOG_LEVEL; "" is its default
 	LogFormat    string       // the app's LOG_FORMAT; "" is its default
 	DaprLogLevel string       // its daprd's --log-level; "" is the spec's
+	DaprArgs     []string     // more flags for its daprd, e.g. --app-max-concurrency 1
 	OnLine       func(string) // sees every line the app prints
 }
 
 // Subscriber is a running subscriber app and its sidecar.
 type Subscriber struct {
-	App   *launcher.Process
-	Daprd *launcher.RunningSidecar
-	Port  int // its HTTP port: probes, metrics, /stats, the live page
-	Node  Node
+	App      *launcher.Process
+	Daprd    *launcher.RunningSidecar
+	Port     int // its HTTP port: probes, metrics, /stats, the live page
+	GRPCPort int // its gRPC port on the grpc channel, else 0
+	Node     Node
 }
 
 // Running is a started system. Its fields are for the callers to read; Stop
@@ -220,7 +223,7 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 	if err := spec.Mode.Apply(r.Resources, spec.Broker); err != nil {
 		return r, err
 	}
-	if r.Sub, err = r.startSubscriber(ctx, spec.Subscriber, spec.Ports.App, spec.Ports.SubHTTP, spec.Ports.SubGRPC); err != nil {
+	if r.Sub, err = r.startSubscriber(ctx, spec.Subscriber, spec.Ports.App, spec.Ports.AppGRPC, spec.Ports.SubHTTP, spec.Ports.SubGRPC); err != nil {
 		return r, err
 	}
 	if r.PubDaprd, err = r.startSidecar(ctx, launcher.Sidecar{
@@ -235,10 +238,10 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 // ports: a replica when n.AppID is the first's, else another app that
 // subscribes on its own. Stop stops it with the rest.
 func (r *Running) AddSubscriber(ctx context.Context, n Node) (*Subscriber, error) {
-	return r.startSubscriber(ctx, n, 0, 0, 0)
+	return r.startSubscriber(ctx, n, 0, 0, 0, 0)
 }
 
-func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, httpPort, grpcPort int) (*Subscriber, error) {
+func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCPort, httpPort, grpcPort int) (*Subscriber, error) {
 	if n.AppID == "" {
 		n.AppID = launcher.SubscriberID
 	}
@@ -254,7 +257,8 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, httpPort
 	// its gRPC port; the HTTP port always serves probes and the page.
 	deliverPort, proto, appGRPC := appPort, "http", 0
 	if r.Spec.Channel == ChannelGRPC {
-		deliverPort, proto, appGRPC = free[2], "grpc", free[2]
+		appGRPCPort = cmp(appGRPCPort, free[2])
+		deliverPort, proto, appGRPC = appGRPCPort, "grpc", appGRPCPort
 	}
 	batch, await := r.Spec.Mode.Bulk()
 	env := appenv.Subscriber{
@@ -272,11 +276,12 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, httpPort
 	r.stops = append(r.stops, func() { app.Stop(stopGrace) })
 	d, err := r.startSidecar(ctx, launcher.Sidecar{
 		Name: "daprd-" + n.Name, AppID: n.AppID, AppPort: deliverPort, AppProto: proto, HTTPPort: httpPort, GRPCPort: grpcPort, LogLevel: n.DaprLogLevel,
+		Extra: n.DaprArgs,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &Subscriber{App: app, Daprd: d, Port: appPort, Node: n}, nil
+	return &Subscriber{App: app, Daprd: d, Port: appPort, GRPCPort: appGRPC, Node: n}, nil
 }
 
 func cmp(set, free int) int {

@@ -59,6 +59,7 @@ func run() error {
 	rate := flag.Int("rate", 1000, "messages per second")
 	up := flag.Duration("up", 300*time.Millisecond, "how long the app serves between crashes")
 	down := flag.Duration("down", 200*time.Millisecond, "how long the app is down")
+	maxConcurrency := flag.Int("app-max-concurrency", 0, "daprd --app-max-concurrency (0: unlimited), the mitigation to try")
 	keep := flag.Bool("keep", false, "keep the work folder (daprd's debug log) for inspection")
 	flag.Parse()
 	if *protocol != "http" && *protocol != "grpc" {
@@ -160,10 +161,14 @@ spec:
 		return err
 	}
 	defer logOut.Close()
-	cmd := exec.Command(daprd, "--app-id", "repro", "--app-port", strconv.Itoa(appPort), "--app-protocol", *protocol,
+	args := []string{"--app-id", "repro", "--app-port", strconv.Itoa(appPort), "--app-protocol", *protocol,
 		"--dapr-http-port", strconv.Itoa(httpPort), "--dapr-grpc-port", strconv.Itoa(grpcPort),
 		"--dapr-internal-grpc-port", strconv.Itoa(internalPort), "--metrics-port", "0", "--enable-metrics=false",
-		"--resources-path", components, "--log-level", "debug", "--dapr-listen-addresses", "127.0.0.1")
+		"--resources-path", components, "--log-level", "debug", "--dapr-listen-addresses", "127.0.0.1"}
+	if *maxConcurrency > 0 {
+		args = append(args, "--app-max-concurrency", strconv.Itoa(*maxConcurrency))
+	}
+	cmd := exec.Command(daprd, args...)
 	cmd.Stdout, cmd.Stderr = logOut, logOut
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("daprd: %w", err)
@@ -181,8 +186,8 @@ spec:
 		return fmt.Errorf("daprd did not become ready (log: %s): %w", logFile, err)
 	}
 	version, _ := exec.Command(daprd, "--version").Output()
-	fmt.Printf("daprd %s, app channel %s: publishing %d messages at %d/s while the app crashes every %s for %s\n",
-		strings.TrimSpace(string(version)), *protocol, *n, *rate, *up, *down)
+	fmt.Printf("daprd %s, app channel %s, app max concurrency %d: publishing %d messages at %d/s while the app crashes every %s for %s\n",
+		strings.TrimSpace(string(version)), *protocol, *maxConcurrency, *n, *rate, *up, *down)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	type loopResult struct {
