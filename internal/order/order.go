@@ -186,14 +186,14 @@ func describe(raw []byte, err error) string {
 
 // jsonKind names the JSON value that starts with c.
 func jsonKind(c byte) string {
-	switch {
-	case c == '[':
+	switch c {
+	case '[':
 		return "array"
-	case c == '"':
+	case '"':
 		return "string"
-	case c == 't' || c == 'f':
+	case 't', 'f':
 		return "boolean"
-	case c == 'n':
+	case 'n':
 		return "null"
 	}
 	return "number"
