@@ -385,15 +385,20 @@ func checkDockerfile(app string, d dockerfile, goLine string) problems {
 	}
 
 	if app == "subscriber" {
-		// The port it listens on by default is the one exposed, and it
-		// listens on all interfaces in the image.
+		// The ports it listens on by default (HTTP, and gRPC on the
+		// default grpc channel) are the ones exposed, and it listens on all
+		// interfaces in the image.
 		cfg, err := subscriber.ParseConfig(nil, func(k string) string { return env[k] }, io.Discard)
 		if err != nil {
 			p.add("the image's environment: %v", err)
 			return p
 		}
-		if want := []string{strconv.Itoa(cfg.Port)}; !slices.Equal(expose, want) {
-			p.add("EXPOSE %q, want %q: the subscriber's default port", expose, want)
+		want := []string{strconv.Itoa(cfg.Port)}
+		if cfg.Channel == subscriber.ChannelGRPC {
+			want = append(want, strconv.Itoa(cfg.GRPCPort))
+		}
+		if !slices.Equal(expose, want) {
+			p.add("EXPOSE %q, want %q: the subscriber's default ports", expose, want)
 		}
 		if cfg.Address != "0.0.0.0" {
 			p.add("the image's subscriber listens on %s, want 0.0.0.0 (ENV APP_ADDRESS)", cfg.Address)
@@ -437,7 +442,8 @@ func TestDockerfileChecksCatchMistakes(t *testing.T) {
 		{"FROM --platform=$BUILDPLATFORM " + builderImage, "FROM " + builderImage, "--platform"},
 		{"COPY --from=build /out/subscriber /subscriber", "COPY --from=build /out/publisher /subscriber", "COPY"},
 		{`ENTRYPOINT ["/subscriber"]`, "ENTRYPOINT /subscriber", "ENTRYPOINT"},
-		{"EXPOSE 8001", "EXPOSE 8080", "EXPOSE"},
+		{"EXPOSE 8001 8002", "EXPOSE 8080", "EXPOSE"},
+		{"EXPOSE 8001 8002", "EXPOSE 8001", "EXPOSE"},
 		{"ENV APP_ADDRESS=0.0.0.0\n", "", "0.0.0.0"},
 		{"COPY go.mod go.sum ./\nRUN go mod download\n", "", "builder steps"},
 		{"USER 65532:65532", "RUN true\nUSER 65532:65532", "runtime stage"},

@@ -814,9 +814,21 @@ func (c *cluster) checkDeployment(p *problems, d *appsv1.Deployment) {
 			p.add("%s: the subscriber refuses its environment: %v", where, err)
 			return
 		}
+		// daprd delivers to the app's HTTP port on the http channel, to its
+		// gRPC port on grpc; the HTTP port serves the probes on both.
+		deliverPort := cfg.Port
+		if cfg.Channel == subscriber.ChannelGRPC {
+			deliverPort = cfg.GRPCPort
+			if n, ok := containerPort(app, intstr.FromString("grpc")); !ok || int(n) != cfg.GRPCPort {
+				p.add("%s: container port grpc %d, the app's gRPC service listens on %d", where, n, cfg.GRPCPort)
+			}
+		}
+		if proto := flag("--app-protocol"); proto != cfg.Channel || an["dapr.io/app-protocol"] != cfg.Channel {
+			p.add("%s: dapr.io/app-protocol %q, daprd --app-protocol %q, the app's channel is %s", where, an["dapr.io/app-protocol"], proto, cfg.Channel)
+		}
 		port := flag("--app-port")
-		if want := strconv.Itoa(cfg.Port); port != want || an["dapr.io/app-port"] != want {
-			p.add("%s: dapr.io/app-port %q, daprd --app-port %q, the app listens on %s", where, an["dapr.io/app-port"], port, want)
+		if want := strconv.Itoa(deliverPort); port != want || an["dapr.io/app-port"] != want {
+			p.add("%s: dapr.io/app-port %q, daprd --app-port %q, the app takes deliveries on %s", where, an["dapr.io/app-port"], port, want)
 		}
 		if n, ok := containerPort(app, intstr.FromString("http")); !ok || int(n) != cfg.Port {
 			p.add("%s: container port http %d, the app listens on %d", where, n, cfg.Port)
@@ -860,7 +872,7 @@ func (c *cluster) checkDeployment(p *problems, d *appsv1.Deployment) {
 			app.ReadinessProbe == nil || app.ReadinessProbe.HTTPGet == nil || app.ReadinessProbe.HTTPGet.Path != "/readyz" {
 			p.add("%s: want liveness GET /healthz and readiness GET /readyz", where)
 		}
-		if got := flag("--app-health-check-path"); app.LivenessProbe != nil && app.LivenessProbe.HTTPGet != nil && got != app.LivenessProbe.HTTPGet.Path {
+		if got := flag("--app-health-check-path"); cfg.Channel == subscriber.ChannelHTTP && app.LivenessProbe != nil && app.LivenessProbe.HTTPGet != nil && got != app.LivenessProbe.HTTPGet.Path {
 			p.add("%s: daprd checks %s, the kubelet %s", where, got, app.LivenessProbe.HTTPGet.Path)
 		}
 	case "publisher":
@@ -944,7 +956,7 @@ func TestManifestsCrossReferencesCatchMistakes(t *testing.T) {
 		breakIt    func(c *cluster)
 	}{
 		{"app-port", "app-port", func(c *cluster) {
-			c.deployments["subscriber"].Spec.Template.Annotations["dapr.io/app-port"] = "8002"
+			c.deployments["subscriber"].Spec.Template.Annotations["dapr.io/app-port"] = "8003"
 		}},
 		{"annotation typo", "not one the injector", func(c *cluster) {
 			c.deployments["subscriber"].Spec.Template.Annotations["dapr.io/app-health-probe-threshold"] = "3"
@@ -1206,6 +1218,10 @@ func TestSubscriberAsDeployed(t *testing.T) {
 	if proto := d.Spec.Template.Annotations["dapr.io/app-protocol"]; cfg.Channel != proto {
 		t.Fatalf("the subscriber's channel is %q, its daprd's app protocol %q", cfg.Channel, proto)
 	}
+	// The subscriptions are the same on both channels (the gRPC listing is
+	// tested in internal/subscriber); here they are read over HTTP, with the
+	// probes, from the service as configured but with its HTTP routes.
+	cfg.Channel = subscriber.ChannelHTTP
 	// Here, on loopback and a free port.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -1258,7 +1274,11 @@ func TestSubscriberAsDeployed(t *testing.T) {
 	}
 	// Probes and scrapes carry no token.
 	app := d.Spec.Template.Spec.Containers[0]
-	for _, path := range []string{app.LivenessProbe.HTTPGet.Path, app.ReadinessProbe.HTTPGet.Path, d.Spec.Template.Annotations["prometheus.io/path"], d.Spec.Template.Annotations["dapr.io/app-health-check-path"]} {
+	paths := []string{app.LivenessProbe.HTTPGet.Path, app.ReadinessProbe.HTTPGet.Path, d.Spec.Template.Annotations["prometheus.io/path"]}
+	if d.Spec.Template.Annotations["dapr.io/app-protocol"] == subscriber.ChannelHTTP {
+		paths = append(paths, d.Spec.Template.Annotations["dapr.io/app-health-check-path"])
+	}
+	for _, path := range paths {
 		if code, body := get(path, ""); code != http.StatusOK {
 			t.Errorf("GET %s without the token = %d %s, want 200 (daprd has read /dapr/subscribe)", path, code, body)
 		}
