@@ -133,27 +133,31 @@ func (s *sys) publishedOrders() int {
 }
 
 func envInt(t *testing.T, name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 {
-		t.Fatalf("%s=%q: want a whole number ≥ 1", name, v)
-	}
-	return n
+	return envValue(t, name, def, "a whole number ≥ 1", func(v string) (int, bool) {
+		n, err := strconv.Atoi(v)
+		return n, err == nil && n >= 1
+	})
 }
 
 func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
+	return envValue(t, name, def, "a duration such as 1s", func(v string) (time.Duration, bool) {
+		d, err := time.ParseDuration(v)
+		return d, err == nil && d >= 0
+	})
+}
+
+// envValue is the variable name parsed by parse, def when it is unset; a
+// value that does not parse fails the test with what it wants.
+func envValue[T any](t *testing.T, name string, def T, want string, parse func(string) (T, bool)) T {
 	v := os.Getenv(name)
 	if v == "" {
 		return def
 	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		t.Fatalf("%s=%q: want a duration such as 1s", name, v)
+	x, ok := parse(v)
+	if !ok {
+		t.Fatalf("%s=%q: want %s", name, v, want)
 	}
-	return d
+	return x
 }
 
 func appendLine(file, line string) error {

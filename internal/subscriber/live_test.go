@@ -321,16 +321,23 @@ func TestEventsStreamSnapshotThenDeliveries(t *testing.T) {
 	}
 }
 
-func TestEventsStreamEndsWhenTheFeedCloses(t *testing.T) {
-	f := NewFeed(10, 10)
+// openEvents serves f's event stream and opens it; it returns the events
+// and the stream's URL, and the test's cleanup closes both.
+func openEvents(t *testing.T, f *Feed) (<-chan sseEvent, string) {
+	t.Helper()
 	srv := httptest.NewServer(handleEvents(f, &Stats{}, quietLog()))
-	defer srv.Close()
+	t.Cleanup(srv.Close)
 	resp, err := http.Get(srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	events := readEvents(resp.Body)
+	t.Cleanup(func() { resp.Body.Close() })
+	return readEvents(resp.Body), srv.URL
+}
+
+func TestEventsStreamEndsWhenTheFeedCloses(t *testing.T) {
+	f := NewFeed(10, 10)
+	events, url := openEvents(t, f)
 	nextEvent(t, events) // snapshot
 	f.Close()
 	select {
@@ -342,7 +349,7 @@ func TestEventsStreamEndsWhenTheFeedCloses(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the stream is still open after Close")
 	}
-	resp2, err := http.Get(srv.URL)
+	resp2, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -561,14 +568,8 @@ func TestLatePageGetsTheLastMinute(t *testing.T) {
 		d.Time = burst
 		f.Publish(d)
 	}
-	srv := httptest.NewServer(handleEvents(f, &Stats{}, quietLog()))
-	defer srv.Close()
-	resp, err := http.Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	ev := nextEvent(t, readEvents(resp.Body))
+	events, _ := openEvents(t, f)
+	ev := nextEvent(t, events)
 	var snap struct {
 		Stats struct{ Rate []int64 } `json:"stats"`
 	}
