@@ -78,6 +78,8 @@ type options struct {
 	// channel is how daprd delivers; "" is the spec's default (grpc in
 	// the latency mode), or E2E_CHANNEL when set.
 	channel system.Channel
+	// noAppHealthCheck turns the subscriber daprd's app health check off.
+	noAppHealthCheck bool
 }
 
 // startSystem starts the system as its spec says, with a fresh
@@ -94,7 +96,7 @@ func startSystem(t testing.TB, opts ...options) *sys {
 		t.Fatal(err)
 	}
 	s := &sys{t: t, received: newReceipts()}
-	sub := debugNode(system.Node{Env: o.subEnv, OnLine: s.received.observe})
+	sub := debugNode(system.Node{Env: o.subEnv, OnLine: s.received.observe, NoAppHealthCheck: o.noAppHealthCheck})
 	s.Running = system.Test(t, system.Spec{
 		Tools:      tools,
 		Redis:      launcher.RedisOptions{Source: launcher.RedisServer, Addr: "127.0.0.1:" + strconv.Itoa(ports[0]), Dir: t.TempDir()},

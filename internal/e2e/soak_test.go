@@ -34,7 +34,7 @@ func TestSoak(t *testing.T) {
 	}
 	restarts, rate := envInt(t, "SOAK_RESTARTS", 500), envInt(t, "SOAK_RATE", 400)
 	up, down := envDuration(t, "SOAK_UP", time.Second), envDuration(t, "SOAK_DOWN", 0)
-	s := startSystem(t, options{channel: channel})
+	s := startSystem(t, options{channel: channel, noAppHealthCheck: os.Getenv("SOAK_NO_HEALTH_CHECK") != ""})
 	pub, err := s.StartPublisher([]string{"-count", "-1", "-rate", strconv.Itoa(rate), "-attempts", "60"}, "")
 	if err != nil {
 		t.Fatal(err)
@@ -61,6 +61,9 @@ func TestSoak(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(up) // the app runs before the next fault
+		if i%25 == 24 {
+			t.Logf("after %d restarts: %d Redis client connections, %d pending", i+1, s.redisClients(), s.pending("orders"))
+		}
 		if pub.Exited() {
 			t.Fatalf("the publisher stopped after %d restarts: %v\n%s", i, pub.Err(), pub.Tail())
 		}
@@ -81,6 +84,7 @@ func TestSoak(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	drain := time.Since(lastRestart)
+	t.Logf("at the end: %d Redis client connections", s.redisClients())
 	pending := s.pending("orders")
 	lost := s.checkProcessedOnce(launcher.SubscriberID, n)
 	dups := 0
@@ -102,6 +106,15 @@ func TestSoak(t *testing.T) {
 	if pending != 0 || processed != n {
 		t.Errorf("not drained 10 min after the last restart: %d of %d processed, %d pending", processed, n, pending)
 	}
+}
+
+// redisClients is how many client connections Redis has (CLIENT LIST).
+func (s *sys) redisClients() int {
+	list, err := s.redis.ClientList(s.t.Context()).Result()
+	if err != nil {
+		return -1
+	}
+	return strings.Count(list, "\n")
 }
 
 // publishedOrders reads the orders stream and returns how many distinct

@@ -42,17 +42,19 @@ func BuildApps(ctx context.Context, root, dir string) error {
 
 // Sidecar describes one daprd to start.
 type Sidecar struct {
-	Name      string // log prefix; default "daprd-<AppID>"
-	Secrets   Secrets
-	Config    string // daprd --config file; "" for none
-	AppID     string
-	AppPort   int    // 0: no app channel (a publisher needs none)
-	AppProto  string // the app channel's --app-protocol: "http" (default) or "grpc"
-	HTTPPort  int    // 0: a free port
-	GRPCPort  int    // 0: a free port
-	Resources string
-	LogLevel  string // daprd --log-level; default info
-	Extra     []string
+	Name     string // log prefix; default "daprd-<AppID>"
+	Secrets  Secrets
+	Config   string // daprd --config file; "" for none
+	AppID    string
+	AppPort  int    // 0: no app channel (a publisher needs none)
+	AppProto string // the app channel's --app-protocol: "http" (default) or "grpc"
+	// NoAppHealthCheck leaves daprd's app health check off.
+	NoAppHealthCheck bool
+	HTTPPort         int // 0: a free port
+	GRPCPort         int // 0: a free port
+	Resources        string
+	LogLevel         string // daprd --log-level; default info
+	Extra            []string
 }
 
 // RunningSidecar is a running daprd.
@@ -109,15 +111,17 @@ func StartSidecar(ctx context.Context, d Daprd, sc Sidecar, out io.Writer) (*Run
 		if sc.AppProto == "" {
 			sc.AppProto = "http"
 		}
-		args = append(args, "--app-port", strconv.Itoa(sc.AppPort), "--app-protocol", sc.AppProto, "--app-channel-address", "127.0.0.1",
+		args = append(args, "--app-port", strconv.Itoa(sc.AppPort), "--app-protocol", sc.AppProto, "--app-channel-address", "127.0.0.1")
+		if !sc.NoAppHealthCheck {
 			// daprd probes the app every second (GET /healthz on http,
 			// the HealthCheck RPC on grpc) and stops delivering after 3
 			// failures in a row (restarting when it answers again),
 			// instead of burning retries on a dead app.
-			"--enable-app-health-check",
-			"--app-health-probe-interval", "1", "--app-health-probe-timeout", "500", "--app-health-threshold", "3")
-		if sc.AppProto == "http" {
-			args = append(args, "--app-health-check-path", "/healthz")
+			args = append(args, "--enable-app-health-check",
+				"--app-health-probe-interval", "1", "--app-health-probe-timeout", "500", "--app-health-threshold", "3")
+			if sc.AppProto == "http" {
+				args = append(args, "--app-health-check-path", "/healthz")
+			}
 		}
 	}
 	if sc.Config != "" {

@@ -119,14 +119,16 @@ type Spec struct {
 
 // Node is one subscriber app with its sidecar, as asked for.
 type Node struct {
-	AppID        string       // "" is launcher.SubscriberID; the same id again is a replica
-	Name         string       // log prefix; "" is the app id
-	Env          []string     // more NAME=value pairs for the app (appenv names), e.g. faults
-	LogLevel     string       // the app's LOG_LEVEL; "" is its default
-	LogFormat    string       // the app's LOG_FORMAT; "" is its default
-	DaprLogLevel string       // its daprd's --log-level; "" is the spec's
-	DaprArgs     []string     // more flags for its daprd, e.g. --app-max-concurrency 1
-	OnLine       func(string) // sees every line the app prints
+	AppID        string   // "" is launcher.SubscriberID; the same id again is a replica
+	Name         string   // log prefix; "" is the app id
+	Env          []string // more NAME=value pairs for the app (appenv names), e.g. faults
+	LogLevel     string   // the app's LOG_LEVEL; "" is its default
+	LogFormat    string   // the app's LOG_FORMAT; "" is its default
+	DaprLogLevel string   // its daprd's --log-level; "" is the spec's
+	DaprArgs     []string // more flags for its daprd, e.g. --app-max-concurrency 1
+	// NoAppHealthCheck turns its daprd's app health check off.
+	NoAppHealthCheck bool
+	OnLine           func(string) // sees every line the app prints
 }
 
 // Subscriber is a running subscriber app and its sidecar.
@@ -276,7 +278,7 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCP
 	r.stops = append(r.stops, func() { app.Stop(stopGrace) })
 	d, err := r.startSidecar(ctx, launcher.Sidecar{
 		Name: "daprd-" + n.Name, AppID: n.AppID, AppPort: deliverPort, AppProto: proto, HTTPPort: httpPort, GRPCPort: grpcPort, LogLevel: n.DaprLogLevel,
-		Extra: n.DaprArgs,
+		Extra: n.DaprArgs, NoAppHealthCheck: n.NoAppHealthCheck,
 	})
 	if err != nil {
 		return nil, err
