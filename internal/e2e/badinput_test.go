@@ -14,14 +14,21 @@ import (
 	"dapr-pub-sub/internal/appenv"
 	"dapr-pub-sub/internal/launcher"
 	"dapr-pub-sub/internal/store"
+	"dapr-pub-sub/internal/system"
 )
 
 // TestBadInputIsRefusedOrDeadLettered sends every kind of bad input the
-// system can meet. Each one is either refused at publish with a clear error
-// and nothing stored, or kept as a dead letter with its reason; none is
-// lost silently, crashes the subscriber or loops.
+// system can meet, on each delivery channel. Each one is either refused at
+// publish with a clear error and nothing stored, or kept as a dead letter
+// with its reason; none is lost silently, crashes the subscriber or loops.
 func TestBadInputIsRefusedOrDeadLettered(t *testing.T) {
-	s := startSystem(t)
+	for _, channel := range []system.Channel{system.ChannelGRPC, system.ChannelHTTP} {
+		t.Run(string(channel), func(t *testing.T) { badInput(t, channel) })
+	}
+}
+
+func badInput(t *testing.T, channel system.Channel) {
+	s := startSystem(t, options{channel: channel})
 	publish := func(component, contentType, body string) (int, string) {
 		return s.publishHTTP(component, "orders", contentType, body)
 	}
