@@ -30,15 +30,7 @@ func TestManifestsMatchLocalComponents(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, path := range local {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		obj, err := decodeStrict(b)
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		switch o := obj.(type) {
+		switch o := loadFile[any](t, path).(type) {
 		case *componentsapi.Component:
 			if strings.HasPrefix(o.Spec.Type, "secretstores.") {
 				continue // on Kubernetes: Dapr's built-in "kubernetes" store
@@ -59,7 +51,7 @@ func TestManifestsMatchLocalComponents(t *testing.T) {
 				t.Errorf("resiliency %s differs from %s", o.Name, path)
 			}
 		default:
-			t.Errorf("%s: a %T: add it to this test", path, obj)
+			t.Errorf("%s: a %T: add it to this test", path, o)
 		}
 	}
 	// Every component in deploy/ has its local twin.

@@ -1,8 +1,8 @@
 package deploy
 
-
 // This file: decoding every document of deploy/ strictly into its Kubernetes
 // or Dapr type.
+
 import (
 	"bufio"
 	"bytes"
