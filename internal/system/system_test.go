@@ -1,0 +1,42 @@
+package system
+
+import (
+	"strings"
+	"testing"
+
+	"dapr-pub-sub/internal/launcher"
+)
+
+// TestStartRefusesWhatCannotRun: a spec that cannot run is refused before
+// any process starts, with the reason.
+func TestStartRefusesWhatCannotRun(t *testing.T) {
+	tools := Tools{Root: t.TempDir(), Daprd: launcher.Daprd{Path: "/nonexistent/daprd"}, BinDir: t.TempDir()}
+	tests := map[string]struct {
+		spec Spec
+		want string
+	}{
+		"no tools":        {spec: Spec{}, want: "not prepared"},
+		"unknown channel": {spec: Spec{Tools: tools, Channel: "smoke"}, want: `unknown channel "smoke"`},
+		"bulk over grpc":  {spec: Spec{Tools: tools, Mode: launcher.ModeThroughput, Channel: ChannelGRPC}, want: "needs the http channel"},
+		"unknown redis":   {spec: Spec{Tools: tools, Redis: launcher.RedisOptions{Source: "floppy"}}, want: "unknown Redis source"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			r, err := Start(t.Context(), tc.spec)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Start = %v, %v; want an error with %q", r, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseChannel(t *testing.T) {
+	for in, want := range map[string]Channel{"": "", "grpc": ChannelGRPC, "http": ChannelHTTP} {
+		if got, err := ParseChannel(in); err != nil || got != want {
+			t.Errorf("ParseChannel(%q) = %q, %v", in, got, err)
+		}
+	}
+	if _, err := ParseChannel("stream"); err == nil {
+		t.Error("ParseChannel accepted a channel that is not built")
+	}
+}
