@@ -30,35 +30,30 @@ var (
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
-		if err := setup(); err != nil {
+		cleanup, err := setup()
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "e2e setup:", err)
 			return 1
 		}
+		defer cleanup() // the built apps' folder
 		return m.Run()
 	}())
 }
 
 // setup finds or builds daprd of DAPR_VERSION (the default runtime when
-// unset) and builds the apps, once for every test.
-func setup() error {
+// unset) and builds the apps, once for every test; cleanup removes them.
+func setup() (cleanup func(), err error) {
 	if _, err := exec.LookPath("redis-server"); err != nil {
-		return fmt.Errorf("the integration tests need redis-server on PATH: apt-get install -y redis-server (.ci/run does this)")
+		return nil, fmt.Errorf("the integration tests need redis-server on PATH: apt-get install -y redis-server (.ci/run does this)")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	var (
-		err     error
-		cleanup func()
-	)
 	if tools, cleanup, err = system.Prepare(ctx, os.Getenv("DAPR_VERSION"), os.Stderr); err != nil {
-		return err
+		return nil, err
 	}
-	// The apps' folder goes when the test binary exits; a leftover temp
-	// folder is harmless, so no defer across m.Run's os.Exit is needed.
-	_ = cleanup
 	root, binDir = tools.Root, tools.BinDir
 	fmt.Fprintf(os.Stderr, "e2e: daprd %s (%s)\n", tools.Daprd.Version, tools.Daprd.Path)
-	return nil
+	return cleanup, nil
 }
 
 // sys is the whole system on real processes, on free ports, for one test:

@@ -40,7 +40,7 @@ func (b *Broker) Process() *Process { return b.proc }
 
 // Stop stops the broker and removes its data folder.
 func (b *Broker) Stop() {
-	b.proc.Stop(stopGrace)
+	b.proc.Stop(StopGrace)
 	if b.epmdPort != 0 {
 		cmd := exec.Command("epmd", "-kill")
 		cmd.Env = append(os.Environ(), "ERL_EPMD_PORT="+strconv.Itoa(b.epmdPort))

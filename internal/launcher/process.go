@@ -121,7 +121,7 @@ func (p *Process) copyLines(r io.Reader, mu *sync.Mutex) {
 // exited or was stopped (for instance killed by a fault test).
 func (p *Process) Restart() error {
 	if p.cmd != nil && !p.Exited() {
-		p.Stop(stopGrace)
+		p.Stop(StopGrace)
 	}
 	p.waitErr = nil
 	return p.Start()

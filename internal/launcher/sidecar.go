@@ -25,9 +25,9 @@ const MaxBodySize = "1Mi"
 // readyTimeout bounds every wait for a process to become ready.
 const readyTimeout = 60 * time.Second
 
-// stopGrace is how long a process gets between SIGTERM and SIGKILL. It is
+// StopGrace is how long a process gets between SIGTERM and SIGKILL. It is
 // above daprd's default graceful shutdown of 5 s.
-const stopGrace = 10 * time.Second
+const StopGrace = 10 * time.Second
 
 // BuildApps builds cmd/publisher, cmd/subscriber and cmd/deadletters of the repository at
 // root into dir.
@@ -137,7 +137,7 @@ func StartSidecar(ctx context.Context, d Daprd, sc Sidecar, out io.Writer) (*Run
 	}
 	s := &RunningSidecar{Process: p, HTTPPort: sc.HTTPPort, GRPCPort: sc.GRPCPort, APIToken: sc.Secrets.APIToken}
 	if err := s.WaitReady(ctx); err != nil {
-		p.Stop(stopGrace)
+		p.Stop(StopGrace)
 		return nil, err
 	}
 	return s, nil
@@ -174,7 +174,7 @@ func StartSubscriberApp(ctx context.Context, a SubscriberApp) (*Process, error) 
 		return nil, err
 	}
 	if err := WaitApp(ctx, p, a.Port); err != nil {
-		p.Stop(stopGrace)
+		p.Stop(StopGrace)
 		return nil, err
 	}
 	return p, nil

@@ -12,6 +12,7 @@
 package system
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,16 +21,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
-	"time"
 
 	"dapr-pub-sub/internal/appenv"
 	"dapr-pub-sub/internal/launcher"
 	"dapr-pub-sub/internal/subscriber"
 )
-
-// stopGrace is how long a process gets between SIGTERM and SIGKILL: above
-// daprd's graceful shutdown of 5 s.
-const stopGrace = 10 * time.Second
 
 // Tools are what every system of one program run shares: the repository,
 // the daprd binary and the built apps. Prepare makes them.
@@ -254,12 +250,12 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCP
 	if err != nil {
 		return nil, err
 	}
-	appPort, grpcPort = cmp(appPort, free[0]), cmp(grpcPort, free[1])
+	appPort, grpcPort = cmp.Or(appPort, free[0]), cmp.Or(grpcPort, free[1])
 	// daprd delivers to the app's HTTP port, or on the grpc channel to
 	// its gRPC port; the HTTP port always serves probes and the page.
 	deliverPort, proto, appGRPC := appPort, "http", 0
 	if r.Spec.Channel == ChannelGRPC {
-		appGRPCPort = cmp(appGRPCPort, free[2])
+		appGRPCPort = cmp.Or(appGRPCPort, free[2])
 		deliverPort, proto, appGRPC = appGRPCPort, "grpc", appGRPCPort
 	}
 	batch, await := r.Spec.Mode.Bulk()
@@ -275,7 +271,7 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCP
 	if err != nil {
 		return nil, err
 	}
-	r.stops = append(r.stops, func() { app.Stop(stopGrace) })
+	r.stops = append(r.stops, func() { app.Stop(launcher.StopGrace) })
 	d, err := r.startSidecar(ctx, launcher.Sidecar{
 		Name: "daprd-" + n.Name, AppID: n.AppID, AppPort: deliverPort, AppProto: proto, HTTPPort: httpPort, GRPCPort: grpcPort, LogLevel: n.DaprLogLevel,
 		Extra: n.DaprArgs, NoAppHealthCheck: n.NoAppHealthCheck,
@@ -284,13 +280,6 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCP
 		return nil, err
 	}
 	return &Subscriber{App: app, Daprd: d, Port: appPort, GRPCPort: appGRPC, Node: n}, nil
-}
-
-func cmp(set, free int) int {
-	if set != 0 {
-		return set
-	}
-	return free
 }
 
 // startSidecar starts a daprd with what every sidecar of the system shares:
@@ -306,7 +295,7 @@ func (r *Running) startSidecar(ctx context.Context, sc launcher.Sidecar) (*launc
 	if err != nil {
 		return nil, err
 	}
-	r.stops = append(r.stops, func() { d.Stop(stopGrace) })
+	r.stops = append(r.stops, func() { d.Stop(launcher.StopGrace) })
 	return d, nil
 }
 
@@ -321,7 +310,7 @@ func (r *Running) StartPublisher(args []string, logFormat string) (*launcher.Pro
 	if err := p.Start(); err != nil {
 		return nil, err
 	}
-	r.stops = append(r.stops, func() { p.Stop(stopGrace) })
+	r.stops = append(r.stops, func() { p.Stop(launcher.StopGrace) })
 	return p, nil
 }
 
