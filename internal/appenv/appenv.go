@@ -34,6 +34,7 @@ const (
 	BulkMaxMessages     = "BULK_MAX_MESSAGES"
 	BulkMaxAwait        = "BULK_MAX_AWAIT"
 	BulkWorkers         = "BULK_WORKERS"
+	StreamWorkers       = "STREAM_WORKERS" // events in hand at once on the stream channel
 	FaultFailFirstEvery = "FAULT_FAIL_FIRST_EVERY"
 	FaultDelay          = "FAULT_DELAY"
 	FaultRejectFrom     = "FAULT_REJECT_FROM"

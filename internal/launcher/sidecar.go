@@ -180,12 +180,23 @@ func StartSubscriberApp(ctx context.Context, a SubscriberApp) (*Process, error) 
 	return p, nil
 }
 
-// WaitApp waits until the app process p answers 200 on /healthz at port.
+// WaitApp waits until the app process p answers 200 on /healthz at port
+// (it serves).
 func WaitApp(ctx context.Context, p *Process, port int) error {
+	return waitPath(ctx, p, port, "/healthz")
+}
+
+// WaitAppReady waits until the app process p answers 200 on /readyz at
+// port (it is subscribed and its sidecar answers).
+func WaitAppReady(ctx context.Context, p *Process, port int) error {
+	return waitPath(ctx, p, port, "/readyz")
+}
+
+func waitPath(ctx context.Context, p *Process, port int, path string) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
-	if err := WaitHTTP(ctx, "http://127.0.0.1:"+strconv.Itoa(port)+"/healthz", 200, p); err != nil {
-		return fmt.Errorf("%s did not become ready: %w", p.Name, err)
+	if err := WaitHTTP(ctx, "http://127.0.0.1:"+strconv.Itoa(port)+path, 200, p); err != nil {
+		return fmt.Errorf("%s did not become ready (%s): %w", p.Name, path, err)
 	}
 	return nil
 }

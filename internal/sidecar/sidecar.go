@@ -42,10 +42,11 @@ func Dial(address, apiToken string, log *slog.Logger) (dapr.Client, error) {
 	conn, err := grpc.NewClient(address,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-			if apiToken != "" {
-				ctx = metadata.AppendToOutgoingContext(ctx, "dapr-api-token", apiToken)
-			}
-			return invoker(ctx, method, req, reply, cc, opts...)
+			return invoker(withToken(ctx, apiToken), method, req, reply, cc, opts...)
+		}),
+		// Streams too: the subscriber's streaming subscriptions.
+		grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			return streamer(withToken(ctx, apiToken), desc, cc, method, opts...)
 		}),
 		// Reconnect within 2 s of a sidecar restart, not gRPC's default 120 s.
 		grpc.WithConnectParams(grpc.ConnectParams{
@@ -56,4 +57,12 @@ func Dial(address, apiToken string, log *slog.Logger) (dapr.Client, error) {
 		return nil, fmt.Errorf("sidecar address %q: %w", address, err)
 	}
 	return dapr.NewClientWithConnection(conn), nil
+}
+
+// withToken adds apiToken, when set, to ctx's outgoing metadata.
+func withToken(ctx context.Context, apiToken string) context.Context {
+	if apiToken == "" {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, "dapr-api-token", apiToken)
 }

@@ -18,7 +18,8 @@ import (
 type Config struct {
 	Address         string        // listen host; APP_ADDRESS, default 127.0.0.1 (Dapr calls the app on loopback)
 	Port            int           // HTTP listen port (probes, metrics, the live page; daprd's --app-port on the http channel); APP_PORT, default 8001
-	Channel         string        // how daprd delivers: grpc (default) or http; APP_CHANNEL
+	Channel         string        // how daprd delivers: grpc (default), stream or http; APP_CHANNEL
+	StreamWorkers   int           // events in hand at once on the stream channel; STREAM_WORKERS, default 32
 	GRPCPort        int           // the gRPC app port daprd delivers to on the grpc channel (its --app-port); APP_GRPC_PORT, default 8002
 	AppID           string        // Dapr app id, the namespace of its records; APP_ID, default "subscriber"
 	PubSub          string        // Dapr pub/sub component; PUBSUB_NAME, default "pubsub"
@@ -62,7 +63,8 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs := cli.NewFlagSet("subscriber", "Serves the routes its Dapr sidecar calls with each order event, records each\norder once in the state store, and prints \"Received message: {...}\" for it.", stderr)
 	fs.StringVar(&c.Address, "address", env.Str(appenv.AppAddress, "127.0.0.1"), "host to listen on; 0.0.0.0 for all interfaces [APP_ADDRESS]")
 	fs.IntVar(&c.Port, "port", env.Int(appenv.AppPort, 8001), "port to listen on, the sidecar's --app-port [APP_PORT]")
-	fs.StringVar(&c.Channel, "channel", env.Str(appenv.AppChannel, ""), "how daprd delivers: grpc (its gRPC app channel, the default: never acknowledges an order the app did not answer) or http (the seed's POST to a route; see the README's known issue; the default in the throughput mode, which needs it) [APP_CHANNEL]")
+	fs.StringVar(&c.Channel, "channel", env.Str(appenv.AppChannel, ""), "how daprd delivers: grpc (its gRPC app channel, the default: never acknowledges an order the app did not answer), stream (a streaming subscription the app opens to its daprd; no app port; latency mode only) or http (the seed's POST to a route; see the README's known issue; the default in the throughput mode, which needs it) [APP_CHANNEL]")
+	fs.IntVar(&c.StreamWorkers, "stream-workers", env.Int(appenv.StreamWorkers, 32), "stream channel: events in hand at once, over all streams; daprd sends at most the component's concurrency per topic [STREAM_WORKERS]")
 	fs.IntVar(&c.GRPCPort, "grpc-port", env.Int(appenv.AppGRPCPort, 8002), "gRPC port daprd delivers to on the grpc channel, the sidecar's --app-port there [APP_GRPC_PORT]")
 	fs.StringVar(&c.AppID, "app-id", env.Str(appenv.AppID, "subscriber"), "the app's Dapr app id; its records are kept under it [APP_ID]")
 	fs.StringVar(&c.PubSub, "pubsub", env.Str(appenv.PubSubName, "pubsub"), "Dapr pub/sub component name [PUBSUB_NAME]")
@@ -98,8 +100,8 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	switch {
 	case c.Port < 1 || c.Port > 65535:
 		return Config{}, fmt.Errorf("-port must be 1–65535, got %d", c.Port)
-	case c.Channel != ChannelGRPC && c.Channel != ChannelHTTP:
-		return Config{}, fmt.Errorf("-channel must be grpc or http, got %q", c.Channel)
+	case c.Channel != ChannelGRPC && c.Channel != ChannelStream && c.Channel != ChannelHTTP:
+		return Config{}, fmt.Errorf("-channel must be grpc, stream or http, got %q", c.Channel)
 	case c.Channel == ChannelGRPC && (c.GRPCPort < 1 || c.GRPCPort > 65535 || c.GRPCPort == c.Port):
 		return Config{}, fmt.Errorf("-grpc-port must be 1–65535 and differ from -port, got %d", c.GRPCPort)
 	case c.Channel == ChannelGRPC && c.Bulk.MaxMessages > 0:
@@ -107,6 +109,12 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		// Unimplemented, which daprd treats as "drop", and its
 		// subscription list cannot ask for bulk delivery.
 		return Config{}, fmt.Errorf("the throughput mode (-bulk-max-messages) needs -channel http: the Go SDK's gRPC service does not implement bulk delivery")
+	case c.Channel == ChannelStream && c.Bulk.MaxMessages > 0:
+		// daprd 1.16–1.18 pkg/runtime/subscription/postman/streaming
+		// DeliverBulk returns "not implemented".
+		return Config{}, fmt.Errorf("the throughput mode (-bulk-max-messages) needs -channel http: daprd has no bulk delivery on subscription streams")
+	case c.Channel == ChannelStream && c.StreamWorkers < 1:
+		return Config{}, fmt.Errorf("-stream-workers must be ≥ 1, got %d", c.StreamWorkers)
 	case c.PubSub == "" || c.Topic == "" || c.StateStore == "" || c.AppID == "":
 		return Config{}, fmt.Errorf("-pubsub, -topic, -state-store and -app-id must not be empty")
 	case c.DeadLetterTopic == c.Topic:

@@ -8,7 +8,7 @@ import (
 )
 
 func TestParseConfig(t *testing.T) {
-	defaults := Config{Address: "127.0.0.1", Port: 8001, Channel: ChannelGRPC, GRPCPort: 8002, AppID: "subscriber", PubSub: "pubsub", Topic: "orders",
+	defaults := Config{Address: "127.0.0.1", Port: 8001, Channel: ChannelGRPC, StreamWorkers: 32, GRPCPort: 8002, AppID: "subscriber", PubSub: "pubsub", Topic: "orders",
 		DeadLetterTopic: "orders-deadletter", StateStore: "statestore", DaprAddress: "127.0.0.1:50001",
 		Timeout: 4 * time.Second, LogLevel: "info", Bulk: Bulk{MaxAwait: 10 * time.Millisecond, Workers: 32}}
 	with := func(change func(*Config)) Config {
@@ -36,7 +36,10 @@ func TestParseConfig(t *testing.T) {
 		"bulk mode": {env: map[string]string{"BULK_MAX_MESSAGES": "200", "BULK_MAX_AWAIT": "5ms"},
 			want: with(func(c *Config) { c.Bulk.MaxMessages, c.Bulk.MaxAwait, c.Channel = 200, 5*time.Millisecond, ChannelHTTP })},
 		"http channel":      {env: map[string]string{"APP_CHANNEL": "http"}, want: with(func(c *Config) { c.Channel = ChannelHTTP })},
-		"bad channel":       {args: []string{"-channel", "smoke"}, wantErr: "-channel must be grpc or http"},
+		"stream channel":    {env: map[string]string{"APP_CHANNEL": "stream", "STREAM_WORKERS": "4"}, want: with(func(c *Config) { c.Channel, c.StreamWorkers = ChannelStream, 4 })},
+		"bad channel":       {args: []string{"-channel", "smoke"}, wantErr: "-channel must be grpc, stream or http"},
+		"bulk on stream":    {args: []string{"-channel", "stream", "-bulk-max-messages", "10"}, wantErr: "no bulk delivery on subscription streams"},
+		"no stream workers": {args: []string{"-channel", "stream", "-stream-workers", "0"}, wantErr: "-stream-workers must be"},
 		"bulk on grpc":      {args: []string{"-channel", "grpc", "-bulk-max-messages", "10"}, wantErr: "needs -channel http"},
 		"grpc port":         {args: []string{"-grpc-port", "8001"}, wantErr: "differ from -port"},
 		"bulk await in µs":  {args: []string{"-bulk-max-messages", "10", "-bulk-max-await", "1500us"}, wantErr: "whole number of milliseconds"},

@@ -34,7 +34,7 @@ const (
 )
 
 // Channels lists the channels, the default first.
-var Channels = []string{ChannelGRPC, ChannelHTTP}
+var Channels = []string{ChannelGRPC, ChannelStream, ChannelHTTP}
 
 // newGRPCService builds the Dapr gRPC app service of the grpc channel on
 // lis: the same subscriptions and handlers as the HTTP routes, the health

@@ -55,8 +55,8 @@ func NewService(cfg Config, h *Handler, log *slog.Logger, ready func(context.Con
 	mux := chi.NewRouter()
 	routes(mux, cfg, h, log, ready, newLivePage(cfg, o), o.subscribed)
 	s := daprhttp.NewServiceWithMux(cfg.ListenAddr(), mux)
-	if cfg.Channel == ChannelGRPC {
-		return s, nil // daprd delivers to the gRPC service; this service is for people and probes
+	if cfg.Channel == ChannelGRPC || cfg.Channel == ChannelStream {
+		return s, nil // daprd delivers on gRPC or a stream; this service is for people and probes
 	}
 	for _, sub := range subscriptions(cfg, h) {
 		if err := s.AddTopicEventHandler(sub.sub, sub.fn); err != nil {
@@ -142,6 +142,13 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// On shutdown the deliveries in flight finish before the HTTP
 		// side, which answers the probes until then, goes.
 		stopDeliveries = gsvc.GracefulStop
+	}
+	if cfg.Channel == ChannelStream {
+		sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan struct{})
+		st := newStreams(client, subscriptions(cfg, h), cfg.StreamWorkers, subscribed.Store, log)
+		go func() { defer close(done); st.Run(sctx) }()
+		stopDeliveries = func() error { stop(); <-done; return nil }
 	}
 	go func() { served <- svc.Start() }()
 	log.Info("Subscriber listening", "address", cfg.ListenAddr(), "channel", cfg.Channel, "grpc_address", grpcAddr(cfg), "app_id", cfg.AppID,

@@ -39,7 +39,7 @@ func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (lo
 	fs := cli.NewFlagSet("launcher", "Runs the whole system locally: Redis, the subscriber and the publisher, each\nwith its own daprd, on the seed's ports. Ctrl-C stops everything.", stderr)
 	fs.StringVar(&l.spec.Broker, "broker", str("BROKER", launcher.BrokerRedis), "the broker behind the pubsub component: redis, rabbitmq, mqtt or kafka [BROKER]")
 	fs.StringVar(&mode, "mode", str("MODE", string(launcher.ModeLatency)), "latency: one delivery per order; throughput: bulk subscribe, batches of "+strconv.Itoa(launcher.ThroughputBatch)+" [MODE]")
-	fs.StringVar(&channel, "channel", str("CHANNEL", ""), "how daprd delivers to the subscriber: grpc (default; never acknowledges what the app did not answer) or http (the seed's shape; default and required in the throughput mode) [CHANNEL]")
+	fs.StringVar(&channel, "channel", str("CHANNEL", ""), "how daprd delivers to the subscriber: grpc (default; never acknowledges what the app did not answer), stream (the app opens subscription streams; no app port; latency mode only) or http (the seed's shape; default and required in the throughput mode) [CHANNEL]")
 	fs.StringVar(&l.daprVersion, "dapr-version", str("DAPR_VERSION", ""), "Dapr runtime version to run (default: tools/daprd/go.mod's) [DAPR_VERSION]")
 	fs.StringVar(&redisSource, "redis", str("REDIS_MODE", string(launcher.RedisAuto)), "where Redis comes from: auto, existing, redis-server or embedded [REDIS_MODE]")
 	fs.StringVar(&l.spec.Redis.Addr, "redis-addr", str("REDIS_ADDR", "127.0.0.1:6379"), "Redis address; replaces localhost:6379 in the components [REDIS_ADDR]")
@@ -139,9 +139,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if l.spec.Mode == launcher.ModeThroughput {
 		say("Throughput mode: bulk subscribe, batches of up to %d orders, waiting at most %s", launcher.ThroughputBatch, launcher.ThroughputAwait)
 	}
-	if sys.Spec.Channel == ChannelGRPC {
+	switch sys.Spec.Channel {
+	case ChannelGRPC:
 		say("Subscriber on :%d (daprd delivers over gRPC to :%d), its sidecar on :%d (gRPC :%d)", sys.Sub.Port, sys.Sub.GRPCPort, sys.Sub.Daprd.HTTPPort, sys.Sub.Daprd.GRPCPort)
-	} else {
+	case ChannelStream:
+		say("Subscriber on :%d (it opens subscription streams to its sidecar), its sidecar on :%d (gRPC :%d)", sys.Sub.Port, sys.Sub.Daprd.HTTPPort, sys.Sub.Daprd.GRPCPort)
+	default:
 		say("Subscriber on :%d (daprd delivers over HTTP), its sidecar on :%d (gRPC :%d)", sys.Sub.Port, sys.Sub.Daprd.HTTPPort, sys.Sub.Daprd.GRPCPort)
 	}
 	say("Live page: http://127.0.0.1:%d/?key=%s (opens the page for this run only)", sys.Sub.Port, web.PageKey(sys.Secrets.AppToken))

@@ -68,6 +68,9 @@ const (
 	// grpc). Never acknowledges an order the app did not answer. The
 	// default in the latency mode.
 	ChannelGRPC Channel = subscriber.ChannelGRPC
+	// ChannelStream: the app opens a streaming subscription to its daprd
+	// per topic; daprd has no app channel. The latency mode only.
+	ChannelStream Channel = subscriber.ChannelStream
 	// ChannelHTTP: daprd POSTs each event to the app's route, the seed's
 	// shape. The throughput mode needs it (bulk subscribe).
 	ChannelHTTP Channel = subscriber.ChannelHTTP
@@ -76,10 +79,10 @@ const (
 // ParseChannel checks s ("" is the mode's default).
 func ParseChannel(s string) (Channel, error) {
 	switch c := Channel(s); c {
-	case "", ChannelGRPC, ChannelHTTP:
+	case "", ChannelGRPC, ChannelStream, ChannelHTTP:
 		return c, nil
 	}
-	return "", fmt.Errorf("unknown channel %q: grpc or http", s)
+	return "", fmt.Errorf("unknown channel %q: grpc, stream or http", s)
 }
 
 // Ports are the system's fixed ports; 0 picks a free one.
@@ -172,6 +175,9 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 	if spec.Channel == ChannelGRPC && spec.Mode == launcher.ModeThroughput {
 		return nil, errors.New("the throughput mode needs the http channel: the Go SDK's gRPC service does not implement bulk delivery")
 	}
+	if spec.Channel == ChannelStream && spec.Mode == launcher.ModeThroughput {
+		return nil, errors.New("the throughput mode needs the http channel: daprd has no bulk delivery on subscription streams")
+	}
 	r = &Running{Spec: spec} // with the defaults filled in
 	defer func() {
 		if err != nil {
@@ -251,12 +257,16 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCP
 		return nil, err
 	}
 	appPort, grpcPort = cmp.Or(appPort, free[0]), cmp.Or(grpcPort, free[1])
-	// daprd delivers to the app's HTTP port, or on the grpc channel to
-	// its gRPC port; the HTTP port always serves probes and the page.
+	// daprd delivers to the app's HTTP port, on the grpc channel to its
+	// gRPC port, and on the stream channel on the streams the app opens
+	// (no app port); the HTTP port always serves probes and the page.
 	deliverPort, proto, appGRPC := appPort, "http", 0
-	if r.Spec.Channel == ChannelGRPC {
+	switch r.Spec.Channel {
+	case ChannelGRPC:
 		appGRPCPort = cmp.Or(appGRPCPort, free[2])
 		deliverPort, proto, appGRPC = appGRPCPort, "grpc", appGRPCPort
+	case ChannelStream:
+		deliverPort, proto = 0, ""
 	}
 	batch, await := r.Spec.Mode.Bulk()
 	env := appenv.Subscriber{
@@ -278,6 +288,13 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCP
 	})
 	if err != nil {
 		return nil, err
+	}
+	if r.Spec.Channel == ChannelStream {
+		// daprd is ready before the app has opened its streams; the
+		// app's readiness says when it has.
+		if err := launcher.WaitAppReady(ctx, app, appPort); err != nil {
+			return nil, err
+		}
 	}
 	return &Subscriber{App: app, Daprd: d, Port: appPort, GRPCPort: appGRPC, Node: n}, nil
 }

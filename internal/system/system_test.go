@@ -18,6 +18,7 @@ func TestStartRefusesWhatCannotRun(t *testing.T) {
 		"no tools":        {spec: Spec{}, want: "not prepared"},
 		"unknown channel": {spec: Spec{Tools: tools, Channel: "smoke"}, want: `unknown channel "smoke"`},
 		"bulk over grpc":  {spec: Spec{Tools: tools, Mode: launcher.ModeThroughput, Channel: ChannelGRPC}, want: "needs the http channel"},
+		"bulk on streams": {spec: Spec{Tools: tools, Mode: launcher.ModeThroughput, Channel: ChannelStream}, want: "no bulk delivery on subscription streams"},
 		"unknown redis":   {spec: Spec{Tools: tools, Redis: launcher.RedisOptions{Source: "floppy"}}, want: "unknown Redis source"},
 	}
 	for name, tc := range tests {
@@ -31,12 +32,12 @@ func TestStartRefusesWhatCannotRun(t *testing.T) {
 }
 
 func TestParseChannel(t *testing.T) {
-	for in, want := range map[string]Channel{"": "", "grpc": ChannelGRPC, "http": ChannelHTTP} {
+	for in, want := range map[string]Channel{"": "", "grpc": ChannelGRPC, "stream": ChannelStream, "http": ChannelHTTP} {
 		if got, err := ParseChannel(in); err != nil || got != want {
 			t.Errorf("ParseChannel(%q) = %q, %v", in, got, err)
 		}
 	}
-	if _, err := ParseChannel("stream"); err == nil {
-		t.Error("ParseChannel accepted a channel that is not built")
+	if _, err := ParseChannel("carrier-pigeon"); err == nil {
+		t.Error("ParseChannel accepted an unknown channel")
 	}
 }

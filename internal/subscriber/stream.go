@@ -1,0 +1,169 @@
+package subscriber
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	dapr "github.com/dapr/go-sdk/client"
+)
+
+// ChannelStream is Dapr's streaming subscription (SubscribeTopicEventsAlpha1,
+// an alpha API of daprd ≥ 1.14, through the SDK's client.Subscribe): the app
+// dials its daprd and opens one stream per topic; daprd sends each event on
+// it and waits for the app's answer (success, retry or drop) for that
+// event. No app port and no app channel: daprd never calls the app, so a
+// dead app is a closed stream, and every delivery on it counts as failed
+// (daprd pkg/runtime/pubsub/streamer: "stream closed") and is redelivered.
+// The latency mode only: daprd has no bulk delivery on streams
+// (postman/streaming DeliverBulk: "not implemented").
+const ChannelStream = "stream"
+
+// streams runs the stream channel: one streaming subscription per
+// subscription, each reopened with backoff when it breaks (daprd restarts,
+// its component reloads), each event handled on a worker of a pool shared by
+// all streams, so that no more than workers events are in hand at once.
+type streams struct {
+	client  dapr.Client
+	subs    []subscription
+	workers chan struct{} // a slot per event in hand
+	log     *slog.Logger
+	open    atomic.Int32 // streams open now
+	// ready is told whether every stream is open (readiness).
+	ready func(bool)
+}
+
+// newStreams prepares the stream channel for subs; Run starts it.
+func newStreams(client dapr.Client, subs []subscription, workers int, ready func(bool), log *slog.Logger) *streams {
+	return &streams{client: client, subs: subs, workers: make(chan struct{}, workers), ready: ready, log: log}
+}
+
+// Run keeps every stream open until ctx is done. Then it stops taking
+// events, lets the events in hand finish and answers them, and only then
+// closes the streams: an event daprd sent that no worker took is never
+// answered, and daprd redelivers it once the stream is closed. Run returns
+// when every stream is closed.
+func (s *streams) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, sub := range s.subs {
+		wg.Go(func() { s.keepOpen(ctx, sub) })
+	}
+	wg.Wait()
+}
+
+// keepOpen opens sub's stream and serves it, again and again until ctx is
+// done, waiting 100 ms doubling to 2 s between failed attempts.
+func (s *streams) keepOpen(ctx context.Context, sub subscription) {
+	opts := dapr.SubscriptionOptions{PubsubName: sub.sub.PubsubName, Topic: sub.sub.Topic, Metadata: sub.sub.Metadata}
+	if sub.sub.DeadLetterTopic != "" {
+		opts.DeadLetterTopic = &sub.sub.DeadLetterTopic
+	}
+	wait := 100 * time.Millisecond
+	for failures := 0; ctx.Err() == nil; failures++ {
+		// The stream outlives ctx: answers are sent on it while the
+		// events in hand finish.
+		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		st, err := s.client.Subscribe(sctx, opts)
+		if err != nil {
+			cancel()
+			level := slog.LevelDebug
+			if failures%20 == 0 { // once, then every ~40 s
+				level = slog.LevelWarn
+			}
+			s.log.Log(ctx, level, "Could not open the subscription stream to daprd; retrying", "topic", opts.Topic, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, 2*time.Second)
+			continue
+		}
+		failures, wait = -1, 100*time.Millisecond
+		s.opened(1)
+		s.log.Info("Subscription stream open", "pubsub", opts.PubsubName, "topic", opts.Topic)
+		err = s.serve(ctx, st, sub)
+		s.opened(-1)
+		if cerr := st.Close(); cerr != nil {
+			s.log.Debug("Closing the subscription stream", "topic", opts.Topic, "err", cerr)
+		}
+		cancel()
+		if ctx.Err() == nil {
+			s.log.Warn("Subscription stream lost; reopening it (daprd redelivers what was in flight)", "topic", opts.Topic, "err", err)
+		}
+	}
+}
+
+// opened counts streams opening (+1) and closing (-1) and tells ready.
+func (s *streams) opened(delta int32) {
+	s.ready(s.open.Add(delta) == int32(len(s.subs)))
+}
+
+// serve hands the events of st to workers until ctx is done (it returns
+// nil) or the stream breaks (it returns why). Either way it returns only
+// after every event it took was answered, or its answer failed.
+func (s *streams) serve(ctx context.Context, st *dapr.Subscription, sub subscription) error {
+	type received struct {
+		msg *dapr.SubscriptionMessage
+		err error
+	}
+	next, stop := make(chan received), make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			msg, err := st.Receive()
+			select {
+			case next <- received{msg, err}:
+			case <-stop:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var inHand sync.WaitGroup
+	defer inHand.Wait()
+	for {
+		var r received
+		select {
+		case <-ctx.Done():
+			return nil
+		case r = <-next:
+		}
+		if r.err != nil {
+			return r.err
+		}
+		select {
+		case <-ctx.Done():
+			return nil // not taken: daprd redelivers it
+		case s.workers <- struct{}{}:
+		}
+		inHand.Go(func() {
+			defer func() { <-s.workers }()
+			s.handle(ctx, sub, r.msg)
+		})
+	}
+}
+
+// handle runs sub's handler on msg and answers daprd as the gRPC app
+// channel does: success, retry when the handler asks for it, else drop
+// (daprd then sends the event to the dead-letter topic). The handler's
+// context is not cancelled by shutdown; the handler bounds itself.
+func (s *streams) handle(ctx context.Context, sub subscription, msg *dapr.SubscriptionMessage) {
+	retry, err := sub.fn(context.WithoutCancel(ctx), msg.TopicEvent)
+	var answer error
+	switch {
+	case err == nil:
+		answer = msg.Success()
+	case retry:
+		answer = msg.Retry()
+	default:
+		answer = msg.Drop()
+	}
+	if answer != nil && !errors.Is(answer, context.Canceled) {
+		s.log.Warn("Could not answer daprd on the subscription stream; it redelivers the event", "event_id", msg.ID, "topic", msg.Topic, "err", answer)
+	}
+}
