@@ -90,7 +90,7 @@ func (s *streams) keepOpen(ctx context.Context, sub subscription) {
 			s.log.Debug("Closing the subscription stream", "topic", opts.Topic, "err", cerr)
 		}
 		cancel()
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && !errors.Is(err, errSameIDInHand) {
 			s.log.Warn("Subscription stream lost; reopening it (daprd redelivers what was in flight)", "topic", opts.Topic, "err", err)
 		}
 	}
@@ -101,9 +101,21 @@ func (s *streams) opened(delta int32) {
 	s.ready(s.open.Add(delta) == int32(len(s.subs)))
 }
 
+// errSameIDInHand ends a stream on which daprd sent an event whose id is
+// already in hand. daprd 1.16–1.18 matches an answer to its delivery by
+// the event id alone (pkg/runtime/pubsub/streamer conn.go
+// registerPublishResponse overwrites the earlier registration): the first
+// answer completes the second delivery and the first waits until the stream
+// closes, holding one of the component's workers. Closing the stream, once
+// the events in hand are answered, ends that wait; daprd redelivers the
+// orphaned event after the component's processingTimeout. See
+// docs/upstream-stream-same-event-id.md.
+var errSameIDInHand = errors.New("daprd sent an event whose id is already in hand; reopening the stream to free the delivery it orphaned")
+
 // serve hands the events of st to workers until ctx is done (it returns
-// nil) or the stream breaks (it returns why). Either way it returns only
-// after every event it took was answered, or its answer failed.
+// nil), the stream breaks, or daprd sends an event whose id is already in
+// hand (it returns why). Either way it returns only after every event it
+// took was answered, or its answer failed.
 func (s *streams) serve(ctx context.Context, st *dapr.Subscription, sub subscription) error {
 	type received struct {
 		msg *dapr.SubscriptionMessage
@@ -124,7 +136,11 @@ func (s *streams) serve(ctx context.Context, st *dapr.Subscription, sub subscrip
 			}
 		}
 	}()
-	var inHand sync.WaitGroup
+	var (
+		inHand sync.WaitGroup
+		mu     sync.Mutex
+		ids    = map[string]int{} // event ids in hand
+	)
 	defer inHand.Wait()
 	for {
 		var r received
@@ -141,10 +157,27 @@ func (s *streams) serve(ctx context.Context, st *dapr.Subscription, sub subscrip
 			return nil // not taken: daprd redelivers it
 		case s.workers <- struct{}{}:
 		}
+		id := r.msg.ID
+		mu.Lock()
+		ids[id]++
+		again := ids[id] > 1
+		mu.Unlock()
 		inHand.Go(func() {
-			defer func() { <-s.workers }()
+			defer func() {
+				mu.Lock()
+				if ids[id]--; ids[id] == 0 {
+					delete(ids, id)
+				}
+				mu.Unlock()
+				<-s.workers
+			}()
 			s.handle(ctx, sub, r.msg)
 		})
+		if again {
+			s.log.Warn("daprd sent an event again while the first is in hand; reopening the stream once both are answered, to free the delivery daprd orphans (a Dapr defect: docs/upstream-stream-same-event-id.md)",
+				"event_id", id, "topic", sub.sub.Topic)
+			return errSameIDInHand
+		}
 	}
 }
 
