@@ -58,9 +58,11 @@ func TestTraceContextReachesTheHandler(t *testing.T) {
 // TestSidecarProbesTheAppsHealth checks, on each channel, that the
 // subscriber's daprd runs the app health check (so that it stops delivering
 // to an app that stops answering), as its metadata API reports: GET /healthz
-// on the http channel, the HealthCheck RPC on grpc.
+// on the http channel, the HealthCheck RPC on grpc. On the stream channel
+// daprd has no app channel and nothing to probe: a dead app is a closed
+// stream, and the metadata shows no app port and the app's open streams.
 func TestSidecarProbesTheAppsHealth(t *testing.T) {
-	for _, channel := range []system.Channel{system.ChannelGRPC, system.ChannelHTTP} {
+	for _, channel := range []system.Channel{system.ChannelGRPC, system.ChannelStream, system.ChannelHTTP} {
 		t.Run(string(channel), func(t *testing.T) {
 			s := startSystem(t, options{channel: channel})
 			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.Sub.Daprd.HTTPURL()+"/v1.0/metadata", nil)
@@ -74,7 +76,12 @@ func TestSidecarProbesTheAppsHealth(t *testing.T) {
 			}
 			defer resp.Body.Close()
 			var md struct {
+				Subscriptions []struct {
+					Topic string `json:"topic"`
+					Type  string `json:"type"`
+				} `json:"subscriptions"`
 				AppConnectionProperties struct {
+					Port     int    `json:"port"`
 					Protocol string `json:"protocol"`
 					Health   *struct {
 						HealthCheckPath     string `json:"healthCheckPath"`
@@ -88,6 +95,18 @@ func TestSidecarProbesTheAppsHealth(t *testing.T) {
 			}
 			app := md.AppConnectionProperties
 			h := app.Health
+			if channel == system.ChannelStream {
+				streamed := 0
+				for _, sub := range md.Subscriptions {
+					if sub.Type == "STREAMING" {
+						streamed++
+					}
+				}
+				if app.Port != 0 || h != nil || streamed != 2 {
+					t.Fatalf("app port %d, health check %+v, subscriptions %+v; want no app channel and 2 streaming subscriptions", app.Port, h, md.Subscriptions)
+				}
+				return
+			}
 			wantPath := map[system.Channel]string{system.ChannelHTTP: "/healthz"}[channel]
 			if app.Protocol != string(channel) || h == nil || h.HealthCheckPath != wantPath || h.HealthProbeInterval != "1s" || h.HealthThreshold != 3 {
 				t.Fatalf("app protocol %q, health check %+v; want %s, path %q, every 1s, threshold 3", app.Protocol, h, channel, wantPath)
