@@ -64,11 +64,22 @@ func (s *streams) keepOpen(ctx context.Context, sub subscription) {
 	wait := 100 * time.Millisecond
 	for failures := 0; ctx.Err() == nil; failures++ {
 		// The stream outlives ctx: answers are sent on it while the
-		// events in hand finish.
+		// events in hand finish. Opening it does not: daprd can take up
+		// to 30 s to answer (it first drains the stream before, see
+		// docs/upstream-stream-same-event-id.md), and shutdown must not
+		// wait for that.
 		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		opening := context.AfterFunc(ctx, cancel)
 		st, err := s.client.Subscribe(sctx, opts)
+		if !opening() && err == nil {
+			st.Close()
+			err = ctx.Err()
+		}
 		if err != nil {
 			cancel()
+			if ctx.Err() != nil {
+				return
+			}
 			level := slog.LevelDebug
 			if failures%20 == 0 { // once, then every ~40 s
 				level = slog.LevelWarn
