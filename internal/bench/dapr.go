@@ -76,8 +76,10 @@ func (s daprScenario) Close() error {
 func daprScenarios(env *daprEnv) []Scenario {
 	return []Scenario{
 		daprScenario{name: "dapr-grpc", publish: publishGRPC, mode: launcher.ModeLatency, env: env},
-		// The latency mode on the seed's HTTP app channel, and with the
-		// mitigation of its race (one delivery at a time).
+		// The latency mode on the stream channel (streaming
+		// subscriptions), on the seed's HTTP app channel, and on that with
+		// the mitigation of its race (one delivery at a time).
+		daprScenario{name: "dapr-grpc-stream", publish: publishGRPC, mode: launcher.ModeLatency, channel: system.ChannelStream, env: env},
 		daprScenario{name: "dapr-grpc-httpch", publish: publishGRPC, mode: launcher.ModeLatency, channel: system.ChannelHTTP, env: env},
 		daprScenario{name: "dapr-grpc-httpch-mc1", publish: publishGRPC, mode: launcher.ModeLatency, channel: system.ChannelHTTP,
 			daprArgs: []string{"--app-max-concurrency", "1"}, env: env},
