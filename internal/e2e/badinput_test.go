@@ -22,7 +22,7 @@ import (
 // publish with a clear error and nothing stored, or kept as a dead letter
 // with its reason; none is lost silently, crashes the subscriber or loops.
 func TestBadInputIsRefusedOrDeadLettered(t *testing.T) {
-	for _, channel := range []system.Channel{system.ChannelGRPC, system.ChannelStream, system.ChannelHTTP} {
+	for _, channel := range system.Channels(tools.Daprd.Version) {
 		t.Run(string(channel), func(t *testing.T) { badInput(t, channel) })
 	}
 }

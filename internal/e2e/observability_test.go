@@ -62,7 +62,7 @@ func TestTraceContextReachesTheHandler(t *testing.T) {
 // daprd has no app channel and nothing to probe: a dead app is a closed
 // stream, and the metadata shows no app port and the app's open streams.
 func TestSidecarProbesTheAppsHealth(t *testing.T) {
-	for _, channel := range []system.Channel{system.ChannelGRPC, system.ChannelStream, system.ChannelHTTP} {
+	for _, channel := range system.Channels(tools.Daprd.Version) {
 		t.Run(string(channel), func(t *testing.T) {
 			s := startSystem(t, options{channel: channel})
 			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.Sub.Daprd.HTTPURL()+"/v1.0/metadata", nil)

@@ -23,7 +23,7 @@ import (
 // sees the id twice in hand, reopens the stream, and daprd redelivers the
 // orphaned one after the component's processingTimeout (30 s).
 func TestSameEventTwiceInFlight(t *testing.T) {
-	for _, channel := range []system.Channel{system.ChannelGRPC, system.ChannelStream, system.ChannelHTTP} {
+	for _, channel := range system.Channels(tools.Daprd.Version) {
 		t.Run(string(channel), func(t *testing.T) {
 			drainWithin := 10 * time.Second
 			if channel == system.ChannelStream {

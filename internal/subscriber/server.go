@@ -143,11 +143,17 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// side, which answers the probes until then, goes.
 		stopDeliveries = gsvc.GracefulStop
 	}
+	refused := make(chan error, 1)
 	if cfg.Channel == ChannelStream {
 		sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 		done := make(chan struct{})
 		st := newStreams(client, subscriptions(cfg, h), cfg.StreamWorkers, subscribed.Store, log)
-		go func() { defer close(done); st.Run(sctx) }()
+		go func() {
+			defer close(done)
+			if err := st.Run(sctx); err != nil {
+				refused <- err
+			}
+		}()
 		stopDeliveries = func() error { stop(); <-done; return nil }
 	}
 	go func() { served <- svc.Start() }()
@@ -162,6 +168,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Warn("Fault injection is on", "fail_first_every", cfg.Faults.FailFirstEvery, "delay", cfg.Faults.Delay.String(), "reject_from", cfg.Faults.RejectFrom, "always_fail", cfg.Faults.AlwaysFail)
 	}
 	select {
+	case err := <-refused:
+		svc.GracefulStop()
+		return err
 	case err := <-served:
 		if err == nil || errors.Is(err, http.ErrServerClosed) {
 			return errors.New("subscriber server stopped")

@@ -3,7 +3,10 @@ package subscriber
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,17 +44,63 @@ func newStreams(client dapr.Client, subs []subscription, workers int, ready func
 	return &streams{client: client, subs: subs, workers: make(chan struct{}, workers), ready: ready, log: log}
 }
 
-// Run keeps every stream open until ctx is done. Then it stops taking
-// events, lets the events in hand finish and answers them, and only then
-// closes the streams: an event daprd sent that no worker took is never
-// answered, and daprd redelivers it once the stream is closed. Run returns
-// when every stream is closed.
-func (s *streams) Run(ctx context.Context) {
+// Run waits for daprd to answer, refuses a daprd that cannot run the
+// stream channel safely (CheckStreamRuntime), and keeps every stream open
+// until ctx is done. Then it stops taking events, lets the events in hand
+// finish and answers them, and only then closes the streams: an event daprd
+// sent that no worker took is never answered, and daprd redelivers it once
+// the stream is closed. Run returns when every stream is closed: nil, or
+// the refusal.
+func (s *streams) Run(ctx context.Context) error {
+	version, err := s.runtimeVersion(ctx)
+	if err != nil {
+		return nil // ctx is done
+	}
+	if err := CheckStreamRuntime(version); err != nil {
+		return err
+	}
 	var wg sync.WaitGroup
 	for _, sub := range s.subs {
 		wg.Go(func() { s.keepOpen(ctx, sub) })
 	}
 	wg.Wait()
+	return nil
+}
+
+// runtimeVersion asks daprd for its version until it answers or ctx is
+// done.
+func (s *streams) runtimeVersion(ctx context.Context) (string, error) {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		md, err := s.client.GetMetadata(ctx)
+		if err == nil {
+			return md.ExtendedMetadata["daprRuntimeVersion"], nil
+		}
+		s.log.Debug("Waiting for daprd", "err", err)
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// CheckStreamRuntime refuses daprd versions before 1.18 for the stream
+// channel. Before 1.18, a delivery in flight when its stream closes is
+// retried until the resiliency policy gives up and is then sent to the
+// dead-letter topic (1.16.5 and 1.17.0 pkg/runtime/subscription/
+// subscription.go: no check that the subscription is closing), so every app
+// restart dead-letters the orders it had in hand. 1.18 keeps them for the
+// broker to redeliver. A version it cannot read (a development build's
+// "edge") passes.
+func CheckStreamRuntime(version string) error {
+	major, rest, _ := strings.Cut(strings.TrimPrefix(version, "v"), ".")
+	minor, _, _ := strings.Cut(rest, ".")
+	ma, err1 := strconv.Atoi(major)
+	mi, err2 := strconv.Atoi(minor)
+	if err1 != nil || err2 != nil || ma > 1 || (ma == 1 && mi >= 18) {
+		return nil
+	}
+	return fmt.Errorf("the stream channel needs daprd 1.18 or later, and daprd is %s: before 1.18 an app restart sends the orders in flight on its stream to the dead-letter topic; use -channel grpc", version)
 }
 
 // keepOpen opens sub's stream and serves it, again and again until ctx is

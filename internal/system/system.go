@@ -76,6 +76,18 @@ const (
 	ChannelHTTP Channel = subscriber.ChannelHTTP
 )
 
+// Channels are the delivery channels daprd version runs safely: all of
+// them from 1.18 on, grpc and http before (CheckStreamRuntime).
+func Channels(version string) []Channel {
+	var out []Channel
+	for _, c := range subscriber.Channels {
+		if Channel(c) != ChannelStream || subscriber.CheckStreamRuntime(version) == nil {
+			out = append(out, Channel(c))
+		}
+	}
+	return out
+}
+
 // ParseChannel checks s ("" is the mode's default).
 func ParseChannel(s string) (Channel, error) {
 	switch c := Channel(s); c {
@@ -177,6 +189,11 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 	}
 	if spec.Channel == ChannelStream && spec.Mode == launcher.ModeThroughput {
 		return nil, errors.New("the throughput mode needs the http channel: daprd has no bulk delivery on subscription streams")
+	}
+	if spec.Channel == ChannelStream {
+		if err := subscriber.CheckStreamRuntime(spec.Tools.Daprd.Version); err != nil {
+			return nil, err
+		}
 	}
 	r = &Running{Spec: spec} // with the defaults filled in
 	defer func() {

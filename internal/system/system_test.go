@@ -1,6 +1,7 @@
 package system
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -19,6 +20,7 @@ func TestStartRefusesWhatCannotRun(t *testing.T) {
 		"unknown channel": {spec: Spec{Tools: tools, Channel: "smoke"}, want: `unknown channel "smoke"`},
 		"bulk over grpc":  {spec: Spec{Tools: tools, Mode: launcher.ModeThroughput, Channel: ChannelGRPC}, want: "needs the http channel"},
 		"bulk on streams": {spec: Spec{Tools: tools, Mode: launcher.ModeThroughput, Channel: ChannelStream}, want: "no bulk delivery on subscription streams"},
+		"stream on 1.16":  {spec: Spec{Tools: Tools{Root: tools.Root, BinDir: tools.BinDir, Daprd: launcher.Daprd{Path: "/nonexistent/daprd", Version: "1.16.5"}}, Channel: ChannelStream}, want: "needs daprd 1.18 or later"},
 		"unknown redis":   {spec: Spec{Tools: tools, Redis: launcher.RedisOptions{Source: "floppy"}}, want: "unknown Redis source"},
 	}
 	for name, tc := range tests {
@@ -28,6 +30,14 @@ func TestStartRefusesWhatCannotRun(t *testing.T) {
 				t.Fatalf("Start = %v, %v; want an error with %q", r, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestChannelsByRuntime(t *testing.T) {
+	for version, want := range map[string]string{"1.16.5": "[grpc http]", "1.17.0": "[grpc http]", "1.18.0": "[grpc stream http]", "2.0.0": "[grpc stream http]", "edge": "[grpc stream http]"} {
+		if got := fmt.Sprint(Channels(version)); got != want {
+			t.Errorf("Channels(%q) = %s, want %s", version, got, want)
+		}
 	}
 }
 
