@@ -19,6 +19,21 @@ const (
 	LogFormat        = "LOG_FORMAT"         // text or json
 	PubSubName       = "PUBSUB_NAME"
 	TopicName        = "TOPIC_NAME"
+	// RetentionWindow is W: how long entries and processed-order records
+	// are kept (the retention keeper trims to it; the subscriber's records
+	// live W plus a margin).
+	RetentionWindow = "RETENTION_WINDOW"
+	// DeadLetterRetention is how long a kept dead letter lives.
+	DeadLetterRetention = "DEAD_LETTER_RETENTION"
+)
+
+// The retention keeper's.
+const (
+	RedisAddr         = "REDIS_ADDR"
+	RedisPassword     = "REDIS_PASSWORD"
+	RetentionStreams  = "RETENTION_STREAMS"
+	RetentionInterval = "RETENTION_INTERVAL"
+	MetricsAddress    = "METRICS_ADDRESS"
 )
 
 // The subscriber's.

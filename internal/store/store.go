@@ -45,11 +45,37 @@ type Store struct {
 	client StateClient
 	name   string // Dapr state store component
 	appID  string // key namespace
+	// TTLs of the records (Dapr's ttlInSeconds); 0 keeps them for good.
+	recordTTL, deadLetterTTL time.Duration
 }
 
 // New returns the store of consumer appID in Dapr state store component name.
 func New(client StateClient, name, appID string) *Store {
 	return &Store{client: client, name: name, appID: appID}
+}
+
+// RecordMargin is how much longer than the retention window a processed
+// order's record lives: the keeper trims an entry only once it is older
+// than the window, so its record outlives every delivery of it.
+const RecordMargin = time.Hour
+
+// WithRetention makes processed-order records expire window+RecordMargin
+// after they are written, and dead letters deadLetters after; 0 keeps
+// them for good. It returns s.
+func (s *Store) WithRetention(window, deadLetters time.Duration) *Store {
+	if window > 0 {
+		s.recordTTL = window + RecordMargin
+	}
+	s.deadLetterTTL = deadLetters
+	return s
+}
+
+// ttl is the state metadata giving a record d to live; nil for none.
+func ttl(d time.Duration) map[string]string {
+	if d <= 0 {
+		return nil
+	}
+	return map[string]string{"ttlInSeconds": strconv.FormatInt(int64(d.Seconds()), 10)}
 }
 
 // Processed is the record of an order whose effect was applied.
@@ -74,7 +100,7 @@ func (s *Store) MarkProcessed(ctx context.Context, o order.Order, eventID string
 	if err != nil {
 		return false, err
 	}
-	return s.insert(ctx, s.ProcessedKey(o.ID), b)
+	return s.insert(ctx, s.ProcessedKey(o.ID), b, s.recordTTL)
 }
 
 // ProcessedRecord reads order id's record: found is false when the order
@@ -94,14 +120,15 @@ func (s *Store) ProcessedRecord(ctx context.Context, id int64) (rec Processed, f
 	return rec, true, nil
 }
 
-// insert writes key only if it is absent, with Dapr's first-write
-// concurrency and no ETag, which a store must refuse for an existing key.
+// insert writes key only if it is absent, to live for life (0: for good),
+// with Dapr's first-write concurrency and no ETag, which a store must
+// refuse for an existing key (a refused write leaves the first one's TTL).
 // Stores refuse differently: most with an ETag mismatch (gRPC Aborted);
 // Redis with a plain error, and only for keys written first-write, as all
 // of ours are. So a refusal that is not Aborted is told from "store down"
 // by reading the key: present means someone else inserted it.
-func (s *Store) insert(ctx context.Context, key string, value []byte) (bool, error) {
-	err := s.client.SaveStateWithETag(ctx, s.name, key, value, "", nil, dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite))
+func (s *Store) insert(ctx context.Context, key string, value []byte, life time.Duration) (bool, error) {
+	err := s.client.SaveStateWithETag(ctx, s.name, key, value, "", ttl(life), dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite))
 	if err == nil {
 		return true, nil
 	}
@@ -144,7 +171,7 @@ func (s *Store) AddDeadLetter(ctx context.Context, dl DeadLetter) (bool, error) 
 	if err != nil {
 		return false, err
 	}
-	first, err := s.insert(ctx, s.deadLetterKey(dl.EventID), b)
+	first, err := s.insert(ctx, s.deadLetterKey(dl.EventID), b, s.deadLetterTTL)
 	if err != nil {
 		return false, err
 	}
@@ -177,10 +204,12 @@ func (s *Store) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 		byKey[it.Key] = it
 	}
 	out := make([]DeadLetter, 0, len(ids))
-	for _, k := range keys {
+	var gone []string
+	for i, k := range keys {
 		it := byKey[k]
 		if it == nil || len(it.Value) == 0 {
-			continue // listed, then removed by a concurrent replay
+			gone = append(gone, ids[i]) // expired, or removed by a concurrent replay
+			continue
 		}
 		if it.Error != "" {
 			return nil, fmt.Errorf("read %s: %s", k, it.Error)
@@ -191,7 +220,17 @@ func (s *Store) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 		}
 		out = append(out, dl)
 	}
-	return out, nil
+	if len(gone) > 0 {
+		// Forget expired dead letters in the index too, or it would grow.
+		err = s.updateIndex(ctx, func(ids []string) []string {
+			kept := slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return slices.Contains(gone, id) })
+			if len(kept) == len(ids) {
+				return nil
+			}
+			return kept
+		})
+	}
+	return out, err
 }
 
 // RemoveDeadLetter forgets the dead letter with eventID, after a replay.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"dapr-pub-sub/internal/order"
 	"dapr-pub-sub/internal/store/storetest"
@@ -109,5 +110,45 @@ func TestKeysAreNamespacedByApp(t *testing.T) {
 	a, b := New(nil, "s", "subscriber"), New(nil, "s", "audit")
 	if a.ProcessedKey(1) == b.ProcessedKey(1) {
 		t.Fatal("two consumer apps share processed keys; fan-out would see each other's orders as duplicates")
+	}
+}
+
+// TestRecordsLiveTheRetentionWindow: a processed order's record lives the
+// window plus the margin, a refused duplicate leaves its TTL as it was, a
+// dead letter lives its own retention, and an expired dead letter leaves
+// the list and the index.
+func TestRecordsLiveTheRetentionWindow(t *testing.T) {
+	mem := &storetest.Mem{RedisStyle: true}
+	s := New(mem, "statestore", "sub").WithRetention(24*time.Hour, 30*24*time.Hour)
+	ctx := t.Context()
+	o := order.Order{ID: 7, Message: "m"}
+	if first, err := s.MarkProcessed(ctx, o, "order-7"); !first || err != nil {
+		t.Fatalf("MarkProcessed = %v, %v", first, err)
+	}
+	if first, err := s.MarkProcessed(ctx, o, "order-7"); first || err != nil {
+		t.Fatalf("duplicate MarkProcessed = %v, %v", first, err)
+	}
+	if got := mem.TTL(s.ProcessedKey(7)); got != "90000" {
+		t.Errorf("record TTL = %q s, want 90000 (24 h + 1 h)", got)
+	}
+	for _, id := range []string{"a", "b"} {
+		if _, err := s.AddDeadLetter(ctx, DeadLetter{EventID: id, Reason: "r"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := mem.TTL("sub/deadletter/a"); got != "2592000" {
+		t.Errorf("dead letter TTL = %q s, want 2592000 (30 days)", got)
+	}
+	mem.Expire("sub/deadletter/a")
+	dls, err := s.DeadLetters(ctx)
+	if err != nil || len(dls) != 1 || dls[0].EventID != "b" {
+		t.Fatalf("DeadLetters after one expired = %+v, %v; want only b", dls, err)
+	}
+	it, _ := mem.GetState(ctx, "statestore", "sub/deadletters", nil)
+	if string(it.Value) != `["b"]` {
+		t.Errorf("index after the expiry = %s, want [\"b\"]", it.Value)
+	}
+	if ttl := mem.TTL("sub/deadletters"); ttl != "" {
+		t.Errorf("the index got a TTL %q; it must live as long as any dead letter", ttl)
 	}
 }

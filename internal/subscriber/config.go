@@ -28,9 +28,15 @@ type Config struct {
 	StateStore      string        // Dapr state store for processed orders and dead letters; STATE_STORE, default "statestore"
 	DaprAddress     string        // the sidecar's gRPC API, for the state store; DAPR_GRPC_ENDPOINT / DAPR_GRPC_PORT
 	Timeout         time.Duration // per event; HANDLER_TIMEOUT, default 4s, under the 5 s shutdown bound
-	LogLevel        string        // LOG_LEVEL: debug, info, warn, error
-	AppToken        string        // APP_API_TOKEN: the token daprd sends; required on every route but /healthz when set
-	Faults          Faults        // FAULT_*: for fault tests and demos only
+	// RetentionWindow is W (RETENTION_WINDOW, default 24h): a processed
+	// order's record lives W plus store.RecordMargin; 0 keeps it for good.
+	RetentionWindow time.Duration
+	// DeadLetterRetention is how long a kept dead letter lives
+	// (DEAD_LETTER_RETENTION, default 720h = 30 days; 0 for good).
+	DeadLetterRetention time.Duration
+	LogLevel            string // LOG_LEVEL: debug, info, warn, error
+	AppToken            string // APP_API_TOKEN: the token daprd sends; required on every route but /healthz when set
+	Faults              Faults // FAULT_*: for fault tests and demos only
 	// Bulk is the high-throughput mode: BULK_MAX_MESSAGES (default 0, off),
 	// BULK_MAX_AWAIT (default 10ms), BULK_WORKERS (default 32).
 	Bulk Bulk
@@ -73,6 +79,8 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&c.StateStore, "state-store", env.Str(appenv.StateStore, "statestore"), "Dapr state store component for processed orders and dead letters [STATE_STORE]")
 	fs.StringVar(&c.DaprAddress, "dapr-address", sidecar.Address(getenv), "the sidecar's gRPC address [DAPR_GRPC_ENDPOINT, or DAPR_GRPC_PORT on 127.0.0.1]")
 	fs.DurationVar(&c.Timeout, "timeout", env.Duration(appenv.HandlerTimeout, 4*time.Second), "time one event may take; keep it below the component's processingTimeout [HANDLER_TIMEOUT]")
+	fs.DurationVar(&c.RetentionWindow, "retention-window", env.Duration(appenv.RetentionWindow, 24*time.Hour), "W: a processed order's record lives this plus 1h, so it outlives every redelivery of the order; keep it equal to the retention keeper's; 0 keeps records for good [RETENTION_WINDOW]")
+	fs.DurationVar(&c.DeadLetterRetention, "dead-letter-retention", env.Duration(appenv.DeadLetterRetention, 30*24*time.Hour), "how long a kept dead letter lives; 0 for good [DEAD_LETTER_RETENTION]")
 	fs.StringVar(&c.LogLevel, "log-level", env.Str(appenv.LogLevel, "info"), "debug, info, warn or error [LOG_LEVEL]")
 	fs.Int64Var(&c.Faults.FailFirstEvery, "fault-fail-first-every", env.Int64(appenv.FaultFailFirstEvery, 0), "fault test: fail the first delivery of every Nth order [FAULT_FAIL_FIRST_EVERY]")
 	fs.DurationVar(&c.Faults.Delay, "fault-delay", env.Duration(appenv.FaultDelay, 0), "fault test: add this to the processing of each order [FAULT_DELAY]")
@@ -119,6 +127,8 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		return Config{}, fmt.Errorf("-pubsub, -topic, -state-store and -app-id must not be empty")
 	case c.DeadLetterTopic == c.Topic:
 		return Config{}, fmt.Errorf("-dead-letter-topic must differ from -topic, or a dropped order would loop")
+	case c.RetentionWindow < 0 || c.DeadLetterRetention < 0:
+		return Config{}, fmt.Errorf("-retention-window and -dead-letter-retention must be ≥ 0")
 	case c.Timeout <= 0:
 		return Config{}, fmt.Errorf("-timeout must be > 0, got %s", c.Timeout)
 	case c.Bulk.MaxMessages < 0 || c.Bulk.MaxMessages > 10000:

@@ -103,7 +103,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer client.Close()
-	st := store.New(client, cfg.StateStore, cfg.AppID)
+	st := store.New(client, cfg.StateStore, cfg.AppID).WithRetention(cfg.RetentionWindow, cfg.DeadLetterRetention)
 	tp, err := tracing.Setup(ctx, cfg.AppID, getenv)
 	if err != nil {
 		return err

@@ -21,6 +21,7 @@ var ErrUnavailable = errors.New("state store unavailable")
 type entry struct {
 	value   []byte
 	version int
+	ttl     string // the ttlInSeconds it was written with, "" for none
 }
 
 // Mem is an in-memory Dapr state store. It is safe for concurrent use.
@@ -72,7 +73,7 @@ func (m *Mem) GetState(_ context.Context, _, key string, _ map[string]string) (*
 }
 
 // SaveStateWithETag implements store.StateClient.
-func (m *Mem) SaveStateWithETag(_ context.Context, _, key string, data []byte, etag string, _ map[string]string, opts ...dapr.StateOption) error {
+func (m *Mem) SaveStateWithETag(_ context.Context, _, key string, data []byte, etag string, meta map[string]string, opts ...dapr.StateOption) error {
 	if err := m.fail("save", key); err != nil {
 		return err
 	}
@@ -91,8 +92,22 @@ func (m *Mem) SaveStateWithETag(_ context.Context, _, key string, data []byte, e
 		}
 		return status.Error(codes.Aborted, "item already exists and no etag was passed")
 	}
-	m.data[key] = entry{value: append([]byte(nil), data...), version: e.version + 1}
+	m.data[key] = entry{value: append([]byte(nil), data...), version: e.version + 1, ttl: meta["ttlInSeconds"]}
 	return nil
+}
+
+// TTL is the ttlInSeconds key was last written with ("" for none).
+func (m *Mem) TTL(key string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.data[key].ttl
+}
+
+// Expire removes key, as the store does when its TTL runs out.
+func (m *Mem) Expire(key string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.data, key)
 }
 
 // DeleteStateWithETag implements store.StateClient; it ignores the ETag.
