@@ -76,7 +76,7 @@ func Set(name string, value any) string {
 type Subscriber struct {
 	AppID        string
 	Port         int
-	Channel      string // grpc or http
+	Channel      string // grpc, stream or http
 	GRPCPort     int    // the gRPC app port on the grpc channel
 	SidecarGRPC  string // its sidecar's gRPC API, host:port
 	APIToken     string
@@ -85,7 +85,9 @@ type Subscriber struct {
 	BulkAwait    time.Duration // the longest a batch waits to fill
 	LogLevel     string
 	LogFormat    string
-	Extra        []string // more NAME=value pairs, e.g. fault settings; last wins
+	// RetentionWindow is W: its processed-order records live W + 1 h.
+	RetentionWindow time.Duration
+	Extra           []string // more NAME=value pairs, e.g. fault settings; last wins
 }
 
 // Env renders s as NAME=value pairs.
@@ -107,6 +109,7 @@ func (s Subscriber) Env() []string {
 	add(BulkMaxAwait, s.BulkAwait, s.BulkAwait != 0)
 	add(LogLevel, s.LogLevel, s.LogLevel != "")
 	add(LogFormat, s.LogFormat, s.LogFormat != "")
+	add(RetentionWindow, s.RetentionWindow, s.RetentionWindow != 0)
 	return append(env, s.Extra...)
 }
 

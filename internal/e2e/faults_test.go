@@ -101,6 +101,7 @@ type result struct {
 	setup                                               chaosSetup
 	scenario                                            string
 	published, processed, duplicates, deadLetters, lost int
+	trimmed                                             int // entries of orders the retention keeper trimmed during the run
 	drain                                               time.Duration
 }
 
@@ -169,8 +170,13 @@ func TestFaults(t *testing.T) {
 	report(t)
 }
 
+// keeperWindow is the retention window of the fault suite: short, so that
+// the keeper trims the stream while the faults happen (every 250 ms, all
+// that every group read and acknowledged more than 3 s ago).
+var keeperWindow = system.Retention{Window: 3 * time.Second, Interval: 250 * time.Millisecond}
+
 func runScenario(t *testing.T, sc scenario, set chaosSetup, n int) {
-	s := startSystem(t, options{subEnv: sc.subEnv, mode: set.mode, channel: set.channel})
+	s := startSystem(t, options{subEnv: sc.subEnv, mode: set.mode, channel: set.channel, retention: keeperWindow})
 	ctx := t.Context()
 	start := time.Now()
 	// Enough attempts, 2 s apart at most, to ride out every fault here.
@@ -235,9 +241,17 @@ func runScenario(t *testing.T, sc scenario, set chaosSetup, n int) {
 			dups++
 		}
 	}
-	r := result{setup: set, scenario: sc.name, published: n, processed: processed, duplicates: dups, deadLetters: deadLetters, lost: lost, drain: drain}
-	t.Logf("%s, %s: published %d, processed %d, duplicate deliveries %d, dead letters %d, lost %d, drained in %s",
-		r.scenario, r.setup, r.published, r.processed, r.duplicates, r.deadLetters, r.lost, r.drain.Round(100*time.Millisecond))
+	// Drained and acknowledged: the keeper trims all but the last entry
+	// (the group's last delivered one) once the window has passed.
+	var left int64
+	waitFor(t, keeperWindow.Window+5*time.Second, "the drained stream trimmed to its last entry by the keeper", func() bool {
+		left, _ = s.redis.XLen(ctx, "orders").Result()
+		return left <= 1
+	})
+	r := result{setup: set, scenario: sc.name, published: n, processed: processed, duplicates: dups, deadLetters: deadLetters, lost: lost, drain: drain,
+		trimmed: n + sc.poison - int(left)}
+	t.Logf("%s, %s: published %d, processed %d, duplicate deliveries %d, dead letters %d, lost %d, drained in %s, %d entries trimmed by the keeper meanwhile",
+		r.scenario, r.setup, r.published, r.processed, r.duplicates, r.deadLetters, r.lost, r.drain.Round(100*time.Millisecond), r.trimmed)
 	resultsMu.Lock()
 	results = append(results, r)
 	resultsMu.Unlock()
@@ -408,9 +422,9 @@ func report(t *testing.T) {
 	defer resultsMu.Unlock()
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tmode/channel\tpublished\tprocessed\tduplicates delivered\tdead letters\tlost\tdrain time\t")
+	fmt.Fprintln(tw, "scenario\tmode/channel\tpublished\tprocessed\tduplicates delivered\tdead letters\tlost\tdrain time\ttrimmed\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%.1f s\t\n", r.scenario, r.setup, r.published, r.processed, r.duplicates, r.deadLetters, r.lost, r.drain.Seconds())
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%.1f s\t%d\t\n", r.scenario, r.setup, r.published, r.processed, r.duplicates, r.deadLetters, r.lost, r.drain.Seconds(), r.trimmed)
 	}
 	tw.Flush()
 	t.Log("\n" + b.String())

@@ -75,6 +75,8 @@ type options struct {
 	channel system.Channel
 	// noAppHealthCheck turns the subscriber daprd's app health check off.
 	noAppHealthCheck bool
+	// retention is the keeper's window and interval; zero: the defaults.
+	retention system.Retention
 }
 
 // startSystem starts the system as its spec says, with a fresh
@@ -99,6 +101,7 @@ func startSystem(t testing.TB, opts ...options) *sys {
 		Mode:       o.mode,
 		Channel:    cmp.Or(o.channel, system.Channel(os.Getenv("E2E_CHANNEL"))),
 		Subscriber: sub,
+		Retention:  o.retention,
 		Out:        &testLog{t: t},
 	})
 	s.redis = redis.NewClient(&redis.Options{Addr: s.Redis.Addr, Password: s.Redis.Password})

@@ -78,7 +78,7 @@ func TestTrimKeepsWhatAGroupNeeds(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	read(t, rdb, s, "lagging", "c", 5)            // read and acked up to 1004-0
+	read(t, rdb, s, "lagging", "c", 5)           // read and acked up to 1004-0
 	read(t, rdb, s, "holding", "c", 8, "1002-0") // all of 1000–1007 acked but 1002-0
 	k := New(rdb, Config{Streams: []string{s, "absent"}, Window: time.Hour}, nil, slog.New(slog.DiscardHandler))
 

@@ -21,9 +21,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"dapr-pub-sub/internal/appenv"
 	"dapr-pub-sub/internal/launcher"
+	"dapr-pub-sub/internal/retention"
 	"dapr-pub-sub/internal/subscriber"
 )
 
@@ -124,8 +126,18 @@ type Spec struct {
 	Subscriber Node
 	// DaprLogLevel is every daprd's --log-level; "" is info.
 	DaprLogLevel string
+	// Retention is the retention keeper's settings: Window is W for the
+	// keeper and the subscribers' records (0: retention.DefaultWindow),
+	// Interval its passes (0: 10 s). The keeper runs beside the apps when
+	// Redis is the broker and not the embedded one.
+	Retention Retention
 	// Out gets every process's output, each line prefixed with its name.
 	Out io.Writer
+}
+
+// Retention is the retention keeper's part of a spec.
+type Retention struct {
+	Window, Interval time.Duration
 }
 
 // Node is one subscriber app with its sidecar, as asked for.
@@ -161,6 +173,9 @@ type Running struct {
 	Resources string           // the Dapr resources folder every sidecar reads
 	Sub       *Subscriber      // the first subscriber
 	PubDaprd  *launcher.RunningSidecar
+	Keeper    *launcher.Process // the retention keeper; nil when it does not run
+	// KeeperMetrics is the keeper's /metrics URL.
+	KeeperMetrics string
 
 	stops []func()
 }
@@ -244,6 +259,11 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 	if err := spec.Mode.Apply(r.Resources, spec.Broker); err != nil {
 		return r, err
 	}
+	if spec.Broker == "" && r.Redis.Source != launcher.RedisEmbedded {
+		if err := r.startKeeper(ctx); err != nil {
+			return r, err
+		}
+	}
 	if r.Sub, err = r.startSubscriber(ctx, spec.Subscriber, spec.Ports.App, spec.Ports.AppGRPC, spec.Ports.SubHTTP, spec.Ports.SubGRPC); err != nil {
 		return r, err
 	}
@@ -291,6 +311,7 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCP
 		APIToken: r.Secrets.APIToken, AppToken: r.Secrets.AppToken,
 		BulkMessages: batch, BulkAwait: await,
 		LogLevel: n.LogLevel, LogFormat: n.LogFormat, Extra: n.Env,
+		RetentionWindow: cmp.Or(r.Spec.Retention.Window, retention.DefaultWindow),
 	}
 	app, err := launcher.StartSubscriberApp(ctx, launcher.SubscriberApp{
 		Name: n.Name, BinDir: r.Spec.Tools.BinDir, Port: appPort, Env: env.Env(), Out: r.Spec.Out, OnLine: n.OnLine,
@@ -314,6 +335,34 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCP
 		}
 	}
 	return &Subscriber{App: app, Daprd: d, Port: appPort, GRPCPort: appGRPC, Node: n}, nil
+}
+
+// startKeeper starts the retention keeper on Redis and waits until it
+// serves.
+func (r *Running) startKeeper(ctx context.Context) error {
+	ports, err := launcher.FreePorts(1)
+	if err != nil {
+		return err
+	}
+	metrics := "127.0.0.1:" + strconv.Itoa(ports[0])
+	p := &launcher.Process{Name: "retention", Path: filepath.Join(r.Spec.Tools.BinDir, "retention"), Out: r.Spec.Out, Env: []string{
+		appenv.RedisAddr + "=" + r.Redis.Addr,
+		appenv.RedisPassword + "=" + r.Redis.Password,
+		appenv.RetentionWindow + "=" + cmp.Or(r.Spec.Retention.Window, retention.DefaultWindow).String(),
+		appenv.RetentionInterval + "=" + cmp.Or(r.Spec.Retention.Interval, 10*time.Second).String(),
+		appenv.MetricsAddress + "=" + metrics,
+	}}
+	if err := p.Start(); err != nil {
+		return err
+	}
+	r.stops = append(r.stops, func() { p.Stop(launcher.StopGrace) })
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := launcher.WaitHTTP(wctx, "http://"+metrics+"/healthz", 200, p); err != nil {
+		return fmt.Errorf("the retention keeper did not start: %w", err)
+	}
+	r.Keeper, r.KeeperMetrics = p, "http://"+metrics+"/metrics"
+	return nil
 }
 
 // startSidecar starts a daprd with what every sidecar of the system shares:
@@ -358,6 +407,9 @@ func (r *Running) Processes() []*launcher.Process {
 	}
 	if r.Broker != nil {
 		ps = append(ps, r.Broker.Process())
+	}
+	if r.Keeper != nil {
+		ps = append(ps, r.Keeper)
 	}
 	return append(ps, r.Sub.App, r.Sub.Daprd.Process, r.PubDaprd.Process)
 }
