@@ -85,7 +85,7 @@ type Subscriber struct {
 	BulkAwait    time.Duration // the longest a batch waits to fill
 	LogLevel     string
 	LogFormat    string
-	// RetentionWindow is W: its processed-order records live W + 1 h.
+	// RetentionWindow is W: its processed-order records live W + W/24 (≥ 1 min).
 	RetentionWindow time.Duration
 	Extra           []string // more NAME=value pairs, e.g. fault settings; last wins
 }

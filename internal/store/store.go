@@ -55,16 +55,21 @@ func New(client StateClient, name, appID string) *Store {
 }
 
 // RecordMargin is how much longer than the retention window a processed
-// order's record lives: the keeper trims an entry only once it is older
-// than the window, so its record outlives every delivery of it.
-const RecordMargin = time.Hour
+// order's record lives: window/24, at least a minute (an hour for the
+// default 24 h). The keeper trims an entry only once it is older than the
+// window, a pass (10 s) later at most; the margin covers that and the
+// clocks of the keeper and Redis, so a record outlives every delivery of
+// its entry.
+func RecordMargin(window time.Duration) time.Duration {
+	return max(window/24, time.Minute)
+}
 
-// WithRetention makes processed-order records expire window+RecordMargin
-// after they are written, and dead letters deadLetters after; 0 keeps
-// them for good. It returns s.
+// WithRetention makes processed-order records expire window +
+// RecordMargin(window) after they are written, and dead letters
+// deadLetters after; 0 keeps them for good. It returns s.
 func (s *Store) WithRetention(window, deadLetters time.Duration) *Store {
 	if window > 0 {
-		s.recordTTL = window + RecordMargin
+		s.recordTTL = window + RecordMargin(window)
 	}
 	s.deadLetterTTL = deadLetters
 	return s

@@ -152,3 +152,18 @@ func TestRecordsLiveTheRetentionWindow(t *testing.T) {
 		t.Errorf("the index got a TTL %q; it must live as long as any dead letter", ttl)
 	}
 }
+
+// TestShortWindowsGetAMinuteOfMargin: a 2-minute window (the long soak's)
+// keeps records 3 minutes; 0 keeps them for good.
+func TestShortWindowsGetAMinuteOfMargin(t *testing.T) {
+	for window, want := range map[time.Duration]string{2 * time.Minute: "180", 0: ""} {
+		mem := &storetest.Mem{}
+		s := New(mem, "statestore", "sub").WithRetention(window, 0)
+		if _, err := s.MarkProcessed(t.Context(), order.Order{ID: 1, Message: "m"}, "order-1"); err != nil {
+			t.Fatal(err)
+		}
+		if got := mem.TTL(s.ProcessedKey(1)); got != want {
+			t.Errorf("window %s: record TTL %q, want %q", window, got, want)
+		}
+	}
+}

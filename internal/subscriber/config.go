@@ -29,7 +29,7 @@ type Config struct {
 	DaprAddress     string        // the sidecar's gRPC API, for the state store; DAPR_GRPC_ENDPOINT / DAPR_GRPC_PORT
 	Timeout         time.Duration // per event; HANDLER_TIMEOUT, default 4s, under the 5 s shutdown bound
 	// RetentionWindow is W (RETENTION_WINDOW, default 24h): a processed
-	// order's record lives W plus store.RecordMargin; 0 keeps it for good.
+	// order's record lives W plus store.RecordMargin(W); 0 keeps it for good.
 	RetentionWindow time.Duration
 	// DeadLetterRetention is how long a kept dead letter lives
 	// (DEAD_LETTER_RETENTION, default 720h = 30 days; 0 for good).
@@ -79,7 +79,7 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&c.StateStore, "state-store", env.Str(appenv.StateStore, "statestore"), "Dapr state store component for processed orders and dead letters [STATE_STORE]")
 	fs.StringVar(&c.DaprAddress, "dapr-address", sidecar.Address(getenv), "the sidecar's gRPC address [DAPR_GRPC_ENDPOINT, or DAPR_GRPC_PORT on 127.0.0.1]")
 	fs.DurationVar(&c.Timeout, "timeout", env.Duration(appenv.HandlerTimeout, 4*time.Second), "time one event may take; keep it below the component's processingTimeout [HANDLER_TIMEOUT]")
-	fs.DurationVar(&c.RetentionWindow, "retention-window", env.Duration(appenv.RetentionWindow, 24*time.Hour), "W: a processed order's record lives this plus 1h, so it outlives every redelivery of the order; keep it equal to the retention keeper's; 0 keeps records for good [RETENTION_WINDOW]")
+	fs.DurationVar(&c.RetentionWindow, "retention-window", env.Duration(appenv.RetentionWindow, 24*time.Hour), "W: a processed order's record lives this plus W/24 (at least 1m), so it outlives every redelivery of the order; keep it equal to the retention keeper's; 0 keeps records for good [RETENTION_WINDOW]")
 	fs.DurationVar(&c.DeadLetterRetention, "dead-letter-retention", env.Duration(appenv.DeadLetterRetention, 30*24*time.Hour), "how long a kept dead letter lives; 0 for good [DEAD_LETTER_RETENTION]")
 	fs.StringVar(&c.LogLevel, "log-level", env.Str(appenv.LogLevel, "info"), "debug, info, warn or error [LOG_LEVEL]")
 	fs.Int64Var(&c.Faults.FailFirstEvery, "fault-fail-first-every", env.Int64(appenv.FaultFailFirstEvery, 0), "fault test: fail the first delivery of every Nth order [FAULT_FAIL_FIRST_EVERY]")
