@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO    ?= go
 GOLANGCI_LINT ?= $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
-.PHONY: help run test bench lint chaos soak brokers deadletters daprd build vet fmt clean
+.PHONY: help run test bench lint chaos soak longrun brokers deadletters daprd build vet fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -20,7 +20,7 @@ OTHER_DAPR := $(patsubst tools/daprd/go.%.mod,%,$(wildcard tools/daprd/go.*.mod)
 MATRIX_TESTS := TestHundredOrders|TestLocalRunShowsTheSeedFlow|TestFaults|TestBadInput|TestInvalidOrder|TestDeadLettersReplay|TestTokensAreRequired|TestTopicScopes|TestOversizedPublish|TestEveryPortIsOnLoopback
 
 test: daprd vet lint ## lint, unit and integration tests on real redis-server, daprd and Chromium; then the version matrix
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -timeout 30m ./...
 	@for v in $(OTHER_DAPR); do \
 		echo "== Dapr runtime $$v: $(MATRIX_TESTS)"; \
 		DAPR_VERSION=$$v CHAOS_CHANNEL=grpc $(GO) test -count=1 -timeout 20m -run '$(MATRIX_TESTS)' ./internal/e2e || exit 1; \
@@ -40,6 +40,10 @@ chaos: daprd ## the fault scenarios with 10,000 orders each, both modes, every c
 soak: daprd ## restart the subscriber app RESTARTS times (default 500) under a steady 400 orders/s, on CHANNEL (default grpc); prints lost/duplicates/drain
 	SOAK_RESTARTS=$(RESTARTS) SOAK_CHANNEL=$(CHANNEL) SOAK_REPORT=$(CURDIR)/soak-report.md \
 		$(GO) test -tags soak -count=1 -timeout 120m -run TestSoak -v ./internal/e2e | grep -E '^\s*(---|ok|FAIL|\|)|soak_test'
+
+longrun: daprd ## steady load for DURATION (default 10m; ORDERS= or RATE=, default 200/s) with a WINDOW (default 2m) retention window and faults sprinkled in; prints memory, stream length and records over time
+	set -o pipefail; LONGRUN_DURATION=$${DURATION:-10m} LONGRUN_WINDOW=$${WINDOW:-2m} LONGRUN_ORDERS=$(ORDERS) LONGRUN_RATE=$(RATE) LONGRUN_REPORT=$(CURDIR)/longrun-report.md \
+		$(GO) test -count=1 -timeout 60m -run TestLongRun -v ./internal/e2e | grep -E '^\s*(---|ok|FAIL|\|)|longrun_test|orders at'
 
 brokers: daprd ## the broker portability suite with 5,000 orders per broker (BROKER=... for one)
 	set -o pipefail; BROKER_ORDERS=$${BROKER_ORDERS:-5000} $(GO) test -count=1 -timeout 60m -run TestBrokers -v ./internal/e2e | grep -E '^\s*(---|ok|FAIL)|brokers_test'

@@ -14,7 +14,8 @@ import (
 	"dapr-pub-sub/internal/system"
 )
 
-// TestLongRun publishes at a steady rate (LONGRUN_RATE, default 200/s) for
+// TestLongRun publishes at a steady rate (LONGRUN_RATE, default 200/s, or
+// LONGRUN_ORDERS over the duration) for
 // LONGRUN_DURATION (default 2 min; `make longrun` runs 10 min) with a short
 // retention window (LONGRUN_WINDOW, default 15 s) while faults are sprinkled in — the
 // subscriber app killed, then SIGTERMed, then its daprd killed, one per
@@ -30,6 +31,9 @@ func TestLongRun(t *testing.T) {
 	duration := envDuration(t, "LONGRUN_DURATION", 2*time.Minute)
 	window := envDuration(t, "LONGRUN_WINDOW", 15*time.Second)
 	rate := envInt(t, "LONGRUN_RATE", 200)
+	if orders := envInt(t, "LONGRUN_ORDERS", 0); orders > 0 {
+		rate = max(1, orders/int(duration.Seconds()))
+	}
 	n := rate * int(duration.Seconds())
 	s := startSystem(t, options{retention: system.Retention{Window: window, Interval: time.Second}})
 	pub, err := s.StartPublisher([]string{"-count", strconv.Itoa(n), "-rate", strconv.Itoa(rate), "-attempts", "60"}, "")
