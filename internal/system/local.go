@@ -1,6 +1,7 @@
 package system
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -14,6 +15,7 @@ import (
 	"dapr-pub-sub/internal/cli"
 	"dapr-pub-sub/internal/launcher"
 	"dapr-pub-sub/internal/logging"
+	"dapr-pub-sub/internal/retention"
 	"dapr-pub-sub/internal/subscriber/web"
 )
 
@@ -135,6 +137,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if sys.Broker != nil {
 		say("%s at %s behind the pubsub component (Redis stays the state store)", sys.Broker.Kind, sys.Broker.Addr)
+	}
+	if sys.Keeper != nil {
+		say("Retention keeper: trims what every consumer group is done with after %s; backlog metrics at %s", cmp.Or(sys.Spec.Retention.Window, retention.DefaultWindow), sys.KeeperMetrics)
 	}
 	if l.spec.Mode == launcher.ModeThroughput {
 		say("Throughput mode: bulk subscribe, batches of up to %d orders, waiting at most %s", launcher.ThroughputBatch, launcher.ThroughputAwait)
