@@ -88,6 +88,7 @@ func (k *Keeper) Run(ctx context.Context) {
 type StreamReport struct {
 	Stream  string
 	MinID   string // entries below it were trimmed (or there were none)
+	Needed  string // the oldest entry a group still needs; "" for none
 	Trimmed int64
 	Length  int64
 	Bytes   int64
@@ -136,11 +137,11 @@ func (k *Keeper) stream(ctx context.Context, stream string) (*StreamReport, erro
 	if err != nil {
 		return nil, fmt.Errorf("trim: %w", err)
 	}
-	r := &StreamReport{Stream: stream, MinID: res[0].(string), Trimmed: res[1].(int64)}
-	if ms, ok := idMillis(r.MinID); ok && time.UnixMilli(ms).Before(cutoff) {
+	r := &StreamReport{Stream: stream, MinID: res[0].(string), Trimmed: res[1].(int64), Needed: res[2].(string)}
+	if ms, ok := idMillis(r.Needed); ok && ms < cutoff.UnixMilli() {
 		// A group still needs an entry older than W.
 		k.log.Warn("An entry older than the retention window is still unread or unacknowledged: it is kept, but its order's record may expire before it is redelivered",
-			"stream", stream, "oldest_needed", r.MinID, "age", k.now().Sub(time.UnixMilli(ms)).Round(time.Second).String(), "window", k.cfg.Window.String())
+			"stream", stream, "oldest_needed", r.Needed, "age", k.now().Sub(time.UnixMilli(ms)).Round(time.Second).String(), "window", k.cfg.Window.String())
 		if k.metrics != nil {
 			k.metrics.windowExceeded.WithLabelValues(stream).Set(1)
 		}
@@ -191,12 +192,12 @@ func idMillis(id string) (int64, bool) {
 	return v, ok && err == nil
 }
 
-// trimScript trims KEYS[1] to the lowest id that any of its consumer
-// groups still needs — its oldest pending entry, else its last-delivered id
-// (kept: it is acknowledged, but trimming it gains nothing) — and never
-// above ARGV[1], the window's cutoff id. It returns {minid, trimmed}. In one
-// script, so no group moves between the look and the trim; a group created
-// later (Dapr creates them at "0") finds everything newer than the cutoff.
+// trimScript trims KEYS[1] below the oldest entry any of its consumer
+// groups still needs — its oldest pending entry, else the first entry after
+// its last delivered one — and never above ARGV[1], the window's cutoff id.
+// It returns {minid, trimmed, needed}. In one script, so no group moves
+// between the look and the trim; a group created later (Dapr creates them
+// at "0") finds everything newer than the cutoff.
 //
 //go:embed trim.lua
 var trimLua string

@@ -82,24 +82,24 @@ func TestTrimKeepsWhatAGroupNeeds(t *testing.T) {
 	read(t, rdb, s, "holding", "c", 8, "1002-0") // all of 1000–1007 acked but 1002-0
 	k := New(rdb, Config{Streams: []string{s, "absent"}, Window: time.Hour}, nil, slog.New(slog.DiscardHandler))
 
-	pass := func(wantMin string, wantLen int64) {
+	pass := func(wantNeeded string, wantLen int64) {
 		t.Helper()
 		reports, err := k.Pass(ctx)
 		if err != nil || len(reports) != 1 {
 			t.Fatalf("Pass = %+v, %v", reports, err)
 		}
-		if r := reports[0]; r.MinID != wantMin || r.Length != wantLen {
-			t.Fatalf("trimmed to %s, %d left; want %s, %d left", r.MinID, r.Length, wantMin, wantLen)
+		if r := reports[0]; r.Needed != wantNeeded || r.Length != wantLen {
+			t.Fatalf("oldest needed %q, %d left; want %q, %d left", r.Needed, r.Length, wantNeeded, wantLen)
 		}
 	}
-	pass("0-0", 10) // the stopped group has read nothing: all stays
+	pass("1000-0", 10) // the stopped group has read nothing: all stays
 	rdb.XGroupDestroy(ctx, s, "stopped")
 	pass("1002-0", 8) // the pending entry of "holding" is the oldest needed
 	rdb.XAck(ctx, s, "holding", "1002-0")
-	pass("1004-0", 6) // now the lagging group's last read entry
+	pass("1005-0", 5) // now the first entry the lagging group has not read
 	read(t, rdb, s, "lagging", "c", 10)
 	read(t, rdb, s, "holding", "c", 10)
-	pass("1009-0", 1) // all read and acked: the last delivered entry stays
+	pass("", 0) // all read and acknowledged, all older than the window
 
 	// Inside the window nothing goes, although every group is done.
 	for range 5 {
@@ -111,8 +111,8 @@ func TestTrimKeepsWhatAGroupNeeds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := reports[0]; r.Length != 5 || r.Trimmed != 1 {
-		t.Fatalf("after new entries: %d left, %d trimmed; want the 5 new ones left, the old one trimmed", r.Length, r.Trimmed)
+	if r := reports[0]; r.Length != 5 || r.Trimmed != 0 {
+		t.Fatalf("after new entries: %d left, %d trimmed; want the 5 new ones left", r.Length, r.Trimmed)
 	}
 }
 
