@@ -20,8 +20,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"dapr-pub-sub/internal/appenv"
 	"dapr-pub-sub/internal/launcher"
 	"dapr-pub-sub/internal/publisher"
+	"dapr-pub-sub/internal/retention"
 	"dapr-pub-sub/internal/subscriber"
 )
 
@@ -39,20 +41,23 @@ func (c *cluster) checkDeployment(p *problems, d *appsv1.Deployment) {
 	}
 	an := tpl.Annotations
 	checkAnnotations(p, where, an)
-	if an["dapr.io/enabled"] != "true" {
-		p.add("%s: dapr.io/enabled is not \"true\"", where)
+	// The retention keeper talks to Redis directly: no sidecar, no app id.
+	withDapr := d.Name != "retention"
+	if withDapr != (an["dapr.io/enabled"] == "true") {
+		p.add("%s: dapr.io/enabled is %q, want a sidecar: %v", where, an["dapr.io/enabled"], withDapr)
 	}
-	appID := an["dapr.io/app-id"]
-	if appID == "" {
-		p.add("%s: no dapr.io/app-id", where)
-	}
-	cfgName := an["dapr.io/config"]
-	if c.configs[cfgName] == nil || !c.applied(c.fileOf(c.configs[cfgName])) {
-		p.add("%s: dapr.io/config %q names no Configuration that kustomization.yaml applies", where, cfgName)
-	}
-	for _, name := range sortedKeys(c.components) {
-		if comp := c.components[name]; !slices.Contains(comp.Scopes, appID) {
-			p.add("%s: app id %q is not in component %s's scopes %q", where, appID, name, comp.Scopes)
+	appID, cfgName := an["dapr.io/app-id"], an["dapr.io/config"]
+	if withDapr {
+		if appID == "" {
+			p.add("%s: no dapr.io/app-id", where)
+		}
+		if c.configs[cfgName] == nil || !c.applied(c.fileOf(c.configs[cfgName])) {
+			p.add("%s: dapr.io/config %q names no Configuration that kustomization.yaml applies", where, cfgName)
+		}
+		for _, name := range sortedKeys(c.components) {
+			if comp := c.components[name]; !slices.Contains(comp.Scopes, appID) {
+				p.add("%s: app id %q is not in component %s's scopes %q", where, appID, name, comp.Scopes)
+			}
 		}
 	}
 	if len(tpl.Spec.Containers) != 1 {
@@ -100,6 +105,9 @@ func (c *cluster) checkDeployment(p *problems, d *appsv1.Deployment) {
 		}
 	}
 	c.checkSecretRefs(p, where, app.Env)
+	if !withDapr {
+		return
+	}
 
 	// The pod as Dapr's injector makes it.
 	pod, err := inject(d)
@@ -178,6 +186,18 @@ func (c *cluster) checkDeployment(p *problems, d *appsv1.Deployment) {
 		if err != nil {
 			p.add("%s: the subscriber refuses its environment: %v", where, err)
 			return
+		}
+		// Records must outlive every entry the keeper keeps: one window.
+		if k := c.deployments["retention"]; k != nil {
+			window := retention.DefaultWindow.String()
+			for _, e := range k.Spec.Template.Spec.Containers[0].Env {
+				if e.Name == appenv.RetentionWindow {
+					window = e.Value
+				}
+			}
+			if w, err := time.ParseDuration(window); err != nil || w != cfg.RetentionWindow {
+				p.add("%s: RETENTION_WINDOW %s, the retention keeper's %s: keep them equal", where, cfg.RetentionWindow, window)
+			}
 		}
 		// daprd delivers to the app's HTTP port on the http channel, to its
 		// gRPC port on grpc; the HTTP port serves the probes on both.
@@ -370,6 +390,12 @@ func TestManifestsCrossReferencesCatchMistakes(t *testing.T) {
 		}},
 		{"declarative subscription applied", "is applied", func(c *cluster) {
 			c.inKust["alternatives/subscriptions.yaml"] = true
+		}},
+		{"retention windows differ", "keep them equal", func(c *cluster) {
+			setEnv(&c.deployments["retention"].Spec.Template.Spec.Containers[0], "RETENTION_WINDOW", "1h")
+		}},
+		{"a sidecar on the keeper", "want a sidecar: false", func(c *cluster) {
+			c.deployments["retention"].Spec.Template.Annotations["dapr.io/enabled"] = "true"
 		}},
 		{"unlisted manifest", "kustomization resources", func(c *cluster) {
 			c.kust.Resources = c.kust.Resources[1:]

@@ -24,7 +24,7 @@ import (
 )
 
 // The images: one per command, each built by cmd/<app>/Dockerfile.
-var apps = []string{"publisher", "subscriber", "deadletters"}
+var apps = []string{"publisher", "subscriber", "deadletters", "retention"}
 
 const (
 	builderImage = "golang:1.26"
@@ -556,7 +556,11 @@ func TestDockerfileBuilds(t *testing.T) {
 				// It runs on its own: -h prints the usage and exits 0.
 				c := exec.Command(bin, "-h")
 				c.Env = []string{} // distroless sets no variables of ours
-				if outb, err := c.CombinedOutput(); err != nil || !strings.Contains(string(outb), "-dapr-address") {
+				flag := "-dapr-address" // where its sidecar is; the keeper talks to Redis
+				if app == "retention" {
+					flag = "-redis-addr"
+				}
+				if outb, err := c.CombinedOutput(); err != nil || !strings.Contains(string(outb), flag) {
 					t.Errorf("%s -h: %v\n%s", app, err, outb)
 				}
 			}
