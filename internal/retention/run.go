@@ -76,7 +76,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(lis)
+	go func() {
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("The metrics server stopped", "err", err)
+		}
+	}()
 	defer srv.Close()
 	log.Info("Retention keeper running", "redis", addr, "streams", cfg.Streams, "window", cfg.Window.String(), "interval", cfg.Interval.String(), "metrics", lis.Addr().String())
 	fmt.Fprintf(stdout, "retention: keeping %s to %s, metrics on http://%s/metrics\n", strings.Join(cfg.Streams, ", "), cfg.Window, lis.Addr())

@@ -169,7 +169,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	select {
 	case err := <-refused:
-		svc.GracefulStop()
+		if serr := svc.GracefulStop(); serr != nil {
+			log.Warn("Shutdown", "err", serr)
+		}
 		return err
 	case err := <-served:
 		if err == nil || errors.Is(err, http.ErrServerClosed) {
