@@ -555,7 +555,7 @@ func TestDockerfileBuilds(t *testing.T) {
 			if runtime.GOOS == "linux" {
 				// It runs on its own: -h prints the usage and exits 0.
 				c := exec.Command(bin, "-h")
-				c.Env = []string{} // distroless sets no variables of ours
+				c.Env = []string{}      // distroless sets no variables of ours
 				flag := "-dapr-address" // where its sidecar is; the keeper talks to Redis
 				if app == "retention" {
 					flag = "-redis-addr"
