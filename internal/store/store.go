@@ -15,6 +15,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -88,6 +89,9 @@ type Processed struct {
 	Order       order.Order `json:"order"`
 	EventID     string      `json:"event_id"`
 	ProcessedAt time.Time   `json:"processed_at"`
+	// Attempt is the writer's own token for this write, so that a writer
+	// whose call failed can tell later whether its write landed.
+	Attempt string `json:"attempt,omitempty"`
 }
 
 // ProcessedKey is the state key of order id's record, without the store's
@@ -96,12 +100,14 @@ func (s *Store) ProcessedKey(id int64) string {
 	return s.appID + "/order/" + strconv.FormatInt(id, 10)
 }
 
-// MarkProcessed records o as processed, once: it returns true if this call
-// wrote the record, false if a record for o.ID was already there (a
-// duplicate delivery), and an error if the store could not be reached, in
-// which case the caller should retry.
-func (s *Store) MarkProcessed(ctx context.Context, o order.Order, eventID string) (bool, error) {
-	b, err := json.Marshal(Processed{Order: o, EventID: eventID, ProcessedAt: time.Now().UTC()})
+// MarkProcessed records o as processed, once, under the caller's attempt
+// token: it returns true if this call wrote the record, false if a record
+// for o.ID was already there (a duplicate delivery), and an error if the
+// store could not be reached, in which case the caller should retry. After
+// an error the write may still have landed (the call broke after the
+// store applied it): the record's Attempt then says so.
+func (s *Store) MarkProcessed(ctx context.Context, o order.Order, eventID, attempt string) (bool, error) {
+	b, err := json.Marshal(Processed{Order: o, EventID: eventID, ProcessedAt: time.Now().UTC(), Attempt: attempt})
 	if err != nil {
 		return false, err
 	}
@@ -131,7 +137,8 @@ func (s *Store) ProcessedRecord(ctx context.Context, id int64) (rec Processed, f
 // Stores refuse differently: most with an ETag mismatch (gRPC Aborted);
 // Redis with a plain error, and only for keys written first-write, as all
 // of ours are. So a refusal that is not Aborted is told from "store down"
-// by reading the key: present means someone else inserted it.
+// by reading the key: present means someone else inserted it, unless it
+// holds exactly this value.
 func (s *Store) insert(ctx context.Context, key string, value []byte, life time.Duration) (bool, error) {
 	err := s.client.SaveStateWithETag(ctx, s.name, key, value, "", ttl(life), dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite))
 	if err == nil {
@@ -141,7 +148,10 @@ func (s *Store) insert(ctx context.Context, key string, value []byte, life time.
 		return false, nil
 	}
 	if it, gerr := s.client.GetState(ctx, s.name, key, nil); gerr == nil && it != nil && len(it.Value) > 0 {
-		return false, nil
+		// Present: someone else's write — or this one, applied although
+		// the call failed, which the identical value (it carries the
+		// writer's attempt token and time) tells.
+		return bytes.Equal(it.Value, value), nil
 	}
 	return false, fmt.Errorf("save %s in state store %s: %w", key, s.name, err)
 }

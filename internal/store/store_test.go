@@ -27,7 +27,7 @@ func markProcessedIsOnce(t *testing.T, mem *storetest.Mem) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			first, err := s.MarkProcessed(t.Context(), order.New(5), "order-5")
+			first, err := s.MarkProcessed(t.Context(), order.New(5), "order-5", "")
 			if err != nil {
 				t.Error(err)
 			}
@@ -49,7 +49,7 @@ func markProcessedIsOnce(t *testing.T, mem *storetest.Mem) {
 
 func TestMarkProcessedReportsAnUnreachableStore(t *testing.T) {
 	mem := &storetest.Mem{Fail: func(string, string) error { return storetest.ErrUnavailable }}
-	first, err := New(mem, "statestore", "subscriber").MarkProcessed(t.Context(), order.New(1), "e")
+	first, err := New(mem, "statestore", "subscriber").MarkProcessed(t.Context(), order.New(1), "e", "")
 	if first || !errors.Is(err, storetest.ErrUnavailable) {
 		t.Fatalf("MarkProcessed = %v, %v; want false and the store's error", first, err)
 	}
@@ -122,10 +122,10 @@ func TestRecordsLiveTheRetentionWindow(t *testing.T) {
 	s := New(mem, "statestore", "sub").WithRetention(24*time.Hour, 30*24*time.Hour)
 	ctx := t.Context()
 	o := order.Order{ID: 7, Message: "m"}
-	if first, err := s.MarkProcessed(ctx, o, "order-7"); !first || err != nil {
+	if first, err := s.MarkProcessed(ctx, o, "order-7", ""); !first || err != nil {
 		t.Fatalf("MarkProcessed = %v, %v", first, err)
 	}
-	if first, err := s.MarkProcessed(ctx, o, "order-7"); first || err != nil {
+	if first, err := s.MarkProcessed(ctx, o, "order-7", ""); first || err != nil {
 		t.Fatalf("duplicate MarkProcessed = %v, %v", first, err)
 	}
 	if got := mem.TTL(s.ProcessedKey(7)); got != "90000" {
@@ -159,7 +159,7 @@ func TestShortWindowsGetAMinuteOfMargin(t *testing.T) {
 	for window, want := range map[time.Duration]string{2 * time.Minute: "180", 0: ""} {
 		mem := &storetest.Mem{}
 		s := New(mem, "statestore", "sub").WithRetention(window, 0)
-		if _, err := s.MarkProcessed(t.Context(), order.Order{ID: 1, Message: "m"}, "order-1"); err != nil {
+		if _, err := s.MarkProcessed(t.Context(), order.Order{ID: 1, Message: "m"}, "order-1", ""); err != nil {
 			t.Fatal(err)
 		}
 		if got := mem.TTL(s.ProcessedKey(1)); got != want {

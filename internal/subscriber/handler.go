@@ -4,6 +4,7 @@ package subscriber
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -118,6 +119,10 @@ type Handler struct {
 	mu         sync.Mutex // serialises writes to Out, and guards line
 	line       []byte     // the "Received message" line being written
 	failedOnce sync.Map   // order ids that Faults.FailFirstEvery already failed
+	// unsure maps an order id to the attempt token of a record write
+	// whose call failed; an entry lives until the order's next delivery
+	// here.
+	unsure sync.Map
 }
 
 // NewHandler returns a Handler for cfg.
@@ -231,10 +236,24 @@ func (h *Handler) HandleOrder(ctx context.Context, e *common.TopicEvent) (retry 
 		outcome = OutcomeRetry
 		return h.retry(e, o, err)
 	}
-	first, err := h.Store.MarkProcessed(ctx, o, e.ID)
+	attempt := rand.Text()
+	first, err := h.Store.MarkProcessed(ctx, o, e.ID, attempt)
 	if err != nil {
+		// The write may have landed although the call failed (the
+		// connection broke after the store applied it): remember this
+		// attempt, so that its redelivery completes the order instead of
+		// taking it for a duplicate.
+		h.unsure.Store(o.ID, attempt)
 		outcome = OutcomeRetry
 		return h.retry(e, o, err)
+	}
+	if !first {
+		landed, err := h.landedUnseen(ctx, o.ID)
+		if err != nil {
+			outcome = OutcomeRetry
+			return h.retry(e, o, err)
+		}
+		first = landed
 	}
 	if !first {
 		conflict, err := h.conflict(ctx, o)
@@ -254,12 +273,33 @@ func (h *Handler) HandleOrder(ctx context.Context, e *common.TopicEvent) (retry 
 		h.Log.Info("Duplicate delivery of an order already processed; acknowledged without effect", "event_id", e.ID, "id", o.ID)
 		return false, nil
 	}
+	h.unsure.Delete(o.ID)
 	h.Stats.Processed.Add(1)
 	h.Metrics.observeEndToEnd(o.SentAt, time.Now())
 	h.mu.Lock()
 	h.line = append(o.AppendSeed(append(h.line[:0], "Received message: "...)), '\n')
 	_, _ = h.Out.Write(h.line) // stdout: nothing to do if it fails
 	h.mu.Unlock()
+	return false, nil
+}
+
+// landedUnseen reports whether order id's record was written by an attempt
+// of this process whose call failed: the write landed, and the order's
+// effect has not run yet.
+func (h *Handler) landedUnseen(ctx context.Context, id int64) (bool, error) {
+	attempt, ok := h.unsure.Load(id)
+	if !ok {
+		return false, nil
+	}
+	rec, found, err := h.Store.ProcessedRecord(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	if found && rec.Attempt == attempt {
+		h.Log.Warn("An earlier attempt's record write landed although its call failed; completing the order now", "id", id)
+		return true, nil
+	}
+	h.unsure.Delete(id) // written by someone else: a plain duplicate
 	return false, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -126,6 +127,50 @@ func TestTransientFailuresAreRetried(t *testing.T) {
 	down = false
 	if retry, err := f.h.HandleOrder(t.Context(), ev); retry || err != nil {
 		t.Fatalf("store back: retry=%v err=%v, want SUCCESS", retry, err)
+	}
+}
+
+// TestAWriteThatLandedDespiteItsErrorIsCompleted: the record write is
+// applied but its call fails (daprd killed mid-call). If the store can be
+// read at once, the record's own attempt token shows the write landed and
+// the effect applies; if not, the redelivery finds the record of its own
+// failed attempt and applies the effect then — once either way, and a
+// later delivery is a duplicate.
+func TestAWriteThatLandedDespiteItsErrorIsCompleted(t *testing.T) {
+	for _, readable := range []bool{true, false} {
+		t.Run(fmt.Sprint("readable after the failed call: ", readable), func(t *testing.T) {
+			f := newFixture(Faults{})
+			broken := true
+			f.mem.FailAfterSave = func(string) error {
+				if broken {
+					return storetest.ErrUnavailable
+				}
+				return nil
+			}
+			f.mem.Fail = func(op, _ string) error {
+				if broken && op == "get" && !readable {
+					return storetest.ErrUnavailable
+				}
+				return nil
+			}
+			ev := &common.TopicEvent{ID: "order-1", RawData: []byte(`{"id":1,"message":"m"}`)}
+			retry, err := f.h.HandleOrder(t.Context(), ev)
+			if readable != (!retry && err == nil) {
+				t.Fatalf("call broken after the write: retry=%v err=%v; want SUCCESS only when the record can be read", retry, err)
+			}
+			broken = false
+			for range 2 {
+				if retry, err := f.h.HandleOrder(t.Context(), ev); retry || err != nil {
+					t.Fatalf("redelivery: retry=%v err=%v, want SUCCESS", retry, err)
+				}
+			}
+			if got := strings.Count(f.out.String(), "Received message"); got != 1 {
+				t.Fatalf("effect applied %d times, want once:\n%s", got, f.out.String())
+			}
+			if p, d := f.h.Stats.Processed.Load(), f.h.Stats.Duplicates.Load(); p != 1 || d != int64(map[bool]int{true: 2, false: 1}[readable]) {
+				t.Fatalf("%d processed, %d duplicates", p, d)
+			}
+		})
 	}
 }
 

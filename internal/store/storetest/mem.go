@@ -32,6 +32,10 @@ type Mem struct {
 	// RedisStyle makes a first-write save of an existing key fail with a
 	// plain error, as Dapr's Redis state store does, instead of Aborted.
 	RedisStyle bool
+	// FailAfterSave, if set, is asked after a save was applied and its
+	// error, if any, is returned: a call that broke after the store
+	// applied the write.
+	FailAfterSave func(key string) error
 
 	mu   sync.Mutex
 	data map[string]entry
@@ -93,6 +97,9 @@ func (m *Mem) SaveStateWithETag(_ context.Context, _, key string, data []byte, e
 		return status.Error(codes.Aborted, "item already exists and no etag was passed")
 	}
 	m.data[key] = entry{value: append([]byte(nil), data...), version: e.version + 1, ttl: meta["ttlInSeconds"]}
+	if m.FailAfterSave != nil {
+		return m.FailAfterSave(key)
+	}
 	return nil
 }
 
