@@ -181,7 +181,8 @@ type Running struct {
 }
 
 // Start brings the system up in order — Redis, the other broker if any, the
-// resources folder, the subscriber and its daprd, the publisher's daprd —
+// resources folder, the retention keeper, the subscriber and its daprd, the
+// publisher's daprd —
 // and waits for each to be ready. On error it stops what it started.
 func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 	if spec.Tools.Root == "" || spec.Tools.Daprd.Path == "" || spec.Tools.BinDir == "" {
@@ -398,8 +399,8 @@ func (r *Running) StartPublisher(args []string, logFormat string) (*launcher.Pro
 }
 
 // Processes are the system's long-running processes: Redis (when started
-// here), the other broker, the first subscriber and its daprd, the
-// publisher's daprd.
+// here), the other broker, the retention keeper, the first subscriber and
+// its daprd, the publisher's daprd.
 func (r *Running) Processes() []*launcher.Process {
 	var ps []*launcher.Process
 	if p := r.Redis.Process(); p != nil {
