@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"dapr-pub-sub/internal/appenv"
 	"dapr-pub-sub/internal/launcher"
 	"dapr-pub-sub/internal/system"
 )
@@ -176,7 +177,11 @@ func TestFaults(t *testing.T) {
 var keeperWindow = system.Retention{Window: 3 * time.Second, Interval: 250 * time.Millisecond}
 
 func runScenario(t *testing.T, sc scenario, set chaosSetup, n int) {
-	s := startSystem(t, options{subEnv: sc.subEnv, mode: set.mode, channel: set.channel, retention: keeperWindow})
+	// The keeper trims with a 3 s window, but the records must outlive the
+	// scenario (they are counted at the end): a longer window for the
+	// subscriber's records is safe, a shorter one would not be.
+	env := append(slices.Clone(sc.subEnv), appenv.RetentionWindow+"=24h")
+	s := startSystem(t, options{subEnv: env, mode: set.mode, channel: set.channel, retention: keeperWindow})
 	ctx := t.Context()
 	start := time.Now()
 	// Enough attempts, 2 s apart at most, to ride out every fault here.

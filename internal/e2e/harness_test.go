@@ -302,3 +302,18 @@ func envValue[T any](t *testing.T, name string, def T, want string, parse func(s
 	}
 	return x
 }
+
+// lag is how many entries of stream the subscriber's group has not read
+// yet (XINFO GROUPS, Redis 7); -1 when unknown.
+func (s *sys) lag(stream string) int64 {
+	groups, err := s.redis.XInfoGroups(s.t.Context(), stream).Result()
+	if err != nil {
+		return -1
+	}
+	for _, g := range groups {
+		if g.Name == launcher.SubscriberID {
+			return g.Lag
+		}
+	}
+	return -1
+}

@@ -109,21 +109,6 @@ func TestSoak(t *testing.T) {
 	}
 }
 
-// lag is how many entries of stream the subscriber's group has not read
-// yet (XINFO GROUPS, Redis 7); -1 when unknown.
-func (s *sys) lag(stream string) int64 {
-	groups, err := s.redis.XInfoGroups(s.t.Context(), stream).Result()
-	if err != nil {
-		return -1
-	}
-	for _, g := range groups {
-		if g.Name == launcher.SubscriberID {
-			return g.Lag
-		}
-	}
-	return -1
-}
-
 // redisClients is how many client connections Redis has (CLIENT LIST).
 func (s *sys) redisClients() int {
 	list, err := s.redis.ClientList(s.t.Context()).Result()
