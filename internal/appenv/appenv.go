@@ -130,3 +130,23 @@ func (p Publisher) Env() []string {
 	}
 	return append(env, p.Extra...)
 }
+
+// Keeper is what a launcher tells the retention keeper. Zero durations are
+// left out, so the keeper's own defaults apply.
+type Keeper struct {
+	RedisAddr, RedisPassword string
+	Window, Interval         time.Duration
+	MetricsAddress           string // host:port of /metrics and /healthz
+}
+
+// Env renders k as NAME=value pairs.
+func (k Keeper) Env() []string {
+	env := []string{Set(RedisAddr, k.RedisAddr), Set(RedisPassword, k.RedisPassword), Set(MetricsAddress, k.MetricsAddress)}
+	if k.Window != 0 {
+		env = append(env, Set(RetentionWindow, k.Window))
+	}
+	if k.Interval != 0 {
+		env = append(env, Set(RetentionInterval, k.Interval))
+	}
+	return env
+}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"strconv"
@@ -120,11 +121,12 @@ func TestLongRun(t *testing.T) {
 	counts, _, _ := s.received.snapshot()
 	dup := map[int64]bool{}
 	for _, l := range s.received.logLines() {
-		if strings.Contains(l, "Duplicate delivery") {
-			if i := strings.Index(l, `"id":`); i >= 0 {
-				id, _ := strconv.ParseInt(strings.TrimRight(l[i+5:], "}\n "), 10, 64)
-				dup[id] = true
-			}
+		var line struct {
+			Msg string `json:"msg"`
+			ID  int64  `json:"id"`
+		}
+		if json.Unmarshal([]byte(l), &line) == nil && strings.HasPrefix(line.Msg, "Duplicate delivery") {
+			dup[line.ID] = true
 		}
 	}
 	unprinted := 0

@@ -1,8 +1,6 @@
 package retention
 
 import (
-	"strings"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -44,6 +42,11 @@ func (m *Metrics) observe(r StreamReport) {
 		return
 	}
 	m.length.WithLabelValues(r.Stream).Set(float64(r.Length))
+	exceeded := 0.0
+	if r.WindowExceeded {
+		exceeded = 1
+	}
+	m.windowExceeded.WithLabelValues(r.Stream).Set(exceeded)
 	m.bytes.WithLabelValues(r.Stream).Set(float64(r.Bytes))
 	m.trimmed.WithLabelValues(r.Stream).Add(float64(r.Trimmed))
 	for _, g := range r.Groups {
@@ -52,8 +55,21 @@ func (m *Metrics) observe(r StreamReport) {
 		m.oldestPending.WithLabelValues(r.Stream, g.Name).Set(g.OldestPending.Seconds())
 		m.redeliveries.WithLabelValues(r.Stream, g.Name).Set(float64(g.Redeliveries))
 	}
-	for _, gc := range r.Removed {
-		g, _, _ := strings.Cut(gc, "/")
-		m.removed.WithLabelValues(r.Stream, g).Inc()
+	for _, c := range r.Removed {
+		m.removed.WithLabelValues(r.Stream, c.Group).Inc()
+	}
+}
+
+// passFailed counts a failed pass; a nil m does nothing.
+func (m *Metrics) passFailed() {
+	if m != nil {
+		m.passErrors.Inc()
+	}
+}
+
+// passDone stamps the end of a pass; a nil m does nothing.
+func (m *Metrics) passDone() {
+	if m != nil {
+		m.lastPass.SetToCurrentTime()
 	}
 }

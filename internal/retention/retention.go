@@ -72,9 +72,7 @@ func (k *Keeper) Run(ctx context.Context) {
 	for {
 		if _, err := k.Pass(ctx); err != nil && ctx.Err() == nil {
 			k.log.Warn("Retention pass failed; trying again", "err", err, "in", k.cfg.Interval.String())
-			if k.metrics != nil {
-				k.metrics.passErrors.Inc()
-			}
+			k.metrics.passFailed()
 		}
 		select {
 		case <-ctx.Done():
@@ -86,15 +84,20 @@ func (k *Keeper) Run(ctx context.Context) {
 
 // StreamReport is what one pass did to and saw in one stream.
 type StreamReport struct {
-	Stream  string
-	MinID   string // entries below it were trimmed (or there were none)
-	Needed  string // the oldest entry a group still needs; "" for none
-	Trimmed int64
-	Length  int64
-	Bytes   int64
-	Groups  []GroupReport
-	Removed []string // consumers removed, as group/consumer
+	Stream string
+	MinID  string // entries below it were trimmed (or there were none)
+	Needed string // the oldest entry a group still needs; "" for none
+	// WindowExceeded: Needed is older than the window.
+	WindowExceeded bool
+	Trimmed        int64
+	Length         int64
+	Bytes          int64
+	Groups         []GroupReport
+	Removed        []Consumer // consumers removed
 }
+
+// Consumer is one consumer of a consumer group.
+type Consumer struct{ Group, Name string }
 
 // GroupReport is one consumer group's backlog.
 type GroupReport struct {
@@ -121,9 +124,7 @@ func (k *Keeper) Pass(ctx context.Context) ([]StreamReport, error) {
 			k.metrics.observe(*r)
 		}
 	}
-	if k.metrics != nil {
-		k.metrics.lastPass.SetToCurrentTime()
-	}
+	k.metrics.passDone()
 	return reports, errors.Join(errs...)
 }
 
@@ -138,15 +139,11 @@ func (k *Keeper) stream(ctx context.Context, stream string) (*StreamReport, erro
 		return nil, fmt.Errorf("trim: %w", err)
 	}
 	r := &StreamReport{Stream: stream, MinID: res[0].(string), Trimmed: res[1].(int64), Needed: res[2].(string)}
-	if ms, ok := idMillis(r.Needed); ok && ms < cutoff.UnixMilli() {
-		// A group still needs an entry older than W.
+	ms, ok := idMillis(r.Needed)
+	r.WindowExceeded = ok && ms < cutoff.UnixMilli()
+	if r.WindowExceeded {
 		k.log.Warn("An entry older than the retention window is still unread or unacknowledged: it is kept, but its order's record may expire before it is redelivered",
 			"stream", stream, "oldest_needed", r.Needed, "age", k.now().Sub(time.UnixMilli(ms)).Round(time.Second).String(), "window", k.cfg.Window.String())
-		if k.metrics != nil {
-			k.metrics.windowExceeded.WithLabelValues(stream).Set(1)
-		}
-	} else if k.metrics != nil {
-		k.metrics.windowExceeded.WithLabelValues(stream).Set(0)
 	}
 	if r.Length, err = k.rdb.XLen(ctx, stream).Result(); err != nil {
 		return nil, err
@@ -162,7 +159,7 @@ func (k *Keeper) stream(ctx context.Context, stream string) (*StreamReport, erro
 			return nil, fmt.Errorf("remove idle consumers of %s: %w", g.Name, err)
 		}
 		for _, c := range removed {
-			r.Removed = append(r.Removed, g.Name+"/"+c)
+			r.Removed = append(r.Removed, Consumer{g.Name, c})
 			k.log.Info("Removed an idle consumer that held nothing", "stream", stream, "group", g.Name, "consumer", c)
 		}
 		gr := GroupReport{Name: g.Name, Lag: g.Lag, Pending: g.Pending}

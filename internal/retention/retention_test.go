@@ -133,8 +133,8 @@ func TestIdleConsumersHoldingNothingAreRemoved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := reports[0].Removed; len(got) != 1 || got[0] != "g/gone-pod" {
-		t.Fatalf("removed %v, want [g/gone-pod]", got)
+	if got := reports[0].Removed; len(got) != 1 || got[0] != (Consumer{"g", "gone-pod"}) {
+		t.Fatalf("removed %v, want [{g gone-pod}]", got)
 	}
 	consumers, _ := rdb.XInfoConsumers(ctx, s, "g").Result()
 	if len(consumers) != 1 || consumers[0].Name != "holding-pod" || consumers[0].Pending != 1 {

@@ -147,10 +147,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.Channel == ChannelStream {
 		sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 		done := make(chan struct{})
-		st := newStreams(client, subscriptions(cfg, h), cfg.StreamWorkers, subscribed.Store, log)
+		ss := newStreams(client, subscriptions(cfg, h), cfg.StreamWorkers, subscribed.Store, log)
 		go func() {
 			defer close(done)
-			if err := st.Run(sctx); err != nil {
+			if err := ss.Run(sctx); err != nil {
 				refused <- err
 			}
 		}()

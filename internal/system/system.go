@@ -345,24 +345,20 @@ func (r *Running) startKeeper(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	metrics := "127.0.0.1:" + strconv.Itoa(ports[0])
-	p := &launcher.Process{Name: "retention", Path: filepath.Join(r.Spec.Tools.BinDir, "retention"), Out: r.Spec.Out, Env: []string{
-		appenv.RedisAddr + "=" + r.Redis.Addr,
-		appenv.RedisPassword + "=" + r.Redis.Password,
-		appenv.RetentionWindow + "=" + cmp.Or(r.Spec.Retention.Window, retention.DefaultWindow).String(),
-		appenv.RetentionInterval + "=" + cmp.Or(r.Spec.Retention.Interval, 10*time.Second).String(),
-		appenv.MetricsAddress + "=" + metrics,
-	}}
+	env := appenv.Keeper{
+		RedisAddr: r.Redis.Addr, RedisPassword: r.Redis.Password,
+		Window: cmp.Or(r.Spec.Retention.Window, retention.DefaultWindow), Interval: r.Spec.Retention.Interval,
+		MetricsAddress: "127.0.0.1:" + strconv.Itoa(ports[0]),
+	}
+	p := &launcher.Process{Name: "retention", Path: filepath.Join(r.Spec.Tools.BinDir, "retention"), Out: r.Spec.Out, Env: env.Env()}
 	if err := p.Start(); err != nil {
 		return err
 	}
 	r.stops = append(r.stops, func() { p.Stop(launcher.StopGrace) })
-	wctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := launcher.WaitHTTP(wctx, "http://"+metrics+"/healthz", 200, p); err != nil {
-		return fmt.Errorf("the retention keeper did not start: %w", err)
+	if err := launcher.WaitApp(ctx, p, ports[0]); err != nil { // it serves /healthz
+		return err
 	}
-	r.Keeper, r.KeeperMetrics = p, "http://"+metrics+"/metrics"
+	r.Keeper, r.KeeperMetrics = p, "http://"+env.MetricsAddress+"/metrics"
 	return nil
 }
 
