@@ -25,6 +25,9 @@ const (
 	RetentionWindow = "RETENTION_WINDOW"
 	// DeadLetterRetention is how long a kept dead letter lives.
 	DeadLetterRetention = "DEAD_LETTER_RETENTION"
+	// BacklogURL is the retention keeper's /backlog, which the
+	// subscriber's live page shows.
+	BacklogURL = "BACKLOG_URL"
 )
 
 // The retention keeper's.
@@ -87,6 +90,7 @@ type Subscriber struct {
 	LogFormat    string
 	// RetentionWindow is W: its processed-order records live W + W/24 (≥ 1 min).
 	RetentionWindow time.Duration
+	BacklogURL      string   // the retention keeper's /backlog, for the live page
 	Extra           []string // more NAME=value pairs, e.g. fault settings; last wins
 }
 
@@ -110,6 +114,7 @@ func (s Subscriber) Env() []string {
 	add(LogLevel, s.LogLevel, s.LogLevel != "")
 	add(LogFormat, s.LogFormat, s.LogFormat != "")
 	add(RetentionWindow, s.RetentionWindow, s.RetentionWindow != 0)
+	add(BacklogURL, s.BacklogURL, s.BacklogURL != "")
 	return append(env, s.Extra...)
 }
 

@@ -35,6 +35,7 @@ type cluster struct {
 	all         []manifest
 	kust        *kustomization
 	deployments map[string]*appsv1.Deployment
+	services    map[string]*corev1.Service
 	components  map[string]*componentsapi.Component
 	configs     map[string]*configapi.Configuration
 	resiliency  map[string]*resiliencyapi.Resiliency
@@ -58,7 +59,7 @@ func index(t *testing.T, root string, ms []manifest) *cluster {
 	t.Helper()
 	c := &cluster{
 		root: root, all: ms,
-		deployments: map[string]*appsv1.Deployment{}, components: map[string]*componentsapi.Component{},
+		deployments: map[string]*appsv1.Deployment{}, services: map[string]*corev1.Service{}, components: map[string]*componentsapi.Component{},
 		configs: map[string]*configapi.Configuration{}, resiliency: map[string]*resiliencyapi.Resiliency{},
 		debug: map[string]*corev1.Container{}, secretKeys: map[string][]string{}, inKust: map[string]bool{},
 	}
@@ -71,6 +72,8 @@ func index(t *testing.T, root string, ms []manifest) *cluster {
 			c.kust = o
 		case *appsv1.Deployment:
 			c.deployments[o.Name] = o
+		case *corev1.Service:
+			c.services[o.Name] = o
 		case *componentsapi.Component:
 			c.components[o.Name] = o
 		case *configapi.Configuration:

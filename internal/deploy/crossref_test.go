@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -198,6 +199,10 @@ func (c *cluster) checkDeployment(p *problems, d *appsv1.Deployment) {
 			if w, err := time.ParseDuration(window); err != nil || w != cfg.RetentionWindow {
 				p.add("%s: RETENTION_WINDOW %s, the retention keeper's %s: keep them equal", where, cfg.RetentionWindow, window)
 			}
+		}
+		// The live page's backlog: a Service of the keeper's metrics port.
+		if cfg.BacklogURL != "" {
+			c.checkBacklogURL(p, where, cfg.BacklogURL)
 		}
 		// daprd delivers to the app's HTTP port on the http channel, to its
 		// gRPC port on grpc; the HTTP port serves the probes on both.
@@ -397,6 +402,9 @@ func TestManifestsCrossReferencesCatchMistakes(t *testing.T) {
 		{"a sidecar on the keeper", "want a sidecar: false", func(c *cluster) {
 			c.deployments["retention"].Spec.Template.Annotations["dapr.io/enabled"] = "true"
 		}},
+		{"backlog URL on the wrong port", "BACKLOG_URL", func(c *cluster) {
+			setEnv(&c.deployments["subscriber"].Spec.Template.Spec.Containers[0], "BACKLOG_URL", "http://retention:9090/backlog")
+		}},
 		{"unlisted manifest", "kustomization resources", func(c *cluster) {
 			c.kust.Resources = c.kust.Resources[1:]
 		}},
@@ -424,4 +432,37 @@ func setEnv(ctr *corev1.Container, name, value string) {
 		}
 	}
 	ctr.Env = append(ctr.Env, corev1.EnvVar{Name: name, Value: value})
+}
+
+// checkBacklogURL: raw names a Service in deploy/ whose port leads to the
+// retention keeper's container port that serves /backlog.
+func (c *cluster) checkBacklogURL(p *problems, where, raw string) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		p.add("%s: BACKLOG_URL %q: %v", where, raw, err)
+		return
+	}
+	svc, keeper := c.services[u.Hostname()], c.deployments["retention"]
+	if svc == nil || keeper == nil {
+		p.add("%s: BACKLOG_URL %s: no Service %q of the retention keeper in deploy/", where, raw, u.Hostname())
+		return
+	}
+	for k, v := range svc.Spec.Selector {
+		if keeper.Spec.Template.Labels[k] != v {
+			p.add("%s: BACKLOG_URL %s: Service %s does not select the retention keeper (%s=%s)", where, raw, svc.Name, k, v)
+		}
+	}
+	ctr := &keeper.Spec.Template.Spec.Containers[0]
+	serves := envOf(ctr)(appenv.MetricsAddress)
+	for _, sp := range svc.Spec.Ports {
+		if strconv.Itoa(int(sp.Port)) != u.Port() {
+			continue
+		}
+		n, ok := containerPort(ctr, sp.TargetPort)
+		if !ok || u.Path != "/backlog" || !strings.HasSuffix(serves, ":"+strconv.Itoa(int(n))) {
+			p.add("%s: BACKLOG_URL %s: Service port %d leads to container port %d, the keeper serves /backlog on METRICS_ADDRESS %s", where, raw, sp.Port, n, serves)
+		}
+		return
+	}
+	p.add("%s: BACKLOG_URL %s: Service %s has no port %s", where, raw, svc.Name, u.Port())
 }

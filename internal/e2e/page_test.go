@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"dapr-pub-sub/internal/subscriber/web"
+	"dapr-pub-sub/internal/system"
 )
 
 // chromiumPath is Debian's Chromium, which drives the live page test.
@@ -20,14 +21,15 @@ const chromiumPath = "/usr/bin/chromium"
 
 // TestPage opens the subscriber's live page in a real headless Chromium on
 // the real system, the way a user does with the URL `make run` prints, and
-// watches orders and a dead letter arrive over its event stream. With
+// watches orders and a dead letter arrive over its event stream, and the
+// backlog the retention keeper reports. With
 // PAGE_SCREENSHOT=file.png it also saves what the page looks like at the
 // end; on failure a screenshot goes to the test's temp folder.
 func TestPage(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Fatalf("the live page test drives a real browser and needs %s: apt-get install -y chromium (.ci/run does this)", chromiumPath)
 	}
-	s := startSystem(t)
+	s := startSystem(t, options{retention: system.Retention{Interval: time.Second}}) // the backlog refreshed each second
 	base := fmt.Sprintf("http://127.0.0.1:%d", s.Sub.Port)
 
 	// Without the key the page stays shut.
@@ -74,6 +76,14 @@ func TestPage(t *testing.T) {
 	b.waitFor("the invalid order among the dead letters", `document.getElementById("deadletters").textContent.includes("id must be ≥ 0")`)
 	b.waitFor("drop and dead-letter counts of 1", `document.getElementById("count-drop").textContent === "1" &&
 		document.getElementById("count-dead_letter").textContent === "1"`)
+
+	// The backlog from the retention keeper: everything read and
+	// acknowledged, every entry still in the stream (inside the window).
+	b.waitFor("the backlog: orders and its dead-letter topic, all read and acknowledged", fmt.Sprintf(`(() => {
+		const row = (s) => [...document.querySelectorAll("#backlog tbody tr")].find(r => r.dataset.stream === s);
+		const done = (r, entries) => r && r.cells[2].textContent === "0" && r.cells[3].textContent === "0" && r.cells[6].textContent === entries;
+		return done(row("orders"), "%d") && done(row("orders-deadletter"), "1");
+	})()`, n+1))
 
 	// A fresh load shows the stored dead letter with its payload.
 	if err := chromedp.Do(b.ctx, chromedp.Reload()); err != nil {

@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -51,6 +52,9 @@ type Keeper struct {
 	log     *slog.Logger
 	metrics *Metrics
 	now     func() time.Time
+
+	mu   sync.Mutex
+	last Backlog // what the last pass saw
 }
 
 // New returns a keeper for rdb. metrics may be nil.
@@ -125,7 +129,9 @@ func (k *Keeper) Pass(ctx context.Context) ([]StreamReport, error) {
 		}
 	}
 	k.metrics.passDone()
-	return reports, errors.Join(errs...)
+	err := errors.Join(errs...)
+	k.remember(reports, err)
+	return reports, err
 }
 
 func (k *Keeper) stream(ctx context.Context, stream string) (*StreamReport, error) {

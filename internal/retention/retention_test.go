@@ -1,7 +1,10 @@
 package retention
 
 import (
+	"encoding/json"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"log/slog"
 	"strconv"
 	"testing"
@@ -149,5 +152,48 @@ func TestIdleConsumersHoldingNothingAreRemoved(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(k.metrics.windowExceeded.WithLabelValues(s)); v != 1 {
 		t.Errorf("retention_window_exceeded = %v, want 1 (a pending entry older than the window)", v)
+	}
+}
+
+// TestBacklogServesTheLastPass: GET /backlog answers what the last pass saw
+// — empty before the first, then the stream's length and each group's lag,
+// pending and redeliveries.
+func TestBacklogServesTheLastPass(t *testing.T) {
+	rdb := startRedis(t)
+	ctx := t.Context()
+	const s = "orders"
+	addOld(t, rdb, s, 5)
+	rdb.XGroupCreate(ctx, s, "g", "0")
+	read(t, rdb, s, "g", "c", 3, "1001-0")
+	// Read the held entry once more, as a redelivery would.
+	rdb.XClaim(ctx, &redis.XClaimArgs{Stream: s, Group: "g", Consumer: "c", Messages: []string{"1001-0"}})
+	k := New(rdb, Config{Streams: []string{s}, Window: time.Hour}, nil, slog.New(slog.DiscardHandler))
+	get := func() Backlog {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		BacklogHandler(k).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/backlog", nil))
+		var b Backlog
+		if err := json.Unmarshal(rec.Body.Bytes(), &b); err != nil || rec.Code != http.StatusOK {
+			t.Fatalf("GET /backlog: %d %q: %v", rec.Code, rec.Body, err)
+		}
+		return b
+	}
+	if b := get(); !b.PassAt.IsZero() || len(b.Streams) != 0 || b.Window != "1h0m0s" {
+		t.Fatalf("before a pass: %+v, want no streams and the window", b)
+	}
+	if _, err := k.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b := get()
+	if b.PassAt.IsZero() || len(b.Streams) != 1 || b.Streams[0].Stream != s || len(b.Streams[0].Groups) != 1 {
+		t.Fatalf("after a pass: %+v", b)
+	}
+	sb, g := b.Streams[0], b.Streams[0].Groups[0]
+	// 1000-0 was read and acknowledged, so it went: 4 entries left.
+	if sb.Length != 4 || sb.Bytes <= 0 || !sb.WindowExceeded {
+		t.Errorf("stream %+v: want 4 entries, some bytes, the window exceeded", sb)
+	}
+	if g.Group != "g" || g.Lag != 2 || g.Pending != 1 || g.Redeliveries != 1 || g.OldestPendingSeconds < 1e9 {
+		t.Errorf("group %+v: want lag 2, 1 pending redelivered once, decades old", g)
 	}
 }

@@ -25,7 +25,7 @@ import (
 const DefaultWindow = 24 * time.Hour
 
 // Run is the retention program: it makes a pass every interval until ctx
-// is done and serves /metrics and /healthz. It returns an error for bad
+// is done and serves /metrics, /backlog (JSON) and /healthz. It returns an error for bad
 // settings or when it cannot listen.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	env := &cli.Env{Getenv: getenv}
@@ -37,7 +37,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.DurationVar(&cfg.Window, "window", env.Duration(appenv.RetentionWindow, DefaultWindow), "W: entries older than this go once no group needs them; keep it equal to the subscriber's [RETENTION_WINDOW]")
 	fs.DurationVar(&cfg.ConsumerIdle, "consumer-idle", 0, "remove consumers idle this long that hold nothing (default: the window)")
 	fs.DurationVar(&cfg.Interval, "interval", env.Duration(appenv.RetentionInterval, 10*time.Second), "time between passes [RETENTION_INTERVAL]")
-	fs.StringVar(&metricsAddr, "metrics-address", env.Str(appenv.MetricsAddress, "127.0.0.1:9091"), "where /metrics and /healthz are served [METRICS_ADDRESS]")
+	fs.StringVar(&metricsAddr, "metrics-address", env.Str(appenv.MetricsAddress, "127.0.0.1:9091"), "where /metrics, /backlog and /healthz are served [METRICS_ADDRESS]")
 	fs.StringVar(&logLevel, "log-level", env.Str(appenv.LogLevel, "info"), "debug, info, warn or error [LOG_LEVEL]")
 	if err := cli.Parse(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -74,6 +74,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("GET /backlog", BacklogHandler(k))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {

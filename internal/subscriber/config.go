@@ -1,6 +1,8 @@
 package subscriber
 
 import (
+	"net/url"
+
 	"dapr-pub-sub/internal/appenv"
 
 	"fmt"
@@ -34,9 +36,12 @@ type Config struct {
 	// DeadLetterRetention is how long a kept dead letter lives
 	// (DEAD_LETTER_RETENTION, default 720h = 30 days; 0 for good).
 	DeadLetterRetention time.Duration
-	LogLevel            string // LOG_LEVEL: debug, info, warn, error
-	AppToken            string // APP_API_TOKEN: the token daprd sends; required on every route but /healthz when set
-	Faults              Faults // FAULT_*: for fault tests and demos only
+	// BacklogURL is the retention keeper's GET /backlog (BACKLOG_URL); the
+	// live page shows it. Empty: the page says the backlog is not known.
+	BacklogURL string
+	LogLevel   string // LOG_LEVEL: debug, info, warn, error
+	AppToken   string // APP_API_TOKEN: the token daprd sends; required on every route but /healthz when set
+	Faults     Faults // FAULT_*: for fault tests and demos only
 	// Bulk is the high-throughput mode: BULK_MAX_MESSAGES (default 0, off),
 	// BULK_MAX_AWAIT (default 10ms), BULK_WORKERS (default 32).
 	Bulk Bulk
@@ -81,6 +86,7 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.DurationVar(&c.Timeout, "timeout", env.Duration(appenv.HandlerTimeout, 4*time.Second), "time one event may take; keep it below the component's processingTimeout [HANDLER_TIMEOUT]")
 	fs.DurationVar(&c.RetentionWindow, "retention-window", env.Duration(appenv.RetentionWindow, 24*time.Hour), "W: a processed order's record lives this plus W/24 (at least 1m), so it outlives every redelivery of the order; keep it equal to the retention keeper's; 0 keeps records for good [RETENTION_WINDOW]")
 	fs.DurationVar(&c.DeadLetterRetention, "dead-letter-retention", env.Duration(appenv.DeadLetterRetention, 30*24*time.Hour), "how long a kept dead letter lives; 0 for good [DEAD_LETTER_RETENTION]")
+	fs.StringVar(&c.BacklogURL, "backlog-url", env.Str(appenv.BacklogURL, ""), "the retention keeper's /backlog (http://host:port/backlog): the live page shows its lag and pending next to the counts [BACKLOG_URL]")
 	fs.StringVar(&c.LogLevel, "log-level", env.Str(appenv.LogLevel, "info"), "debug, info, warn or error [LOG_LEVEL]")
 	fs.Int64Var(&c.Faults.FailFirstEvery, "fault-fail-first-every", env.Int64(appenv.FaultFailFirstEvery, 0), "fault test: fail the first delivery of every Nth order [FAULT_FAIL_FIRST_EVERY]")
 	fs.DurationVar(&c.Faults.Delay, "fault-delay", env.Duration(appenv.FaultDelay, 0), "fault test: add this to the processing of each order [FAULT_DELAY]")
@@ -129,6 +135,8 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		return Config{}, fmt.Errorf("-dead-letter-topic must differ from -topic, or a dropped order would loop")
 	case c.RetentionWindow < 0 || c.DeadLetterRetention < 0:
 		return Config{}, fmt.Errorf("-retention-window and -dead-letter-retention must be ≥ 0")
+	case c.BacklogURL != "" && !isHTTPURL(c.BacklogURL):
+		return Config{}, fmt.Errorf("-backlog-url must be an http:// or https:// URL, got %q", c.BacklogURL)
 	case c.Timeout <= 0:
 		return Config{}, fmt.Errorf("-timeout must be > 0, got %s", c.Timeout)
 	case c.Bulk.MaxMessages < 0 || c.Bulk.MaxMessages > 10000:
@@ -141,4 +149,10 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		return Config{}, fmt.Errorf("fault settings must be ≥ 0")
 	}
 	return c, nil
+}
+
+// isHTTPURL reports whether s is an absolute http(s) URL with a host.
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }

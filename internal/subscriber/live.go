@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"mime"
@@ -23,11 +24,12 @@ import (
 )
 
 // The live page: GET / (the page), /ui/* (its script and style), /events
-// (server-sent events) and /api/deadletters (JSON). The page is read-only;
+// (server-sent events), /api/deadletters and /api/backlog (JSON). The page is read-only;
 // see requireAppToken for who may open it.
 const (
 	liveEventsRoute      = "/events"
 	liveDeadLettersRoute = "/api/deadletters"
+	liveBacklogRoute     = "/api/backlog"
 	liveAssetsPrefix     = "/ui/"
 )
 
@@ -360,6 +362,54 @@ func handleDeadLetters(st deadLetterLister, log *slog.Logger) http.Handler {
 	})
 }
 
+// maxBacklogBody bounds what handleBacklog reads from the keeper.
+const maxBacklogBody = 1 << 20
+
+// handleBacklog answers with the retention keeper's GET /backlog (see
+// retention.Backlog), read from keeperURL at each request: 404 when no
+// keeper is configured, 502 when it cannot be read or does not answer
+// JSON. The keeper talks to Redis; the subscriber only passes its answer
+// on, so the page needs no second origin.
+func handleBacklog(keeperURL string, log *slog.Logger) http.Handler {
+	client := &http.Client{Timeout: 3 * time.Second}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if keeperURL == "" {
+			http.Error(w, "no retention keeper configured: set BACKLOG_URL to its /backlog", http.StatusNotFound)
+			return
+		}
+		fail := func(err error) {
+			log.Debug("Live page: could not read the backlog", "url", keeperURL, "err", err)
+			http.Error(w, "could not read the backlog from the retention keeper: "+err.Error(), http.StatusBadGateway)
+		}
+		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, keeperURL, nil)
+		if err != nil {
+			fail(err)
+			return
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			fail(err)
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxBacklogBody+1))
+		switch {
+		case err != nil:
+			fail(err)
+			return
+		case resp.StatusCode != http.StatusOK:
+			fail(fmt.Errorf("%s answered %s", keeperURL, resp.Status))
+			return
+		case len(b) > maxBacklogBody || !json.Valid(b):
+			fail(fmt.Errorf("%s did not answer JSON of at most %d bytes", keeperURL, maxBacklogBody))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write(b)
+	})
+}
+
 // handlePage serves the page ("/") and its script and style (liveAssetsPrefix
 // + name) from web.Files, with headers that keep it to itself: no framing,
 // no referrer, scripts, styles and connections from this origin only.
@@ -399,10 +449,10 @@ func withSubscribed(f *atomic.Bool) ServiceOption {
 }
 
 // WithLivePage adds the live page, fed by feed (whose Publish should be the
-// handler's Observe): GET / (the page), /events, /api/deadletters and the
-// page's assets under /ui/. With an app token, they take the token, or the
-// page key (web.PageKey) as ?key= once and then as a cookie; see
-// requireAppToken.
+// handler's Observe): GET / (the page), /events, /api/deadletters,
+// /api/backlog and the page's assets under /ui/. With an app token, they
+// take the token, or the page key (web.PageKey) as ?key= once and then as
+// a cookie; see requireAppToken.
 func WithLivePage(feed *Feed) ServiceOption {
 	return func(o *serviceOptions) { o.feed = feed }
 }
@@ -410,15 +460,16 @@ func WithLivePage(feed *Feed) ServiceOption {
 // livePage is the live page's part of a service: nil access and no routes
 // without WithLivePage.
 type livePage struct {
-	feed   *Feed
-	access *pageAccess
+	feed    *Feed
+	access  *pageAccess
+	backlog string // the keeper's /backlog; "" when not known
 }
 
 func newLivePage(cfg Config, o serviceOptions) livePage {
 	if o.feed == nil {
 		return livePage{}
 	}
-	lp := livePage{feed: o.feed}
+	lp := livePage{feed: o.feed, backlog: cfg.BacklogURL}
 	if cfg.AppToken != "" {
 		lp.access = &pageAccess{key: web.PageKey(cfg.AppToken), cookie: fmt.Sprintf("live_page_%d", cfg.Port), routes: isPageRoute}
 	}
@@ -437,4 +488,5 @@ func (lp livePage) mount(mux chi.Router, h *Handler, log *slog.Logger) {
 	if h.Store != nil {
 		mux.Method(http.MethodGet, liveDeadLettersRoute, handleDeadLetters(h.Store, log))
 	}
+	mux.Method(http.MethodGet, liveBacklogRoute, handleBacklog(lp.backlog, log))
 }

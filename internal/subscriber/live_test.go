@@ -427,6 +427,8 @@ func TestPageAccess(t *testing.T) {
 		"no listing of the assets":        {method: "GET", path: "/ui/", cookie: cookie, want: 404},
 		"dead letters with the cookie":    {method: "GET", path: "/api/deadletters", cookie: cookie, want: 200, wantType: "application/json"},
 		"dead letters without":            {method: "GET", path: "/api/deadletters", want: 401},
+		"backlog with the cookie":         {method: "GET", path: "/api/backlog", cookie: cookie, want: 404}, // no keeper configured
+		"backlog without":                 {method: "GET", path: "/api/backlog", want: 401},
 		"events without":                  {method: "GET", path: "/events", want: 401},
 		"events with a stale cookie":      {method: "GET", path: "/events", cookie: &http.Cookie{Name: "live_page_8001", Value: web.PageKey("old")}, want: 401},
 		"key on another route":            {method: "GET", path: "/api/deadletters?key=" + key, want: 401},
@@ -512,6 +514,44 @@ func TestPageDeadLettersNewestFirst(t *testing.T) {
 	handleDeadLetters(store.New(down, "statestore", "subscriber"), quietLog()).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/deadletters", nil))
 	if rec.Code != http.StatusBadGateway {
 		t.Errorf("store down: %d, want 502", rec.Code)
+	}
+}
+
+// TestPageBacklogPassesTheKeepersAnswerOn: /api/backlog answers the
+// keeper's JSON as it is; a keeper that is down, answers an error or
+// something that is not JSON gives 502 with the reason, none configured 404.
+func TestPageBacklogPassesTheKeepersAnswerOn(t *testing.T) {
+	const backlog = `{"window":"24h0m0s","streams":[{"stream":"orders","length":3,"groups":[{"group":"subscriber","lag":1,"pending":2}]}]}`
+	answer := backlog
+	keeper := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/backlog" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = io.WriteString(w, answer)
+	}))
+	defer keeper.Close()
+	get := func(url string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		handleBacklog(url, quietLog()).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/backlog", nil))
+		return rec
+	}
+	if rec := get(keeper.URL + "/backlog"); rec.Code != 200 || rec.Body.String() != backlog || rec.Header().Get("Content-Type") != "application/json" {
+		t.Errorf("keeper up: %d %q %q, want 200 and its JSON", rec.Code, rec.Header().Get("Content-Type"), rec.Body)
+	}
+	answer = "<html>not json"
+	if rec := get(keeper.URL + "/backlog"); rec.Code != http.StatusBadGateway || !strings.Contains(rec.Body.String(), "did not answer JSON") {
+		t.Errorf("keeper answers HTML: %d %q, want 502", rec.Code, rec.Body)
+	}
+	if rec := get(keeper.URL + "/nope"); rec.Code != http.StatusBadGateway || !strings.Contains(rec.Body.String(), "404") {
+		t.Errorf("keeper answers 404: %d %q, want 502 naming the 404", rec.Code, rec.Body)
+	}
+	keeper.Close()
+	if rec := get(keeper.URL + "/backlog"); rec.Code != http.StatusBadGateway {
+		t.Errorf("keeper down: %d %q, want 502", rec.Code, rec.Body)
+	}
+	if rec := get(""); rec.Code != http.StatusNotFound || !strings.Contains(rec.Body.String(), "BACKLOG_URL") {
+		t.Errorf("no keeper: %d %q, want 404 naming BACKLOG_URL", rec.Code, rec.Body)
 	}
 }
 

@@ -31,7 +31,7 @@ var openRoutes = []string{healthzRoute, readyzRoute, metricsRoute}
 // isPageRoute reports whether path belongs to the live page, which takes
 // the app token or the page key (see requireAppToken).
 func isPageRoute(path string) bool {
-	return path == "/" || path == liveEventsRoute || path == liveDeadLettersRoute || strings.HasPrefix(path, liveAssetsPrefix)
+	return path == "/" || path == liveEventsRoute || path == liveDeadLettersRoute || path == liveBacklogRoute || strings.HasPrefix(path, liveAssetsPrefix)
 }
 
 // routes puts every route of the HTTP service on mux, behind the

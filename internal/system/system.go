@@ -174,8 +174,9 @@ type Running struct {
 	Sub       *Subscriber      // the first subscriber
 	PubDaprd  *launcher.RunningSidecar
 	Keeper    *launcher.Process // the retention keeper; nil when it does not run
-	// KeeperMetrics is the keeper's /metrics URL.
-	KeeperMetrics string
+	// KeeperMetrics and KeeperBacklog are the keeper's /metrics and
+	// /backlog URLs; the subscribers' live pages show the backlog.
+	KeeperMetrics, KeeperBacklog string
 
 	stops []func()
 }
@@ -313,6 +314,7 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCP
 		BulkMessages: batch, BulkAwait: await,
 		LogLevel: n.LogLevel, LogFormat: n.LogFormat, Extra: n.Env,
 		RetentionWindow: cmp.Or(r.Spec.Retention.Window, retention.DefaultWindow),
+		BacklogURL:      r.KeeperBacklog,
 	}
 	app, err := launcher.StartSubscriberApp(ctx, launcher.SubscriberApp{
 		Name: n.Name, BinDir: r.Spec.Tools.BinDir, Port: appPort, Env: env.Env(), Out: r.Spec.Out, OnLine: n.OnLine,
@@ -358,7 +360,7 @@ func (r *Running) startKeeper(ctx context.Context) error {
 	if err := launcher.WaitApp(ctx, p, ports[0]); err != nil { // it serves /healthz
 		return err
 	}
-	r.Keeper, r.KeeperMetrics = p, "http://"+env.MetricsAddress+"/metrics"
+	r.Keeper, r.KeeperMetrics, r.KeeperBacklog = p, "http://"+env.MetricsAddress+"/metrics", "http://"+env.MetricsAddress+"/backlog"
 	return nil
 }
 

@@ -1,5 +1,6 @@
 // The live page: one EventSource on /events (same origin, so the browser
-// sends the page's cookie) and one fetch of /api/deadletters. Everything
+// sends the page's cookie), one fetch of /api/deadletters and a fetch of
+// /api/backlog every few seconds. Everything
 // from the server goes into the page as text (textContent), never as HTML.
 "use strict";
 
@@ -115,6 +116,60 @@ async function loadDeadLetters() {
   }
 }
 
+// The backlog comes from the retention keeper through GET /api/backlog,
+// every BACKLOG_EVERY ms while the page is open.
+const BACKLOG_EVERY = 2000;
+
+function age(seconds) {
+  if (seconds < 1) return "—";
+  if (seconds < 120) return Math.round(seconds) + " s";
+  if (seconds < 7200) return Math.round(seconds / 60) + " min";
+  return Math.round(seconds / 3600) + " h";
+}
+
+function bytes(n) {
+  if (n < 1024) return n + " B";
+  if (n < 1 << 20) return (n / 1024).toFixed(1) + " KiB";
+  return (n / (1 << 20)).toFixed(1) + " MiB";
+}
+
+function setBacklog(b) {
+  const body = $("backlog").tBodies[0];
+  body.replaceChildren();
+  for (const s of b.streams) {
+    const groups = s.groups.length ? s.groups : [null];
+    for (const g of groups) {
+      const tr = el("tr");
+      tr.dataset.stream = s.stream;
+      tr.append(el("td", "mono", s.stream), el("td", "mono", g ? g.group : "no group"));
+      const pending = el("td", "num", g ? g.pending.toLocaleString() : "—");
+      const oldest = el("td", "num", g ? age(g.oldest_pending_seconds) : "—");
+      if (s.window_exceeded) {
+        oldest.className = "num warn";
+        oldest.title = "older than the retention window (" + b.window + "): its record may expire before it is redelivered";
+      }
+      tr.append(el("td", "num", g ? g.lag.toLocaleString() : "—"), pending, oldest,
+        el("td", "num", g ? g.redeliveries.toLocaleString() : "—"),
+        el("td", "num", s.length.toLocaleString()), el("td", "num", bytes(s.bytes)));
+      body.append(tr);
+    }
+  }
+  const when = b.pass_at && !b.pass_at.startsWith("0001") ? "as of " + clock(b.pass_at) : "no pass yet";
+  $("backlog-status").textContent = (b.error ? "last pass failed: " + b.error + " · " : "") + when + " · window " + b.window;
+}
+
+async function loadBacklog() {
+  try {
+    const r = await fetch("/api/backlog", { credentials: "same-origin", cache: "no-store" });
+    if (!r.ok) throw new Error((await r.text()).trim() || String(r.status));
+    setBacklog(await r.json());
+  } catch (err) {
+    $("backlog").tBodies[0].replaceChildren();
+    $("backlog-status").textContent = err.message;
+  }
+  setTimeout(loadBacklog, BACKLOG_EVERY);
+}
+
 function connect() {
   const es = new EventSource("/events");
   es.addEventListener("open", () => setStatus("live", "live"));
@@ -135,3 +190,4 @@ function connect() {
 }
 
 connect();
+loadBacklog();
