@@ -41,9 +41,10 @@ soak: daprd ## restart the subscriber app RESTARTS times (default 500) under a s
 	SOAK_RESTARTS=$(RESTARTS) SOAK_CHANNEL=$(CHANNEL) SOAK_REPORT=$(CURDIR)/soak-report.md \
 		$(GO) test -tags soak -count=1 -timeout 120m -run TestSoak -v ./internal/e2e | grep -E '^\s*(---|ok|FAIL|\|)|soak_test'
 
-longrun: daprd ## steady load for DURATION (default 10m; ORDERS= or RATE=, default 200/s) with a WINDOW (default 2m) retention window and faults sprinkled in; prints memory, stream length and records over time
-	set -o pipefail; LONGRUN_DURATION=$${DURATION:-10m} LONGRUN_WINDOW=$${WINDOW:-2m} LONGRUN_ORDERS=$(ORDERS) LONGRUN_RATE=$(RATE) LONGRUN_REPORT=$(CURDIR)/longrun-report.md \
-		$(GO) test -count=1 -timeout 60m -run TestLongRun -v ./internal/e2e | grep -E '^\s*(---|ok|FAIL|\|)|longrun_test|orders at'
+longrun: daprd ## steady load for DURATION (default 10m; ORDERS= or RATE=, default 200/s) with a WINDOW (default 2m) retention window and faults sprinkled in; prints memory, stream length and records over time, plots them to longrun.svg
+	set -o pipefail; LONGRUN_DURATION=$${DURATION:-10m} LONGRUN_WINDOW=$${WINDOW:-2m} LONGRUN_ORDERS=$(ORDERS) LONGRUN_RATE=$(RATE) \
+		LONGRUN_REPORT=$(CURDIR)/longrun-report.md LONGRUN_PLOT=$(CURDIR)/longrun.svg \
+		$(GO) test -count=1 -timeout 12h -run TestLongRun -v ./internal/e2e | grep -E '^\s*(---|ok|FAIL|\|)|longrun_test|orders at'
 
 brokers: daprd ## the broker portability suite with 5,000 orders per broker (BROKER=... for one)
 	set -o pipefail; BROKER_ORDERS=$${BROKER_ORDERS:-5000} $(GO) test -count=1 -timeout 60m -run TestBrokers -v ./internal/e2e | grep -E '^\s*(---|ok|FAIL)|brokers_test'

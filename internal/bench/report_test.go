@@ -142,3 +142,17 @@ func checkSVG(t *testing.T, svg string, want ...string) {
 func TestPlotEmpty(t *testing.T) {
 	checkSVG(t, Plot(nil), "no results")
 }
+
+func TestLinesDrawsEverySeries(t *testing.T) {
+	svg := Lines("Long run", "t (s)", []LinePanel{
+		{Title: "Redis memory, MiB", Series: []Series{{Name: "used_memory", X: []float64{0, 5, 10}, Y: []float64{1, 20, 21}}}},
+		{Title: "Entries", Series: []Series{{Name: "stream <orders>", X: []float64{0, 10}, Y: []float64{0, 3000}}, {Name: "records", X: []float64{0, 10}, Y: []float64{0, 6000}}}},
+	})
+	if !strings.HasPrefix(svg, "<svg") || strings.Count(svg, "<polyline") != 3 || !strings.Contains(svg, "stream &lt;orders&gt;") || !strings.Contains(svg, "Redis memory, MiB") {
+		t.Errorf("want an SVG with 3 lines, escaped names and the titles:\n%s", svg)
+	}
+	// y from 0 to the nice ceiling of the highest value: 6000 → 10000.
+	if !strings.Contains(svg, ">10000<") {
+		t.Errorf("want a y axis up to 10000:\n%s", svg)
+	}
+}

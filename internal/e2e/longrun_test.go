@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"dapr-pub-sub/internal/bench"
 	"dapr-pub-sub/internal/launcher"
 	"dapr-pub-sub/internal/store"
 	"dapr-pub-sub/internal/system"
@@ -45,18 +47,12 @@ func TestLongRun(t *testing.T) {
 
 	margin := store.RecordMargin(window)
 	steadyAfter := window + margin + 30*time.Second
-	type sample struct {
-		at                 time.Duration
-		usedMemory         int64
-		streamLen, records int64
-		rssMiB             map[string]int64
-	}
-	var samples []sample
-	take := func(at time.Duration) sample {
+	var samples []longRunSample
+	take := func(at time.Duration) longRunSample {
 		info, _ := s.redis.InfoMap(t.Context(), "memory").Result()
 		used, _ := strconv.ParseInt(info["Memory"]["used_memory"], 10, 64)
 		xlen, _ := s.redis.XLen(t.Context(), "orders").Result()
-		sm := sample{at: at, usedMemory: used, streamLen: xlen, records: int64(s.countKeys("statestore||subscriber/order/*")), rssMiB: map[string]int64{}}
+		sm := longRunSample{at: at, usedMemory: used, streamLen: xlen, records: int64(s.countKeys("statestore||subscriber/order/*")), rssMiB: map[string]int64{}}
 		for _, p := range s.Processes() {
 			sm.rssMiB[p.Name] = rssMiB(p.Pid())
 		}
@@ -112,6 +108,12 @@ func TestLongRun(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	if f := os.Getenv("LONGRUN_PLOT"); f != "" {
+		title := fmt.Sprintf("Long run: %d orders at %d/s, retention window %s, faults at each quarter", n, rate, window)
+		if err := os.WriteFile(f, []byte(bench.Lines(title, "t (s)", longRunPanels(samples))), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
 
 	// Each order's effect once: printed once — or, when the app was
 	// killed between writing the order's record and printing it, found as
@@ -148,7 +150,7 @@ func TestLongRun(t *testing.T) {
 	t.Logf("%d of %d orders recorded but not printed (the app was killed between the two)", unprinted, n)
 	maxStream := int64(float64(rate) * (window + 30*time.Second).Seconds())
 	maxRecords := int64(float64(rate) * (window + margin + 30*time.Second).Seconds())
-	var first *sample
+	var first *longRunSample
 	for i := range samples {
 		sm := &samples[i]
 		if sm.at < steadyAfter {
@@ -166,6 +168,46 @@ func TestLongRun(t *testing.T) {
 	}
 	if last := samples[len(samples)-1]; float64(last.usedMemory) > 1.5*float64(first.usedMemory) {
 		t.Errorf("Redis used_memory grew from %d to %d bytes after the steady state began", first.usedMemory, last.usedMemory)
+	}
+}
+
+// longRunSample is what the long run measures every 5 s.
+type longRunSample struct {
+	at                 time.Duration
+	usedMemory         int64
+	streamLen, records int64
+	rssMiB             map[string]int64 // by process name
+}
+
+// longRunPanels are the long run's curves: Redis's memory, the stream and
+// the records, every process's RSS.
+func longRunPanels(samples []longRunSample) []bench.LinePanel {
+	mem := bench.Series{Name: "Redis used_memory"}
+	stream, records := bench.Series{Name: "orders stream entries"}, bench.Series{Name: "processed-order records"}
+	rss := map[string]*bench.Series{}
+	var names []string
+	for _, sm := range samples {
+		at := sm.at.Seconds()
+		mem.X, mem.Y = append(mem.X, at), append(mem.Y, float64(sm.usedMemory)/(1<<20))
+		stream.X, stream.Y = append(stream.X, at), append(stream.Y, float64(sm.streamLen))
+		records.X, records.Y = append(records.X, at), append(records.Y, float64(sm.records))
+		for name, v := range sm.rssMiB {
+			if rss[name] == nil {
+				rss[name] = &bench.Series{Name: name}
+				names = append(names, name)
+			}
+			rss[name].X, rss[name].Y = append(rss[name].X, at), append(rss[name].Y, float64(v))
+		}
+	}
+	slices.Sort(names)
+	procs := make([]bench.Series, len(names))
+	for i, name := range names {
+		procs[i] = *rss[name]
+	}
+	return []bench.LinePanel{
+		{Title: "Redis used_memory, MiB", Series: []bench.Series{mem}},
+		{Title: "Entries and records", Series: []bench.Series{stream, records}},
+		{Title: "RSS per process, MiB", Series: procs},
 	}
 }
 
