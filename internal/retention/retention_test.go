@@ -3,9 +3,9 @@ package retention
 import (
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"log/slog"
 	"strconv"
 	"testing"
 	"time"
