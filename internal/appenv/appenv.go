@@ -28,6 +28,9 @@ const (
 	// BacklogURL is the retention keeper's /backlog, which the
 	// subscriber's live page shows.
 	BacklogURL = "BACKLOG_URL"
+	// RecordBatch and RecordFlushers shape the batched record writes.
+	RecordBatch    = "RECORD_BATCH"
+	RecordFlushers = "RECORD_FLUSHERS"
 )
 
 // The retention keeper's.

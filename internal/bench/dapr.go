@@ -44,6 +44,8 @@ type daprScenario struct {
 	channel system.Channel // how daprd delivers; "" is the mode's default
 	// daprArgs are more flags for the subscriber's daprd.
 	daprArgs []string
+	// bare runs BareApp instead of the subscriber: Dapr's own floor.
+	bare bool
 	env      *daprEnv // shared by every Dapr scenario of a run
 }
 
@@ -86,6 +88,8 @@ func daprScenarios(env *daprEnv) []Scenario {
 		daprScenario{name: "dapr-http", publish: publishHTTP, mode: launcher.ModeLatency, env: env},
 		daprScenario{name: "dapr-bulk10", publish: publishBulk, batch: 10, mode: launcher.ModeThroughput, env: env},
 		daprScenario{name: "dapr-bulk100", publish: publishBulk, batch: 100, mode: launcher.ModeThroughput, env: env},
+		// The same path into an app that only acks: what Dapr itself costs.
+		daprScenario{name: "dapr-bare", publish: publishBulk, batch: 100, mode: launcher.ModeThroughput, bare: true, env: env},
 	}
 }
 
@@ -104,13 +108,21 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 		return Result{}, fmt.Errorf("empty redis: %w", err)
 	}
 	secrets := launcher.NewSecrets(func(string) string { return "" })
+	node := system.Node{LogFormat: "json", DaprArgs: s.daprArgs}
+	if s.bare {
+		exe, err := os.Executable()
+		if err != nil {
+			return Result{}, err
+		}
+		node.Command = []string{exe, BareAppArg}
+	}
 	sys, err := system.Start(ctx, system.Spec{
 		Tools:      s.env.tools,
 		Redis:      launcher.RedisOptions{Source: launcher.RedisExisting, Addr: p.Redis.Addr, ExistingPassword: p.Redis.Password},
 		Mode:       s.mode,
 		Channel:    s.channel,
 		Secrets:    &secrets,
-		Subscriber: system.Node{LogFormat: "json", DaprArgs: s.daprArgs},
+		Subscriber: node,
 		// Only errors: the sidecars' output goes to the bench's stderr.
 		DaprLogLevel: "error",
 		Out:          p.Out,
@@ -126,6 +138,12 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 	}
 	defer closeSend()
 	rec := NewRecorder(p.Messages)
+	collectFn := func(ctx context.Context, rec *Recorder) error { return collect(ctx, sys, rdb, rec, p) }
+	if s.bare {
+		collectFn = func(ctx context.Context, rec *Recorder) error {
+			return collectBare(ctx, sys.Sub.Port, sys.Secrets.AppToken, rec, p)
+		}
+	}
 	res, err := Measure(ctx, p, Measurement{
 		Recorder: rec,
 		Processes: map[string]int{
@@ -134,7 +152,7 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 		},
 		Send:    send,
 		Batch:   max(s.batch, 1),
-		Collect: func(ctx context.Context, rec *Recorder) error { return collect(ctx, sys, rdb, rec, p) },
+		Collect: collectFn,
 	})
 	res.PayloadBytes = len(Payload(int64(p.Messages-1), p.Size, time.Now()))
 	return res, err
@@ -205,24 +223,9 @@ func (s daprScenario) sender(sys *system.Running, p Params) (SendFunc, func(), e
 // store and hands the Recorder its processed_at. A record written more than
 // once (an effect applied twice) counts as a duplicate.
 func collect(ctx context.Context, sys *system.Running, rdb *redis.Client, rec *Recorder, p Params) error {
-	want := p.Messages - rec.Result().SendFailed
-	last, lastChange := int64(-1), time.Now()
-	for {
-		n, err := processed(ctx, sys)
-		if err != nil {
-			return err
-		}
-		if n != last {
-			last, lastChange = n, time.Now()
-		}
-		if n >= int64(want) || time.Since(lastChange) > p.Idle {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
+	base := "http://127.0.0.1:" + strconv.Itoa(sys.Sub.Port)
+	if err := waitProcessed(ctx, p, rec, func(ctx context.Context) (int64, error) { return appStats(ctx, base, sys.Secrets.AppToken) }); err != nil {
+		return err
 	}
 	const chunk = 5000
 	for first := 0; first < p.Messages; first += chunk {
@@ -253,23 +256,37 @@ func collect(ctx context.Context, sys *system.Running, rdb *redis.Client, rec *R
 	return nil
 }
 
-// processed asks the subscriber how many orders it has applied.
-func processed(ctx context.Context, sys *system.Running) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(sys.Sub.Port)+"/stats", nil)
-	if err != nil {
-		return 0, err
+// waitProcessed polls processed until it reaches what was sent without
+// error, or makes no progress for p.Idle.
+func waitProcessed(ctx context.Context, p Params, rec *Recorder, processed func(context.Context) (int64, error)) error {
+	want := p.Messages - rec.Result().SendFailed
+	last, lastChange := int64(-1), time.Now()
+	for {
+		n, err := processed(ctx)
+		if err != nil {
+			return err
+		}
+		if n != last {
+			last, lastChange = n, time.Now()
+		}
+		if n >= int64(want) || time.Since(lastChange) > p.Idle {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	req.Header.Set("dapr-api-token", sys.Secrets.AppToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("subscriber /stats: %w", err)
-	}
-	defer resp.Body.Close()
+}
+
+// appStats asks the app at base how many orders it has applied (GET /stats).
+func appStats(ctx context.Context, base, token string) (int64, error) {
 	var stats struct {
 		Processed int64 `json:"processed"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil {
-		return 0, fmt.Errorf("subscriber /stats: %w", err)
+	if err := getJSON(ctx, base+"/stats", token, &stats); err != nil {
+		return 0, fmt.Errorf("app /stats: %w", err)
 	}
 	return stats.Processed, nil
 }

@@ -157,6 +157,10 @@ func (s *RunningSidecar) WaitReady(ctx context.Context) error {
 type SubscriberApp struct {
 	Name   string       // log prefix; default SubscriberID
 	BinDir string       // where the subscriber binary is
+	// Command, if set, runs instead of the subscriber binary: the path
+	// and its arguments (the benchmark's bare app). It gets the same
+	// environment and must serve /healthz on Port.
+	Command []string
 	Port   int          // its listen port, the sidecar's --app-port
 	Env    []string     // its whole configuration, e.g. appenv.Subscriber.Env()
 	Out    io.Writer    // its output, each line prefixed with Name
@@ -170,6 +174,9 @@ func StartSubscriberApp(ctx context.Context, a SubscriberApp) (*Process, error) 
 		a.Name = SubscriberID
 	}
 	p := &Process{Name: a.Name, Path: filepath.Join(a.BinDir, SubscriberID), Out: a.Out, OnLine: a.OnLine, Env: a.Env}
+	if len(a.Command) > 0 {
+		p.Path, p.Args = a.Command[0], a.Command[1:]
+	}
 	if err := p.Start(); err != nil {
 		return nil, err
 	}

@@ -38,6 +38,7 @@ type StateClient interface {
 	SaveStateWithETag(ctx context.Context, storeName, key string, data []byte, etag string, meta map[string]string, so ...dapr.StateOption) error
 	DeleteStateWithETag(ctx context.Context, storeName, key string, etag *dapr.ETag, meta map[string]string, opts *dapr.StateOptions) error
 	GetBulkState(ctx context.Context, storeName string, keys []string, meta map[string]string, parallelism int32) ([]*dapr.BulkStateItem, error)
+	SaveBulkState(ctx context.Context, storeName string, items ...*dapr.SetStateItem) error
 }
 
 // Store is the records of one consumer app. It is safe for concurrent use,
@@ -48,6 +49,7 @@ type Store struct {
 	appID  string // key namespace
 	// TTLs of the records (Dapr's ttlInSeconds); 0 keeps them for good.
 	recordTTL, deadLetterTTL time.Duration
+	batch                    *batcher // record writes in batches; nil: one call each
 }
 
 // New returns the store of consumer appID in Dapr state store component name.
@@ -111,7 +113,10 @@ func (s *Store) MarkProcessed(ctx context.Context, o order.Order, eventID, attem
 	if err != nil {
 		return false, err
 	}
-	return s.insert(ctx, s.ProcessedKey(o.ID), b, s.recordTTL)
+	if s.batch != nil {
+		return s.batch.insert(ctx, s.ProcessedKey(o.ID), b, s.recordTTL)
+	}
+	return s.insertOne(ctx, s.ProcessedKey(o.ID), b, s.recordTTL)
 }
 
 // ProcessedRecord reads order id's record: found is false when the order
@@ -131,7 +136,7 @@ func (s *Store) ProcessedRecord(ctx context.Context, id int64) (rec Processed, f
 	return rec, true, nil
 }
 
-// insert writes key only if it is absent, to live for life (0: for good),
+// insertOne writes key only if it is absent, to live for life (0: for good),
 // with Dapr's first-write concurrency and no ETag, which a store must
 // refuse for an existing key (a refused write leaves the first one's TTL).
 // Stores refuse differently: most with an ETag mismatch (gRPC Aborted);
@@ -139,7 +144,7 @@ func (s *Store) ProcessedRecord(ctx context.Context, id int64) (rec Processed, f
 // of ours are. So a refusal that is not Aborted is told from "store down"
 // by reading the key: present means someone else inserted it, unless it
 // holds exactly this value.
-func (s *Store) insert(ctx context.Context, key string, value []byte, life time.Duration) (bool, error) {
+func (s *Store) insertOne(ctx context.Context, key string, value []byte, life time.Duration) (bool, error) {
 	err := s.client.SaveStateWithETag(ctx, s.name, key, value, "", ttl(life), dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite))
 	if err == nil {
 		return true, nil
@@ -186,7 +191,7 @@ func (s *Store) AddDeadLetter(ctx context.Context, dl DeadLetter) (bool, error) 
 	if err != nil {
 		return false, err
 	}
-	first, err := s.insert(ctx, s.deadLetterKey(dl.EventID), b, s.deadLetterTTL)
+	first, err := s.insertOne(ctx, s.deadLetterKey(dl.EventID), b, s.deadLetterTTL)
 	if err != nil {
 		return false, err
 	}

@@ -36,6 +36,13 @@ type Config struct {
 	// DeadLetterRetention is how long a kept dead letter lives
 	// (DEAD_LETTER_RETENTION, default 720h = 30 days; 0 for good).
 	DeadLetterRetention time.Duration
+	// RecordBatch bounds the processed-order records written in one
+	// state call (RECORD_BATCH, default 100; 1 writes each alone), and
+	// RecordFlushers the calls in flight (RECORD_FLUSHERS, default 4):
+	// records of orders handled at once are written together (see
+	// store.WithBatching). Needs a state store whose bulk save honours
+	// first-write per item, as Redis and in-memory do.
+	RecordBatch, RecordFlushers int
 	// BacklogURL is the retention keeper's GET /backlog (BACKLOG_URL); the
 	// live page shows it. Empty: the page says the backlog is not known.
 	BacklogURL string
@@ -86,6 +93,8 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.DurationVar(&c.Timeout, "timeout", env.Duration(appenv.HandlerTimeout, 4*time.Second), "time one event may take; keep it below the component's processingTimeout [HANDLER_TIMEOUT]")
 	fs.DurationVar(&c.RetentionWindow, "retention-window", env.Duration(appenv.RetentionWindow, 24*time.Hour), "W: a processed order's record lives this plus W/24 (at least 1m), so it outlives every redelivery of the order; keep it equal to the retention keeper's; 0 keeps records for good [RETENTION_WINDOW]")
 	fs.DurationVar(&c.DeadLetterRetention, "dead-letter-retention", env.Duration(appenv.DeadLetterRetention, 30*24*time.Hour), "how long a kept dead letter lives; 0 for good [DEAD_LETTER_RETENTION]")
+	fs.IntVar(&c.RecordBatch, "record-batch", env.Int(appenv.RecordBatch, 100), "most processed-order records written in one state call; records of orders handled at once go together, a lone one at once; 1 writes each alone. The state store's bulk save must honour first-write per item (Redis, in-memory do) [RECORD_BATCH]")
+	fs.IntVar(&c.RecordFlushers, "record-flushers", env.Int(appenv.RecordFlushers, 4), "record writes in flight at once; more waits less, fewer batches more [RECORD_FLUSHERS]")
 	fs.StringVar(&c.BacklogURL, "backlog-url", env.Str(appenv.BacklogURL, ""), "the retention keeper's /backlog (http://host:port/backlog): the live page shows its lag and pending next to the counts [BACKLOG_URL]")
 	fs.StringVar(&c.LogLevel, "log-level", env.Str(appenv.LogLevel, "info"), "debug, info, warn or error [LOG_LEVEL]")
 	fs.Int64Var(&c.Faults.FailFirstEvery, "fault-fail-first-every", env.Int64(appenv.FaultFailFirstEvery, 0), "fault test: fail the first delivery of every Nth order [FAULT_FAIL_FIRST_EVERY]")
@@ -135,6 +144,8 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		return Config{}, fmt.Errorf("-dead-letter-topic must differ from -topic, or a dropped order would loop")
 	case c.RetentionWindow < 0 || c.DeadLetterRetention < 0:
 		return Config{}, fmt.Errorf("-retention-window and -dead-letter-retention must be ≥ 0")
+	case c.RecordBatch < 1 || c.RecordFlushers < 1:
+		return Config{}, fmt.Errorf("-record-batch and -record-flushers must be ≥ 1, got %d and %d", c.RecordBatch, c.RecordFlushers)
 	case c.BacklogURL != "" && !isHTTPURL(c.BacklogURL):
 		return Config{}, fmt.Errorf("-backlog-url must be an http:// or https:// URL, got %q", c.BacklogURL)
 	case c.Timeout <= 0:

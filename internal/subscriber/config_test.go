@@ -10,7 +10,7 @@ import (
 func TestParseConfig(t *testing.T) {
 	defaults := Config{Address: "127.0.0.1", Port: 8001, Channel: ChannelGRPC, StreamWorkers: 32, GRPCPort: 8002, AppID: "subscriber", PubSub: "pubsub", Topic: "orders",
 		DeadLetterTopic: "orders-deadletter", StateStore: "statestore", DaprAddress: "127.0.0.1:50001",
-		Timeout: 4 * time.Second, RetentionWindow: 24 * time.Hour, DeadLetterRetention: 30 * 24 * time.Hour, LogLevel: "info", Bulk: Bulk{MaxAwait: 10 * time.Millisecond, Workers: 32}}
+		Timeout: 4 * time.Second, RetentionWindow: 24 * time.Hour, DeadLetterRetention: 30 * 24 * time.Hour, RecordBatch: 100, RecordFlushers: 4, LogLevel: "info", Bulk: Bulk{MaxAwait: 10 * time.Millisecond, Workers: 32}}
 	with := func(change func(*Config)) Config {
 		c := defaults
 		change(&c)
@@ -34,6 +34,7 @@ func TestParseConfig(t *testing.T) {
 		"dead letter loop":  {args: []string{"-dead-letter-topic", "orders"}, wantErr: "must differ"},
 		"zero timeout":      {args: []string{"-timeout", "0"}, wantErr: "-timeout must be"},
 		"backlog not a URL": {args: []string{"-backlog-url", "retention:9091/backlog"}, wantErr: "-backlog-url must be"},
+		"no record batch":   {args: []string{"-record-batch", "0"}, wantErr: "-record-batch and -record-flushers must be"},
 		"bulk mode": {env: map[string]string{"BULK_MAX_MESSAGES": "200", "BULK_MAX_AWAIT": "5ms"},
 			want: with(func(c *Config) { c.Bulk.MaxMessages, c.Bulk.MaxAwait, c.Channel = 200, 5*time.Millisecond, ChannelHTTP })},
 		"http channel":      {env: map[string]string{"APP_CHANNEL": "http"}, want: with(func(c *Config) { c.Channel = ChannelHTTP })},

@@ -103,7 +103,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer client.Close()
-	st := store.New(client, cfg.StateStore, cfg.AppID).WithRetention(cfg.RetentionWindow, cfg.DeadLetterRetention)
+	st := store.New(client, cfg.StateStore, cfg.AppID).WithRetention(cfg.RetentionWindow, cfg.DeadLetterRetention).
+		WithBatching(cfg.RecordBatch, cfg.RecordFlushers)
 	tp, err := tracing.Setup(ctx, cfg.AppID, getenv)
 	if err != nil {
 		return err

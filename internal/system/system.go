@@ -152,6 +152,10 @@ type Node struct {
 	// NoAppHealthCheck turns its daprd's app health check off.
 	NoAppHealthCheck bool
 	OnLine           func(string) // sees every line the app prints
+	// Command runs instead of the subscriber app (path, then arguments),
+	// with its environment; the benchmark's bare app. Empty: the
+	// subscriber.
+	Command []string
 }
 
 // Subscriber is a running subscriber app and its sidecar.
@@ -317,7 +321,7 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCP
 		BacklogURL:      r.KeeperBacklog,
 	}
 	app, err := launcher.StartSubscriberApp(ctx, launcher.SubscriberApp{
-		Name: n.Name, BinDir: r.Spec.Tools.BinDir, Port: appPort, Env: env.Env(), Out: r.Spec.Out, OnLine: n.OnLine,
+		Name: n.Name, BinDir: r.Spec.Tools.BinDir, Command: n.Command, Port: appPort, Env: env.Env(), Out: r.Spec.Out, OnLine: n.OnLine,
 	})
 	if err != nil {
 		return nil, err

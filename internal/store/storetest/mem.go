@@ -103,6 +103,30 @@ func (m *Mem) SaveStateWithETag(_ context.Context, _, key string, data []byte, e
 	return nil
 }
 
+// SaveBulkState implements store.StateClient as daprd does for a store
+// without a bulk save of its own: each item saved on its own (its
+// first-write and ETag honoured), the errors joined.
+func (m *Mem) SaveBulkState(ctx context.Context, storeName string, items ...*dapr.SetStateItem) error {
+	var errs []error
+	for _, it := range items {
+		var opts []dapr.StateOption
+		if it.Options != nil && it.Options.Concurrency == dapr.StateConcurrencyFirstWrite {
+			opts = append(opts, dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite))
+		}
+		etag := ""
+		if it.Etag != nil {
+			etag = it.Etag.Value
+		}
+		if err := m.SaveStateWithETag(ctx, storeName, it.Key, it.Value, etag, it.Metadata, opts...); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return status.Error(codes.Internal, errors.Join(errs...).Error())
+	}
+	return nil
+}
+
 // TTL is the ttlInSeconds key was last written with ("" for none).
 func (m *Mem) TTL(key string) string {
 	m.mu.Lock()
