@@ -20,7 +20,9 @@ func main() {
 	defer stop()
 	run := bench.Run
 	if len(os.Args) > 1 && os.Args[1] == bench.BareAppArg { // the dapr-bare scenario's app
-		run = func(ctx context.Context, _ []string, getenv func(string) string, _, _ io.Writer) error { return bench.BareApp(ctx, getenv) }
+		run = func(ctx context.Context, _ []string, getenv func(string) string, _, _ io.Writer) error {
+			return bench.BareApp(ctx, getenv)
+		}
 	}
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)

@@ -46,7 +46,7 @@ type daprScenario struct {
 	daprArgs []string
 	// bare runs BareApp instead of the subscriber: Dapr's own floor.
 	bare bool
-	env      *daprEnv // shared by every Dapr scenario of a run
+	env  *daprEnv // shared by every Dapr scenario of a run
 }
 
 // daprEnv is what the Dapr scenarios of one bench run share: daprd and the

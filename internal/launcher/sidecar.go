@@ -155,16 +155,16 @@ func (s *RunningSidecar) WaitReady(ctx context.Context) error {
 
 // SubscriberApp describes a subscriber process to start.
 type SubscriberApp struct {
-	Name   string       // log prefix; default SubscriberID
-	BinDir string       // where the subscriber binary is
+	Name   string // log prefix; default SubscriberID
+	BinDir string // where the subscriber binary is
 	// Command, if set, runs instead of the subscriber binary: the path
 	// and its arguments (the benchmark's bare app). It gets the same
 	// environment and must serve /healthz on Port.
 	Command []string
-	Port   int          // its listen port, the sidecar's --app-port
-	Env    []string     // its whole configuration, e.g. appenv.Subscriber.Env()
-	Out    io.Writer    // its output, each line prefixed with Name
-	OnLine func(string) // sees every output line
+	Port    int          // its listen port, the sidecar's --app-port
+	Env     []string     // its whole configuration, e.g. appenv.Subscriber.Env()
+	Out     io.Writer    // its output, each line prefixed with Name
+	OnLine  func(string) // sees every output line
 }
 
 // StartSubscriberApp starts the subscriber binary and waits until its
