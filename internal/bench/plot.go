@@ -32,14 +32,21 @@ func Plot(sums []Summary) string {
 		title string
 		draw  func(b *strings.Builder, x, y float64)
 	}
+	type group struct {
+		fsync string
+		size  int
+	}
 	var panels []panel
-	var sizes []int
-	bySize := map[int][]Summary{}
+	var sizes []group
+	bySize := map[group][]Summary{}
+	policies := map[string]bool{}
 	for _, s := range sums {
-		if _, ok := bySize[s.Size]; !ok {
-			sizes = append(sizes, s.Size)
+		g := group{s.Fsync, s.Size}
+		if _, ok := bySize[g]; !ok {
+			sizes = append(sizes, g)
 		}
-		bySize[s.Size] = append(bySize[s.Size], s)
+		bySize[g] = append(bySize[g], s)
+		policies[s.Fsync] = true
 	}
 	for _, size := range sizes {
 		var thr []Summary
@@ -56,6 +63,9 @@ func Plot(sums []Summary) string {
 			byRate[s.Rate] = append(byRate[s.Rate], s)
 		}
 		bytes := payloadLabel(bySize[size])
+		if len(policies) > 1 {
+			bytes += ", appendfsync " + size.fsync
+		}
 		if len(thr) > 0 {
 			panels = append(panels, panel{
 				title: fmt.Sprintf("Throughput, msg/s, as fast as possible (%s)", bytes),

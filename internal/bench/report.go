@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -61,6 +62,7 @@ func statOf(vs []float64) Stat {
 // are totals over the repetitions, so a single loss anywhere shows.
 type Summary struct {
 	Scenario, Mode string
+	Fsync          string // the broker's appendfsync
 	Rate           float64
 	Size           int
 	PayloadBytes   int
@@ -78,21 +80,25 @@ type Summary struct {
 // order the groups first appear, which is the runner's order.
 func Summarize(results []Result) []Summary {
 	type key struct {
-		scenario, mode string
-		rate           float64
-		size           int
+		fsync, scenario, mode string
+		rate                  float64
+		size                  int
 	}
 	var order []key
 	groups := map[key][]Result{}
+	fsyncRank := map[string]int{}
 	for _, r := range results {
-		k := key{r.Scenario, r.Mode, r.Rate, r.Size}
+		k := key{r.Fsync, r.Scenario, r.Mode, r.Rate, r.Size}
+		if _, ok := fsyncRank[r.Fsync]; !ok {
+			fsyncRank[r.Fsync] = len(fsyncRank)
+		}
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
 		}
 		groups[k] = append(groups[k], r)
 	}
-	// Sort by size, then mode (throughput first, rates ascending), keeping
-	// the scenarios in their run order within each.
+	// Sort by policy (in run order), size, then mode (throughput first,
+	// rates ascending), keeping the scenarios in their run order within each.
 	scenarioRank := map[string]int{}
 	for _, k := range order {
 		if _, ok := scenarioRank[k.scenario]; !ok {
@@ -101,6 +107,9 @@ func Summarize(results []Result) []Summary {
 	}
 	sort.SliceStable(order, func(i, j int) bool {
 		a, b := order[i], order[j]
+		if a.fsync != b.fsync {
+			return fsyncRank[a.fsync] < fsyncRank[b.fsync]
+		}
 		if a.size != b.size {
 			return a.size < b.size
 		}
@@ -112,7 +121,7 @@ func Summarize(results []Result) []Summary {
 	var out []Summary
 	for _, k := range order {
 		rs := groups[k]
-		s := Summary{Scenario: k.scenario, Mode: k.mode, Rate: k.rate, Size: k.size, Reps: len(rs), CPUPer1k: map[string]Stat{}}
+		s := Summary{Fsync: k.fsync, Scenario: k.scenario, Mode: k.mode, Rate: k.rate, Size: k.size, Reps: len(rs), CPUPer1k: map[string]Stat{}}
 		pick := func(f func(Result) float64) Stat {
 			var vs []float64
 			for _, r := range rs {
@@ -172,41 +181,49 @@ func (r Report) Markdown() string {
 	b.WriteString("\n")
 	fmt.Fprintf(&b, "- Date: %s\n", m.Date)
 	fmt.Fprintf(&b, "- Command: `%s`\n", r.Command)
-	fsync := r.Config.AppendFsync
-	if fsync == "" {
-		fsync = "always"
-	}
-	note := " (the production setting we ship)"
-	if fsync != "always" {
-		note = " (NOT the production setting, which is `always`)"
-	}
-	fmt.Fprintf(&b, "- Broker: one dedicated redis-server shared by every scenario, AOF with `appendfsync %s`%s; a fresh stream per run, deleted afterwards.\n", fsync, note)
+	fmt.Fprintf(&b, "- Broker: one dedicated redis-server shared by every scenario, AOF, under each `appendfsync` policy in turn (`always` is what the system ships; `everysec` is what most Redis deployments run); a fresh stream per run, deleted afterwards.\n")
 	fmt.Fprintf(&b, "- Repetitions: %d, interleaved (repetition 1 of every run, then 2, …); %d senders; message ids 0..N-1.\n", r.Config.Reps, r.Config.Senders)
 	fmt.Fprintf(&b, "- Mode `max`: %d messages sent as fast as possible; throughput = delivered / (last delivery − first send), latency from the actual send.\n", r.Config.Messages)
 	fmt.Fprintf(&b, "- Mode `N/s`: an open-loop schedule at N msg/s for %s; latency from each message's *intended* send time (no coordinated omission), to its first delivery in the consumer.\n", r.Config.Duration)
-	fmt.Fprintf(&b, "- Cells: median over repetitions, (min–max) for throughput; latency in ms (HDR histogram, µs resolution); lost/dup/failed are totals over all repetitions; CPU is seconds per 1,000 messages per process (utime+stime from /proc), median.\n\n")
-
-	b.WriteString("| scenario | mode | size (B) | msgs | throughput msg/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | lost | dup | CPU s/1k msgs |\n")
-	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
-	for _, s := range Summarize(r.Results) {
-		lost := fmt.Sprint(s.Lost)
-		if s.Failed > 0 {
-			lost += fmt.Sprintf(" (+%d send failed)", s.Failed)
+	fmt.Fprintf(&b, "- Cells: median over repetitions, (min–max) for throughput; latency in ms (HDR histogram, µs resolution); lost/dup/failed are totals over all repetitions; CPU is seconds per 1,000 messages per process (utime+stime from /proc), median. `bench (publisher)` is the load generator, which also publishes: its CPU is shown but counted in no sum.\n")
+	sums := Summarize(r.Results)
+	var policies []string
+	for _, s := range sums {
+		if !slices.Contains(policies, s.Fsync) {
+			policies = append(policies, s.Fsync)
 		}
-		name := s.Scenario
-		if s.Errors > 0 {
-			name += fmt.Sprintf(" ⚠ %d error(s)", s.Errors)
+	}
+	for _, policy := range policies {
+		var ps []Summary
+		for _, s := range sums {
+			if s.Fsync == policy {
+				ps = append(ps, s)
+			}
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %d | %s |\n",
-			name, s.Label(), s.PayloadBytes, s.Messages,
-			fmt.Sprintf("%.0f (%.0f–%.0f)", s.Throughput.Median, s.Throughput.Min, s.Throughput.Max),
-			ms(s.P50.Median), ms(s.P90.Median), ms(s.P99.Median), ms(s.P999.Median), ms(s.Max.Median),
-			lost, s.Dup, cpuCell(s.CPUPer1k))
+		fmt.Fprintf(&b, "\n## appendfsync %s\n\n", cmp.Or(policy, "always"))
+		b.WriteString(GoalsMarkdown(policy, ps))
+		b.WriteString("\n| scenario | mode | size (B) | msgs | throughput msg/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | lost | dup | CPU s/1k msgs |\n")
+		b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		for _, s := range ps {
+			lost := fmt.Sprint(s.Lost)
+			if s.Failed > 0 {
+				lost += fmt.Sprintf(" (+%d send failed)", s.Failed)
+			}
+			name := s.Scenario
+			if s.Errors > 0 {
+				name += fmt.Sprintf(" ⚠ %d error(s)", s.Errors)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %d | %s |\n",
+				name, s.Label(), s.PayloadBytes, s.Messages,
+				fmt.Sprintf("%.0f (%.0f–%.0f)", s.Throughput.Median, s.Throughput.Min, s.Throughput.Max),
+				ms(s.P50.Median), ms(s.P90.Median), ms(s.P99.Median), ms(s.P999.Median), ms(s.Max.Median),
+				lost, s.Dup, cpuCell(s.CPUPer1k))
+		}
 	}
 	var errs bytes.Buffer
 	for _, res := range r.Results {
 		if res.Error != "" {
-			fmt.Fprintf(&errs, "- %s %s size %d rep %d: %s\n", res.Scenario, Summary{Mode: res.Mode, Rate: res.Rate}.Label(), res.Size, res.Rep, res.Error)
+			fmt.Fprintf(&errs, "- %s %s size %d appendfsync %s rep %d: %s\n", res.Scenario, Summary{Mode: res.Mode, Rate: res.Rate}.Label(), res.Size, res.Fsync, res.Rep, res.Error)
 		}
 	}
 	if errs.Len() > 0 {

@@ -156,3 +156,51 @@ func TestLinesDrawsEverySeries(t *testing.T) {
 		t.Errorf("want a y axis up to 10000:\n%s", svg)
 	}
 }
+
+func TestGoalsPerPolicy(t *testing.T) {
+	thr := func(scenario string, v float64, cpu map[string]Stat) Summary {
+		return Summary{Scenario: scenario, Mode: ModeThroughput, Size: 60, Reps: 1, Throughput: Stat{Median: v}, CPUPer1k: cpu}
+	}
+	lat := func(scenario string, p50, p99 float64) Summary {
+		return Summary{Scenario: scenario, Mode: ModeRate, Rate: 1000, Size: 60, Reps: 1, P50: Stat{Median: p50}, P99: Stat{Median: p99}}
+	}
+	sums := []Summary{
+		thr("redis", 10000, nil), thr("watermill", 8000, nil), thr("dapr-bare", 9000, nil),
+		thr("dapr-bulk100", 8500, map[string]Stat{"daprd (publisher)": {Median: 0.05}, "daprd (subscriber)": {Median: 0.1}, "subscriber": {Median: 0.04}, "bench (publisher)": {Median: 1}}),
+		lat("redis", 0.7, 3.5), lat("dapr-grpc", 1.9, 6.6),
+	}
+	sums[3].Dup = 1
+	byName := func(gs []Goal) map[string]Goal {
+		m := map[string]Goal{}
+		for _, g := range gs {
+			m[g.Name] = g
+		}
+		return m
+	}
+	every := byName(Goals("everysec", sums))
+	if g := every["throughput mode (dapr-bulk100) vs watermill"]; !g.Known || !g.Met || !strings.HasPrefix(g.Measured, "1.06 ×") {
+		t.Errorf("vs watermill: %+v, want 1.06 ×, met", g)
+	}
+	if g := every["throughput mode (dapr-bulk100) vs dapr-bare"]; !g.Known || !g.Met {
+		t.Errorf("vs dapr-bare: %+v, want 0.94 ×, met (≥ 0.9)", g)
+	}
+	if g := every["CPU s per 1,000 orders, throughput mode (daprd (publisher) + daprd (subscriber) + subscriber)"]; !g.Met || !strings.HasPrefix(g.Measured, "0.190") {
+		t.Errorf("CPU: %+v, want 0.190 without the load generator, met", g)
+	}
+	if g := every["latency mode (dapr-grpc) p50 at 1000/s"]; g.Met || !strings.Contains(g.Measured, "+1.20") {
+		t.Errorf("p50: %+v, want +1.20 ms, missed", g)
+	}
+	if g := every["latency mode (dapr-grpc) p99 at 1000/s"]; g.Met || !strings.Contains(g.Measured, "+3.10") {
+		t.Errorf("p99: %+v, want +3.10 ms, missed", g)
+	}
+	if g := every["lost and duplicate effects, every run"]; g.Met {
+		t.Errorf("a duplicate must miss the goal: %+v", g)
+	}
+	always := byName(Goals("always", sums[1:])) // no raw Redis in this run
+	if g := always["throughput mode (dapr-bulk100) vs redis"]; g.Known {
+		t.Errorf("vs redis without redis: %+v, want not known", g)
+	}
+	if md := GoalsMarkdown("always", sums[1:]); !strings.Contains(md, "not in this run") {
+		t.Errorf("markdown:\n%s", md)
+	}
+}

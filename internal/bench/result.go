@@ -5,10 +5,11 @@ package bench
 type Result struct {
 	// Labels, set by the runner.
 	Scenario string  `json:"scenario"`
-	Mode     string  `json:"mode"` // ModeThroughput or ModeRate
-	Rate     float64 `json:"rate"` // offered msg/s; 0 in throughput mode
-	Size     int     `json:"size"` // requested payload size
-	Rep      int     `json:"rep"`  // 1-based repetition
+	Mode     string  `json:"mode"`        // ModeThroughput or ModeRate
+	Rate     float64 `json:"rate"`        // offered msg/s; 0 in throughput mode
+	Size     int     `json:"size"`        // requested payload size
+	Fsync    string  `json:"appendfsync"` // the broker's appendfsync policy
+	Rep      int     `json:"rep"`         // 1-based repetition
 	Error    string  `json:"error,omitempty"`
 
 	// PayloadBytes is the actual payload size (see Payload).

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,9 +34,10 @@ type Config struct {
 	Batch     int           // messages per pipeline in redis-pipelined
 	Idle      time.Duration // give up on missing deliveries after this long without progress
 	Out       string        // output folder
-	// AppendFsync is the broker's appendfsync: "always" (what the system
-	// ships), "everysec" or "no", for context on what durability costs.
-	AppendFsync string
+	// Fsyncs are the broker's appendfsync policies to run under, each a
+	// dimension of the run like the sizes: "always" (what the system
+	// ships), "everysec" (what most Redis deployments run) or "no".
+	Fsyncs      []string
 	DaprVersion string // the Dapr runtime of the Dapr scenarios; "" for the default (DAPR_VERSION)
 	Quick       bool   // smoke run: tiny counts, one rep
 	Command     string // the command line, for the report header
@@ -99,9 +101,6 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("start redis-server: %w", err)
 	}
 	defer broker.Stop()
-	if err := setAppendFsync(ctx, broker.Addr, broker.Password, cfg.AppendFsync); err != nil {
-		return err
-	}
 	redisInfo := Redis{Addr: broker.Addr, Password: broker.Password, Pid: broker.Process().Pid()}
 
 	report := Report{Machine: DescribeMachine(), Command: cfg.Command, Config: cfg}
@@ -127,22 +126,28 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	runs := 0
 	for rep := 1; rep <= cfg.Reps; rep++ {
-		for _, size := range cfg.Sizes {
-			for _, m := range modes {
-				for _, s := range scenarios {
-					runs++
-					p := Params{
-						Messages: m.n, Rate: m.rate, Size: size, Senders: cfg.Senders, Idle: cfg.Idle,
-						Redis: redisInfo, RunID: fmt.Sprintf("%s-%d-%d", s.Name(), runs, time.Now().UnixNano()),
-						Out: stderr,
-					}
-					res := runOne(ctx, s, p, rep, log)
-					if ctx.Err() != nil {
-						return ctx.Err()
-					}
-					report.Results = append(report.Results, res)
-					if err := report.Write(cfg.Out); err != nil {
-						return err
+		for _, fsync := range cfg.Fsyncs {
+			if err := setAppendFsync(ctx, broker.Addr, broker.Password, fsync); err != nil {
+				return err
+			}
+			for _, size := range cfg.Sizes {
+				for _, m := range modes {
+					for _, s := range scenarios {
+						runs++
+						p := Params{
+							Messages: m.n, Rate: m.rate, Size: size, Senders: cfg.Senders, Idle: cfg.Idle,
+							Redis: redisInfo, RunID: fmt.Sprintf("%s-%d-%d", s.Name(), runs, time.Now().UnixNano()),
+							Out: stderr,
+						}
+						res := runOne(ctx, s, p, rep, log)
+						if ctx.Err() != nil {
+							return ctx.Err()
+						}
+						res.Fsync = fsync
+						report.Results = append(report.Results, res)
+						if err := report.Write(cfg.Out); err != nil {
+							return err
+						}
 					}
 				}
 			}
@@ -185,6 +190,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	var (
 		cfg                  Config
 		scen, rates, sizes   string
+		fsyncs               string
 		defaultScenarioNames = names(defaultScenarios(Config{}))
 	)
 	fs.StringVar(&scen, "scenarios", "", "comma-separated scenarios to run (default all: "+strings.Join(defaultScenarioNames, ",")+")")
@@ -196,10 +202,10 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&cfg.Senders, "senders", 8, "concurrent senders (goroutines) per run")
 	fs.IntVar(&cfg.Batch, "batch", 100, "messages per pipeline in redis-pipelined")
 	fs.DurationVar(&cfg.Idle, "idle", 10*time.Second, "count messages as lost after this long with no delivery")
-	fs.StringVar(&cfg.AppendFsync, "appendfsync", "always", "the broker's AOF fsync policy: always (what the system ships), everysec or no")
+	fs.StringVar(&fsyncs, "appendfsync", "always,everysec", "the broker's AOF fsync policies to run under, comma-separated: always (what the system ships), everysec (what most Redis deployments run), no")
 	fs.StringVar(&cfg.Out, "out", "bench/results", "folder for results.json, results.md and plot.svg")
 	fs.StringVar(&cfg.DaprVersion, "dapr-version", "", "Dapr runtime version of the Dapr scenarios (default $DAPR_VERSION, else tools/daprd/go.mod's)")
-	fs.BoolVar(&cfg.Quick, "quick", false, "smoke run: 1 rep, 500 messages, one rate of 200 msg/s for 1 s, size 60 (flags given explicitly still win)")
+	fs.BoolVar(&cfg.Quick, "quick", false, "smoke run: 1 rep, 500 messages, one rate of 200 msg/s for 1 s, size 60, appendfsync always (flags given explicitly still win)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -210,12 +216,13 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		quick := map[string]func(){
-			"reps":     func() { cfg.Reps = 1 },
-			"messages": func() { cfg.Messages = 500 },
-			"rates":    func() { rates = "200" },
-			"duration": func() { cfg.Duration = time.Second },
-			"sizes":    func() { sizes = "60" },
-			"idle":     func() { cfg.Idle = 5 * time.Second },
+			"reps":        func() { cfg.Reps = 1 },
+			"messages":    func() { cfg.Messages = 500 },
+			"rates":       func() { rates = "200" },
+			"duration":    func() { cfg.Duration = time.Second },
+			"sizes":       func() { sizes = "60" },
+			"appendfsync": func() { fsyncs = "always" },
+			"idle":        func() { cfg.Idle = 5 * time.Second },
 		}
 		for name, apply := range quick {
 			if !set[name] {
@@ -230,6 +237,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	if cfg.Sizes, err = parseList(sizes, strconv.Atoi); err != nil {
 		return Config{}, fmt.Errorf("-sizes: %w", err)
 	}
+	cfg.Fsyncs, _ = parseList(fsyncs, func(s string) (string, error) { return s, nil })
 	cfg.Scenarios, _ = parseList(scen, func(s string) (string, error) { return s, nil })
 	switch {
 	case cfg.Reps < 1:
@@ -240,8 +248,8 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 		return Config{}, fmt.Errorf("-senders must be ≥ 1, got %d", cfg.Senders)
 	case cfg.Batch < 1:
 		return Config{}, fmt.Errorf("-batch must be ≥ 1, got %d", cfg.Batch)
-	case cfg.AppendFsync != "always" && cfg.AppendFsync != "everysec" && cfg.AppendFsync != "no":
-		return Config{}, fmt.Errorf("-appendfsync must be always, everysec or no, got %q", cfg.AppendFsync)
+	case len(cfg.Fsyncs) == 0 || slices.ContainsFunc(cfg.Fsyncs, func(f string) bool { return f != "always" && f != "everysec" && f != "no" }):
+		return Config{}, fmt.Errorf("-appendfsync must list always, everysec or no, got %q", fsyncs)
 	case len(cfg.Sizes) == 0:
 		return Config{}, errors.New("-sizes must name at least one size")
 	case cfg.Duration <= 0 && len(cfg.Rates) > 0:

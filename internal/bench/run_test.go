@@ -21,7 +21,7 @@ func TestParseConfig(t *testing.T) {
 		"defaults": {args: nil, check: func(t *testing.T, c Config) {
 			if c.Reps != 3 || c.Messages != 20000 || !slices.Equal(c.Rates, []float64{500, 1000, 2000}) ||
 				c.Duration != 10*time.Second || !slices.Equal(c.Sizes, []int{60, 1024}) || c.Out != "bench/results" || len(c.Scenarios) != 0 ||
-				c.AppendFsync != "always" {
+				!slices.Equal(c.Fsyncs, []string{"always", "everysec"}) {
 				t.Errorf("defaults: %+v", c)
 			}
 			if c.Command != "go run ./cmd/bench" {
@@ -29,7 +29,7 @@ func TestParseConfig(t *testing.T) {
 			}
 		}},
 		"quick": {args: []string{"-quick"}, check: func(t *testing.T, c Config) {
-			if c.Reps != 1 || c.Messages != 500 || !slices.Equal(c.Rates, []float64{200}) || !slices.Equal(c.Sizes, []int{60}) {
+			if c.Reps != 1 || c.Messages != 500 || !slices.Equal(c.Rates, []float64{200}) || !slices.Equal(c.Sizes, []int{60}) || !slices.Equal(c.Fsyncs, []string{"always"}) {
 				t.Errorf("quick: %+v", c)
 			}
 		}},
@@ -50,7 +50,7 @@ func TestParseConfig(t *testing.T) {
 		"negative rate":  {args: []string{"-rates", "-5"}, wantErr: "positive"},
 		"no sizes":       {args: []string{"-sizes", ""}, wantErr: "-sizes"},
 		"zero reps":      {args: []string{"-reps", "0"}, wantErr: "-reps"},
-		"bad fsync":      {args: []string{"-appendfsync", "sometimes"}, wantErr: "-appendfsync"},
+		"bad fsync":      {args: []string{"-appendfsync", "always,sometimes"}, wantErr: "-appendfsync"},
 		"stray argument": {args: []string{"now"}, wantErr: "unexpected"},
 	}
 	for name, tc := range tests {
@@ -93,7 +93,7 @@ func TestQuickBench(t *testing.T) {
 		t.Fatal("the benchmark smoke test needs redis-server on PATH: apt-get install -y redis-server")
 	}
 	out := t.TempDir()
-	args := []string{"-quick", "-scenarios", "redis,redis-pipelined,watermill,dapr-grpc,dapr-bulk100", "-messages", "300", "-out", out}
+	args := []string{"-quick", "-scenarios", "redis,redis-pipelined,watermill,dapr-grpc,dapr-bulk100,dapr-bare", "-messages", "300", "-out", out}
 	if err := Run(t.Context(), args, func(string) string { return "" }, io.Discard, io.Discard); err != nil {
 		t.Fatal(err)
 	}
@@ -110,8 +110,8 @@ func TestQuickBench(t *testing.T) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Results) != 10 { // 5 scenarios × (max + 200/s)
-		t.Errorf("%d results, want 10", len(r.Results))
+	if len(r.Results) != 12 { // 6 scenarios × (max + 200/s)
+		t.Errorf("%d results, want 12", len(r.Results))
 	}
 	for _, res := range r.Results {
 		if res.Error != "" || res.Lost != 0 || res.Dup != 0 || res.Unknown != 0 || res.Delivered != res.Messages {
