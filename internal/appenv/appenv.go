@@ -31,6 +31,9 @@ const (
 	// RecordBatch and RecordFlushers shape the batched record writes.
 	RecordBatch    = "RECORD_BATCH"
 	RecordFlushers = "RECORD_FLUSHERS"
+	// PprofAddress serves Go's profiles there (host:port; for the
+	// benchmark's -profile). Off when empty.
+	PprofAddress = "PPROF_ADDRESS"
 )
 
 // The retention keeper's.

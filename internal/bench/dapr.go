@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -108,7 +109,14 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 		return Result{}, fmt.Errorf("empty redis: %w", err)
 	}
 	secrets := launcher.NewSecrets(func(string) string { return "" })
-	node := system.Node{LogFormat: "json", DaprArgs: s.daprArgs}
+	prof, err := newProfiler(p.Profile)
+	if err != nil {
+		return Result{}, err
+	}
+	if p.Rate <= 0 {
+		prof = nil // profiles of fixed-rate runs only
+	}
+	node := system.Node{LogFormat: "json", DaprArgs: append(slices.Clone(s.daprArgs), prof.daprArgs("daprd-subscriber")...), Env: prof.appEnv()}
 	if s.bare {
 		exe, err := os.Executable()
 		if err != nil {
@@ -117,12 +125,13 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 		node.Command = []string{exe, BareAppArg}
 	}
 	sys, err := system.Start(ctx, system.Spec{
-		Tools:      s.env.tools,
-		Redis:      launcher.RedisOptions{Source: launcher.RedisExisting, Addr: p.Redis.Addr, ExistingPassword: p.Redis.Password},
-		Mode:       s.mode,
-		Channel:    s.channel,
-		Secrets:    &secrets,
-		Subscriber: node,
+		Tools:       s.env.tools,
+		Redis:       launcher.RedisOptions{Source: launcher.RedisExisting, Addr: p.Redis.Addr, ExistingPassword: p.Redis.Password},
+		Mode:        s.mode,
+		Channel:     s.channel,
+		Secrets:     &secrets,
+		Subscriber:  node,
+		PubDaprArgs: prof.daprArgs("daprd-publisher"),
 		// Only errors: the sidecars' output goes to the bench's stderr.
 		DaprLogLevel: "error",
 		Out:          p.Out,
@@ -144,6 +153,7 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 			return collectBare(ctx, sys.Sub.Port, sys.Secrets.AppToken, rec, p)
 		}
 	}
+	wait := prof.start(ctx, fmt.Sprintf("%s-%g-%d-%s", s.name, p.Rate, p.Size, p.RunID), time.Duration(float64(p.Messages)/p.Rate*float64(time.Second))-time.Second)
 	res, err := Measure(ctx, p, Measurement{
 		Recorder: rec,
 		Processes: map[string]int{
@@ -154,6 +164,9 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 		Batch:   max(s.batch, 1),
 		Collect: collectFn,
 	})
+	if perr := wait(); perr != nil && err == nil {
+		err = perr
+	}
 	res.PayloadBytes = len(Payload(int64(p.Messages-1), p.Size, time.Now()))
 	return res, err
 }

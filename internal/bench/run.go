@@ -39,6 +39,7 @@ type Config struct {
 	// ships), "everysec" (what most Redis deployments run) or "no".
 	Fsyncs      []string
 	DaprVersion string // the Dapr runtime of the Dapr scenarios; "" for the default (DAPR_VERSION)
+	Profile     string // folder for CPU profiles of the Dapr processes in fixed-rate runs; "" for none
 	Quick       bool   // smoke run: tiny counts, one rep
 	Command     string // the command line, for the report header
 }
@@ -137,7 +138,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 						p := Params{
 							Messages: m.n, Rate: m.rate, Size: size, Senders: cfg.Senders, Idle: cfg.Idle,
 							Redis: redisInfo, RunID: fmt.Sprintf("%s-%d-%d", s.Name(), runs, time.Now().UnixNano()),
-							Out: stderr,
+							Out: stderr, Profile: cfg.Profile,
 						}
 						res := runOne(ctx, s, p, rep, log)
 						if ctx.Err() != nil {
@@ -205,6 +206,7 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&fsyncs, "appendfsync", "always,everysec", "the broker's AOF fsync policies to run under, comma-separated: always (what the system ships), everysec (what most Redis deployments run), no")
 	fs.StringVar(&cfg.Out, "out", "bench/results", "folder for results.json, results.md and plot.svg")
 	fs.StringVar(&cfg.DaprVersion, "dapr-version", "", "Dapr runtime version of the Dapr scenarios (default $DAPR_VERSION, else tools/daprd/go.mod's)")
+	fs.StringVar(&cfg.Profile, "profile", "", "folder for CPU profiles of both daprd and the subscriber during each Dapr scenario's fixed-rate runs (go tool pprof -top FILE)")
 	fs.BoolVar(&cfg.Quick, "quick", false, "smoke run: 1 rep, 500 messages, one rate of 200 msg/s for 1 s, size 60, appendfsync always (flags given explicitly still win)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err

@@ -51,6 +51,9 @@ type Params struct {
 	RunID string
 	// Out receives progress and diagnostic output; never nil.
 	Out io.Writer
+	// Profile, if set, is a folder for CPU profiles of the Dapr
+	// scenarios' processes during fixed-rate runs.
+	Profile string
 }
 
 // Redis is the running redis-server the scenarios share.

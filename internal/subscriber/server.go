@@ -116,6 +116,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			log.Warn("Flushing traces failed", "err", err)
 		}
 	}()
+	if addr := getenv(appenv.PprofAddress); addr != "" {
+		if err := servePprof(ctx, addr, log); err != nil {
+			return err
+		}
+	}
 	feed := NewFeed(0, 0)
 	h := NewHandler(HandlerConfig{
 		Store: st, Out: stdout, Log: log, Metrics: NewMetrics(), Tracer: tp.Tracer("dapr-pub-sub/subscriber"),

@@ -126,6 +126,9 @@ type Spec struct {
 	Subscriber Node
 	// DaprLogLevel is every daprd's --log-level; "" is info.
 	DaprLogLevel string
+	// PubDaprArgs are more flags for the publisher's daprd (the
+	// subscribers' are in their Node).
+	PubDaprArgs []string
 	// Retention is the retention keeper's settings: Window is W for the
 	// keeper and the subscribers' records (0: retention.DefaultWindow),
 	// Interval its passes (0: 10 s). The keeper runs beside the apps when
@@ -274,7 +277,7 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 		return r, err
 	}
 	if r.PubDaprd, err = r.startSidecar(ctx, launcher.Sidecar{
-		AppID: launcher.PublisherID, HTTPPort: spec.Ports.PubHTTP, GRPCPort: spec.Ports.PubGRPC,
+		AppID: launcher.PublisherID, HTTPPort: spec.Ports.PubHTTP, GRPCPort: spec.Ports.PubGRPC, Extra: spec.PubDaprArgs,
 	}); err != nil {
 		return r, err
 	}
