@@ -47,7 +47,14 @@ type daprScenario struct {
 	daprArgs []string
 	// bare runs BareApp instead of the subscriber: Dapr's own floor.
 	bare bool
-	env  *daprEnv // shared by every Dapr scenario of a run
+	// appEnv is more settings for the subscriber app (NAME=value), and
+	// component overrides of the pubsub component's metadata.
+	appEnv    []string
+	component map[string]string
+	// experiment: run only when named in -scenarios (a setting measured
+	// against its default, not part of every run).
+	experiment bool
+	env        *daprEnv // shared by every Dapr scenario of a run
 }
 
 // daprEnv is what the Dapr scenarios of one bench run share: daprd and the
@@ -91,6 +98,15 @@ func daprScenarios(env *daprEnv) []Scenario {
 		daprScenario{name: "dapr-bulk100", publish: publishBulk, batch: 100, mode: launcher.ModeThroughput, env: env},
 		// The same path into an app that only acks: what Dapr itself costs.
 		daprScenario{name: "dapr-bare", publish: publishBulk, batch: 100, mode: launcher.ModeThroughput, bare: true, env: env},
+		// Experiments: one setting against the default above.
+		daprScenario{name: "dapr-bulk100-rb1", publish: publishBulk, batch: 100, mode: launcher.ModeThroughput,
+			appEnv: []string{"RECORD_BATCH=1"}, experiment: true, env: env}, // records written one by one
+		daprScenario{name: "dapr-grpc-rb1", publish: publishGRPC, mode: launcher.ModeLatency,
+			appEnv: []string{"RECORD_BATCH=1"}, experiment: true, env: env},
+		daprScenario{name: "dapr-grpc-nottl", publish: publishGRPC, mode: launcher.ModeLatency,
+			appEnv: []string{"RETENTION_WINDOW=0"}, experiment: true, env: env}, // records without a TTL: no EXPIRE per record
+		daprScenario{name: "dapr-grpc-c32", publish: publishGRPC, mode: launcher.ModeLatency,
+			component: map[string]string{"concurrency": "32", "queueDepth": "32"}, experiment: true, env: env},
 	}
 }
 
@@ -116,7 +132,8 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 	if p.Rate <= 0 {
 		prof = nil // profiles of fixed-rate runs only
 	}
-	node := system.Node{LogFormat: "json", DaprArgs: append(slices.Clone(s.daprArgs), prof.daprArgs("daprd-subscriber")...), Env: prof.appEnv()}
+	node := system.Node{LogFormat: "json", DaprArgs: append(slices.Clone(s.daprArgs), prof.daprArgs("daprd-subscriber")...),
+		Env: append(slices.Clone(s.appEnv), prof.appEnv()...)}
 	if s.bare {
 		exe, err := os.Executable()
 		if err != nil {
@@ -125,13 +142,14 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 		node.Command = []string{exe, BareAppArg}
 	}
 	sys, err := system.Start(ctx, system.Spec{
-		Tools:       s.env.tools,
-		Redis:       launcher.RedisOptions{Source: launcher.RedisExisting, Addr: p.Redis.Addr, ExistingPassword: p.Redis.Password},
-		Mode:        s.mode,
-		Channel:     s.channel,
-		Secrets:     &secrets,
-		Subscriber:  node,
-		PubDaprArgs: prof.daprArgs("daprd-publisher"),
+		Tools:          s.env.tools,
+		Redis:          launcher.RedisOptions{Source: launcher.RedisExisting, Addr: p.Redis.Addr, ExistingPassword: p.Redis.Password},
+		Mode:           s.mode,
+		Channel:        s.channel,
+		Secrets:        &secrets,
+		Subscriber:     node,
+		PubDaprArgs:    prof.daprArgs("daprd-publisher"),
+		PubSubMetadata: s.component,
 		// Only errors: the sidecars' output goes to the bench's stderr.
 		DaprLogLevel: "error",
 		Out:          p.Out,

@@ -192,9 +192,10 @@ func ParseConfig(args []string, stderr io.Writer) (Config, error) {
 		cfg                  Config
 		scen, rates, sizes   string
 		fsyncs               string
-		defaultScenarioNames = names(defaultScenarios(Config{}))
+		defaultScenarioNames = names(slices.DeleteFunc(defaultScenarios(Config{}), isExperiment))
+		experimentNames      = names(slices.DeleteFunc(defaultScenarios(Config{}), func(s Scenario) bool { return !isExperiment(s) }))
 	)
-	fs.StringVar(&scen, "scenarios", "", "comma-separated scenarios to run (default all: "+strings.Join(defaultScenarioNames, ",")+")")
+	fs.StringVar(&scen, "scenarios", "", "comma-separated scenarios to run (default all: "+strings.Join(defaultScenarioNames, ",")+"; experiments, run only when named: "+strings.Join(experimentNames, ",")+")")
 	fs.IntVar(&cfg.Reps, "reps", 3, "repetitions of every run, interleaved")
 	fs.IntVar(&cfg.Messages, "messages", 20000, "messages per throughput-mode run (as fast as possible)")
 	fs.StringVar(&rates, "rates", "500,1000,2000", "offered rates in msg/s for the latency runs (comma-separated; empty for none)")
@@ -286,7 +287,7 @@ func parseList[T any](s string, parse func(string) (T, error)) ([]T, error) {
 // of them if want is empty.
 func selectScenarios(all []Scenario, want []string) ([]Scenario, error) {
 	if len(want) == 0 {
-		return all, nil
+		return slices.DeleteFunc(slices.Clone(all), isExperiment), nil
 	}
 	byName := map[string]Scenario{}
 	for _, s := range all {
@@ -306,6 +307,12 @@ func selectScenarios(all []Scenario, want []string) ([]Scenario, error) {
 		}
 	}
 	return out, nil
+}
+
+// isExperiment reports whether s runs only when named.
+func isExperiment(s Scenario) bool {
+	d, ok := s.(daprScenario)
+	return ok && d.experiment
 }
 
 func names(ss []Scenario) []string {

@@ -79,6 +79,13 @@ func TestSelectScenarios(t *testing.T) {
 	if n := names(got); !slices.Equal(n, []string{"redis", "watermill"}) {
 		t.Errorf("selected %v, want run order [redis watermill]", n)
 	}
+	def, _ := selectScenarios(all, nil)
+	if n := names(def); !slices.Contains(n, "dapr-bare") || slices.Contains(n, "dapr-grpc-c32") {
+		t.Errorf("default scenarios %v: want dapr-bare, no experiment", n)
+	}
+	if got, _ := selectScenarios(all, []string{"dapr-grpc-c32"}); len(got) != 1 {
+		t.Errorf("an experiment named: %v, want it", names(got))
+	}
 	if _, err := selectScenarios(all, []string{"kafka"}); err == nil || !strings.Contains(err.Error(), "redis-pipelined") {
 		t.Errorf("err = %v, want one listing the known scenarios", err)
 	}

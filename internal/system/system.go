@@ -129,6 +129,9 @@ type Spec struct {
 	// PubDaprArgs are more flags for the publisher's daprd (the
 	// subscribers' are in their Node).
 	PubDaprArgs []string
+	// PubSubMetadata overrides items of the pubsub component's metadata
+	// (after the mode's), e.g. {"concurrency": "32"}; each must exist.
+	PubSubMetadata map[string]string
 	// Retention is the retention keeper's settings: Window is W for the
 	// keeper and the subscribers' records (0: retention.DefaultWindow),
 	// Interval its passes (0: 10 s). The keeper runs beside the apps when
@@ -267,6 +270,11 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 	}
 	if err := spec.Mode.Apply(r.Resources, spec.Broker); err != nil {
 		return r, err
+	}
+	if len(spec.PubSubMetadata) > 0 {
+		if err := launcher.SetComponentMetadata(filepath.Join(r.Resources, "pubsub.yaml"), spec.PubSubMetadata); err != nil {
+			return r, err
+		}
 	}
 	if spec.Broker == "" && r.Redis.Source != launcher.RedisEmbedded {
 		if err := r.startKeeper(ctx); err != nil {
