@@ -21,13 +21,8 @@ type LinePanel struct {
 // xLabel names the shared x axis. Used for curves over time, such as the
 // long run's memory and lengths.
 func Lines(title, xLabel string, panels []LinePanel) string {
-	rows := (len(panels) + 1) / 2
-	height := 50 + rows*(panelH+panelGap)
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="DejaVu Sans, Arial, sans-serif" font-size="12">`+"\n",
-		plotWidth, height, plotWidth, height)
-	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(&b, `<text x="%d" y="28" font-size="18" font-weight="bold">%s</text>`+"\n", marginLeft, esc(title))
+	svgStart(&b, len(panels), title)
 	for i, p := range panels {
 		x := float64((i % 2) * (panelW + panelGap/2))
 		y := float64(50 + (i/2)*(panelH+panelGap))

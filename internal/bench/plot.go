@@ -80,13 +80,8 @@ func Plot(sums []Summary) string {
 			})
 		}
 	}
-	rows := (len(panels) + 1) / 2
-	height := 50 + rows*(panelH+panelGap)
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="DejaVu Sans, Arial, sans-serif" font-size="12">`+"\n",
-		plotWidth, height, plotWidth, height)
-	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(&b, `<text x="%d" y="28" font-size="18" font-weight="bold">End-to-end benchmark: median over repetitions</text>`+"\n", marginLeft)
+	svgStart(&b, len(panels), "End-to-end benchmark: median over repetitions")
 	if len(panels) == 0 {
 		fmt.Fprintf(&b, `<text x="%d" y="60">no results</text>`+"\n", marginLeft)
 	}
@@ -98,6 +93,15 @@ func Plot(sums []Summary) string {
 	}
 	b.WriteString("</svg>\n")
 	return b.String()
+}
+
+// svgStart opens an SVG with room for n panels, two a row, under title.
+func svgStart(b *strings.Builder, n int, title string) {
+	height := 50 + (n+1)/2*(panelH+panelGap)
+	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="DejaVu Sans, Arial, sans-serif" font-size="12">`+"\n",
+		plotWidth, height, plotWidth, height)
+	fmt.Fprintf(b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
+	fmt.Fprintf(b, `<text x="%d" y="28" font-size="18" font-weight="bold">%s</text>`+"\n", marginLeft, esc(title))
 }
 
 // payloadLabel names the payload size of a group of summaries.
