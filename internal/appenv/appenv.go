@@ -43,6 +43,11 @@ const (
 	RetentionStreams  = "RETENTION_STREAMS"
 	RetentionInterval = "RETENTION_INTERVAL"
 	MetricsAddress    = "METRICS_ADDRESS"
+	// RedisSentinels (comma-separated host:port) and RedisMasterName: the
+	// keeper follows the primary through the Sentinels instead of
+	// REDIS_ADDR.
+	RedisSentinels  = "REDIS_SENTINELS"
+	RedisMasterName = "REDIS_MASTER_NAME"
 )
 
 // The subscriber's.
@@ -148,6 +153,8 @@ type Keeper struct {
 	RedisAddr, RedisPassword string
 	Window, Interval         time.Duration
 	MetricsAddress           string // host:port of /metrics and /healthz
+	// Sentinels and SentinelMaster: Redis with failover ("" for none).
+	Sentinels, SentinelMaster string
 }
 
 // Env renders k as NAME=value pairs.
@@ -158,6 +165,9 @@ func (k Keeper) Env() []string {
 	}
 	if k.Interval != 0 {
 		env = append(env, Set(RetentionInterval, k.Interval))
+	}
+	if k.Sentinels != "" {
+		env = append(env, Set(RedisSentinels, k.Sentinels), Set(RedisMasterName, k.SentinelMaster))
 	}
 	return env
 }

@@ -48,3 +48,20 @@ spec:
   type: state.in-memory
   version: v1
 `
+
+// UseSentinels points the Redis components in the resources folder dir
+// (pubsub.yaml and statestore.yaml) at Redis with failover: redisHost the
+// Sentinels (comma-separated host:port), failover on, and the master name
+// they watch. go-redis then follows the primary through a failover.
+func UseSentinels(dir, sentinels, master string) error {
+	for _, f := range []string{"pubsub.yaml", "statestore.yaml"} {
+		file := filepath.Join(dir, f)
+		if err := SetComponentMetadata(file, map[string]string{"redisHost": sentinels}); err != nil {
+			return err
+		}
+		if err := AddComponentMetadata(file, map[string]string{"failover": "true", "sentinelMasterName": master}); err != nil {
+			return err
+		}
+	}
+	return nil
+}

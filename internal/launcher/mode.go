@@ -77,6 +77,47 @@ func (m Mode) Apply(dir, broker string) error {
 // already be there with a value, so that a renamed item in the YAML cannot
 // be silently missed.
 func SetComponentMetadata(file string, values map[string]string) error {
+	return editMetadata(file, func(items *yaml.Node) error {
+		for _, name := range sortedNames(values) {
+			var value *yaml.Node
+			for _, item := range items.Content {
+				if n := mapValue(item, "name"); n != nil && n.Value == name {
+					value = mapValue(item, "value")
+				}
+			}
+			if value == nil || value.Kind != yaml.ScalarNode {
+				return fmt.Errorf("%s has no metadata item %q with a value", file, name)
+			}
+			value.Value, value.Tag, value.Style = values[name], "!!str", yaml.DoubleQuotedStyle
+		}
+		return nil
+	})
+}
+
+// AddComponentMetadata adds each named item to spec.metadata in the Dapr
+// Component in file; none may be there already.
+func AddComponentMetadata(file string, values map[string]string) error {
+	return editMetadata(file, func(items *yaml.Node) error {
+		for _, name := range sortedNames(values) {
+			for _, item := range items.Content {
+				if n := mapValue(item, "name"); n != nil && n.Value == name {
+					return fmt.Errorf("%s already has metadata item %q", file, name)
+				}
+			}
+			str := func(v string, style yaml.Style) *yaml.Node {
+				return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v, Style: style}
+			}
+			items.Content = append(items.Content, &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Content: []*yaml.Node{
+				str("name", 0), str(name, 0), str("value", 0), str(values[name], yaml.DoubleQuotedStyle),
+			}})
+		}
+		return nil
+	})
+}
+
+// editMetadata applies edit to the spec.metadata list of the Dapr
+// Component in file and writes it back, comments kept.
+func editMetadata(file string, edit func(items *yaml.Node) error) error {
 	raw, err := os.ReadFile(file)
 	if err != nil {
 		return err
@@ -89,22 +130,8 @@ func SetComponentMetadata(file string, values map[string]string) error {
 	if items == nil || items.Kind != yaml.SequenceNode {
 		return fmt.Errorf("%s has no spec.metadata list", file)
 	}
-	names := make([]string, 0, len(values))
-	for name := range values {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		var value *yaml.Node
-		for _, item := range items.Content {
-			if n := mapValue(item, "name"); n != nil && n.Value == name {
-				value = mapValue(item, "value")
-			}
-		}
-		if value == nil || value.Kind != yaml.ScalarNode {
-			return fmt.Errorf("%s has no metadata item %q with a value", file, name)
-		}
-		value.Value, value.Tag, value.Style = values[name], "!!str", yaml.DoubleQuotedStyle
+	if err := edit(items); err != nil {
+		return err
 	}
 	var out bytes.Buffer
 	enc := yaml.NewEncoder(&out)
@@ -113,6 +140,15 @@ func SetComponentMetadata(file string, values map[string]string) error {
 		return err
 	}
 	return os.WriteFile(file, out.Bytes(), 0o644)
+}
+
+func sortedNames(values map[string]string) []string {
+	names := make([]string, 0, len(values))
+	for name := range values {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
 }
 
 func docRoot(doc *yaml.Node) *yaml.Node {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 func TestThroughputModeTunesTheShippedComponent(t *testing.T) {
@@ -55,5 +57,43 @@ func TestSetComponentMetadataNamesAMissingItem(t *testing.T) {
 	}
 	if _, err := ParseMode("fast"); err == nil {
 		t.Fatal("ParseMode accepted an unknown mode")
+	}
+}
+
+func TestUseSentinels(t *testing.T) {
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := CopyComponents(filepath.Join(root, "components"), dir, "127.0.0.1:6400"); err != nil {
+		t.Fatal(err)
+	}
+	if err := UseSentinels(dir, "198.51.100.11:26379,198.51.100.12:26379", "orders"); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"pubsub.yaml", "statestore.yaml"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c struct {
+			Spec struct {
+				Metadata []struct{ Name, Value string }
+			}
+		}
+		if err := yaml.Unmarshal(b, &c); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, m := range c.Spec.Metadata {
+			got[m.Name] = m.Value
+		}
+		if got["redisHost"] != "198.51.100.11:26379,198.51.100.12:26379" || got["failover"] != "true" || got["sentinelMasterName"] != "orders" {
+			t.Errorf("%s: metadata %v", f, got)
+		}
+	}
+	if err := UseSentinels(dir, "x:1", "orders"); err == nil {
+		t.Error("adding failover twice: want an error")
 	}
 }

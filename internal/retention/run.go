@@ -30,9 +30,11 @@ const DefaultWindow = 24 * time.Hour
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	env := &cli.Env{Getenv: getenv}
 	var cfg Config
-	var addr, streams, metricsAddr, logLevel string
+	var addr, sentinels, master, streams, metricsAddr, logLevel string
 	fs := cli.NewFlagSet("retention", "Keeps Redis bounded: trims the topic streams to what no consumer group still needs\nand to the retention window, removes idle consumers that hold nothing, and serves\nthe backlog as Prometheus metrics. It talks to Redis directly; the apps do not need it.", stderr)
 	fs.StringVar(&addr, "redis-addr", env.Str(appenv.RedisAddr, "127.0.0.1:6379"), "the Redis of the pubsub component [REDIS_ADDR]; its password comes from REDIS_PASSWORD")
+	fs.StringVar(&sentinels, "redis-sentinels", env.Str(appenv.RedisSentinels, ""), "Redis with failover: the Sentinels (comma-separated host:port) to find the primary through, instead of -redis-addr [REDIS_SENTINELS]")
+	fs.StringVar(&master, "redis-master-name", env.Str(appenv.RedisMasterName, ""), "the master name the Sentinels watch (sentinelMasterName in the components) [REDIS_MASTER_NAME]")
 	fs.StringVar(&streams, "streams", env.Str(appenv.RetentionStreams, "orders,orders-deadletter"), "comma-separated streams (topics) to keep [RETENTION_STREAMS]")
 	fs.DurationVar(&cfg.Window, "window", env.Duration(appenv.RetentionWindow, DefaultWindow), "W: entries older than this go once no group needs them; keep it equal to the subscriber's [RETENTION_WINDOW]")
 	fs.DurationVar(&cfg.ConsumerIdle, "consumer-idle", 0, "remove consumers idle this long that hold nothing (default: the window)")
@@ -54,6 +56,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	switch {
+	case sentinels != "" && master == "":
+		return errors.New("-redis-sentinels needs -redis-master-name")
 	case len(cfg.Streams) == 0:
 		return errors.New("-streams must name at least one stream")
 	case cfg.Window < 0 || cfg.ConsumerIdle < 0:
@@ -63,6 +67,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := logging.New(stderr, getenv(appenv.LogFormat), logLevel)
 	rdb := redis.NewClient(&redis.Options{Addr: addr, Password: getenv(appenv.RedisPassword)})
+	if sentinels != "" {
+		addr = "sentinels " + sentinels + " (" + master + ")"
+		rdb = redis.NewFailoverClient(&redis.FailoverOptions{MasterName: master, SentinelAddrs: strings.Split(sentinels, ","), Password: getenv(appenv.RedisPassword)})
+	}
 	defer rdb.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -129,6 +129,11 @@ type Spec struct {
 	// PubDaprArgs are more flags for the publisher's daprd (the
 	// subscribers' are in their Node).
 	PubDaprArgs []string
+	// Sentinels, when set, are Redis Sentinels (comma-separated
+	// host:port) watching SentinelMaster: the Redis components and the
+	// retention keeper follow the primary through them (Redis is then an
+	// existing one, at the primary's address).
+	Sentinels, SentinelMaster string
 	// PubSubMetadata overrides items of the pubsub component's metadata
 	// (after the mode's), e.g. {"concurrency": "32"}; each must exist.
 	PubSubMetadata map[string]string
@@ -257,6 +262,11 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 			return r, err
 		}
 	}
+	if spec.Sentinels != "" {
+		if err := launcher.UseSentinels(r.Resources, spec.Sentinels, spec.SentinelMaster); err != nil {
+			return r, err
+		}
+	}
 	// Another broker behind "pubsub": started before the sidecars, so that
 	// it is stopped after them.
 	if r.Broker, err = launcher.StartBroker(ctx, spec.Tools.Root, spec.Broker, spec.Out); err != nil {
@@ -366,6 +376,7 @@ func (r *Running) startKeeper(ctx context.Context) error {
 		RedisAddr: r.Redis.Addr, RedisPassword: r.Redis.Password,
 		Window: cmp.Or(r.Spec.Retention.Window, retention.DefaultWindow), Interval: r.Spec.Retention.Interval,
 		MetricsAddress: "127.0.0.1:" + strconv.Itoa(ports[0]),
+		Sentinels:      r.Spec.Sentinels, SentinelMaster: r.Spec.SentinelMaster,
 	}
 	p := &launcher.Process{Name: "retention", Path: filepath.Join(r.Spec.Tools.BinDir, "retention"), Out: r.Spec.Out, Env: env.Env()}
 	if err := p.Start(); err != nil {
