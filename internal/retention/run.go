@@ -66,10 +66,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("-interval must be ≥ 100ms, got %s", cfg.Interval)
 	}
 	log := logging.New(stderr, getenv(appenv.LogFormat), logLevel)
-	rdb := redis.NewClient(&redis.Options{Addr: addr, Password: getenv(appenv.RedisPassword)})
+	var rdb *redis.Client
 	if sentinels != "" {
 		addr = "sentinels " + sentinels + " (" + master + ")"
 		rdb = redis.NewFailoverClient(&redis.FailoverOptions{MasterName: master, SentinelAddrs: strings.Split(sentinels, ","), Password: getenv(appenv.RedisPassword)})
+	} else {
+		rdb = redis.NewClient(&redis.Options{Addr: addr, Password: getenv(appenv.RedisPassword)})
 	}
 	defer rdb.Close()
 	reg := prometheus.NewRegistry()
