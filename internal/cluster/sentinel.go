@@ -156,6 +156,9 @@ func (r *RedisNode) Kill() {
 // Process is the node's redis-server.
 func (r *RedisNode) Process() *launcher.Process { return r.proc }
 
+// Password is what clients AUTH with.
+func (s *Sentinel) Password() string { return s.opts.Password }
+
 // SentinelAddrs are the Sentinels' host:port, comma-separated, as Dapr's
 // Redis components take them in redisHost (with failover: "true").
 func (s *Sentinel) SentinelAddrs() string {

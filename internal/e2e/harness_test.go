@@ -16,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"dapr-pub-sub/internal/cluster"
 	"dapr-pub-sub/internal/launcher"
 	"dapr-pub-sub/internal/order"
 	"dapr-pub-sub/internal/system"
@@ -77,6 +78,9 @@ type options struct {
 	noAppHealthCheck bool
 	// retention is the keeper's window and interval; zero: the defaults.
 	retention system.Retention
+	// sentinel: Redis with failover on test hosts instead of a
+	// redis-server on loopback.
+	sentinel *cluster.Sentinel
 }
 
 // startSystem starts the system as its spec says, with a fresh
@@ -94,9 +98,16 @@ func startSystem(t testing.TB, opts ...options) *sys {
 	}
 	s := &sys{t: t, received: newReceipts()}
 	sub := debugNode(system.Node{Env: o.subEnv, OnLine: s.received.observe, NoAppHealthCheck: o.noAppHealthCheck})
+	ro := launcher.RedisOptions{Source: launcher.RedisServer, Addr: "127.0.0.1:" + strconv.Itoa(ports[0]), Dir: t.TempDir()}
+	var sentinels string
+	if o.sentinel != nil {
+		ro = launcher.RedisOptions{Source: launcher.RedisExisting, Addr: o.sentinel.Nodes[0].Addr, ExistingPassword: o.sentinel.Password()}
+		sentinels = o.sentinel.SentinelAddrs()
+	}
 	s.Running = system.Test(t, system.Spec{
-		Tools:      tools,
-		Redis:      launcher.RedisOptions{Source: launcher.RedisServer, Addr: "127.0.0.1:" + strconv.Itoa(ports[0]), Dir: t.TempDir()},
+		Tools:     tools,
+		Redis:     ro,
+		Sentinels: sentinels, SentinelMaster: cluster.MasterName,
 		Broker:     o.broker,
 		Mode:       o.mode,
 		Channel:    cmp.Or(o.channel, system.Channel(os.Getenv("E2E_CHANNEL"))),
@@ -104,7 +115,11 @@ func startSystem(t testing.TB, opts ...options) *sys {
 		Retention:  o.retention,
 		Out:        &testLog{t: t},
 	})
-	s.redis = redis.NewClient(&redis.Options{Addr: s.Redis.Addr, Password: s.Redis.Password})
+	if o.sentinel != nil {
+		s.redis = o.sentinel.Client()
+	} else {
+		s.redis = redis.NewClient(&redis.Options{Addr: s.Redis.Addr, Password: s.Redis.Password})
+	}
 	t.Cleanup(func() { s.redis.Close() })
 	return s
 }
