@@ -153,6 +153,10 @@ func (r *RedisNode) Kill() {
 	}
 }
 
+// Restart stops the node's redis-server gracefully (SIGTERM: Redis
+// writes and fsyncs, then exits) and starts it again.
+func (r *RedisNode) Restart() error { return r.proc.Restart() }
+
 // Process is the node's redis-server.
 func (r *RedisNode) Process() *launcher.Process { return r.proc }
 
@@ -195,6 +199,48 @@ func (s *Sentinel) Primary(ctx context.Context) (*RedisNode, error) {
 		return nil, fmt.Errorf("the Sentinels name %v, which is no node of ours", got)
 	}
 	return nil, fmt.Errorf("no Sentinel answers: %w", errors.Join(errs...))
+}
+
+// RestartSentinel stops Sentinel i gracefully and starts it again, with
+// the config it rewrote.
+func (s *Sentinel) RestartSentinel(i int) error { return s.Sentinels[i].Restart() }
+
+// Failover asks the Sentinels to promote the replica now (SENTINEL
+// FAILOVER), as before a planned restart of the primary, and waits until
+// it took writes.
+func (s *Sentinel) Failover(ctx context.Context) (*RedisNode, error) {
+	old, err := s.Primary(ctx)
+	if err != nil {
+		return nil, err
+	}
+	addr := strings.Split(s.SentinelAddrs(), ",")[0]
+	c := redis.NewSentinelClient(&redis.Options{Addr: addr, DialTimeout: time.Second})
+	err = c.Failover(ctx, MasterName).Err()
+	c.Close()
+	if err != nil {
+		return nil, fmt.Errorf("SENTINEL FAILOVER at %s: %w", addr, err)
+	}
+	return s.WaitFailedOver(ctx, old)
+}
+
+// WaitSettled waits until the Sentinels agree on a primary that has the
+// other node as an in-sync replica, and returns the primary.
+func (s *Sentinel) WaitSettled(ctx context.Context) (*RedisNode, error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for {
+		p, err := s.Primary(ctx)
+		if err == nil {
+			if err = s.settled(ctx, p.Addr, 1); err == nil {
+				return p, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("redis with failover did not settle: %w", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // waitSettled waits until the primary at addr has the replicas in sync and
