@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO    ?= go
 GOLANGCI_LINT ?= $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
-.PHONY: help run test bench lint chaos soak longrun brokers deadletters daprd build vet fmt clean
+.PHONY: help run test bench lint chaos soak longrun brokers cluster deadletters daprd build vet fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -45,6 +45,10 @@ longrun: daprd ## steady load for DURATION (default 10m; ORDERS= or RATE=, defau
 	set -o pipefail; LONGRUN_DURATION=$${DURATION:-10m} LONGRUN_WINDOW=$${WINDOW:-2m} LONGRUN_ORDERS=$(ORDERS) LONGRUN_RATE=$(RATE) \
 		LONGRUN_REPORT=$(CURDIR)/longrun-report.md LONGRUN_PLOT=$(CURDIR)/longrun.svg \
 		$(GO) test -count=1 -timeout 12h -run TestLongRun -v ./internal/e2e | grep -E '^\s*(---|ok|FAIL|\|)|longrun_test|orders at'
+
+cluster: daprd ## the cluster scenarios (a node killed, cut off, a rolling restart) on Redis with failover on test hosts, ORDERS each (default 10,000; root: network namespaces); prints the table, writes cluster-report.md
+	set -o pipefail; CLUSTER_ORDERS=$${ORDERS:-10000} CLUSTER_REPORT=$(CURDIR)/cluster-report.md \
+		$(GO) test -count=1 -timeout 60m -run TestCluster -v ./internal/e2e | grep -E '^\s*(---|ok|FAIL|\|)|cluster_test'
 
 brokers: daprd ## the broker portability suite with 5,000 orders per broker (BROKER=... for one)
 	set -o pipefail; BROKER_ORDERS=$${BROKER_ORDERS:-5000} $(GO) test -count=1 -timeout 60m -run TestBrokers -v ./internal/e2e | grep -E '^\s*(---|ok|FAIL)|brokers_test'

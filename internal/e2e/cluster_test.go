@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"fmt"
+	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,6 +36,7 @@ const clusterOrders = 1000
 // reached the replica, which would show here as a lost order (its stream
 // entry) or a duplicate effect (its record).
 func TestClusterRedisSentinel(t *testing.T) {
+	var rows []clusterRow
 	for _, sc := range []struct {
 		name  string
 		fault func(t *testing.T, sen *cluster.Sentinel)
@@ -81,11 +85,31 @@ func TestClusterRedisSentinel(t *testing.T) {
 			step("restarting the old primary", old.Restart)
 		}},
 	} {
-		t.Run(sc.name, func(t *testing.T) { clusterScenario(t, sc.name, sc.fault) })
+		t.Run(sc.name, func(t *testing.T) { rows = append(rows, clusterScenario(t, sc.name, sc.fault)) })
+	}
+	var b strings.Builder
+	fmt.Fprintln(&b, "| broker | scenario | orders | fault took | drained after | lost | duplicate effects |")
+	fmt.Fprintln(&b, "|---|---|---:|---:|---:|---:|---:|")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| redis-sentinel | %s | %d | %.1f s | %.0f s | %d | %d |\n", r.scenario, r.orders, r.fault.Seconds(), r.drained.Seconds(), r.lost, r.dups)
+	}
+	t.Log("\n" + b.String())
+	if f := os.Getenv("CLUSTER_REPORT"); f != "" {
+		if err := os.WriteFile(f, []byte(b.String()), 0o644); err != nil {
+			t.Error(err)
+		}
 	}
 }
 
-func clusterScenario(t *testing.T, name string, fault func(*testing.T, *cluster.Sentinel)) {
+// clusterRow is one cluster scenario's outcome.
+type clusterRow struct {
+	scenario       string
+	orders         int
+	fault, drained time.Duration
+	lost, dups     int
+}
+
+func clusterScenario(t *testing.T, name string, fault func(*testing.T, *cluster.Sentinel)) clusterRow {
 	n := envInt(t, "CLUSTER_ORDERS", clusterOrders)
 	nw, err := hosts.New("e2e", hosts.DefaultSubnet)
 	if err != nil {
@@ -176,6 +200,7 @@ func clusterScenario(t *testing.T, name string, fault func(*testing.T, *cluster.
 	if dl := s.countKeys("statestore||subscriber/deadletter/*"); dl != 0 {
 		t.Errorf("%d dead letters, want none", dl)
 	}
+	return clusterRow{scenario: name, orders: n, fault: faultTook, drained: drained, lost: lost, dups: dups}
 }
 
 // allRead reports whether the subscriber's group has read every entry of
