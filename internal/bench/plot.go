@@ -64,18 +64,18 @@ func Plot(sums []Summary) string {
 		}
 		bytes := payloadLabel(bySize[size])
 		if len(policies) > 1 {
-			bytes += ", appendfsync " + size.fsync
+			bytes += ", " + size.fsync
 		}
 		if len(thr) > 0 {
 			panels = append(panels, panel{
-				title: fmt.Sprintf("Throughput, msg/s, as fast as possible (%s)", bytes),
+				title: fmt.Sprintf("Throughput, msg/s, max (%s)", bytes),
 				draw:  func(b *strings.Builder, x, y float64) { throughputPanel(b, x, y, thr) },
 			})
 		}
 		for _, r := range rates {
 			rs := byRate[r]
 			panels = append(panels, panel{
-				title: fmt.Sprintf("Latency, ms (log), at %g msg/s offered (%s)", r, bytes),
+				title: fmt.Sprintf("Latency, ms (log), at %g msg/s (%s)", r, bytes),
 				draw:  func(b *strings.Builder, x, y float64) { latencyPanel(b, x, y, rs) },
 			})
 		}
