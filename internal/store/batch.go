@@ -129,7 +129,7 @@ func (b *batcher) flush(calls []*insertCall) {
 	got, gerr := b.s.client.GetBulkState(ctx, b.s.name, keys, nil, 0)
 	if gerr != nil {
 		for _, c := range calls {
-			c.done <- insertResult{err: fmt.Errorf("save %d records in state store %s: %w (and reading them back: %v)", len(calls), b.s.name, err, gerr)}
+			c.done <- insertResult{err: fmt.Errorf("save %d records in state store %s: %w (and reading them back: %w)", len(calls), b.s.name, err, gerr)}
 		}
 		return
 	}

@@ -83,8 +83,8 @@ func TestBatchedRecordsAreWrittenTogetherOnce(t *testing.T) {
 		close(c.release)
 	}()
 	firsts, errs := markAll(t, s, ids)
-	if len(errs) > 0 || firsts != 50 || c.Mem.Keys() != 50 {
-		t.Fatalf("%d written, %d keys, errors %v; want all 50 once", firsts, c.Mem.Keys(), errs)
+	if len(errs) > 0 || firsts != 50 || c.Keys() != 50 {
+		t.Fatalf("%d written, %d keys, errors %v; want all 50 once", firsts, c.Keys(), errs)
 	}
 	if c.calls.Load() != 2 || c.items.Load() != 50 {
 		t.Errorf("%d saves of %d items; want 2: the first call(s), then all that queued behind them", c.calls.Load(), c.items.Load())
