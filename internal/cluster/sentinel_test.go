@@ -4,6 +4,9 @@ import (
 	"io"
 	"os"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"dapr-pub-sub/internal/hosts"
 )
@@ -62,5 +65,59 @@ func TestSentinelFailsOver(t *testing.T) {
 	}
 	if err := c.Set(ctx, "k2", "v2", 0).Err(); err != nil {
 		t.Errorf("write after the failover: %v", err)
+	}
+}
+
+// TestJetStreamKeepsMessagesThroughALeaderKill: a three-node cluster with
+// a replicated stream; a message published before the stream leader is
+// killed is still there on the new leader, and publishing goes on.
+func TestJetStreamKeepsMessagesThroughALeaderKill(t *testing.T) {
+	n, err := hosts.New("js", hosts.DefaultSubnet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	out := io.Discard
+	if testing.Verbose() {
+		out = os.Stderr
+	}
+	js, err := StartJetStream(t.Context(), n, []string{"orders"}, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(js.Stop)
+	nc, err := nats.Connect(js.URLs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	jsc, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jsc.Publish("orders", []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	leader, err := js.StreamLeader(t.Context(), "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader.Kill()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := jsc.Publish("orders", []byte("after"), nats.AckWait(time.Second))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no publish acknowledged 30 s after the leader was killed: %v", err)
+		}
+	}
+	info, err := jsc.StreamInfo("orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 2 || info.Cluster.Leader == leader.Host.Name {
+		t.Errorf("after the kill: %d messages, leader %s; want 2 and a new leader", info.State.Msgs, info.Cluster.Leader)
 	}
 }
