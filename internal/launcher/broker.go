@@ -20,10 +20,14 @@ const (
 	BrokerRabbitMQ = "rabbitmq" // components/brokers/rabbitmq.yaml: Debian's rabbitmq-server
 	BrokerMQTT     = "mqtt"     // components/brokers/mqtt.yaml: Debian's mosquitto
 	BrokerKafka    = "kafka"    // components/brokers/kafka.yaml: tools/kafka-fake (franz-go's kfake)
+	// BrokerJetStream is NATS JetStream, three nodes on test hosts of our
+	// own (components/brokers/jetstream.yaml); system.Start starts it
+	// through internal/cluster, not StartBroker. Needs root.
+	BrokerJetStream = "jetstream"
 )
 
 // Brokers lists the broker names in the order the tests use them.
-var Brokers = []string{BrokerRedis, BrokerRabbitMQ, BrokerMQTT, BrokerKafka}
+var Brokers = []string{BrokerRedis, BrokerRabbitMQ, BrokerMQTT, BrokerKafka, BrokerJetStream}
 
 // Broker is a running broker other than Redis.
 type Broker struct {
@@ -32,7 +36,15 @@ type Broker struct {
 	Dir  string // its data folder
 	proc *Process
 
-	epmdPort int // RabbitMQ's epmd, to stop with it
+	epmdPort int    // RabbitMQ's epmd, to stop with it
+	stop     func() // a broker started elsewhere (NewBroker)
+}
+
+// NewBroker is a broker started by someone else (a cluster on test hosts):
+// kind, the address its component file's placeholder is replaced with,
+// and how to stop it.
+func NewBroker(kind, addr string, stop func()) *Broker {
+	return &Broker{Kind: kind, Addr: addr, stop: stop}
 }
 
 // Process is the broker's process.
@@ -40,6 +52,10 @@ func (b *Broker) Process() *Process { return b.proc }
 
 // Stop stops the broker and removes its data folder.
 func (b *Broker) Stop() {
+	if b.stop != nil {
+		b.stop()
+		return
+	}
 	b.proc.Stop(StopGrace)
 	if b.epmdPort != 0 {
 		cmd := exec.Command("epmd", "-kill")
@@ -116,6 +132,9 @@ func StartBroker(ctx context.Context, root, kind string, out io.Writer) (*Broker
 		p = &Process{Name: "kafka", Path: bin, Out: out, Args: []string{
 			"-port", strconv.Itoa(ports[0]), "-data-dir", filepath.Join(dir, "data"), "-partitions", "4",
 		}}
+	case BrokerJetStream:
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("%s runs as a cluster on test hosts: start it with system.Start", kind)
 	default:
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("unknown broker %q: use one of %s", kind, strings.Join(Brokers, ", "))
@@ -188,6 +207,8 @@ func BrokerComponent(root, kind string) (file, placeholder string) {
 		return filepath.Join(root, "components", "brokers", "mqtt.yaml"), "localhost:1883"
 	case BrokerKafka:
 		return filepath.Join(root, "components", "brokers", "kafka.yaml"), "localhost:9092"
+	case BrokerJetStream:
+		return filepath.Join(root, "components", "brokers", "jetstream.yaml"), "nats://localhost:4222"
 	}
 	return "", ""
 }

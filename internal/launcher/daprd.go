@@ -3,6 +3,8 @@ package launcher
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -145,7 +147,7 @@ func FindDaprd(ctx context.Context, root, version string, log io.Writer) (Daprd,
 			return d, nil
 		}
 	}
-	cached, err := cachedDaprdPath(version)
+	cached, err := cachedDaprdPath(root, version, mod)
 	if err != nil {
 		return Daprd{}, err
 	}
@@ -158,14 +160,24 @@ func FindDaprd(ctx context.Context, root, version string, log io.Writer) (Daprd,
 }
 
 // cachedDaprdPath is where a built daprd of version is kept: outside the
-// checkout, so fresh clones and CI runs on the same machine share it.
+// checkout, so fresh clones and CI runs on the same machine share it,
+// under the hash of what it is built from (tools/daprd's main.go and the
+// version's go.mod and go.sum), so a change there builds it anew.
 // DAPR_PUBSUB_CACHE overrides the folder.
-func cachedDaprdPath(version string) (string, error) {
+func cachedDaprdPath(root, version, mod string) (string, error) {
 	dir, err := cacheDir()
 	if err != nil {
 		return "", err
 	}
-	return filepath.Join(dir, "daprd-"+version, "daprd"), nil
+	h := sha256.New()
+	for _, f := range []string{"main.go", mod, strings.TrimSuffix(mod, ".mod") + ".sum"} {
+		b, err := os.ReadFile(filepath.Join(root, DaprdToolDir, f))
+		if err != nil {
+			return "", err
+		}
+		h.Write(b)
+	}
+	return filepath.Join(dir, "daprd-"+version+"-"+hex.EncodeToString(h.Sum(nil))[:12], "daprd"), nil
 }
 
 // cacheDir is where built tools are kept: DAPR_PUBSUB_CACHE, else

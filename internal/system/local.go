@@ -39,7 +39,7 @@ func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (lo
 	p := &l.spec.Ports
 	var redisSource, mode, channel string
 	fs := cli.NewFlagSet("launcher", "Runs the whole system locally: Redis, the subscriber and the publisher, each\nwith its own daprd, on the seed's ports. Ctrl-C stops everything.", stderr)
-	fs.StringVar(&l.spec.Broker, "broker", str("BROKER", launcher.BrokerRedis), "the broker behind the pubsub component: redis, rabbitmq, mqtt or kafka [BROKER]")
+	fs.StringVar(&l.spec.Broker, "broker", str("BROKER", launcher.BrokerRedis), "the broker behind the pubsub component: redis, rabbitmq, mqtt, kafka or jetstream (a three-node cluster on network namespaces; root) [BROKER]")
 	fs.StringVar(&mode, "mode", str("MODE", string(launcher.ModeLatency)), "latency: one delivery per order; throughput: bulk subscribe, batches of "+strconv.Itoa(launcher.ThroughputBatch)+" [MODE]")
 	fs.StringVar(&channel, "channel", str("CHANNEL", ""), "how daprd delivers to the subscriber: grpc (default; never acknowledges what the app did not answer), stream (the app opens subscription streams; no app port; latency mode only) or http (the seed's shape; default and required in the throughput mode) [CHANNEL]")
 	fs.StringVar(&l.daprVersion, "dapr-version", str("DAPR_VERSION", ""), "Dapr runtime version to run (default: tools/daprd/go.mod's) [DAPR_VERSION]")

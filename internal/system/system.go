@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"dapr-pub-sub/internal/appenv"
+	"dapr-pub-sub/internal/cluster"
+	"dapr-pub-sub/internal/hosts"
 	"dapr-pub-sub/internal/launcher"
 	"dapr-pub-sub/internal/retention"
 	"dapr-pub-sub/internal/subscriber"
@@ -269,7 +271,12 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 	}
 	// Another broker behind "pubsub": started before the sidecars, so that
 	// it is stopped after them.
-	if r.Broker, err = launcher.StartBroker(ctx, spec.Tools.Root, spec.Broker, spec.Out); err != nil {
+	if spec.Broker == launcher.BrokerJetStream {
+		r.Broker, err = startJetStream(ctx, spec.Out)
+	} else {
+		r.Broker, err = launcher.StartBroker(ctx, spec.Tools.Root, spec.Broker, spec.Out)
+	}
+	if err != nil {
 		return r, err
 	}
 	if r.Broker != nil {
@@ -460,4 +467,23 @@ func Test(t testing.TB, spec Spec) *Running {
 	}
 	t.Cleanup(r.Stop)
 	return r
+}
+
+// jetStreamSubjects are the topics the JetStream cluster keeps a stream
+// for (the component creates none): every topic of components/.
+var jetStreamSubjects = []string{"orders", "orders-deadletter", "audit-deadletter"}
+
+// startJetStream starts NATS JetStream as three nodes on test hosts of our
+// own, with a three-replica stream per topic.
+func startJetStream(ctx context.Context, out io.Writer) (*launcher.Broker, error) {
+	n, err := hosts.New("jsb", hosts.DefaultSubnet)
+	if err != nil {
+		return nil, err
+	}
+	js, err := cluster.StartJetStream(ctx, n, jetStreamSubjects, out)
+	if err != nil {
+		n.Close()
+		return nil, err
+	}
+	return launcher.NewBroker(launcher.BrokerJetStream, js.URLs(), func() { js.Stop(); n.Close() }), nil
 }
