@@ -202,6 +202,25 @@ func (js *JetStream) StreamLeader(ctx context.Context, stream string) (*NATSNode
 	return nil, fmt.Errorf("stream %s is led by %q, no node of ours", stream, info.Cluster.Leader)
 }
 
+// ConsumerIdle reports whether durable consumer durable of stream has
+// nothing left: no message undelivered, none delivered and unacknowledged.
+func (js *JetStream) ConsumerIdle(ctx context.Context, stream, durable string) (bool, error) {
+	nc, err := nats.Connect(js.URLs(), nats.Timeout(2*time.Second))
+	if err != nil {
+		return false, err
+	}
+	defer nc.Close()
+	jsc, err := nc.JetStream()
+	if err != nil {
+		return false, err
+	}
+	info, err := jsc.ConsumerInfo(stream, durable, nats.Context(ctx))
+	if err != nil {
+		return false, err
+	}
+	return info.NumPending == 0 && info.NumAckPending == 0 && info.NumRedelivered == 0, nil
+}
+
 // Kill kills the node with SIGKILL and waits for it to go.
 func (n *NATSNode) Kill() {
 	if n.proc != nil && !n.proc.Exited() {

@@ -183,12 +183,15 @@ type Subscriber struct {
 // Running is a started system. Its fields are for the callers to read; Stop
 // ends it.
 type Running struct {
-	Spec      Spec
-	Secrets   launcher.Secrets
-	Redis     *launcher.Redis
-	Broker    *launcher.Broker // nil when Redis is the broker
-	Resources string           // the Dapr resources folder every sidecar reads
-	Sub       *Subscriber      // the first subscriber
+	Spec    Spec
+	Secrets launcher.Secrets
+	Redis   *launcher.Redis
+	Broker  *launcher.Broker // nil when Redis is the broker
+	// JetStream is the cluster behind Broker when it is
+	// launcher.BrokerJetStream, for tests that fail its nodes.
+	JetStream *cluster.JetStream
+	Resources string      // the Dapr resources folder every sidecar reads
+	Sub       *Subscriber // the first subscriber
 	PubDaprd  *launcher.RunningSidecar
 	Keeper    *launcher.Process // the retention keeper; nil when it does not run
 	// KeeperMetrics and KeeperBacklog are the keeper's /metrics and
@@ -272,7 +275,7 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 	// Another broker behind "pubsub": started before the sidecars, so that
 	// it is stopped after them.
 	if spec.Broker == launcher.BrokerJetStream {
-		r.Broker, err = startJetStream(ctx, spec.Out)
+		r.Broker, r.JetStream, err = startJetStream(ctx, spec.Out)
 	} else {
 		r.Broker, err = launcher.StartBroker(ctx, spec.Tools.Root, spec.Broker, spec.Out)
 	}
@@ -475,15 +478,15 @@ var jetStreamSubjects = []string{"orders", "orders-deadletter", "audit-deadlette
 
 // startJetStream starts NATS JetStream as three nodes on test hosts of our
 // own, with a three-replica stream per topic.
-func startJetStream(ctx context.Context, out io.Writer) (*launcher.Broker, error) {
+func startJetStream(ctx context.Context, out io.Writer) (*launcher.Broker, *cluster.JetStream, error) {
 	n, err := hosts.New("jsb", hosts.DefaultSubnet)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	js, err := cluster.StartJetStream(ctx, n, jetStreamSubjects, out)
 	if err != nil {
 		n.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return launcher.NewBroker(launcher.BrokerJetStream, js.URLs(), func() { js.Stop(); n.Close() }), nil
+	return launcher.NewBroker(launcher.BrokerJetStream, js.URLs(), func() { js.Stop(); n.Close() }), js, nil
 }
