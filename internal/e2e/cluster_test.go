@@ -9,95 +9,12 @@ import (
 	"time"
 
 	"dapr-pub-sub/internal/cluster"
-	"dapr-pub-sub/internal/hosts"
 	"dapr-pub-sub/internal/launcher"
 )
 
 // clusterOrders is how many orders each cluster scenario publishes
 // (CLUSTER_ORDERS; `make cluster` raises it).
 const clusterOrders = 1000
-
-// TestClusterRedisSentinel runs the cluster scenarios on Redis with
-// failover on three test hosts of our own (a primary, a replica, three
-// Sentinels): both Redis components and the keeper follow the primary
-// through the Sentinels, and the subscriber runs as two replicas. While
-// the orders are published (over 20 s), a third of the way in:
-//
-//   - primary killed: kill -9; the Sentinels promote the replica;
-//   - primary cut off: its host off the network for 15 s (its Sentinel
-//     with it), then healed; the Sentinels fail over and demote it;
-//   - rolling restart: every process restarted one at a time, as an
-//     operator would — the replica, the three Sentinels, then a planned
-//     failover (SENTINEL FAILOVER) and the old primary, now a replica.
-//
-// Every acknowledged order must be processed once, nothing left pending,
-// nothing dead-lettered. Redis replicates asynchronously: a write the
-// primary acknowledged in the instant before it was lost may not have
-// reached the replica, which would show here as a lost order (its stream
-// entry) or a duplicate effect (its record).
-func TestClusterRedisSentinel(t *testing.T) {
-	var sen *cluster.Sentinel
-	var s *sys
-	start := func(t *testing.T) *sys {
-		nw, err := hosts.New("e2e", hosts.DefaultSubnet)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nw.Close)
-		if sen, err = cluster.StartSentinel(t.Context(), nw, cluster.SentinelOptions{Password: "cluster-test-password", Out: &testLog{t: t}}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(sen.Stop)
-		s = startSystem(t, options{sentinel: sen})
-		return s
-	}
-	idle := func(*testing.T) bool { return s.pending("orders") == 0 && s.allRead("orders") }
-	runCluster(t, "redis-sentinel", start, idle, []clusterFault{
-		{"primary killed", func(t *testing.T) {
-			old := sen.Nodes[0]
-			old.Kill()
-			if _, err := sen.WaitFailedOver(t.Context(), old); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{"primary cut off for 15s", func(t *testing.T) {
-			old := sen.Nodes[0]
-			if err := old.Host.Cut(); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := sen.WaitFailedOver(t.Context(), old); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(15 * time.Second) // the host stays cut off: the fault itself
-			if err := old.Host.Heal(); err != nil {
-				t.Fatal(err)
-			}
-			if p, err := sen.WaitSettled(t.Context()); err != nil || p == old {
-				t.Fatalf("after healing: primary %v, %v; want the old one demoted to replica", p, err)
-			}
-		}},
-		{"rolling restart", func(t *testing.T) {
-			step := func(what string, do func() error) {
-				if err := do(); err != nil {
-					t.Fatalf("%s: %v", what, err)
-				}
-				if _, err := sen.WaitSettled(t.Context()); err != nil {
-					t.Fatalf("after %s: %v", what, err)
-				}
-			}
-			step("restarting the replica", sen.Nodes[1].Restart)
-			for i := range sen.Sentinels {
-				step("restarting sentinel "+strconv.Itoa(i+1), func() error { return sen.RestartSentinel(i) })
-			}
-			old := sen.Nodes[0]
-			step("failing over", func() error {
-				_, err := sen.Failover(t.Context())
-				return err
-			})
-			step("restarting the old primary", old.Restart)
-		}},
-	})
-}
 
 // TestClusterJetStream runs the cluster scenarios on NATS JetStream, three
 // nodes on test hosts of our own, every topic a stream with three
@@ -297,27 +214,4 @@ func clusterScenario(t *testing.T, broker, name string, s *sys, idle func() bool
 		t.Errorf("%d dead letters, want none", dl)
 	}
 	return clusterRow{scenario: name, orders: n, fault: faultTook, drained: drained, lost: lost, dups: dups}
-}
-
-// allRead reports whether the subscriber's group has read every entry of
-// stream: its last delivered id is the stream's last. (XINFO's lag is
-// unknown after a failover — Redis cannot always count it then.)
-func (s *sys) allRead(stream string) bool {
-	if s.lag(stream) == 0 {
-		return true
-	}
-	info, err := s.redis.XInfoStream(s.t.Context(), stream).Result()
-	if err != nil {
-		return false
-	}
-	groups, err := s.redis.XInfoGroups(s.t.Context(), stream).Result()
-	if err != nil {
-		return false
-	}
-	for _, g := range groups {
-		if g.Name == launcher.SubscriberID {
-			return g.LastDeliveredID == info.LastGeneratedID
-		}
-	}
-	return false
 }
