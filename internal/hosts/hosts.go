@@ -10,7 +10,10 @@
 // (198.51.100.0/24, RFC 5737), which no real host uses.
 //
 // It needs root and iproute2 (`ip`). One Net per name at a time; New
-// removes what a killed earlier run of the same name left behind.
+// removes what a killed earlier run of the same name left behind. Nets
+// that live at once (test packages run in parallel) each get a subnet of
+// their own: a free /27 of the one asked for, held with a file lock, since
+// two bridges with one subnet would steal each other's routes.
 package hosts
 
 import (
@@ -18,10 +21,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // DefaultSubnet is where the hosts' addresses come from: TEST-NET-2.
@@ -32,6 +38,7 @@ type Net struct {
 	name   string // short: namespaces and links are named after it
 	bridge string
 	subnet netip.Prefix
+	lock   *os.File // holds the subnet's slot
 
 	mu    sync.Mutex
 	hosts []*Host
@@ -46,20 +53,25 @@ type Host struct {
 	link string // the bridge side of its veth pair
 }
 
-// New makes the bridge for name (at most 6 letters or digits) with the
-// subnet's first address in the root namespace. Close removes it and
-// every host.
-func New(name string, subnet netip.Prefix) (*Net, error) {
+// New makes the bridge for name (at most 6 letters or digits) on a free
+// /27 of within, with its first address in the root namespace. Close
+// removes it and every host, and frees the slot.
+func New(name string, within netip.Prefix) (*Net, error) {
 	if len(name) == 0 || len(name) > 6 || strings.Trim(name, "abcdefghijklmnopqrstuvwxyz0123456789") != "" {
 		return nil, fmt.Errorf("hosts: name %q: 1–6 lower-case letters or digits", name)
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
 		return nil, errors.New("hosts: needs iproute2's `ip`: apt-get install -y iproute2")
 	}
-	n := &Net{name: name, bridge: "br-" + name, subnet: subnet.Masked()}
+	n := &Net{name: name, bridge: "br-" + name}
 	n.cleanStale()
+	var err error
+	if n.subnet, n.lock, err = takeSlot(within.Masked()); err != nil {
+		return nil, err
+	}
 	gw := n.subnet.Addr().Next()
 	if err := run("ip", "link", "add", n.bridge, "type", "bridge"); err != nil {
+		n.Close()
 		return nil, fmt.Errorf("hosts: make bridge %s (root needed): %w", n.bridge, err)
 	}
 	for _, args := range [][]string{
@@ -125,6 +137,38 @@ func (n *Net) Close() {
 	}
 	n.hosts = nil
 	_ = run("ip", "link", "delete", n.bridge)
+	if n.lock != nil {
+		n.lock.Close() // frees the slot
+		n.lock = nil
+	}
+}
+
+// slotBits is the size of a Net's subnet: 32 addresses, the bridge's and
+// room for hosts .11 to .30 of it.
+const slotBits = 27
+
+// takeSlot locks the first free /27 of within (a lock file per slot in the
+// temp folder, held until the returned file is closed).
+func takeSlot(within netip.Prefix) (netip.Prefix, *os.File, error) {
+	if within.Bits() > slotBits {
+		return netip.Prefix{}, nil, fmt.Errorf("hosts: subnet %s is smaller than a /%d", within, slotBits)
+	}
+	addr := within.Addr()
+	for i := 0; i < 1<<(slotBits-within.Bits()); i++ {
+		slot := netip.PrefixFrom(addr, slotBits)
+		f, err := os.OpenFile(filepath.Join(os.TempDir(), "dapr-pub-sub-hosts-"+strings.ReplaceAll(slot.String(), "/", "_")+".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			return netip.Prefix{}, nil, err
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			return slot, f, nil
+		}
+		f.Close()
+		for range 1 << (32 - slotBits) {
+			addr = addr.Next()
+		}
+	}
+	return netip.Prefix{}, nil, fmt.Errorf("hosts: every /%d of %s is in use", slotBits, within)
 }
 
 // cleanStale removes the namespaces and bridge an earlier run of the same

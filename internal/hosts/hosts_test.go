@@ -133,3 +133,41 @@ func waitUntil(t *testing.T, what string, ok func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestNetsAtOnceGetSubnetsOfTheirOwn: two nets alive together (test
+// packages run in parallel) get different /27s, and a host on each is
+// reached — one bridge does not take the other's route.
+func TestNetsAtOnceGetSubnetsOfTheirOwn(t *testing.T) {
+	var addrs []string
+	for _, name := range []string{"t3", "t4"} {
+		n, err := New(name, DefaultSubnet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(n.Close)
+		h, err := n.Add("a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := net.JoinHostPort(h.Addr.String(), "7000")
+		srv := h.Command(os.Args[0], "-test.run", "^$")
+		srv.Env = append(os.Environ(), "HOSTS_TEST_LISTEN="+addr)
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+		addrs = append(addrs, addr)
+	}
+	if addrs[0] == addrs[1] {
+		t.Fatalf("both nets gave their first host %s", addrs[0])
+	}
+	for _, addr := range addrs {
+		waitUntil(t, addr+" answers", func() bool {
+			c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		})
+	}
+}
