@@ -59,7 +59,10 @@ func TestSameEventTwiceInFlight(t *testing.T) {
 			if code, body := s.publishHTTP("pubsub", "orders", "application/json", `{"id":6,"message":"after"}`); code != http.StatusNoContent {
 				t.Fatalf("publish = %d %s", code, body)
 			}
-			s.waitDrained(2, 10*time.Second)
+			// On stream the reopened stream can still wait behind daprd's
+			// stop of the old one, which may also have taken this order
+			// (seen once in seven runs: order 6 not there after 10 s).
+			s.waitDrained(2, drainWithin)
 			if p, err := s.redis.XPending(t.Context(), "orders", launcher.SubscriberID).Result(); err != nil || p.Count != 0 {
 				t.Fatalf("pending = %+v, %v; want none", p, err)
 			}
