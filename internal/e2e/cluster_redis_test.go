@@ -14,13 +14,11 @@ import (
 
 // Not in `make test`: Redis with failover does not promise that an
 // acknowledged write survives a failover (replication is asynchronous),
-// and these scenarios measured losses — 143 orders in one run of the
-// cut-off (the isolated old primary took writes in the moment after it was
-// healed, before the Sentinels demoted it, and then resynced them away),
-// one duplicate effect in two of three rolling restarts (SENTINEL FAILOVER
-// promotes the replica without waiting for it to catch up). `make
-// cluster` (-tags cluster) runs them and prints the table; see the
-// README, "Clustered brokers".
+// and these scenarios measured it — a duplicate effect in two of three
+// rolling restarts (SENTINEL FAILOVER promotes the replica without
+// waiting for it to catch up, and clients write to the old primary until
+// it is demoted). `make cluster` (-tags cluster) runs them and prints the
+// table; see the README, "Clustered brokers".
 
 // TestClusterRedisSentinel runs the cluster scenarios on Redis with
 // failover on three test hosts of our own (a primary, a replica, three
