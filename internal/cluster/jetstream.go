@@ -149,15 +149,11 @@ func (js *JetStream) WaitHealthy(ctx context.Context) error {
 // createStreams makes one file-backed stream per subject, three replicas,
 // retried until the cluster has elected its meta leader.
 func (js *JetStream) createStreams(ctx context.Context, subjects []string) error {
-	nc, err := nats.Connect(js.URLs(), nats.Timeout(2*time.Second))
+	nc, jsc, err := js.client()
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	jsc, err := nc.JetStream()
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	for _, s := range subjects {
@@ -176,17 +172,29 @@ func (js *JetStream) createStreams(ctx context.Context, subjects []string) error
 	return nil
 }
 
+// client is a new connection to the cluster and its JetStream context;
+// the caller closes nc. New each time: a long-lived one could still be
+// attached to a node a test has just cut off.
+func (js *JetStream) client() (*nats.Conn, nats.JetStreamContext, error) {
+	nc, err := nats.Connect(js.URLs(), nats.Timeout(2*time.Second))
+	if err != nil {
+		return nil, nil, err
+	}
+	jsc, err := nc.JetStream()
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, jsc, nil
+}
+
 // StreamLeader is the node that leads the stream now.
 func (js *JetStream) StreamLeader(ctx context.Context, stream string) (*NATSNode, error) {
-	nc, err := nats.Connect(js.URLs(), nats.Timeout(2*time.Second))
+	nc, jsc, err := js.client()
 	if err != nil {
 		return nil, err
 	}
 	defer nc.Close()
-	jsc, err := nc.JetStream()
-	if err != nil {
-		return nil, err
-	}
 	info, err := jsc.StreamInfo(stream, nats.Context(ctx))
 	if err != nil {
 		return nil, err
@@ -205,15 +213,11 @@ func (js *JetStream) StreamLeader(ctx context.Context, stream string) (*NATSNode
 // ConsumerIdle reports whether durable consumer durable of stream has
 // nothing left: no message undelivered, none delivered and unacknowledged.
 func (js *JetStream) ConsumerIdle(ctx context.Context, stream, durable string) (bool, error) {
-	nc, err := nats.Connect(js.URLs(), nats.Timeout(2*time.Second))
+	nc, jsc, err := js.client()
 	if err != nil {
 		return false, err
 	}
 	defer nc.Close()
-	jsc, err := nc.JetStream()
-	if err != nil {
-		return false, err
-	}
 	info, err := jsc.ConsumerInfo(stream, durable, nats.Context(ctx))
 	if err != nil {
 		return false, err

@@ -68,13 +68,7 @@ func TestHostsReachEachOtherUntilCut(t *testing.T) {
 		t.Fatalf("addresses %s, %s: want two of %s", a, b, DefaultSubnet)
 	}
 	// A listener inside host b, reached from the root namespace and from a.
-	addr := net.JoinHostPort(b.Addr.String(), "7000")
-	srv := b.Command(os.Args[0], "-test.run", "^$")
-	srv.Env = append(os.Environ(), "HOSTS_TEST_LISTEN="+addr)
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+	addr := serveHi(t, b)
 	reach := func() bool {
 		c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
 		if err != nil {
@@ -149,14 +143,7 @@ func TestNetsAtOnceGetSubnetsOfTheirOwn(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		addr := net.JoinHostPort(h.Addr.String(), "7000")
-		srv := h.Command(os.Args[0], "-test.run", "^$")
-		srv.Env = append(os.Environ(), "HOSTS_TEST_LISTEN="+addr)
-		if err := srv.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
-		addrs = append(addrs, addr)
+		addrs = append(addrs, serveHi(t, h))
 	}
 	if addrs[0] == addrs[1] {
 		t.Fatalf("both nets gave their first host %s", addrs[0])
@@ -170,4 +157,18 @@ func TestNetsAtOnceGetSubnetsOfTheirOwn(t *testing.T) {
 			return err == nil
 		})
 	}
+}
+
+// serveHi runs this test binary inside h as a server of "hi" on port 7000
+// (see TestMain) until the test ends, and returns its address.
+func serveHi(t *testing.T, h *Host) string {
+	t.Helper()
+	addr := net.JoinHostPort(h.Addr.String(), "7000")
+	srv := h.Command(os.Args[0], "-test.run", "^$")
+	srv.Env = append(os.Environ(), "HOSTS_TEST_LISTEN="+addr)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+	return addr
 }
