@@ -14,6 +14,7 @@ require (
 	github.com/go-chi/chi/v5 v5.2.2
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.23.2
+	github.com/rabbitmq/amqp091-go v1.10.0
 	github.com/redis/go-redis/v9 v9.17.3
 	github.com/schollz/progressbar/v3 v3.19.0
 	go.opentelemetry.io/otel v1.43.0

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"strconv"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"dapr-pub-sub/internal/hosts"
 )
@@ -191,4 +193,84 @@ func TestJetStreamKeepsMessagesThroughALeaderKill(t *testing.T) {
 	if info.State.Msgs != 2 || info.Cluster.Leader == leader.Host.Name {
 		t.Errorf("after the kill: %d messages, leader %s; want 2 and a new leader", info.State.Msgs, info.Cluster.Leader)
 	}
+}
+
+// TestRabbitMQQuorumQueueSurvivesALeaderKill: three nodes form one
+// cluster; a quorum queue gets a member on each; a message confirmed
+// before its leader is killed is still there, through the balancer, on
+// the new leader.
+func TestRabbitMQQuorumQueueSurvivesALeaderKill(t *testing.T) {
+	n, err := hosts.New("rq", hosts.DefaultSubnet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	out := io.Discard
+	if testing.Verbose() {
+		out = os.Stderr
+	}
+	rq, err := StartRabbitMQ(t.Context(), n, "orders", "test-password", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rq.Stop)
+	ch := amqpChannel(t, rq)
+	if _, err := ch.QueueDeclare("q", true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(ch *amqp.Channel, body string) error {
+		c, err := ch.PublishWithDeferredConfirmWithContext(t.Context(), "", "q", true, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte(body)})
+		if err != nil {
+			return err
+		}
+		if ok, err := c.WaitContext(t.Context()); !ok || err != nil {
+			return fmt.Errorf("not confirmed: %v", err)
+		}
+		return nil
+	}
+	if err := publish(ch, "before"); err != nil {
+		t.Fatal(err)
+	}
+	leader, err := rq.QueueLeader(t.Context(), "q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader.Kill()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ch := amqpChannel(t, rq)
+		if err := publish(ch, "after"); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no publish confirmed a minute after the leader was killed: %v", err)
+		}
+	}
+	for _, want := range []string{"before", "after"} {
+		m, ok, err := amqpChannel(t, rq).Get("q", true)
+		if err != nil || !ok || string(m.Body) != want {
+			t.Fatalf("get: %q, %v, %v; want %q", m.Body, ok, err, want)
+		}
+	}
+	if nl, err := rq.QueueLeader(t.Context(), "q"); err != nil || nl == leader {
+		t.Errorf("leader after the kill: %v, %v; want another node", nl, err)
+	}
+}
+
+// amqpChannel opens a connection through rq's balancer, closed with the
+// test, and a channel on it in confirm mode.
+func amqpChannel(t *testing.T, rq *RabbitMQ) *amqp.Channel {
+	t.Helper()
+	conn, err := amqp.Dial(rq.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	return ch
 }
