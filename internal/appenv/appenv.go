@@ -31,6 +31,9 @@ const (
 	// RecordBatch and RecordFlushers shape the batched record writes.
 	RecordBatch    = "RECORD_BATCH"
 	RecordFlushers = "RECORD_FLUSHERS"
+	// SubscriptionMetadata is more metadata on every subscription the
+	// subscriber makes (name=value,…), e.g. queueType=quorum on RabbitMQ.
+	SubscriptionMetadata = "SUBSCRIPTION_METADATA"
 	// PprofAddress serves Go's profiles there (host:port; for the
 	// benchmark's -profile). Off when empty.
 	PprofAddress = "PPROF_ADDRESS"
@@ -102,6 +105,9 @@ type Subscriber struct {
 	// RetentionWindow is W: its processed-order records live W + W/24 (≥ 1 min).
 	RetentionWindow time.Duration
 	BacklogURL      string   // the retention keeper's /backlog, for the live page
+	// SubscriptionMetadata is more metadata on every subscription
+	// (name=value,…).
+	SubscriptionMetadata string
 	Extra           []string // more NAME=value pairs, e.g. fault settings; last wins
 }
 
@@ -126,6 +132,7 @@ func (s Subscriber) Env() []string {
 	add(LogFormat, s.LogFormat, s.LogFormat != "")
 	add(RetentionWindow, s.RetentionWindow, s.RetentionWindow != 0)
 	add(BacklogURL, s.BacklogURL, s.BacklogURL != "")
+	add(SubscriptionMetadata, s.SubscriptionMetadata, s.SubscriptionMetadata != "")
 	return append(env, s.Extra...)
 }
 

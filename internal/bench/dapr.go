@@ -51,6 +51,9 @@ type daprScenario struct {
 	// component overrides of the pubsub component's metadata.
 	appEnv    []string
 	component map[string]string
+	// goEnv is Go runtime settings (GOGC=…, GOMAXPROCS=…) for both
+	// daprd and the subscriber app.
+	goEnv []string
 	// experiment: run only when named in -scenarios (a setting measured
 	// against its default, not part of every run).
 	experiment bool
@@ -107,6 +110,18 @@ func daprScenarios(env *daprEnv) []Scenario {
 			appEnv: []string{"RETENTION_WINDOW=0"}, experiment: true, env: env}, // records without a TTL: no EXPIRE per record
 		daprScenario{name: "dapr-grpc-c32", publish: publishGRPC, mode: launcher.ModeLatency,
 			component: map[string]string{"concurrency": "32", "queueDepth": "32"}, experiment: true, env: env},
+		// The Go runtime of both sidecars and the app: a collection at
+		// twice the live heap instead of at once as much (less GC CPU,
+		// more memory), and one OS thread running Go each (four
+		// processes share two cores).
+		daprScenario{name: "dapr-bulk100-gogc200", publish: publishBulk, batch: 100, mode: launcher.ModeThroughput,
+			goEnv: []string{"GOGC=200"}, experiment: true, env: env},
+		daprScenario{name: "dapr-bulk100-procs1", publish: publishBulk, batch: 100, mode: launcher.ModeThroughput,
+			goEnv: []string{"GOMAXPROCS=1"}, experiment: true, env: env},
+		daprScenario{name: "dapr-grpc-gogc200", publish: publishGRPC, mode: launcher.ModeLatency,
+			goEnv: []string{"GOGC=200"}, experiment: true, env: env},
+		daprScenario{name: "dapr-grpc-procs1", publish: publishGRPC, mode: launcher.ModeLatency,
+			goEnv: []string{"GOMAXPROCS=1"}, experiment: true, env: env},
 	}
 }
 
@@ -133,7 +148,7 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 		prof = nil // profiles of fixed-rate runs only
 	}
 	node := system.Node{LogFormat: "json", DaprArgs: append(slices.Clone(s.daprArgs), prof.daprArgs("daprd-subscriber")...),
-		Env: append(slices.Clone(s.appEnv), prof.appEnv()...)}
+		Env: slices.Concat(s.appEnv, s.goEnv, prof.appEnv())}
 	if s.bare {
 		exe, err := os.Executable()
 		if err != nil {
@@ -149,6 +164,7 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 		Secrets:        &secrets,
 		Subscriber:     node,
 		PubDaprArgs:    prof.daprArgs("daprd-publisher"),
+		DaprEnv:        s.goEnv,
 		PubSubMetadata: s.component,
 		// Only errors: the sidecars' output goes to the bench's stderr.
 		DaprLogLevel: "error",

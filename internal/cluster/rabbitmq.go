@@ -94,8 +94,10 @@ func StartRabbitMQ(ctx context.Context, n *hosts.Net, user, password string, out
 		}
 		conf := fmt.Sprintf("loopback_users = none\ndefault_user = %s\ndefault_pass = %s\nlisteners.tcp.1 = %s\n"+
 			"management.tcp.ip = %s\nmanagement.tcp.port = %d\n"+
-			// A node the others lost is down after 5 s of silence (its
-			// ticks), not 60.
+			// RabbitMQ's advice for three nodes or more: a node in the
+			// minority of a partition stops serving until it heals.
+			// Erlang notices a partition after net_ticktime (60 s); a
+			// quorum queue's Raft elects a new leader within seconds.
 			"cluster_partition_handling = pause_minority\n",
 			user, password, node.Addr, node.Host.Addr, RabbitHTTPPort)
 		if i > 0 { // join the first
@@ -118,9 +120,6 @@ func StartRabbitMQ(ctx context.Context, n *hosts.Net, user, password string, out
 			"RABBITMQ_GENERATED_CONFIG_DIR=" + filepath.Join(dir, "config"), "RABBITMQ_SCHEMA_DIR=" + filepath.Join(dir, "schema"),
 			"RABBITMQ_PID_FILE=" + filepath.Join(dir, "rabbitmq.pid"), "RABBITMQ_QUORUM_DIR=" + filepath.Join(dir, "quorum"),
 			"ERL_CRASH_DUMP=" + filepath.Join(dir, "erl_crash.dump"),
-			// Erlang's distribution notices a lost node after 4 ticks of
-			// this many seconds / 4 (default 60 s).
-			"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel net_ticktime 8",
 		}
 		if err := node.Start(); err != nil {
 			return rq, err

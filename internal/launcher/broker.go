@@ -24,6 +24,12 @@ const (
 	// own (components/brokers/jetstream.yaml); system.Start starts it
 	// through internal/cluster, not StartBroker. Needs root.
 	BrokerJetStream = "jetstream"
+	// BrokerRabbitMQCluster is RabbitMQ, three nodes on test hosts of our
+	// own with quorum queues (the rabbitmq.yaml component, through a
+	// balancer; the subscribers ask for queueType=quorum); system.Start
+	// starts it through internal/cluster. Needs root. Not in Brokers:
+	// the portability suite runs on the single node.
+	BrokerRabbitMQCluster = "rabbitmq-cluster"
 )
 
 // Brokers lists the broker names in the order the tests use them.
@@ -132,7 +138,7 @@ func StartBroker(ctx context.Context, root, kind string, out io.Writer) (*Broker
 		p = &Process{Name: "kafka", Path: bin, Out: out, Args: []string{
 			"-port", strconv.Itoa(ports[0]), "-data-dir", filepath.Join(dir, "data"), "-partitions", "4",
 		}}
-	case BrokerJetStream:
+	case BrokerJetStream, BrokerRabbitMQCluster:
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("%s runs as a cluster on test hosts: start it with system.Start", kind)
 	default:
@@ -203,6 +209,8 @@ func BrokerComponent(root, kind string) (file, placeholder string) {
 	switch kind {
 	case BrokerRabbitMQ:
 		return filepath.Join(root, "components", "brokers", "rabbitmq.yaml"), "localhost:5672"
+	case BrokerRabbitMQCluster: // the whole URL: the cluster has a user of its own
+		return filepath.Join(root, "components", "brokers", "rabbitmq.yaml"), "amqp://guest:guest@localhost:5672"
 	case BrokerMQTT:
 		return filepath.Join(root, "components", "brokers", "mqtt.yaml"), "localhost:1883"
 	case BrokerKafka:

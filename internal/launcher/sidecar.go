@@ -55,6 +55,8 @@ type Sidecar struct {
 	Resources        string
 	LogLevel         string // daprd --log-level; default info
 	Extra            []string
+	// Env is more environment for daprd (NAME=value), e.g. GOGC.
+	Env []string
 }
 
 // RunningSidecar is a running daprd.
@@ -131,7 +133,7 @@ func StartSidecar(ctx context.Context, d Daprd, sc Sidecar, out io.Writer) (*Run
 	if sc.Name == "" {
 		sc.Name = "daprd-" + sc.AppID
 	}
-	p := &Process{Name: sc.Name, Path: d.Path, Args: args, Out: out, Env: sc.Secrets.sidecarEnv(sc.AppPort != 0)}
+	p := &Process{Name: sc.Name, Path: d.Path, Args: args, Out: out, Env: append(sc.Secrets.sidecarEnv(sc.AppPort != 0), sc.Env...)}
 	if err := p.Start(); err != nil {
 		return nil, err
 	}

@@ -186,12 +186,12 @@ type bulkSubscribe struct {
 func bulkSubscriptions(cfg Config) []subscriptionJSON {
 	return []subscriptionJSON{
 		{
-			PubsubName: cfg.PubSub, Topic: cfg.Topic, Route: BulkOrdersRoute, DeadLetterTopic: cfg.DeadLetterTopic,
+			PubsubName: cfg.PubSub, Topic: cfg.Topic, Route: BulkOrdersRoute, DeadLetterTopic: cfg.DeadLetterTopic, Metadata: subscriptionMetadata(cfg),
 			BulkSubscribe: &bulkSubscribe{
 				Enabled: true, MaxMessagesCount: int32(cfg.Bulk.MaxMessages),
 				MaxAwaitDurationMs: int32(cfg.Bulk.MaxAwait.Milliseconds()),
 			},
 		},
-		{PubsubName: cfg.PubSub, Topic: cfg.DeadLetterTopic, Route: DeadLetterRoute, Metadata: map[string]string{"rawPayload": "true"}},
+		{PubsubName: cfg.PubSub, Topic: cfg.DeadLetterTopic, Route: DeadLetterRoute, Metadata: subscriptionMetadata(cfg, "rawPayload", "true")},
 	}
 }

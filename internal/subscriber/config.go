@@ -1,16 +1,15 @@
 package subscriber
 
 import (
-	"net/url"
-
-	"dapr-pub-sub/internal/appenv"
-
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
+	"dapr-pub-sub/internal/appenv"
 	"dapr-pub-sub/internal/cli"
 	"dapr-pub-sub/internal/sidecar"
 )
@@ -46,9 +45,14 @@ type Config struct {
 	// BacklogURL is the retention keeper's GET /backlog (BACKLOG_URL); the
 	// live page shows it. Empty: the page says the backlog is not known.
 	BacklogURL string
-	LogLevel   string // LOG_LEVEL: debug, info, warn, error
-	AppToken   string // APP_API_TOKEN: the token daprd sends; required on every route but /healthz when set
-	Faults     Faults // FAULT_*: for fault tests and demos only
+	// SubscriptionMetadata is added to every subscription's metadata
+	// (SUBSCRIPTION_METADATA, name=value,…): what a broker's component
+	// reads per subscription, e.g. queueType=quorum for RabbitMQ's quorum
+	// queues. Empty: none.
+	SubscriptionMetadata map[string]string
+	LogLevel             string // LOG_LEVEL: debug, info, warn, error
+	AppToken             string // APP_API_TOKEN: the token daprd sends; required on every route but /healthz when set
+	Faults               Faults // FAULT_*: for fault tests and demos only
 	// Bulk is the high-throughput mode: BULK_MAX_MESSAGES (default 0, off),
 	// BULK_MAX_AWAIT (default 10ms), BULK_WORKERS (default 32).
 	Bulk Bulk
@@ -96,6 +100,8 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.IntVar(&c.RecordBatch, "record-batch", env.Int(appenv.RecordBatch, 100), "most processed-order records written in one state call; records of orders handled at once go together, a lone one at once; 1 writes each alone. The state store's bulk save must honour first-write per item (Redis, in-memory do) [RECORD_BATCH]")
 	fs.IntVar(&c.RecordFlushers, "record-flushers", env.Int(appenv.RecordFlushers, 4), "record writes in flight at once; more waits less, fewer batches more [RECORD_FLUSHERS]")
 	fs.StringVar(&c.BacklogURL, "backlog-url", env.Str(appenv.BacklogURL, ""), "the retention keeper's /backlog (http://host:port/backlog): the live page shows its lag and pending next to the counts [BACKLOG_URL]")
+	var subMeta string
+	fs.StringVar(&subMeta, "subscription-metadata", env.Str(appenv.SubscriptionMetadata, ""), "more metadata on every subscription, name=value,… — e.g. queueType=quorum for RabbitMQ quorum queues (a cluster) [SUBSCRIPTION_METADATA]")
 	fs.StringVar(&c.LogLevel, "log-level", env.Str(appenv.LogLevel, "info"), "debug, info, warn or error [LOG_LEVEL]")
 	fs.Int64Var(&c.Faults.FailFirstEvery, "fault-fail-first-every", env.Int64(appenv.FaultFailFirstEvery, 0), "fault test: fail the first delivery of every Nth order [FAULT_FAIL_FIRST_EVERY]")
 	fs.DurationVar(&c.Faults.Delay, "fault-delay", env.Duration(appenv.FaultDelay, 0), "fault test: add this to the processing of each order [FAULT_DELAY]")
@@ -109,6 +115,10 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 	if env.Err != nil {
 		return Config{}, env.Err
+	}
+	var err error
+	if c.SubscriptionMetadata, err = parsePairs(subMeta); err != nil {
+		return Config{}, fmt.Errorf("-subscription-metadata: %w", err)
 	}
 	c.AppToken = getenv(appenv.AppAPIToken) // a secret: no flag, so it is not in ps
 	if c.Channel == "" {
@@ -166,4 +176,25 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 func isHTTPURL(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// parsePairs reads name=value,… (empty: nil); names must be unique and
+// not empty.
+func parsePairs(s string) (map[string]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for pair := range strings.SplitSeq(s, ",") {
+		name, value, ok := strings.Cut(pair, "=")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" {
+			return nil, fmt.Errorf("%q is not name=value", pair)
+		}
+		if _, dup := out[name]; dup {
+			return nil, fmt.Errorf("%s given twice", name)
+		}
+		out[name] = strings.TrimSpace(value)
+	}
+	return out, nil
 }

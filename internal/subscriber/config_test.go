@@ -2,6 +2,7 @@ package subscriber
 
 import (
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,10 @@ func TestParseConfig(t *testing.T) {
 		"zero timeout":      {args: []string{"-timeout", "0"}, wantErr: "-timeout must be"},
 		"backlog not a URL": {args: []string{"-backlog-url", "retention:9091/backlog"}, wantErr: "-backlog-url must be"},
 		"no record batch":   {args: []string{"-record-batch", "0"}, wantErr: "-record-batch and -record-flushers must be"},
+		"subscription metadata": {env: map[string]string{"SUBSCRIPTION_METADATA": "queueType=quorum, maxLen = 10"},
+			want: with(func(c *Config) { c.SubscriptionMetadata = map[string]string{"queueType": "quorum", "maxLen": "10"} })},
+		"subscription metadata not pairs": {args: []string{"-subscription-metadata", "queueType"}, wantErr: `"queueType" is not name=value`},
+		"subscription metadata twice":     {args: []string{"-subscription-metadata", "a=1,a=2"}, wantErr: "a given twice"},
 		"bulk mode": {env: map[string]string{"BULK_MAX_MESSAGES": "200", "BULK_MAX_AWAIT": "5ms"},
 			want: with(func(c *Config) { c.Bulk.MaxMessages, c.Bulk.MaxAwait, c.Channel = 200, 5*time.Millisecond, ChannelHTTP })},
 		"http channel":      {env: map[string]string{"APP_CHANNEL": "http"}, want: with(func(c *Config) { c.Channel = ChannelHTTP })},
@@ -57,7 +62,7 @@ func TestParseConfig(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || c != tc.want {
+			if err != nil || !reflect.DeepEqual(c, tc.want) {
 				t.Fatalf("ParseConfig = %+v, %v; want %+v", c, err, tc.want)
 			}
 		})

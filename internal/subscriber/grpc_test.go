@@ -19,7 +19,7 @@ import (
 // a delivery without the token is refused with a code daprd retries.
 func TestGRPCChannel(t *testing.T) {
 	f := newFixture(Faults{})
-	cfg := Config{Channel: ChannelGRPC, PubSub: "pubsub", Topic: "orders", DeadLetterTopic: "orders-deadletter", AppToken: "tok"}
+	cfg := Config{Channel: ChannelGRPC, PubSub: "pubsub", Topic: "orders", DeadLetterTopic: "orders-deadletter", AppToken: "tok", SubscriptionMetadata: map[string]string{"queueType": "quorum", "rawPayload": "false"}}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -53,8 +53,11 @@ func TestGRPCChannel(t *testing.T) {
 	if s := byTopic["orders"]; s == nil || s.GetDeadLetterTopic() != "orders-deadletter" {
 		t.Errorf("orders subscription = %v, want one that dead-letters to orders-deadletter", s)
 	}
-	if s := byTopic["orders-deadletter"]; s == nil || s.GetMetadata()["rawPayload"] != "true" {
-		t.Errorf("dead-letter subscription = %v, want rawPayload", s)
+	if s := byTopic["orders-deadletter"]; s == nil || s.GetMetadata()["rawPayload"] != "true" || s.GetMetadata()["queueType"] != "quorum" {
+		t.Errorf("dead-letter subscription = %v, want rawPayload and the configured queueType", s)
+	}
+	if s := byTopic["orders"]; s == nil || s.GetMetadata()["queueType"] != "quorum" {
+		t.Errorf("orders subscription = %v, want the configured queueType", s)
 	}
 	if _, err := runtimev1pb.NewAppCallbackHealthCheckClient(conn).HealthCheck(ctx, &emptypb.Empty{}); err != nil {
 		t.Errorf("HealthCheck without the token: %v", err)

@@ -1,6 +1,8 @@
 package subscriber
 
 import (
+	"maps"
+
 	"dapr-pub-sub/internal/appenv"
 
 	"context"
@@ -78,11 +80,28 @@ type subscription struct {
 // handler as it is.
 func subscriptions(cfg Config, h *Handler) []subscription {
 	return []subscription{
-		{&common.Subscription{PubsubName: cfg.PubSub, Topic: cfg.DeadLetterTopic, Route: DeadLetterRoute, Metadata: map[string]string{"rawPayload": "true"}}, h.HandleDeadLetter},
+		{&common.Subscription{PubsubName: cfg.PubSub, Topic: cfg.DeadLetterTopic, Route: DeadLetterRoute, Metadata: subscriptionMetadata(cfg, "rawPayload", "true")}, h.HandleDeadLetter},
 		// In bulk mode /dapr/subscribe is answered by the middleware; the
 		// route stays, for a delivery already on its way.
-		{&common.Subscription{PubsubName: cfg.PubSub, Topic: cfg.Topic, Route: OrdersRoute, DeadLetterTopic: cfg.DeadLetterTopic}, h.HandleOrder},
+		{&common.Subscription{PubsubName: cfg.PubSub, Topic: cfg.Topic, Route: OrdersRoute, DeadLetterTopic: cfg.DeadLetterTopic, Metadata: subscriptionMetadata(cfg)}, h.HandleOrder},
 	}
+}
+
+// subscriptionMetadata is a subscription's metadata: cfg's
+// SubscriptionMetadata, then the subscription's own pairs (name, value,
+// …), which win. nil when there is none.
+func subscriptionMetadata(cfg Config, own ...string) map[string]string {
+	if len(cfg.SubscriptionMetadata) == 0 && len(own) == 0 {
+		return nil
+	}
+	md := maps.Clone(cfg.SubscriptionMetadata)
+	if md == nil {
+		md = map[string]string{}
+	}
+	for i := 0; i+1 < len(own); i += 2 {
+		md[own[i]] = own[i+1]
+	}
+	return md
 }
 
 // Run is the subscriber program. It serves until ctx is done, then shuts

@@ -14,6 +14,7 @@ package system
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -131,6 +132,9 @@ type Spec struct {
 	// PubDaprArgs are more flags for the publisher's daprd (the
 	// subscribers' are in their Node).
 	PubDaprArgs []string
+	// DaprEnv is more environment for every daprd (NAME=value), e.g.
+	// GOGC or GOMAXPROCS.
+	DaprEnv []string
 	// Sentinels, when set, are Redis Sentinels (comma-separated
 	// host:port) watching SentinelMaster: the Redis components and the
 	// retention keeper follow the primary through them (Redis is then an
@@ -190,6 +194,9 @@ type Running struct {
 	// JetStream is the cluster behind Broker when it is
 	// launcher.BrokerJetStream, for tests that fail its nodes.
 	JetStream *cluster.JetStream
+	// RabbitMQ is the cluster behind Broker when it is
+	// launcher.BrokerRabbitMQCluster.
+	RabbitMQ  *cluster.RabbitMQ
 	Resources string      // the Dapr resources folder every sidecar reads
 	Sub       *Subscriber // the first subscriber
 	PubDaprd  *launcher.RunningSidecar
@@ -274,9 +281,12 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 	}
 	// Another broker behind "pubsub": started before the sidecars, so that
 	// it is stopped after them.
-	if spec.Broker == launcher.BrokerJetStream {
+	switch spec.Broker {
+	case launcher.BrokerJetStream:
 		r.Broker, r.JetStream, err = startJetStream(ctx, spec.Out)
-	} else {
+	case launcher.BrokerRabbitMQCluster:
+		r.Broker, r.RabbitMQ, err = startRabbitMQCluster(ctx, spec.Out)
+	default:
 		r.Broker, err = launcher.StartBroker(ctx, spec.Tools.Root, spec.Broker, spec.Out)
 	}
 	if err != nil {
@@ -351,6 +361,9 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCP
 		RetentionWindow: cmp.Or(r.Spec.Retention.Window, retention.DefaultWindow),
 		BacklogURL:      r.KeeperBacklog,
 	}
+	if r.Spec.Broker == launcher.BrokerRabbitMQCluster {
+		env.SubscriptionMetadata = "queueType=quorum" // replicated on the three nodes
+	}
 	app, err := launcher.StartSubscriberApp(ctx, launcher.SubscriberApp{
 		Name: n.Name, BinDir: r.Spec.Tools.BinDir, Command: n.Command, Port: appPort, Env: env.Env(), Out: r.Spec.Out, OnLine: n.OnLine,
 	})
@@ -406,6 +419,7 @@ func (r *Running) startSidecar(ctx context.Context, sc launcher.Sidecar) (*launc
 	sc.Secrets = r.Secrets
 	sc.Config = filepath.Join(r.Spec.Tools.Root, "config", "config.yaml")
 	sc.Resources = r.Resources
+	sc.Env = append(sc.Env, r.Spec.DaprEnv...)
 	if sc.LogLevel == "" {
 		sc.LogLevel = r.Spec.DaprLogLevel
 	}
@@ -475,6 +489,21 @@ func Test(t testing.TB, spec Spec) *Running {
 // jetStreamSubjects are the topics the JetStream cluster keeps a stream
 // for (the component creates none): every topic of components/.
 var jetStreamSubjects = []string{"orders", "orders-deadletter", "audit-deadletter"}
+
+// startRabbitMQCluster starts RabbitMQ as three nodes on test hosts of our
+// own, with a user "orders" and a password of its own.
+func startRabbitMQCluster(ctx context.Context, out io.Writer) (*launcher.Broker, *cluster.RabbitMQ, error) {
+	n, err := hosts.New("rqb", hosts.DefaultSubnet)
+	if err != nil {
+		return nil, nil, err
+	}
+	rq, err := cluster.StartRabbitMQ(ctx, n, "orders", rand.Text(), out)
+	if err != nil {
+		n.Close()
+		return nil, nil, err
+	}
+	return launcher.NewBroker(launcher.BrokerRabbitMQCluster, rq.URL(), func() { rq.Stop(); n.Close() }), rq, nil
+}
 
 // startJetStream starts NATS JetStream as three nodes on test hosts of our
 // own, with a three-replica stream per topic.
