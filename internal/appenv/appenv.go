@@ -104,11 +104,11 @@ type Subscriber struct {
 	LogFormat    string
 	// RetentionWindow is W: its processed-order records live W + W/24 (≥ 1 min).
 	RetentionWindow time.Duration
-	BacklogURL      string   // the retention keeper's /backlog, for the live page
+	BacklogURL      string // the retention keeper's /backlog, for the live page
 	// SubscriptionMetadata is more metadata on every subscription
 	// (name=value,…).
 	SubscriptionMetadata string
-	Extra           []string // more NAME=value pairs, e.g. fault settings; last wins
+	Extra                []string // more NAME=value pairs, e.g. fault settings; last wins
 }
 
 // Env renders s as NAME=value pairs.
