@@ -8,7 +8,7 @@ GOLANGCI_LINT ?= $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lin
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-run: ## run the whole system: Redis, both sidecars, subscriber, publisher (Ctrl-C stops); BROKER=rabbitmq|mqtt|kafka|jetstream, MODE=throughput, CHANNEL=http, DAPR_VERSION=1.16.5
+run: ## run the whole system: Redis, both sidecars, subscriber, publisher (Ctrl-C stops); BROKER=rabbitmq|mqtt|kafka|jetstream|rabbitmq-cluster, MODE=throughput, CHANNEL=http, DAPR_VERSION=1.16.5
 	@$(GO) build -o bin/ ./cmd/launcher
 	@bin/launcher $(if $(BROKER),-broker $(BROKER)) $(if $(MODE),-mode $(MODE)) $(if $(CHANNEL),-channel $(CHANNEL)) $(ARGS)
 

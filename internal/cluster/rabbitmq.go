@@ -98,7 +98,15 @@ func StartRabbitMQ(ctx context.Context, n *hosts.Net, user, password string, out
 			// minority of a partition stops serving until it heals.
 			// Erlang notices a partition after net_ticktime (60 s); a
 			// quorum queue's Raft elects a new leader within seconds.
-			"cluster_partition_handling = pause_minority\n",
+			"cluster_partition_handling = pause_minority\n"+
+			// A delivery unacknowledged this long closes its channel and
+			// goes back to the queue. Dapr's component can strand
+			// deliveries on a consumer it lost track of (two subscriptions
+			// re-subscribing at once on its one channel; see
+			// docs/upstream-rabbitmq-shared-channel-rpc.md): this brings
+			// them back in minutes, not RabbitMQ's default 30. Keep it above
+			// the longest a delivery may take with its retries (~70 s here).
+			"consumer_timeout = 90000\n",
 			user, password, node.Addr, node.Host.Addr, RabbitHTTPPort)
 		if i > 0 { // join the first
 			conf += "cluster_formation.peer_discovery_backend = classic_config\ncluster_formation.classic_config.nodes.1 = " + rq.Nodes[0].Name + "\n"
