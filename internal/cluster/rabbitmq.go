@@ -219,7 +219,7 @@ func (rq *RabbitMQ) waitNodes(ctx context.Context, nodes []*RabbitNode) error {
 		}
 		for _, n := range nodes {
 			if n.proc.Exited() {
-				return fmt.Errorf("rabbitmq %s exited: %v", n.Name, n.proc.Err())
+				return fmt.Errorf("rabbitmq %s exited: %w", n.Name, n.proc.Err())
 			}
 		}
 		select {

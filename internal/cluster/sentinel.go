@@ -284,7 +284,7 @@ func (s *Sentinel) waitCaughtUp(ctx context.Context, pc *redis.Client, replica *
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("replica %s at offset %d of %d (%v): %w", replica.Addr, got, want, err, ctx.Err())
+			return fmt.Errorf("replica %s at offset %d of %d: %w", replica.Addr, got, want, errors.Join(err, ctx.Err()))
 		case <-time.After(10 * time.Millisecond):
 		}
 	}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,19 +17,11 @@ import (
 
 func startSentinel(t *testing.T, opts SentinelOptions) *Sentinel {
 	t.Helper()
-	n, err := hosts.New("rs", hosts.DefaultSubnet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Close)
+	n, out := testNet(t, "rs")
 	if opts.Password == "" {
 		opts.Password = "test-password"
 	}
-	if testing.Verbose() {
-		opts.Out = os.Stderr
-	} else {
-		opts.Out = io.Discard
-	}
+	opts.Out = out
 	s, err := StartSentinel(t.Context(), n, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -145,15 +138,7 @@ func TestPlannedFailoverKeepsEveryWrite(t *testing.T) {
 // a replicated stream; a message published before the stream leader is
 // killed is still there on the new leader, and publishing goes on.
 func TestJetStreamKeepsMessagesThroughALeaderKill(t *testing.T) {
-	n, err := hosts.New("js", hosts.DefaultSubnet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Close)
-	out := io.Discard
-	if testing.Verbose() {
-		out = os.Stderr
-	}
+	n, out := testNet(t, "js")
 	js, err := StartJetStream(t.Context(), n, []string{"orders"}, out)
 	if err != nil {
 		t.Fatal(err)
@@ -200,15 +185,7 @@ func TestJetStreamKeepsMessagesThroughALeaderKill(t *testing.T) {
 // before its leader is killed is still there, through the balancer, on
 // the new leader.
 func TestRabbitMQQuorumQueueSurvivesALeaderKill(t *testing.T) {
-	n, err := hosts.New("rq", hosts.DefaultSubnet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Close)
-	out := io.Discard
-	if testing.Verbose() {
-		out = os.Stderr
-	}
+	n, out := testNet(t, "rq")
 	rq, err := StartRabbitMQ(t.Context(), n, "orders", "test-password", out)
 	if err != nil {
 		t.Fatal(err)
@@ -223,8 +200,12 @@ func TestRabbitMQQuorumQueueSurvivesALeaderKill(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if ok, err := c.WaitContext(t.Context()); !ok || err != nil {
-			return fmt.Errorf("not confirmed: %v", err)
+		ok, err := c.WaitContext(t.Context())
+		if err != nil {
+			return fmt.Errorf("not confirmed: %w", err)
+		}
+		if !ok {
+			return errors.New("nacked")
 		}
 		return nil
 	}
@@ -273,4 +254,19 @@ func amqpChannel(t *testing.T, rq *RabbitMQ) *amqp.Channel {
 		t.Fatal(err)
 	}
 	return ch
+}
+
+// testNet makes test hosts' net name, removed with the test, and the
+// writer for the cluster's output: the test's stderr with -v.
+func testNet(t *testing.T, name string) (*hosts.Net, io.Writer) {
+	t.Helper()
+	n, err := hosts.New(name, hosts.DefaultSubnet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	if testing.Verbose() {
+		return n, os.Stderr
+	}
+	return n, io.Discard
 }
