@@ -20,7 +20,7 @@ OTHER_DAPR := $(patsubst tools/daprd/go.%.mod,%,$(wildcard tools/daprd/go.*.mod)
 MATRIX_TESTS := TestHundredOrders|TestLocalRunShowsTheSeedFlow|TestFaults|TestBadInput|TestInvalidOrder|TestDeadLettersReplay|TestTokensAreRequired|TestTopicScopes|TestOversizedPublish|TestEveryPortIsOnLoopback
 
 test: daprd vet lint ## lint, unit and integration tests on real redis-server, daprd and Chromium; then the version matrix
-	$(GO) test -count=1 -timeout 30m ./...
+	$(GO) test -count=1 -timeout 45m ./...
 	@for v in $(OTHER_DAPR); do \
 		echo "== Dapr runtime $$v: $(MATRIX_TESTS)"; \
 		DAPR_VERSION=$$v CHAOS_CHANNEL=grpc $(GO) test -count=1 -timeout 20m -run '$(MATRIX_TESTS)' ./internal/e2e || exit 1; \
