@@ -26,7 +26,7 @@ test: daprd vet lint ## lint, unit and integration tests on real redis-server, d
 		DAPR_VERSION=$$v CHAOS_CHANNEL=grpc $(GO) test -count=1 -timeout 20m -run '$(MATRIX_TESTS)' ./internal/e2e || exit 1; \
 	done
 
-bench: daprd ## benchmark vs raw Redis and Watermill (~30 min); writes bench/results/{results.md,results.json,plot.svg}; ARGS=-h for flags
+bench: daprd ## benchmark vs raw Redis and Watermill (1.5–2 h; ARGS="-reps 1" a third); writes bench/results/{results.md,results.json,plot.svg}; ARGS=-h for flags
 	$(GO) run ./cmd/bench $(ARGS)
 
 lint: ## golangci-lint v2 with .golangci.yml (pinned; built on first use)
