@@ -255,13 +255,11 @@ func (rq *RabbitMQ) WaitHealthy(ctx context.Context) error { return rq.waitNodes
 // rabbitQueueJSON is the part of GET /api/queues/%2F/<name> the fixture
 // reads.
 type rabbitQueueJSON struct {
-	Type          string   `json:"type"`
-	Leader        string   `json:"leader"`
-	Members       []string `json:"members"`
-	Online        []string `json:"online"`
-	Messages      int      `json:"messages"`
-	Unacked       int      `json:"messages_unacknowledged"`
-	ConsumerCount int      `json:"consumers"`
+	Type     string   `json:"type"`
+	Leader   string   `json:"leader"`
+	Online   []string `json:"online"`
+	Messages int      `json:"messages"`
+	Unacked  int      `json:"messages_unacknowledged"`
 }
 
 // queue asks the running nodes, in turn, about queue.
