@@ -35,25 +35,34 @@ type SentinelOptions struct {
 	Password string    // requirepass and masterauth of both nodes; required
 	Out      io.Writer // every process's output, prefixed
 	// MinReplicasToWrite makes the primary refuse writes while fewer
-	// replicas are connected with a lag of at most 1 s (Redis's
-	// min-replicas-to-write / min-replicas-max-lag); 0 is off, Redis's
-	// default. It bounds, but does not close, what an asynchronous
-	// replica can miss.
+	// replicas are connected with a lag of at most MinReplicasMaxLag
+	// (Redis's min-replicas-to-write / min-replicas-max-lag); 0 is off,
+	// Redis's default. With 1, a primary cut off from its replicas stops
+	// taking writes after MinReplicasMaxLag — above all, once healed, it
+	// takes none before the Sentinels demote it — and with two replicas
+	// one node can be lost without stopping writes. It bounds, but does
+	// not close, what an asynchronous replica can miss.
 	MinReplicasToWrite int
 }
 
-// Sentinel is Redis with failover on three hosts: the primary and a
-// Sentinel on the first, a replica and a Sentinel on the second, a
-// Sentinel on the third. Replication is Redis's own: asynchronous.
+// MinReplicasMaxLag is the nodes' min-replicas-max-lag (seconds): how
+// long a primary that lost its replicas goes on taking writes, when
+// SentinelOptions.MinReplicasToWrite is set. Replicas acknowledge once a
+// second; 2 s leaves room for one late acknowledgement on a busy host.
+const MinReplicasMaxLag = 2
+
+// Sentinel is Redis with failover on three hosts, a redis-server and a
+// Sentinel on each: the primary on the first, a replica of it on each of
+// the other two. Replication is Redis's own: asynchronous.
 type Sentinel struct {
 	Hosts     []*hosts.Host
-	Nodes     []*RedisNode // [0] starts as the primary, [1] as its replica
+	Nodes     []*RedisNode // [0] starts as the primary, [1] and [2] as its replicas
 	Sentinels []*launcher.Process
 	opts      SentinelOptions
 	dir       string
 }
 
-// RedisNode is one redis-server of the pair.
+// RedisNode is one redis-server of the three.
 type RedisNode struct {
 	Host *hosts.Host
 	Addr string // host:port
@@ -61,9 +70,9 @@ type RedisNode struct {
 	proc *launcher.Process
 }
 
-// StartSentinel adds three hosts to n and starts the pair and the
-// Sentinels on them; it returns once the replica is in sync and every
-// Sentinel sees the primary, the replica and the two other Sentinels.
+// StartSentinel adds three hosts to n and starts the nodes and the
+// Sentinels on them; it returns once both replicas are in sync and every
+// Sentinel sees the primary, the replicas and the two other Sentinels.
 func StartSentinel(ctx context.Context, n *hosts.Net, opts SentinelOptions) (s *Sentinel, err error) {
 	for _, bin := range []string{"redis-server", "redis-sentinel"} {
 		if _, err := exec.LookPath(bin); err != nil {
@@ -93,7 +102,7 @@ func StartSentinel(ctx context.Context, n *hosts.Net, opts SentinelOptions) (s *
 		s.Hosts = append(s.Hosts, h)
 	}
 	primary := net.JoinHostPort(s.Hosts[0].Addr.String(), strconv.Itoa(RedisPort))
-	for i, h := range s.Hosts[:2] {
+	for i, h := range s.Hosts {
 		node := &RedisNode{Host: h, Addr: net.JoinHostPort(h.Addr.String(), strconv.Itoa(RedisPort))}
 		dir := filepath.Join(s.dir, "redis-"+h.Name)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -103,9 +112,9 @@ func StartSentinel(ctx context.Context, n *hosts.Net, opts SentinelOptions) (s *
 			"protected-mode no\nrequirepass %q\nmasterauth %q\nreplica-announce-ip %s\n",
 			RedisPort, h.Addr, dir, opts.Password, opts.Password, h.Addr)
 		if opts.MinReplicasToWrite > 0 {
-			conf += fmt.Sprintf("min-replicas-to-write %d\nmin-replicas-max-lag 1\n", opts.MinReplicasToWrite)
+			conf += fmt.Sprintf("min-replicas-to-write %d\nmin-replicas-max-lag %d\n", opts.MinReplicasToWrite, MinReplicasMaxLag)
 		}
-		if i == 1 {
+		if i > 0 {
 			conf += fmt.Sprintf("replicaof %s %d\n", s.Hosts[0].Addr, RedisPort)
 		}
 		node.conf = filepath.Join(dir, "redis.conf")
@@ -133,7 +142,7 @@ func StartSentinel(ctx context.Context, n *hosts.Net, opts SentinelOptions) (s *
 		}
 		s.Sentinels = append(s.Sentinels, p)
 	}
-	return s, s.waitSettled(ctx, primary, 1)
+	return s, s.waitSettled(ctx, primary)
 }
 
 // Start starts the node's redis-server (again, after Kill: it rejoins as
@@ -205,13 +214,13 @@ func (s *Sentinel) Primary(ctx context.Context) (*RedisNode, error) {
 // the config it rewrote.
 func (s *Sentinel) RestartSentinel(i int) error { return s.Sentinels[i].Restart() }
 
-// Failover moves the primary to the replica without losing a write, as
+// Failover moves the primary to a replica without losing a write, as
 // an operator does before a planned restart of the primary:
 //
 //  1. CLIENT PAUSE WRITE on the primary: writes wait, reads go on;
-//  2. wait until the replica has applied everything the primary has
-//     (its slave_repl_offset reaches the primary's master_repl_offset);
-//  3. SENTINEL FAILOVER, and wait until the replica took over;
+//  2. wait until the replicas have applied everything the primary has
+//     (their slave_repl_offset reaches the primary's master_repl_offset);
+//  3. SENTINEL FAILOVER, and wait until a replica took over;
 //  4. REPLICAOF the new primary on the old one — at once, not after the
 //     Sentinels' ~8 s — then CLIENT UNPAUSE: the writes held meanwhile
 //     now fail on a replica (READONLY), and their clients retry them on
@@ -228,20 +237,19 @@ func (s *Sentinel) Failover(ctx context.Context) (*RedisNode, error) {
 	if err != nil {
 		return nil, err
 	}
-	var replica *RedisNode
-	for _, n := range s.Nodes {
-		if n != old {
-			replica = n
-		}
-	}
 	pc := s.nodeClient(old)
 	defer pc.Close()
 	if err := pc.Do(ctx, "CLIENT", "PAUSE", 30000, "WRITE").Err(); err != nil {
 		return nil, fmt.Errorf("pause writes on %s: %w", old.Addr, err)
 	}
 	defer pc.Do(context.WithoutCancel(ctx), "CLIENT", "UNPAUSE") // after the REPLICAOF below, or on failure
-	if err := s.waitCaughtUp(ctx, pc, replica); err != nil {
-		return nil, err
+	for _, n := range s.Nodes {
+		if n == old {
+			continue
+		}
+		if err := s.waitCaughtUp(ctx, pc, n); err != nil { // whichever the Sentinels promote
+			return nil, err
+		}
 	}
 	addr := strings.Split(s.SentinelAddrs(), ",")[0]
 	c := redis.NewSentinelClient(&redis.Options{Addr: addr, DialTimeout: time.Second})
@@ -305,14 +313,14 @@ func infoInt(ctx context.Context, c *redis.Client, field string) (int64, error) 
 }
 
 // WaitSettled waits until the Sentinels agree on a primary that has the
-// other node as an in-sync replica, and returns the primary.
+// other nodes as in-sync replicas, and returns the primary.
 func (s *Sentinel) WaitSettled(ctx context.Context) (*RedisNode, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	for {
 		p, err := s.Primary(ctx)
 		if err == nil {
-			if err = s.settled(ctx, p.Addr, 1); err == nil {
+			if err = s.settled(ctx, p.Addr); err == nil {
 				return p, nil
 			}
 		}
@@ -324,15 +332,15 @@ func (s *Sentinel) WaitSettled(ctx context.Context) (*RedisNode, error) {
 	}
 }
 
-// waitSettled waits until the primary at addr has the replicas in sync and
-// every Sentinel sees it as the primary, with the replicas and the other
-// Sentinels.
-func (s *Sentinel) waitSettled(ctx context.Context, primary string, replicas int) error {
+// waitSettled waits until the primary at addr has the other nodes as
+// replicas in sync and every Sentinel sees it as the primary, with the
+// replicas and the other Sentinels.
+func (s *Sentinel) waitSettled(ctx context.Context, primary string) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	var last error
 	for {
-		if last = s.settled(ctx, primary, replicas); last == nil {
+		if last = s.settled(ctx, primary); last == nil {
 			return nil
 		}
 		select {
@@ -343,14 +351,15 @@ func (s *Sentinel) waitSettled(ctx context.Context, primary string, replicas int
 	}
 }
 
-func (s *Sentinel) settled(ctx context.Context, primary string, replicas int) error {
+func (s *Sentinel) settled(ctx context.Context, primary string) error {
+	replicas := len(s.Nodes) - 1
 	c := redis.NewClient(&redis.Options{Addr: primary, Password: s.opts.Password, DialTimeout: time.Second})
 	defer c.Close()
 	info, err := c.Info(ctx, "replication").Result()
 	if err != nil {
 		return err
 	}
-	if !strings.Contains(info, "role:master") || !strings.Contains(info, fmt.Sprintf("connected_slaves:%d", replicas)) || !strings.Contains(info, "state=online") {
+	if !strings.Contains(info, "role:master") || !strings.Contains(info, fmt.Sprintf("connected_slaves:%d", replicas)) || strings.Count(info, "state=online") != replicas {
 		return fmt.Errorf("primary %s: %s", primary, strings.ReplaceAll(strings.TrimSpace(info), "\r\n", " "))
 	}
 	for _, addr := range strings.Split(s.SentinelAddrs(), ",") {

@@ -6,11 +6,14 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/redis/go-redis/v9"
 
 	"dapr-pub-sub/internal/hosts"
 )
@@ -30,9 +33,10 @@ func startSentinel(t *testing.T, opts SentinelOptions) *Sentinel {
 	return s
 }
 
-// TestSentinelFailsOver: the pair comes up with the Sentinels agreeing;
-// a write reaches the replica; the primary killed, the replica is promoted
-// and takes writes through a client that follows the Sentinels.
+// TestSentinelFailsOver: the three nodes come up with the Sentinels
+// agreeing; a write reaches both replicas; the primary killed, a replica
+// is promoted and takes writes through a client that follows the
+// Sentinels.
 func TestSentinelFailsOver(t *testing.T) {
 	s := startSentinel(t, SentinelOptions{})
 	ctx := t.Context()
@@ -45,7 +49,7 @@ func TestSentinelFailsOver(t *testing.T) {
 	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Do(ctx, "WAIT", 1, 2000).Err(); err != nil {
+	if err := c.Do(ctx, "WAIT", 2, 2000).Err(); err != nil {
 		t.Fatal(err)
 	}
 	s.Nodes[0].Kill()
@@ -53,8 +57,8 @@ func TestSentinelFailsOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if np != s.Nodes[1] {
-		t.Fatalf("new primary %s, want the replica %s", np.Addr, s.Nodes[1].Addr)
+	if np == s.Nodes[0] {
+		t.Fatalf("new primary %s, want a replica", np.Addr)
 	}
 	if v, err := c.Get(ctx, "k").Result(); err != nil || v != "v" {
 		t.Errorf("after the failover k = %q, %v; want the replicated v", v, err)
@@ -72,66 +76,166 @@ func TestSentinelFailsOver(t *testing.T) {
 // acknowledged writes: the clients write to the old primary until the
 // Sentinels announce the switch.)
 func TestPlannedFailoverKeepsEveryWrite(t *testing.T) {
-	s := startSentinel(t, SentinelOptions{})
+	s := startSentinel(t, SentinelOptions{MinReplicasToWrite: 1})
 	ctx := t.Context()
-	c := s.Client()
-	defer c.Close()
-	stop := make(chan struct{})
-	done := make(chan int)
-	go func() {
-		n := 0
-		for {
-			select {
-			case <-stop:
-				done <- n
-				return
-			default:
-			}
-			if c.RPush(ctx, "acked", n).Err() == nil {
-				n++
-			}
-		}
-	}()
-	for n := int64(0); n < 100; {
-		n, _ = c.LLen(ctx, "acked").Result() // some writes before the failover
-	}
+	w := startWriter(t, s.Client(), "acked")
+	w.waitAcked(100) // some writes before the failover
+	old := s.Nodes[0]
 	np, err := s.Failover(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if np != s.Nodes[1] {
-		t.Fatalf("new primary %s, want the replica %s", np.Addr, s.Nodes[1].Addr)
+	if np == old {
+		t.Fatalf("the primary is still %s", np.Addr)
 	}
-	for before, _ := c.LLen(ctx, "acked").Result(); ; { // and some after
-		if n, _ := c.LLen(ctx, "acked").Result(); n >= before+100 {
-			break
-		}
-	}
-	close(stop)
-	acked := <-done
+	w.waitAcked(w.acked() + 100) // and some after
+	acked := w.stop()
 	if _, err := s.WaitSettled(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got, err := s.nodeClient(np).LRange(ctx, "acked", 0, -1).Result()
+	if lost := s.missingWrites(t, np, "acked", acked); lost != 0 {
+		t.Fatalf("%d acknowledged writes are not on the new primary %s", lost, np.Addr)
+	}
+}
+
+// TestCutPrimaryKeepsEveryWrite: the primary's host cut off the network
+// (its Sentinel with it) while a writer appends through a client that
+// follows the Sentinels; the Sentinels promote a replica; 10 s later the
+// host is healed. The old primary thinks it is the primary until the
+// Sentinels demote it — about 10 s after the heal (they look at a node
+// they count as a replica every 10 s) — and its Sentinel names it to
+// clients for the first half second: a client sent there, or one that
+// kept its connection through the cut, writes to it, and what it
+// acknowledges is gone when it resyncs from the new primary (measured
+// without min-replicas-to-write: the write below, acknowledged, then
+// missing; in the system, 103 acknowledged orders lost in one CI run).
+// With min-replicas-to-write 1 it refuses them (NOREPLICAS: it has no
+// replica left): a write straight to it right after the heal is refused,
+// and every acknowledged number of a writer through the cut and of one
+// started at the heal is on the new primary.
+func TestCutPrimaryKeepsEveryWrite(t *testing.T) {
+	s := startSentinel(t, SentinelOptions{MinReplicasToWrite: 1})
+	np, stale, lost := cutPrimary(t, s)
+	if stale == nil || !strings.HasPrefix(stale.Error(), "NOREPLICAS") {
+		t.Errorf("a write to the old primary right after the heal: %v; want it refused with NOREPLICAS", stale)
+	}
+	if lost != 0 {
+		t.Fatalf("%d acknowledged writes are not on the new primary %s", lost, np.Addr)
+	}
+}
+
+// cutPrimary runs TestCutPrimaryKeepsEveryWrite's fault on s and returns
+// the new primary, what a write straight to the old one right after the
+// heal returned, and how many acknowledged writes the new primary lacks
+// (that write's included, if acknowledged).
+func cutPrimary(t *testing.T, s *Sentinel) (*RedisNode, error, int) {
+	ctx := t.Context()
+	old := s.Nodes[0]
+	w := startWriter(t, s.Client(), "before")
+	w.waitAcked(100)
+	if err := old.Host.Cut(); err != nil {
+		t.Fatal(err)
+	}
+	np, err := s.WaitFailedOver(ctx, old)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A write whose acknowledgement was lost may be there twice (the
-	// client retried it); none acknowledged may be missing.
-	next := 0
+	time.Sleep(10 * time.Second) // the host stays cut off: the fault itself
+	if err := old.Host.Heal(); err != nil {
+		t.Fatal(err)
+	}
+	late := startWriter(t, s.Client(), "after")
+	oc := s.nodeClient(old)
+	defer oc.Close()
+	stale := oc.RPush(ctx, "stale", 0).Err()
+	if p, err := s.WaitSettled(ctx); err != nil || p != np {
+		t.Fatalf("after healing: primary %v, %v; want %s with the old one demoted", p, err, np.Addr)
+	}
+	late.waitAcked(late.acked() + 100)
+	w.waitAcked(w.acked() + 100)
+	lost := s.missingWrites(t, np, "before", w.stop()) + s.missingWrites(t, np, "after", late.stop())
+	if stale == nil {
+		lost += s.missingWrites(t, np, "stale", 1)
+	}
+	return np, stale, lost
+}
+
+// writer appends 0, 1, 2, … to a list as fast as it can, each number
+// until it is acknowledged.
+type writer struct {
+	n    atomic.Int64
+	quit chan struct{}
+	done chan struct{}
+}
+
+func startWriter(t *testing.T, c *redis.Client, key string) *writer {
+	w := &writer{quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		defer c.Close()
+		for {
+			select {
+			case <-w.quit:
+				return
+			default:
+			}
+			if c.RPush(t.Context(), key, w.n.Load()).Err() == nil {
+				w.n.Add(1)
+			}
+		}
+	}()
+	t.Cleanup(func() { w.stop() })
+	return w
+}
+
+// acked is how many numbers were acknowledged so far.
+func (w *writer) acked() int64 { return w.n.Load() }
+
+// waitAcked waits, for at most a minute, until n numbers are acknowledged.
+func (w *writer) waitAcked(n int64) {
+	for deadline := time.Now().Add(time.Minute); w.acked() < n && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stop stops the writer and returns how many numbers were acknowledged.
+func (w *writer) stop() int64 {
+	select {
+	case <-w.quit:
+	default:
+		close(w.quit)
+	}
+	<-w.done
+	return w.acked()
+}
+
+// missingWrites checks key on node n against a writer's acknowledged
+// count: in order, a number at most twice in a row (a write whose
+// acknowledgement was lost is retried), and returns how many of the
+// acknowledged numbers are missing.
+func (s *Sentinel) missingWrites(t *testing.T, n *RedisNode, key string, acked int64) int {
+	t.Helper()
+	got, err := s.nodeClient(n).LRange(t.Context(), key, 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[int64]bool{}
+	prev := int64(-1)
 	for _, v := range got {
-		switch v {
-		case strconv.Itoa(next):
-			next++
-		case strconv.Itoa(next - 1): // the retried one
-		default:
-			t.Fatalf("after %d, %s: the list is out of order (%d entries)", next-1, v, len(got))
+		i, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || i < prev {
+			t.Errorf("%s: %s after %d (%d entries)", key, v, prev, len(got))
+		}
+		have[i], prev = true, i
+	}
+	missing := 0
+	for i := range acked {
+		if !have[i] {
+			missing++
 		}
 	}
-	if next != acked {
-		t.Fatalf("%d writes acknowledged, the new primary has 0..%d", acked, next-1)
-	}
-	t.Logf("%d writes acknowledged through the failover, all on the new primary", acked)
+	t.Logf("%s: %d writes acknowledged, %d of them missing on %s", key, acked, missing, n.Addr)
+	return missing
 }
 
 // TestJetStreamKeepsMessagesThroughALeaderKill: a three-node cluster with
