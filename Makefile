@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO    ?= go
 GOLANGCI_LINT ?= $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
-.PHONY: help run test bench lint chaos soak longrun brokers cluster deadletters daprd build vet fmt clean
+.PHONY: help run test bench lint chaos soak longrun brokers cluster deadletters daprd build vet fmt clean k8s-up k8s-down k8s-run k8s-test
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -52,6 +52,15 @@ cluster: daprd ## the cluster scenarios (a node killed, cut off, a rolling resta
 
 brokers: daprd ## the broker portability suite with 5,000 orders per broker (BROKER=... for one)
 	set -o pipefail; BROKER_ORDERS=$${BROKER_ORDERS:-5000} $(GO) test -count=1 -timeout 60m -run TestBrokers -v ./internal/e2e | grep -E '^\s*(---|ok|FAIL)|brokers_test'
+
+k8s-up: daprd ## a one-node Kubernetes (tools/k8s's version) with CoreDNS and Dapr's control plane on this machine, in network namespace dps-k8s (root; builds it once, minutes)
+	$(GO) run ./cmd/k8s up
+
+k8s-run: daprd ## deploy/ applied as the README says on that cluster (up if it is not), then the subscriber's Received message lines from its pod
+	$(GO) run ./cmd/k8s run
+
+k8s-down: ## stop the cluster and put back everything it changed
+	$(GO) run ./cmd/k8s down
 
 deadletters: ## list the subscriber's dead letters during `make run` (ARGS=replay to replay them)
 	@DAPR_API_TOKEN="$$(cat .run/dapr-api-token 2>/dev/null)" $(GO) run ./cmd/deadletters $${ARGS:-list}
