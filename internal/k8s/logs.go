@@ -2,7 +2,7 @@ package k8s
 
 import (
 	"bufio"
-		"os"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
