@@ -164,11 +164,30 @@ func (n *Node) InstallAddons(ctx context.Context) error {
 	if _, err := n.Kubectl(ctx, "", "create", "namespace", "dapr-system"); err != nil && !strings.Contains(err.Error(), "AlreadyExists") {
 		return err
 	}
-	first, rest := splitConfiguration(string(manifest))
-	if _, err := n.Kubectl(ctx, first, "apply", "-n", "dapr-system", "-f", "-"); err != nil {
+	crds, config, rest := splitChart(string(manifest))
+	if _, err := n.Kubectl(ctx, crds, "apply", "-f", "-"); err != nil {
 		return err
 	}
-	if _, err := n.Kubectl(ctx, rest, "apply", "-n", "dapr-system", "-f", "-"); err != nil {
+	if _, err := n.Kubectl(ctx, "", "wait", "--for=condition=Established", "--timeout=1m", "crd/configurations.dapr.io", "crd/components.dapr.io", "crd/resiliencies.dapr.io"); err != nil {
+		return err
+	}
+	if _, err := n.Kubectl(ctx, config, "apply", "-n", "dapr-system", "-f", "-"); err != nil {
+		return err
+	}
+	// The chart's Role and RoleBinding for reading Secrets are in the
+	// default namespace; everything else in dapr-system.
+	var inDefault, inDapr []string
+	for doc := range strings.SplitSeq(rest, "\n---") {
+		if strings.Contains(doc, "\n  namespace: default\n") {
+			inDefault = append(inDefault, doc)
+		} else {
+			inDapr = append(inDapr, doc)
+		}
+	}
+	if _, err := n.Kubectl(ctx, strings.Join(inDapr, "\n---"), "apply", "-n", "dapr-system", "-f", "-"); err != nil {
+		return err
+	}
+	if _, err := n.Kubectl(ctx, strings.Join(inDefault, "\n---"), "apply", "-f", "-"); err != nil {
 		return err
 	}
 	for _, w := range [][]string{
@@ -202,18 +221,21 @@ func daprChart(ctx context.Context, root string) (string, error) {
 	return dir, nil
 }
 
-// splitConfiguration splits a rendered chart into the documents of kind
-// Configuration (with the CRDs, which they need) and the rest.
-func splitConfiguration(manifest string) (first, rest string) {
-	var a, b []string
+// splitChart splits a rendered chart into its CRDs, its documents of kind
+// Configuration (which need the CRDs), and the rest.
+func splitChart(manifest string) (crds, config, rest string) {
+	var a, b, c []string
 	for doc := range strings.SplitSeq(manifest, "\n---") {
-		if strings.Contains(doc, "\nkind: Configuration\n") || strings.Contains(doc, "\nkind: CustomResourceDefinition\n") {
+		switch {
+		case strings.Contains(doc, "\nkind: CustomResourceDefinition\n"):
 			a = append(a, doc)
-		} else {
+		case strings.Contains(doc, "\nkind: Configuration\n"):
 			b = append(b, doc)
+		default:
+			c = append(c, doc)
 		}
 	}
-	return strings.Join(a, "\n---"), strings.Join(b, "\n---")
+	return strings.Join(a, "\n---"), strings.Join(b, "\n---"), strings.Join(c, "\n---")
 }
 
 // Deploy applies deploy/ as it is (kubectl apply -k) in namespace ns, with

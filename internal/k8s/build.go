@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"dapr-pub-sub/internal/launcher"
@@ -73,7 +74,17 @@ func Build(ctx context.Context, root string, log io.Writer) (Binaries, error) {
 	if err != nil {
 		return Binaries{}, err
 	}
-	k, err := buildSet(ctx, root, ToolDir, []string{"go.mod", "go.sum", "tools.go"}, "k8s", "go.mod", k8sCommands, "", log)
+	kv, err := k8sVersion(root)
+	if err != nil {
+		return Binaries{}, err
+	}
+	maj, rest, _ := strings.Cut(strings.TrimPrefix(kv, "v"), ".")
+	minor, _, _ := strings.Cut(rest, ".")
+	var kld []string
+	for _, pkg := range []string{"k8s.io/component-base/version", "k8s.io/client-go/pkg/version"} {
+		kld = append(kld, "-X "+pkg+".gitVersion="+kv, "-X "+pkg+".gitMajor="+maj, "-X "+pkg+".gitMinor="+minor, "-X "+pkg+".gitTreeState=clean")
+	}
+	k, err := buildSet(ctx, root, ToolDir, []string{"go.mod", "go.sum", "tools.go"}, "k8s-"+kv, "go.mod", k8sCommands, strings.Join(kld, " "), log)
 	if err != nil {
 		return Binaries{}, err
 	}
@@ -83,6 +94,20 @@ func Build(ctx context.Context, root string, log io.Writer) (Binaries, error) {
 		return Binaries{}, err
 	}
 	return Binaries{K8s: k, Dapr: d, Daprd: daprd, Root: root}, nil
+}
+
+// k8sVersion is the k8s.io/kubernetes version ToolDir's go.mod requires.
+func k8sVersion(root string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(root, ToolDir, "go.mod"))
+	if err != nil {
+		return "", err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[len(f)-2] == "k8s.io/kubernetes" {
+			return f[len(f)-1], nil
+		}
+	}
+	return "", fmt.Errorf("%s/go.mod does not require k8s.io/kubernetes", ToolDir)
 }
 
 // buildSet builds pkgs in the module at root/dir (with modfile) into a

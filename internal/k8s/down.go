@@ -49,6 +49,12 @@ func Down(log io.Writer) {
 	_ = run("ip", "link", "delete", hostLink) // gone with the namespace, unless that failed
 	removeCgroups()
 	restoreSysctls()
+	if b, err := os.ReadFile(filepath.Join(StateDir, "absent-paths")); err == nil {
+		for p := range strings.FieldsSeq(string(b)) {
+			unmountUnder(p)
+			_ = os.RemoveAll(p)
+		}
+	}
 	for _, d := range []string{RunDir, StateDir} {
 		if err := os.RemoveAll(d); err != nil {
 			fmt.Fprintf(log, "k8s: remove %s: %v\n", d, err)
@@ -175,4 +181,34 @@ func unmountUnder(dirs ...string) {
 	for _, t := range targets {
 		_ = syscall.Unmount(t, syscall.MNT_DETACH)
 	}
+}
+
+// makeCgroupRoot makes CgroupRoot in every cgroup hierarchy for the
+// kubelet (cpuset's with its parent's CPUs and memory nodes).
+func makeCgroupRoot() error {
+	hier, err := os.ReadDir("/sys/fs/cgroup")
+	if err != nil {
+		return err
+	}
+	for _, h := range hier {
+		base := filepath.Join("/sys/fs/cgroup", h.Name())
+		if fi, err := os.Stat(base); err != nil || !fi.IsDir() {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(base, "cgroup.procs")); err != nil {
+			continue // not a hierarchy
+		}
+		dir := filepath.Join(base, CgroupRoot)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			if v, err := os.ReadFile(filepath.Join(base, f)); err == nil {
+				if err := os.WriteFile(filepath.Join(dir, f), v, 0o644); err != nil {
+					return fmt.Errorf("k8s: %s: %w", filepath.Join(dir, f), err)
+				}
+			}
+		}
+	}
+	return nil
 }

@@ -139,12 +139,11 @@ func TestImageTarball(t *testing.T) {
 	}
 }
 
-// TestSplitConfiguration: the chart's Configuration and the CRDs go
-// first, the rest after.
-func TestSplitConfiguration(t *testing.T) {
-	first, rest := splitConfiguration("---\nkind: CustomResourceDefinition\nx: 1\n---\nkind: Deployment\ny: 2\n---\nkind: Configuration\nz: 3\n")
-	if !strings.Contains(first, "x: 1") || !strings.Contains(first, "z: 3") || strings.Contains(first, "y: 2") || !strings.Contains(rest, "y: 2") {
-		t.Errorf("first %q, rest %q", first, rest)
+// TestSplitChart: the chart's CRDs, its Configuration, the rest.
+func TestSplitChart(t *testing.T) {
+	crds, config, rest := splitChart("---\nkind: CustomResourceDefinition\nx: 1\n---\nkind: Deployment\ny: 2\n---\nkind: Configuration\nz: 3\n")
+	if !strings.Contains(crds, "x: 1") || strings.Contains(crds, "z: 3") || !strings.Contains(config, "z: 3") || strings.Contains(config, "y: 2") || !strings.Contains(rest, "y: 2") || strings.Contains(rest, "x: 1") {
+		t.Errorf("crds %q, config %q, rest %q", crds, config, rest)
 	}
 }
 

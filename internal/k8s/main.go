@@ -44,6 +44,7 @@ func Main(ctx context.Context, args []string, out io.Writer) error {
 		}
 		fmt.Fprintf(out, "k8s: node %s Ready in %s\n", NodeName, time.Since(start).Round(time.Second))
 		if err := n.InstallAddons(ctx); err != nil {
+			Down(out)
 			return err
 		}
 		fmt.Fprintf(out, "k8s: CoreDNS and Dapr's control plane run, %s after the start\n  kubectl --kubeconfig %s get pods -A\n", time.Since(start).Round(time.Second), n.Kubeconfig)

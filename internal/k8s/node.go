@@ -70,6 +70,11 @@ var globalSysctls = []string{
 	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
 }
 
+// fixedPaths are where the kubelet, containerd's shims or the CNI plugins
+// may write whatever they are told; Up records which do not exist yet and
+// Down removes those.
+var fixedPaths = []string{"/var/lib/cni", "/var/lib/kubelet", "/run/containerd", "/var/log/pods", "/var/log/containers", "/etc/cni", "/opt/cni"}
+
 // The node's processes in the order they start (Down stops them in
 // reverse).
 var processes = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "kubelet", "kube-proxy"}
@@ -112,8 +117,10 @@ func Up(ctx context.Context, bin Binaries, log io.Writer) (n *Node, err error) {
 	defer func() {
 		if err != nil {
 			fmt.Fprintf(log, "k8s: bringing the node up failed: %v\n", err)
-			for _, p := range []string{"kube-apiserver", "kubelet", "containerd"} {
-				fmt.Fprintf(log, "--- the end of %s's log:\n%s\n", p, tailFile(logFile(p), 15))
+			for _, p := range processes {
+				if _, err := os.Stat(logFile(p)); err == nil {
+					fmt.Fprintf(log, "--- the end of %s's log:\n%s\n", p, tailFile(logFile(p), 15))
+				}
 			}
 			Down(log)
 		}
@@ -124,6 +131,15 @@ func Up(ctx context.Context, bin Binaries, log io.Writer) (n *Node, err error) {
 		}
 	}
 	if err := saveSysctls(); err != nil {
+		return n, err
+	}
+	var absent []string
+	for _, p := range fixedPaths {
+		if _, err := os.Stat(p); err != nil {
+			absent = append(absent, p)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(StateDir, "absent-paths"), []byte(strings.Join(absent, "\n")), 0o600); err != nil {
 		return n, err
 	}
 	if err := makeNetwork(); err != nil {
@@ -154,7 +170,7 @@ func Up(ctx context.Context, bin Binaries, log io.Writer) (n *Node, err error) {
 		"--kubelet-client-certificate", pk(adminCrt), "--kubelet-client-key", pk(adminKey),
 		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file", pk(saPub), "--service-account-signing-key-file", pk(saKey),
-		"--authorization-mode", "RBAC", "--allow-privileged", "true",
+		"--authorization-mode", "RBAC", "--allow-privileged=true",
 		"--profiling=false", "--v", "1"); err != nil {
 		return n, err
 	}
@@ -171,7 +187,7 @@ func Up(ctx context.Context, bin Binaries, log io.Writer) (n *Node, err error) {
 	if err := start("kube-controller-manager", bin.Path("kube-controller-manager"),
 		"--kubeconfig", cm, "--authentication-kubeconfig", cm, "--authorization-kubeconfig", cm,
 		"--service-account-private-key-file", pk(saKey), "--root-ca-file", pk(caCrt),
-		"--use-service-account-credentials", "false", "--leader-elect=false",
+		"--use-service-account-credentials=false", "--leader-elect=false",
 		"--bind-address", "127.0.0.1", "--controllers", "*,-nodeipam,-cloud-node-lifecycle", "--v", "1"); err != nil {
 		return n, err
 	}
@@ -187,6 +203,9 @@ func Up(ctx context.Context, bin Binaries, log io.Writer) (n *Node, err error) {
 		return n, err
 	}
 	if err := writeCNI(); err != nil {
+		return n, err
+	}
+	if err := makeCgroupRoot(); err != nil {
 		return n, err
 	}
 	kcfg, err := writeKubeletConfig(pk(caCrt))
@@ -298,6 +317,20 @@ func logFile(name string) string { return filepath.Join(StateDir, "logs", name+"
 // LogFile is the log of a node process (etcd, kube-apiserver, kubelet, …).
 func LogFile(name string) string { return logFile(name) }
 
+// exited names a node process that was started and no longer runs.
+func exited() string {
+	for _, p := range processes {
+		b, err := os.ReadFile(filepath.Join(StateDir, "pids", p))
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(string(b)); err == nil && !alive(pid) {
+			return p
+		}
+	}
+	return ""
+}
+
 // running reports whether a cluster's processes are recorded.
 func running() bool {
 	entries, err := os.ReadDir(filepath.Join(StateDir, "pids"))
@@ -312,6 +345,9 @@ func (n *Node) wait(ctx context.Context, limit time.Duration, what string, check
 		err := check()
 		if err == nil {
 			return nil
+		}
+		if dead := exited(); dead != "" {
+			return fmt.Errorf("k8s: %s exited while waiting for %s:\n%s", dead, what, tailFile(logFile(dead), 20))
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("k8s: no %s after %s: %w", what, limit, err)
