@@ -168,6 +168,7 @@ func Up(ctx context.Context, bin Binaries, log io.Writer) (n *Node, err error) {
 		"--service-cluster-ip-range", ServiceCIDR,
 		"--client-ca-file", pk(caCrt), "--tls-cert-file", pk(apiserverCrt), "--tls-private-key-file", pk(apiserverKey),
 		"--kubelet-client-certificate", pk(adminCrt), "--kubelet-client-key", pk(adminKey),
+		"--kubelet-preferred-address-types", "InternalIP", // not the node's name: no DNS outside the cluster
 		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file", pk(saPub), "--service-account-signing-key-file", pk(saKey),
 		"--authorization-mode", "RBAC", "--allow-privileged=true",
@@ -277,6 +278,15 @@ func makeNetwork() error {
 		ns("link", "set", "lo", "up"),
 		ns("addr", "add", NodeAddr+"/"+strconv.Itoa(linkPrefix), "dev", "eth0"),
 		ns("link", "set", "eth0", "up"),
+		// The pods' bridge, made here rather than by the CNI plugin (which
+		// takes it as it finds it): a process of the node must find a route
+		// to a service address before kube-proxy's rules rewrite it to a
+		// pod's, and the bridge is where that route goes — what no rule
+		// rewrites goes nowhere (no one answers for it there).
+		ns("link", "add", cniBridge, "type", "bridge"),
+		ns("addr", "add", podGateway+"/24", "dev", cniBridge),
+		ns("link", "set", cniBridge, "up"),
+		ns("route", "add", ServiceCIDR, "dev", cniBridge),
 		{"ip", "netns", "exec", NodeNS, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
 	} {
 		if err := run(args...); err != nil {
