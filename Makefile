@@ -59,6 +59,9 @@ k8s-up: daprd ## a one-node Kubernetes (tools/k8s's version) with CoreDNS and Da
 k8s-run: daprd ## deploy/ applied as the README says on that cluster (up if it is not), then the subscriber's Received message lines from its pod
 	$(GO) run ./cmd/k8s run
 
+k8s-test: daprd ## the in-cluster scenarios on a cluster of their own (app container killed, pod deleted, scaled 1→3→1, rollout restart, Redis pod deleted; K8S_ORDERS each, default 1,000); prints the table
+	set -o pipefail; $(GO) test -tags k8s -count=1 -timeout 40m -run TestInCluster -v ./internal/k8s | grep -E '^\s*(---|ok|FAIL|\|)|scenarios_test'
+
 k8s-down: ## stop the cluster and put back everything it changed
 	$(GO) run ./cmd/k8s down
 
@@ -76,6 +79,7 @@ build: ## build the commands into bin/
 vet: ## go vet, and fail on unformatted files
 	$(GO) vet ./...
 	$(GO) vet -tags soak ./internal/e2e
+	$(GO) vet -tags k8s ./internal/k8s
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed on:"; gofmt -l .; exit 1; }
 
 fmt: ## gofmt the tree

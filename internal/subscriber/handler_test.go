@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -416,5 +417,26 @@ func TestConflictingDuplicateIsDeadLettered(t *testing.T) {
 	dls, err := f.st.DeadLetters(ctx)
 	if err != nil || len(dls) != 1 || !strings.HasPrefix(dls[0].Reason, "conflicting duplicate of order 506: message differs") {
 		t.Fatalf("dead letters = %+v, %v; want one with the conflict as its reason", dls, err)
+	}
+}
+
+// TestReadyWhenDaprdHoldsTheSubscription: an app started after its daprd
+// read the subscriptions (the kubelet restarted the app container alone)
+// is ready once daprd says it holds them, and not while it does not.
+func TestReadyWhenDaprdHoldsTheSubscription(t *testing.T) {
+	var subscribed atomic.Bool
+	holds := false
+	h := handleReady(&subscribed, func(context.Context) bool { return holds }, nil)
+	get := func() int {
+		rec := httptest.NewRecorder()
+		h(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		return rec.Code
+	}
+	if code := get(); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz while daprd holds no subscription = %d, want 503", code)
+	}
+	holds = true
+	if code := get(); code != http.StatusOK || !subscribed.Load() {
+		t.Fatalf("/readyz once daprd holds it = %d (subscribed %v), want 200", code, subscribed.Load())
 	}
 }

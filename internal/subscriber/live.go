@@ -440,12 +440,15 @@ type ServiceOption func(*serviceOptions)
 type serviceOptions struct {
 	feed       *Feed
 	subscribed *atomic.Bool
+	inDaprd    func(context.Context) bool
 }
 
 // withSubscribed shares the flag /readyz reads with the gRPC service,
-// which sets it on the grpc channel.
-func withSubscribed(f *atomic.Bool) ServiceOption {
-	return func(o *serviceOptions) { o.subscribed = f }
+// which sets it on the grpc channel; inDaprd (nil for none) asks daprd
+// whether it holds the subscription, for an app that started after its
+// daprd read the subscriptions (a restarted app container).
+func withSubscribed(f *atomic.Bool, inDaprd func(context.Context) bool) ServiceOption {
+	return func(o *serviceOptions) { o.subscribed, o.inDaprd = f, inDaprd }
 }
 
 // WithLivePage adds the live page, fed by feed (whose Publish should be the

@@ -39,7 +39,7 @@ func isPageRoute(path string) bool {
 // key, the live page excepted), the W3C trace context, the mark that daprd
 // has read the subscriptions (answered here in the throughput mode, with
 // bulk subscribe), and the body guard on OrdersRoute.
-func routes(mux *chi.Mux, cfg Config, h *Handler, log *slog.Logger, ready func(context.Context) error, live livePage, subscribed *atomic.Bool) {
+func routes(mux *chi.Mux, cfg Config, h *Handler, log *slog.Logger, ready func(context.Context) error, live livePage, subscribed *atomic.Bool, inDaprd func(context.Context) bool) {
 	mux.Use(requireAppToken(cfg.AppToken, log, live.access, openRoutes...))
 	mux.Use(traceContext)
 	mux.Use(markSubscribed(cfg, subscribed))
@@ -48,7 +48,7 @@ func routes(mux *chi.Mux, cfg Config, h *Handler, log *slog.Logger, ready func(c
 	mux.Get(healthzRoute, func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
 	})
-	mux.Get(readyzRoute, handleReady(subscribed, ready))
+	mux.Get(readyzRoute, handleReady(subscribed, inDaprd, ready))
 	if h.Metrics != nil {
 		mux.Method(http.MethodGet, metricsRoute, promhttp.HandlerFor(h.Metrics.Registry, promhttp.HandlerOpts{}))
 	}
@@ -95,10 +95,18 @@ func guardRoute(route string, log *slog.Logger) func(http.Handler) http.Handler 
 	}
 }
 
-// handleReady answers 200 once daprd has read the subscriptions and ready
-// (nil for none) passes, else 503 with the reason.
-func handleReady(subscribed *atomic.Bool, ready func(context.Context) error) http.HandlerFunc {
+// handleReady answers 200 once daprd has read the subscriptions — or,
+// for an app (re)started after that, inDaprd (nil for none) finds daprd
+// holding them — and ready (nil for none) passes, else 503 with the reason.
+func handleReady(subscribed *atomic.Bool, inDaprd func(context.Context) bool, ready func(context.Context) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if !subscribed.Load() && inDaprd != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			if inDaprd(ctx) {
+				subscribed.Store(true)
+			}
+			cancel()
+		}
 		if !subscribed.Load() {
 			http.Error(w, "not subscribed yet: daprd has not read the app's subscriptions", http.StatusServiceUnavailable)
 			return

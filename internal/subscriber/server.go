@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	dapr "github.com/dapr/go-sdk/client"
 	"github.com/dapr/go-sdk/service/common"
 	daprhttp "github.com/dapr/go-sdk/service/http"
 	"github.com/go-chi/chi/v5"
@@ -55,7 +56,7 @@ func NewService(cfg Config, h *Handler, log *slog.Logger, ready func(context.Con
 		o.subscribed = new(atomic.Bool)
 	}
 	mux := chi.NewRouter()
-	routes(mux, cfg, h, log, ready, newLivePage(cfg, o), o.subscribed)
+	routes(mux, cfg, h, log, ready, newLivePage(cfg, o), o.subscribed, o.inDaprd)
 	s := daprhttp.NewServiceWithMux(cfg.ListenAddr(), mux)
 	if cfg.Channel == ChannelGRPC || cfg.Channel == ChannelStream {
 		return s, nil // daprd delivers on gRPC or a stream; this service is for people and probes
@@ -148,7 +149,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	})
 	var subscribed atomic.Bool
 	stopDeliveries := func() error { return nil }
-	svc, err := NewService(cfg, h, log, st.Ping, WithLivePage(feed), withSubscribed(&subscribed))
+	svc, err := NewService(cfg, h, log, st.Ping, WithLivePage(feed), withSubscribed(&subscribed, daprdSubscribed(client, cfg)))
 	if err != nil {
 		return err
 	}
@@ -216,4 +217,23 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	stats, _ := json.Marshal(&h.Stats)
 	log.Info("Stopped", "stats", string(stats))
 	return nil
+}
+
+// daprdSubscribed asks daprd (its metadata API) whether it holds the
+// app's subscription to the orders topic: true when daprd read it before
+// this process started — the kubelet restarts an app container alone, and
+// daprd does not ask the app again.
+func daprdSubscribed(client dapr.Client, cfg Config) func(context.Context) bool {
+	return func(ctx context.Context) bool {
+		md, err := client.GetMetadata(ctx)
+		if err != nil {
+			return false
+		}
+		for _, s := range md.Subscriptions {
+			if s.PubsubName == cfg.PubSub && s.Topic == cfg.Topic {
+				return true
+			}
+		}
+		return false
+	}
 }
