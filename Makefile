@@ -19,12 +19,14 @@ OTHER_DAPR := $(patsubst tools/daprd/go.%.mod,%,$(wildcard tools/daprd/go.*.mod)
 # default channel), bad input, security.
 MATRIX_TESTS := TestHundredOrders|TestLocalRunShowsTheSeedFlow|TestFaults|TestBadInput|TestInvalidOrder|TestDeadLettersReplay|TestTokensAreRequired|TestTopicScopes|TestOversizedPublish|TestEveryPortIsOnLoopback
 
-test: daprd vet lint ## lint, unit and integration tests on real redis-server, daprd and Chromium; then the version matrix
+test: daprd vet lint ## lint, unit and integration tests on real redis-server, daprd and Chromium; then the version matrix; then the in-cluster scenarios on Kubernetes (root)
 	$(GO) test -count=1 -timeout 45m ./...
 	@for v in $(OTHER_DAPR); do \
 		echo "== Dapr runtime $$v: $(MATRIX_TESTS)"; \
 		DAPR_VERSION=$$v CHAOS_CHANNEL=grpc $(GO) test -count=1 -timeout 20m -run '$(MATRIX_TESTS)' ./internal/e2e || exit 1; \
 	done
+	@echo "== Kubernetes: deploy/ on a one-node cluster with Dapr's control plane, the in-cluster scenarios"
+	$(GO) test -tags k8s -count=1 -timeout 40m -run TestInCluster ./internal/k8s
 
 bench: daprd ## benchmark vs raw Redis and Watermill (1.5–2 h; ARGS="-reps 1" a third); writes bench/results/{results.md,results.json,plot.svg}; ARGS=-h for flags
 	$(GO) run ./cmd/bench $(ARGS)
