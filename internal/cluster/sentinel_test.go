@@ -115,7 +115,7 @@ func TestPlannedFailoverKeepsEveryWrite(t *testing.T) {
 // started at the heal is on the new primary.
 func TestCutPrimaryKeepsEveryWrite(t *testing.T) {
 	s := startSentinel(t, SentinelOptions{MinReplicasToWrite: 1})
-	np, stale, lost := cutPrimary(t, s)
+	np, lost, stale := cutPrimary(t, s)
 	if stale == nil || !strings.HasPrefix(stale.Error(), "NOREPLICAS") {
 		t.Errorf("a write to the old primary right after the heal: %v; want it refused with NOREPLICAS", stale)
 	}
@@ -125,10 +125,10 @@ func TestCutPrimaryKeepsEveryWrite(t *testing.T) {
 }
 
 // cutPrimary runs TestCutPrimaryKeepsEveryWrite's fault on s and returns
-// the new primary, what a write straight to the old one right after the
-// heal returned, and how many acknowledged writes the new primary lacks
-// (that write's included, if acknowledged).
-func cutPrimary(t *testing.T, s *Sentinel) (*RedisNode, error, int) {
+// the new primary, how many acknowledged writes it lacks (the next one's
+// included, if acknowledged), and what a write straight to the old one
+// right after the heal returned.
+func cutPrimary(t *testing.T, s *Sentinel) (np *RedisNode, lost int, stale error) {
 	ctx := t.Context()
 	old := s.Nodes[0]
 	w := startWriter(t, s.Client(), "before")
@@ -147,17 +147,17 @@ func cutPrimary(t *testing.T, s *Sentinel) (*RedisNode, error, int) {
 	late := startWriter(t, s.Client(), "after")
 	oc := s.nodeClient(old)
 	defer oc.Close()
-	stale := oc.RPush(ctx, "stale", 0).Err()
+	stale = oc.RPush(ctx, "stale", 0).Err()
 	if p, err := s.WaitSettled(ctx); err != nil || p != np {
 		t.Fatalf("after healing: primary %v, %v; want %s with the old one demoted", p, err, np.Addr)
 	}
 	late.waitAcked(late.acked() + 100)
 	w.waitAcked(w.acked() + 100)
-	lost := s.missingWrites(t, np, "before", w.stop()) + s.missingWrites(t, np, "after", late.stop())
+	lost = s.missingWrites(t, np, "before", w.stop()) + s.missingWrites(t, np, "after", late.stop())
 	if stale == nil {
 		lost += s.missingWrites(t, np, "stale", 1)
 	}
-	return np, stale, lost
+	return np, lost, stale
 }
 
 // writer appends 0, 1, 2, … to a list as fast as it can, each number

@@ -122,7 +122,7 @@ func buildSet(ctx context.Context, root, dir string, files []string, name, modfi
 		}
 		h.Write(b)
 	}
-	h.Write([]byte(fmt.Sprint(pkgs, ldflags)))
+	fmt.Fprint(h, pkgs, ldflags)
 	cache, err := launcher.CacheDir()
 	if err != nil {
 		return "", err

@@ -165,13 +165,18 @@ func TestLogFollower(t *testing.T) {
 	got := make(chan string, 10)
 	l := FollowLogs("ns", "subscriber", func(pod, line string) { got <- pod + ": " + line })
 	defer l.Stop()
-	f.WriteString("2026-12-03T00:00:00Z stdout F one\n2026-12-03T00:00:00Z stdout P tw")
+	write := func(text string) {
+		if _, err := f.WriteString(text); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("2026-12-03T00:00:00Z stdout F one\n2026-12-03T00:00:00Z stdout P tw")
 	expect(t, got, "pod-a: one")
-	f.WriteString("o-\n2026-12-03T00:00:00Z stdout F halves\n")
+	write("o-\n2026-12-03T00:00:00Z stdout F halves\n")
 	expect(t, got, "pod-a: two-halves")
 	l.Flush()
 	os.Remove(f.Name())
-	f.WriteString("2026-12-03T00:00:00Z stdout F after the pod is gone\n")
+	write("2026-12-03T00:00:00Z stdout F after the pod is gone\n")
 	expect(t, got, "pod-a: after the pod is gone")
 }
 
