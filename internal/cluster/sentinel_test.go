@@ -147,7 +147,17 @@ func cutPrimary(t *testing.T, s *Sentinel) (np *RedisNode, lost int, stale error
 	late := startWriter(t, s.Client(), "after")
 	oc := s.nodeClient(old)
 	defer oc.Close()
-	stale = oc.RPush(ctx, "stale", 0).Err()
+	// The link is back at once, but the first dial can still time out on
+	// a busy machine: try until Redis itself answers (it stays the
+	// primary for ~10 s).
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		stale = oc.RPush(ctx, "stale", 0).Err()
+		var answer redis.Error
+		if stale == nil || errors.As(stale, &answer) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	if p, err := s.WaitSettled(ctx); err != nil || p != np {
 		t.Fatalf("after healing: primary %v, %v; want %s with the old one demoted", p, err, np.Addr)
 	}
