@@ -6,7 +6,7 @@ GOLANGCI_LINT ?= $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lin
 .PHONY: help run test bench lint chaos soak longrun brokers cluster deadletters daprd build vet fmt clean k8s-up k8s-down k8s-run k8s-test
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 run: ## run the whole system: Redis, both sidecars, subscriber, publisher (Ctrl-C stops); BROKER=rabbitmq|mqtt|kafka|jetstream|rabbitmq-cluster, MODE=throughput, CHANNEL=http, DAPR_VERSION=1.16.5
 	@$(GO) build -o bin/ ./cmd/launcher

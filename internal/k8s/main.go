@@ -67,11 +67,12 @@ func runFlow(ctx context.Context, bin Binaries, out io.Writer) error {
 			return err
 		}
 		if err := n.InstallAddons(ctx); err != nil {
+			Down(out)
 			return err
 		}
 	}
 	if err := n.Deploy(ctx, DemoNamespace); err != nil {
-		return err
+		return fmt.Errorf("%w\n(the cluster stays up to look into it: kubectl --kubeconfig %s -n %s get pods; make k8s-down removes it)", err, n.Kubeconfig, DemoNamespace)
 	}
 	pods, err := n.Kubectl(ctx, "", "-n", DemoNamespace, "get", "pods")
 	if err != nil {
