@@ -128,7 +128,7 @@ func StartSentinel(ctx context.Context, n *hosts.Net, opts SentinelOptions) (s *
 	}
 	for _, h := range s.Hosts {
 		conf := fmt.Sprintf("port %d\nbind %s\ndaemonize no\nlogfile \"\"\nloglevel warning\nprotected-mode no\nsentinel announce-ip %s\n"+
-			"sentinel monitor %s %s %d 2\nsentinel auth-pass %s %q\nsentinel down-after-milliseconds %s 1000\n"+
+			"sentinel monitor %s %s %d 2\nsentinel auth-pass %s %q\nsentinel down-after-milliseconds %s 5000\n"+
 			"sentinel failover-timeout %s 5000\nsentinel parallel-syncs %s 1\n",
 			SentinelPort, h.Addr, h.Addr, MasterName, s.Hosts[0].Addr, RedisPort, MasterName, opts.Password, MasterName, MasterName, MasterName)
 		path := filepath.Join(s.dir, "sentinel-"+h.Name+".conf") // Sentinel rewrites it
