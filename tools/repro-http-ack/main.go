@@ -3,9 +3,9 @@
 // received it, on the HTTP app channel; and shows that the gRPC app channel
 // does not do so under the same load and faults.
 //
-// It uses no code of this project: one daprd (app id "repro") with the
-// pubsub.redis component publishes N messages to topic "t" through its own
-// HTTP API while a bare app, in this process, takes them — an HTTP server
+// It uses no code of this project but tools/reprokit: one daprd (app id
+// "repro") with the pubsub.redis component publishes N messages to topic
+// "t" through its own HTTP API while a bare app, in this process, takes them — an HTTP server
 // answering {"status":"SUCCESS"}, or with -protocol grpc an AppCallback
 // gRPC server answering SUCCESS — and is stopped abruptly (listener and
 // connections closed, as a crashed container) and started again every
@@ -35,7 +35,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,14 +43,11 @@ import (
 	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/emptypb"
+
+	"dapr-pub-sub/tools/reprokit"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "repro:", err)
-		os.Exit(1)
-	}
-}
+func main() { reprokit.Main(run) }
 
 func run() error {
 	protocol := flag.String("protocol", "http", "the app channel: http or grpc")
@@ -65,7 +61,7 @@ func run() error {
 	if *protocol != "http" && *protocol != "grpc" {
 		return fmt.Errorf("-protocol must be http or grpc")
 	}
-	daprd, err := findDaprd()
+	daprd, err := reprokit.FindDaprd()
 	if err != nil {
 		return err
 	}
@@ -76,17 +72,17 @@ func run() error {
 	if !*keep {
 		defer os.RemoveAll(dir)
 	}
-	ports, err := freePorts(5)
+	ports, err := reprokit.FreePorts(5)
 	if err != nil {
 		return err
 	}
 	redisPort, appPort, httpPort, grpcPort, internalPort := ports[0], ports[1], ports[2], ports[3], ports[4]
 
-	redis := exec.Command("redis-server", "--port", strconv.Itoa(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
-	if err := redis.Start(); err != nil {
-		return fmt.Errorf("redis-server (apt-get install redis-server): %w", err)
+	redis, err := reprokit.StartRedis(dir, redisPort)
+	if err != nil {
+		return err
 	}
-	defer func() { _ = redis.Process.Kill(); _ = redis.Wait() }()
+	defer reprokit.Stop(redis)
 
 	components := filepath.Join(dir, "components")
 	if err := os.MkdirAll(components, 0o755); err != nil {
@@ -156,35 +152,17 @@ spec:
 	defer app.stop()
 
 	logFile := filepath.Join(dir, "daprd.log")
-	logOut, err := os.Create(logFile)
-	if err != nil {
-		return err
-	}
-	defer logOut.Close()
-	args := []string{"--app-id", "repro", "--app-port", strconv.Itoa(appPort), "--app-protocol", *protocol,
-		"--dapr-http-port", strconv.Itoa(httpPort), "--dapr-grpc-port", strconv.Itoa(grpcPort),
-		"--dapr-internal-grpc-port", strconv.Itoa(internalPort), "--metrics-port", "0", "--enable-metrics=false",
-		"--resources-path", components, "--log-level", "debug", "--dapr-listen-addresses", "127.0.0.1"}
+	args := append(reprokit.DaprdArgs("repro", components, httpPort, grpcPort, internalPort),
+		"--app-port", strconv.Itoa(appPort), "--app-protocol", *protocol, "--log-level", "debug")
 	if *maxConcurrency > 0 {
 		args = append(args, "--app-max-concurrency", strconv.Itoa(*maxConcurrency))
 	}
-	cmd := exec.Command(daprd, args...)
-	cmd.Stdout, cmd.Stderr = logOut, logOut
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("daprd: %w", err)
+	cmd, err := reprokit.StartDaprd(daprd, logFile, httpPort, args...)
+	if err != nil {
+		return err
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	defer reprokit.Stop(cmd)
 	base := "http://127.0.0.1:" + strconv.Itoa(httpPort)
-	if err := waitFor(60*time.Second, func() bool {
-		resp, err := http.Get(base + "/v1.0/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusNoContent
-	}); err != nil {
-		return fmt.Errorf("daprd did not become ready (log: %s): %w", logFile, err)
-	}
 	version, _ := exec.Command(daprd, "--version").Output()
 	fmt.Printf("daprd %s, app channel %s, app max concurrency %d: publishing %d messages at %d/s while the app crashes every %s for %s\n",
 		strings.TrimSpace(string(version)), *protocol, *maxConcurrency, *n, *rate, *up, *down)
@@ -225,13 +203,13 @@ spec:
 	crashCount := loop.crashes
 	fmt.Printf("published %d, app crashed %d times; waiting until nothing is pending\n", *n, crashCount)
 
-	rc := redisCLI(redisPort)
+	rc := reprokit.RedisCLI(redisPort)
 	drained := func() bool {
 		pending, _ := rc("XPENDING", "t", "repro")
 		info, _ := rc("XINFO", "GROUPS", "t")
 		return strings.HasPrefix(pending, "0\n") && strings.Contains(info, "lag\n0\n")
 	}
-	if err := waitFor(5*time.Minute, drained); err != nil {
+	if err := reprokit.WaitFor(5*time.Minute, drained); err != nil {
 		return fmt.Errorf("the group did not drain: %w", err)
 	}
 	got := app.received()
@@ -367,61 +345,6 @@ func (c *callback) OnTopicEvent(_ context.Context, in *runtimev1pb.TopicEventReq
 	}
 	c.app.record(*data.N)
 	return &runtimev1pb.TopicEventResponse{Status: runtimev1pb.TopicEventResponse_SUCCESS}, nil
-}
-
-func findDaprd() (string, error) {
-	if p := os.Getenv("DAPRD"); p != "" {
-		return p, nil
-	}
-	if p, err := exec.LookPath("daprd"); err == nil {
-		return p, nil
-	}
-	if dir, err := os.UserCacheDir(); err == nil {
-		matches, _ := filepath.Glob(filepath.Join(dir, "dapr-pub-sub", "daprd-*", "daprd"))
-		sort.Strings(matches)
-		if len(matches) > 0 {
-			return matches[len(matches)-1], nil
-		}
-	}
-	return "", errors.New("no daprd: set DAPRD=/path/to/daprd, put daprd on PATH, or run `make daprd`")
-}
-
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-// redisCLI runs redis-cli against port and returns its output.
-func redisCLI(port int) func(args ...string) (string, error) {
-	return func(args ...string) (string, error) {
-		out, err := exec.Command("redis-cli", append([]string{"-p", strconv.Itoa(port)}, args...)...).Output()
-		return string(out), err
-	}
-}
-
-func waitFor(timeout time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not within %s", timeout)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return nil
 }
 
 func countLines(file string, re *regexp.Regexp) (int, error) {
