@@ -2,15 +2,12 @@ package k8s
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"dapr-pub-sub/internal/launcher"
 )
@@ -111,47 +108,23 @@ func k8sVersion(root string) (string, error) {
 }
 
 // buildSet builds pkgs in the module at root/dir (with modfile) into a
-// folder of the cache named after name and the hash of files, unless it is
-// there; one build at a time across processes.
+// folder of the cache named after name and the hash of files, pkgs and
+// ldflags (launcher.BuildOnce), unless it is there.
 func buildSet(ctx context.Context, root, dir string, files []string, name, modfile string, pkgs []string, ldflags string, log io.Writer) (string, error) {
-	h := sha256.New()
+	var from []string
 	for _, f := range files {
-		b, err := os.ReadFile(filepath.Join(root, dir, f))
-		if err != nil {
-			return "", err
+		from = append(from, filepath.Join(root, dir, f))
+	}
+	complete := func(dst string) bool { _, err := os.Stat(filepath.Join(dst, ".complete")); return err == nil }
+	return launcher.BuildOnce(name, from, fmt.Sprint(pkgs, ldflags), complete, func(dst string) error {
+		fmt.Fprintf(log, "Building %s from %s into %s (once per machine; minutes)\n", name, dir, dst)
+		args := []string{"build", "-modfile", modfile, "-trimpath", "-ldflags", "-s -w " + ldflags, "-o", dst + string(filepath.Separator)}
+		cmd := exec.CommandContext(ctx, "go", append(args, pkgs...)...)
+		cmd.Dir = filepath.Join(root, dir)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := launcher.RunWithHeartbeat(cmd, log, name+" build"); err != nil {
+			return fmt.Errorf("build %s in %s: %w\n%s", name, cmd.Dir, err, out)
 		}
-		h.Write(b)
-	}
-	fmt.Fprint(h, pkgs, ldflags)
-	cache, err := launcher.CacheDir()
-	if err != nil {
-		return "", err
-	}
-	dst := filepath.Join(cache, name+"-"+hex.EncodeToString(h.Sum(nil))[:12])
-	if _, err := os.Stat(filepath.Join(dst, ".complete")); err == nil {
-		return dst, nil
-	}
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		return "", err
-	}
-	lock, err := os.OpenFile(dst+".lock", os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return "", err
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", err
-	}
-	if _, err := os.Stat(filepath.Join(dst, ".complete")); err == nil {
-		return dst, nil // another process built it while we waited
-	}
-	fmt.Fprintf(log, "Building %s from %s into %s (once per machine; minutes)\n", name, dir, dst)
-	args := []string{"build", "-modfile", modfile, "-trimpath", "-ldflags", "-s -w " + ldflags, "-o", dst + string(filepath.Separator)}
-	cmd := exec.CommandContext(ctx, "go", append(args, pkgs...)...)
-	cmd.Dir = filepath.Join(root, dir)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := launcher.RunWithHeartbeat(cmd, log, name+" build"); err != nil {
-		return "", fmt.Errorf("build %s in %s: %w\n%s", name, cmd.Dir, err, out)
-	}
-	return dst, os.WriteFile(filepath.Join(dst, ".complete"), nil, 0o644)
+		return os.WriteFile(filepath.Join(dst, ".complete"), nil, 0o644)
+	})
 }

@@ -2,8 +2,6 @@ package launcher
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -172,35 +170,24 @@ func lookPath(name, install string, paths ...string) (string, error) {
 	return "", fmt.Errorf("%s is not installed: %s (.ci/run does this)", name, install)
 }
 
-// buildTool builds the Go module in root/dir into the cache, keyed by the
-// hash of its sources, and returns the binary; a later call reuses it.
+// buildTool builds the Go module in root/dir into the cache (BuildOnce)
+// and returns the binary.
 func buildTool(ctx context.Context, root, dir, name string, log io.Writer) (string, error) {
-	h := sha256.New()
+	var from []string
 	for _, f := range []string{"go.mod", "go.sum", "main.go"} {
-		b, err := os.ReadFile(filepath.Join(root, dir, f))
-		if err != nil {
-			return "", err
+		from = append(from, filepath.Join(root, dir, f))
+	}
+	out, err := BuildOnce(name, from, "", func(out string) bool { return isExecutable(filepath.Join(out, name)) }, func(out string) error {
+		fmt.Fprintf(log, "Building %s from %s (once)\n", name, dir)
+		bin := filepath.Join(out, name)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin+".tmp", ".")
+		cmd.Dir = filepath.Join(root, dir)
+		if out, err := runWithHeartbeat(cmd, log, name+" build"); err != nil {
+			return fmt.Errorf("build %s: %w\n%s", name, err, out)
 		}
-		h.Write(b)
-	}
-	cache, err := cacheDir()
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(cache, name+"-"+hex.EncodeToString(h.Sum(nil))[:12], name)
-	if isExecutable(bin) {
-		return bin, nil
-	}
-	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
-		return "", err
-	}
-	fmt.Fprintf(log, "Building %s from %s (once)\n", name, dir)
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin+".tmp", ".")
-	cmd.Dir = filepath.Join(root, dir)
-	if out, err := runWithHeartbeat(cmd, log, name+" build"); err != nil {
-		return "", fmt.Errorf("build %s: %w\n%s", name, err, out)
-	}
-	return bin, os.Rename(bin+".tmp", bin)
+		return os.Rename(bin+".tmp", bin)
+	})
+	return filepath.Join(out, name), err
 }
 
 // BrokerComponent is the pubsub component file for kind, and the address

@@ -3,8 +3,6 @@ package launcher
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -147,37 +144,19 @@ func FindDaprd(ctx context.Context, root, version string, log io.Writer) (Daprd,
 			return d, nil
 		}
 	}
-	cached, err := cachedDaprdPath(root, version, mod)
+	// Kept outside the checkout, so fresh clones and CI runs on the same
+	// machine share it, under the hash of what it is built from.
+	var from []string
+	for _, f := range []string{"main.go", mod, strings.TrimSuffix(mod, ".mod") + ".sum"} {
+		from = append(from, filepath.Join(root, DaprdToolDir, f))
+	}
+	dir, err := BuildOnce("daprd-"+version, from, "",
+		func(dir string) bool { return isExecutable(filepath.Join(dir, "daprd")) },
+		func(dir string) error { return buildDaprd(ctx, root, version, mod, filepath.Join(dir, "daprd"), log) })
 	if err != nil {
 		return Daprd{}, err
 	}
-	if !isExecutable(cached) {
-		if err := buildDaprd(ctx, root, version, mod, cached, log); err != nil {
-			return Daprd{}, err
-		}
-	}
-	return probeDaprd(ctx, cached, "build cache")
-}
-
-// cachedDaprdPath is where a built daprd of version is kept: outside the
-// checkout, so fresh clones and CI runs on the same machine share it,
-// under the hash of what it is built from (tools/daprd's main.go and the
-// version's go.mod and go.sum), so a change there builds it anew.
-// DAPR_PUBSUB_CACHE overrides the folder.
-func cachedDaprdPath(root, version, mod string) (string, error) {
-	dir, err := cacheDir()
-	if err != nil {
-		return "", err
-	}
-	h := sha256.New()
-	for _, f := range []string{"main.go", mod, strings.TrimSuffix(mod, ".mod") + ".sum"} {
-		b, err := os.ReadFile(filepath.Join(root, DaprdToolDir, f))
-		if err != nil {
-			return "", err
-		}
-		h.Write(b)
-	}
-	return filepath.Join(dir, "daprd-"+version+"-"+hex.EncodeToString(h.Sum(nil))[:12], "daprd"), nil
+	return probeDaprd(ctx, filepath.Join(dir, "daprd"), "build cache")
 }
 
 // cacheDir is where built tools are kept: DAPR_PUBSUB_CACHE, else
@@ -193,23 +172,8 @@ func cacheDir() (string, error) {
 	return filepath.Join(base, "dapr-pub-sub"), nil
 }
 
+// buildDaprd builds daprd version (go.mod mod of tools/daprd) into dst.
 func buildDaprd(ctx context.Context, root, version, mod, dst string, log io.Writer) error {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	// One build at a time across processes: go test runs packages in parallel.
-	lock, err := os.OpenFile(dst+".lock", os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return err
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return fmt.Errorf("lock %s: %w", lock.Name(), err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) //nolint:errcheck // closing the file unlocks it anyway
-	if isExecutable(dst) {
-		return nil // another process built it while we waited
-	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		return errors.New("daprd is not installed and Go is not on PATH to build it: install Go 1.24+ or set DAPRD to a daprd binary")
