@@ -111,12 +111,8 @@ func k8sVersion(root string) (string, error) {
 // folder of the cache named after name and the hash of files, pkgs and
 // ldflags (launcher.BuildOnce), unless it is there.
 func buildSet(ctx context.Context, root, dir string, files []string, name, modfile string, pkgs []string, ldflags string, log io.Writer) (string, error) {
-	var from []string
-	for _, f := range files {
-		from = append(from, filepath.Join(root, dir, f))
-	}
 	complete := func(dst string) bool { _, err := os.Stat(filepath.Join(dst, ".complete")); return err == nil }
-	return launcher.BuildOnce(name, from, fmt.Sprint(pkgs, ldflags), complete, func(dst string) error {
+	return launcher.BuildOnce(name, filepath.Join(root, dir), files, fmt.Sprint(pkgs, ldflags), complete, func(dst string) error {
 		fmt.Fprintf(log, "Building %s from %s into %s (once per machine; minutes)\n", name, dir, dst)
 		args := []string{"build", "-modfile", modfile, "-trimpath", "-ldflags", "-s -w " + ldflags, "-o", dst + string(filepath.Separator)}
 		cmd := exec.CommandContext(ctx, "go", append(args, pkgs...)...)

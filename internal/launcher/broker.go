@@ -173,21 +173,23 @@ func lookPath(name, install string, paths ...string) (string, error) {
 // buildTool builds the Go module in root/dir into the cache (BuildOnce)
 // and returns the binary.
 func buildTool(ctx context.Context, root, dir, name string, log io.Writer) (string, error) {
-	var from []string
-	for _, f := range []string{"go.mod", "go.sum", "main.go"} {
-		from = append(from, filepath.Join(root, dir, f))
+	src := filepath.Join(root, dir)
+	built, err := BuildOnce(name, src, []string{"go.mod", "go.sum", "main.go"}, "",
+		func(built string) bool { return isExecutable(filepath.Join(built, name)) },
+		func(built string) error {
+			fmt.Fprintf(log, "Building %s from %s (once)\n", name, dir)
+			bin := filepath.Join(built, name)
+			cmd := exec.CommandContext(ctx, "go", "build", "-o", bin+".tmp", ".")
+			cmd.Dir = src
+			if out, err := runWithHeartbeat(cmd, log, name+" build"); err != nil {
+				return fmt.Errorf("build %s: %w\n%s", name, err, out)
+			}
+			return os.Rename(bin+".tmp", bin)
+		})
+	if err != nil {
+		return "", err
 	}
-	out, err := BuildOnce(name, from, "", func(out string) bool { return isExecutable(filepath.Join(out, name)) }, func(out string) error {
-		fmt.Fprintf(log, "Building %s from %s (once)\n", name, dir)
-		bin := filepath.Join(out, name)
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin+".tmp", ".")
-		cmd.Dir = filepath.Join(root, dir)
-		if out, err := runWithHeartbeat(cmd, log, name+" build"); err != nil {
-			return fmt.Errorf("build %s: %w\n%s", name, err, out)
-		}
-		return os.Rename(bin+".tmp", bin)
-	})
-	return filepath.Join(out, name), err
+	return filepath.Join(built, name), nil
 }
 
 // BrokerComponent is the pubsub component file for kind, and the address

@@ -10,16 +10,16 @@ import (
 )
 
 // BuildOnce returns the folder <name>-<hash> of the build cache (CacheDir),
-// the hash being of the contents of files and of salt (what else the build
-// depends on: packages, flags), after build has filled it. It builds once
+// the hash being of the contents of files (names in src) and of salt (what
+// else the build depends on: packages, flags), after build has filled it. It builds once
 // per machine: done reports whether a folder is complete, so a later call
 // finds it, and callers at the same time, in this process or others, wait
 // for the one that builds (a lock file beside the folder). A change to
 // files or salt builds into a new folder.
-func BuildOnce(name string, files []string, salt string, done func(dir string) bool, build func(dir string) error) (string, error) {
+func BuildOnce(name, src string, files []string, salt string, done func(dir string) bool, build func(dir string) error) (string, error) {
 	h := sha256.New()
 	for _, f := range files {
-		b, err := os.ReadFile(f)
+		b, err := os.ReadFile(filepath.Join(src, f))
 		if err != nil {
 			return "", err
 		}

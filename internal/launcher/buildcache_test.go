@@ -13,7 +13,8 @@ import (
 // salt build into another folder; a failed build is not taken as done.
 func TestBuildOnceBuildsOncePerInput(t *testing.T) {
 	t.Setenv("DAPR_PUBSUB_CACHE", t.TempDir())
-	src := filepath.Join(t.TempDir(), "main.go")
+	dir := t.TempDir()
+	src := filepath.Join(dir, "main.go")
 	if err := os.WriteFile(src, []byte("package main"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +28,7 @@ func TestBuildOnceBuildsOncePerInput(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range dirs {
 		wg.Go(func() {
-			d, err := BuildOnce("tool", []string{src}, "", done, build)
+			d, err := BuildOnce("tool", dir, []string{"main.go"}, "", done, build)
 			if err != nil {
 				t.Error(err)
 			}
@@ -43,10 +44,10 @@ func TestBuildOnceBuildsOncePerInput(t *testing.T) {
 			t.Fatalf("folders %q and %q for the same input", dirs[0], d)
 		}
 	}
-	if d, err := BuildOnce("tool", []string{src}, "", done, build); err != nil || d != dirs[0] || builds.Load() != 1 {
+	if d, err := BuildOnce("tool", dir, []string{"main.go"}, "", done, build); err != nil || d != dirs[0] || builds.Load() != 1 {
 		t.Fatalf("a later call: %q, %v, %d builds; want %q found, 1 build", d, err, builds.Load(), dirs[0])
 	}
-	salted, err := BuildOnce("tool", []string{src}, "-ldflags x", done, build)
+	salted, err := BuildOnce("tool", dir, []string{"main.go"}, "-ldflags x", done, build)
 	if err != nil || salted == dirs[0] || builds.Load() != 2 {
 		t.Fatalf("another salt: %q, %v, %d builds; want a new folder, 2 builds", salted, err, builds.Load())
 	}
@@ -54,10 +55,10 @@ func TestBuildOnceBuildsOncePerInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	failing := func(string) error { return os.ErrPermission }
-	if _, err := BuildOnce("tool", []string{src}, "", done, failing); err == nil {
+	if _, err := BuildOnce("tool", dir, []string{"main.go"}, "", done, failing); err == nil {
 		t.Fatal("a failed build returned no error")
 	}
-	changed, err := BuildOnce("tool", []string{src}, "", done, build)
+	changed, err := BuildOnce("tool", dir, []string{"main.go"}, "", done, build)
 	if err != nil || changed == dirs[0] || builds.Load() != 3 {
 		t.Fatalf("changed contents after a failed build: %q, %v, %d builds; want a new folder built, 3 builds", changed, err, builds.Load())
 	}

@@ -146,11 +146,8 @@ func FindDaprd(ctx context.Context, root, version string, log io.Writer) (Daprd,
 	}
 	// Kept outside the checkout, so fresh clones and CI runs on the same
 	// machine share it, under the hash of what it is built from.
-	var from []string
-	for _, f := range []string{"main.go", mod, strings.TrimSuffix(mod, ".mod") + ".sum"} {
-		from = append(from, filepath.Join(root, DaprdToolDir, f))
-	}
-	dir, err := BuildOnce("daprd-"+version, from, "",
+	from := []string{"main.go", mod, strings.TrimSuffix(mod, ".mod") + ".sum"}
+	dir, err := BuildOnce("daprd-"+version, filepath.Join(root, DaprdToolDir), from, "",
 		func(dir string) bool { return isExecutable(filepath.Join(dir, "daprd")) },
 		func(dir string) error { return buildDaprd(ctx, root, version, mod, filepath.Join(dir, "daprd"), log) })
 	if err != nil {
