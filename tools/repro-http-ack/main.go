@@ -32,7 +32,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -72,11 +71,11 @@ func run() error {
 	if !*keep {
 		defer os.RemoveAll(dir)
 	}
-	ports, err := reprokit.FreePorts(5)
+	ports, err := reprokit.FreePorts(2)
 	if err != nil {
 		return err
 	}
-	redisPort, appPort, httpPort, grpcPort, internalPort := ports[0], ports[1], ports[2], ports[3], ports[4]
+	redisPort, appPort := ports[0], ports[1]
 
 	redis, err := reprokit.StartRedis(dir, redisPort)
 	if err != nil {
@@ -151,21 +150,17 @@ spec:
 	}
 	defer app.stop()
 
-	logFile := filepath.Join(dir, "daprd.log")
-	args := append(reprokit.DaprdArgs("repro", components, httpPort, grpcPort, internalPort),
-		"--app-port", strconv.Itoa(appPort), "--app-protocol", *protocol, "--log-level", "debug")
+	extra := []string{"--app-port", strconv.Itoa(appPort), "--app-protocol", *protocol, "--log-level", "debug"}
 	if *maxConcurrency > 0 {
-		args = append(args, "--app-max-concurrency", strconv.Itoa(*maxConcurrency))
+		extra = append(extra, "--app-max-concurrency", strconv.Itoa(*maxConcurrency))
 	}
-	cmd, err := reprokit.StartDaprd(daprd, logFile, httpPort, args...)
+	sidecar, err := reprokit.StartSidecar(daprd, dir, "repro", components, extra...)
 	if err != nil {
 		return err
 	}
-	defer reprokit.Stop(cmd)
-	base := "http://127.0.0.1:" + strconv.Itoa(httpPort)
-	version, _ := exec.Command(daprd, "--version").Output()
+	defer reprokit.Stop(sidecar.Cmd)
 	fmt.Printf("daprd %s, app channel %s, app max concurrency %d: publishing %d messages at %d/s while the app crashes every %s for %s\n",
-		strings.TrimSpace(string(version)), *protocol, *maxConcurrency, *n, *rate, *up, *down)
+		sidecar.Version, *protocol, *maxConcurrency, *n, *rate, *up, *down)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	type loopResult struct {
@@ -182,7 +177,7 @@ spec:
 	for i := range *n {
 		<-tick.C
 		body := fmt.Sprintf(`{"n":%d}`, i)
-		resp, err := client.Post(base+"/v1.0/publish/pubsub/t", "application/json", strings.NewReader(body))
+		resp, err := client.Post(sidecar.URL+"/v1.0/publish/pubsub/t", "application/json", strings.NewReader(body))
 		if err != nil {
 			cancel()
 			return fmt.Errorf("publish %d: %w", i, err)
@@ -222,12 +217,12 @@ spec:
 	fmt.Printf("received %d distinct messages of %d; nothing pending; acknowledged but never delivered: %d\n", len(got), *n, len(lost))
 	if len(lost) > 0 {
 		fmt.Printf("lost: %v\n", head(lost, 20))
-		skipped, err := countLines(logFile, regexp.MustCompile(`skipping status check due to empty response body`))
+		skipped, err := countLines(sidecar.Log, regexp.MustCompile(`skipping status check due to empty response body`))
 		if err == nil {
 			fmt.Printf("daprd logged \"skipping status check due to empty response body\" %d times (the app always answers a body)\n", skipped)
 		}
 		if *keep {
-			fmt.Printf("daprd's debug log: %s\n", logFile)
+			fmt.Printf("daprd's debug log: %s\n", sidecar.Log)
 		}
 		return errors.New("messages were acknowledged that the app never received")
 	}

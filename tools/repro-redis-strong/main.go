@@ -63,11 +63,11 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	ports, err := reprokit.FreePorts(5)
+	ports, err := reprokit.FreePorts(2)
 	if err != nil {
 		return err
 	}
-	primaryPort, replicaPort, httpPort, grpcPort, internalPort := ports[0], ports[1], ports[2], ports[3], ports[4]
+	primaryPort, replicaPort := ports[0], ports[1]
 
 	primary, err := reprokit.StartRedis(dir, primaryPort)
 	if err != nil {
@@ -104,17 +104,15 @@ spec:
 `, primaryPort), 0o644); err != nil {
 		return err
 	}
-	logFile := filepath.Join(dir, "daprd.log")
-	d, err := reprokit.StartDaprd(daprd, logFile, httpPort, reprokit.DaprdArgs("repro", components, httpPort, grpcPort, internalPort)...)
+	sidecar, err := reprokit.StartSidecar(daprd, dir, "repro", components)
 	if err != nil {
 		return err
 	}
-	defer reprokit.Stop(d)
-	version, _ := exec.Command(daprd, "--version").Output()
+	defer reprokit.Stop(sidecar.Cmd)
 	fmt.Printf("daprd %s, state.redis on a primary with one replica; %d writes with consistency strong a phase, %d at once\n",
-		strings.TrimSpace(string(version)), n, workers)
+		sidecar.Version, n, workers)
 
-	save := saver("http://127.0.0.1:" + strconv.Itoa(httpPort) + "/v1.0/state/statestore")
+	save := saver(sidecar.URL + "/v1.0/state/statestore")
 	healthy, err := writeAll(save, "healthy", n, workers)
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -90,40 +91,53 @@ func StartRedis(dir string, port int, extra ...string) (*exec.Cmd, error) {
 	return cmd, nil
 }
 
-// DaprdArgs are the arguments of a daprd of app id with its resources
-// folder, its APIs on 127.0.0.1 at the ports given, metrics off.
-func DaprdArgs(appID, resources string, httpPort, grpcPort, internalPort int) []string {
-	return []string{"--app-id", appID, "--dapr-http-port", strconv.Itoa(httpPort), "--dapr-grpc-port", strconv.Itoa(grpcPort),
-		"--dapr-internal-grpc-port", strconv.Itoa(internalPort), "--metrics-port", "0", "--enable-metrics=false",
-		"--resources-path", resources, "--dapr-listen-addresses", "127.0.0.1"}
+// Sidecar is a daprd started by StartSidecar.
+type Sidecar struct {
+	Cmd     *exec.Cmd
+	URL     string // its HTTP API: http://127.0.0.1:<port>
+	Version string // what daprd --version printed
+	Log     string // the file of its output
 }
 
-// StartDaprd starts daprd with args, its output in logFile, and waits
-// until its HTTP API on httpPort is healthy. Stop it with Stop.
-func StartDaprd(daprd, logFile string, httpPort int, args ...string) (*exec.Cmd, error) {
-	out, err := os.Create(logFile)
+// StartSidecar starts daprd (the binary) as app id with the resources
+// folder and extra arguments (--app-port, …), its APIs on free ports of
+// 127.0.0.1, metrics off, its output in dir/daprd.log, and waits until its
+// HTTP API is healthy. Stop it with Stop(s.Cmd).
+func StartSidecar(daprd, dir, appID, resources string, extra ...string) (*Sidecar, error) {
+	ports, err := FreePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	version, err := exec.Command(daprd, "--version").Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s --version: %w", daprd, err)
+	}
+	s := &Sidecar{URL: "http://127.0.0.1:" + strconv.Itoa(ports[0]), Version: strings.TrimSpace(string(version)), Log: filepath.Join(dir, "daprd.log")}
+	out, err := os.Create(s.Log)
 	if err != nil {
 		return nil, err
 	}
 	defer out.Close() // the child has its own descriptor
-	cmd := exec.Command(daprd, args...)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
+	args := append([]string{"--app-id", appID, "--dapr-http-port", strconv.Itoa(ports[0]), "--dapr-grpc-port", strconv.Itoa(ports[1]),
+		"--dapr-internal-grpc-port", strconv.Itoa(ports[2]), "--metrics-port", "0", "--enable-metrics=false",
+		"--resources-path", resources, "--dapr-listen-addresses", "127.0.0.1"}, extra...)
+	s.Cmd = exec.Command(daprd, args...)
+	s.Cmd.Stdout, s.Cmd.Stderr = out, out
+	if err := s.Cmd.Start(); err != nil {
 		return nil, fmt.Errorf("daprd: %w", err)
 	}
-	url := "http://127.0.0.1:" + strconv.Itoa(httpPort) + "/v1.0/healthz"
 	if err := WaitFor(60*time.Second, func() bool {
-		resp, err := http.Get(url)
+		resp, err := http.Get(s.URL + "/v1.0/healthz")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusNoContent
 	}); err != nil {
-		Stop(cmd)
-		return nil, fmt.Errorf("daprd did not become ready (log: %s): %w", logFile, err)
+		Stop(s.Cmd)
+		return nil, fmt.Errorf("daprd did not become ready (log: %s): %w", s.Log, err)
 	}
-	return cmd, nil
+	return s, nil
 }
 
 // Stop kills a process started here and reaps it.
