@@ -9,8 +9,15 @@ help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 run: ## run the whole system: Redis, both sidecars, subscriber, publisher (Ctrl-C stops); BROKER=rabbitmq|mqtt|kafka|jetstream|rabbitmq-cluster, MODE=throughput, CHANNEL=http, DAPR_VERSION=1.16.5
-	@$(GO) build -o bin/ ./cmd/launcher
+	@$(LAUNCHER_BUILD)
 	@bin/launcher $(if $(BROKER),-broker $(BROKER)) $(if $(MODE),-mode $(MODE)) $(if $(CHANNEL),-channel $(CHANNEL)) $(ARGS)
+
+# Builds bin/launcher. The first time on a machine the go command fetches the
+# launcher's modules (~2 min on 2 cores) and then compiles without a word:
+# say so, and tick every 30 s while it lasts.
+LAUNCHER_BUILD = test -x bin/launcher || echo "==> Building the launcher (the first time on this machine: its Go modules are fetched, about 2 minutes on 2 cores)"; \
+	( t=0; while sleep 30; do t=$$((t+30)); echo "  … still building the launcher ($${t}s)"; done ) & ticker=$$!; \
+	$(GO) build -o bin/ ./cmd/launcher; rc=$$?; kill $$ticker 2>/dev/null; exit $$rc
 
 # The Dapr runtime versions: the default is tools/daprd/go.mod's; every
 # tools/daprd/go.<version>.mod is another one the version matrix runs on.
@@ -71,7 +78,7 @@ deadletters: ## list the subscriber's dead letters during `make run` (ARGS=repla
 	@DAPR_API_TOKEN="$$(cat .run/dapr-api-token 2>/dev/null)" $(GO) run ./cmd/deadletters $${ARGS:-list}
 
 daprd: ## find daprd of every runtime version, or build it once from the Dapr Go module (minutes the first time)
-	@$(GO) build -o bin/ ./cmd/launcher
+	@$(LAUNCHER_BUILD)
 	@bin/launcher -prepare
 	@for v in $(OTHER_DAPR); do bin/launcher -prepare -dapr-version $$v || exit 1; done
 

@@ -176,7 +176,7 @@ func buildDaprd(ctx context.Context, root, version, mod, dst string, log io.Writ
 		return errors.New("daprd is not installed and Go is not on PATH to build it: install Go 1.24+ or set DAPRD to a daprd binary")
 	}
 	fmt.Fprintf(log, "Building daprd %s from the Dapr Go module into %s\n", version, filepath.Dir(dst))
-	fmt.Fprintf(log, "  This happens once per machine and takes about 5 minutes on 2 cores (about 3 GB of modules). Later runs reuse it.\n")
+	fmt.Fprintf(log, "  This happens once per machine and takes 6–8 minutes on 2 cores with empty Go caches (about 3 GB of modules). Later runs reuse it.\n")
 	tmp := dst + ".tmp"
 	cmd := exec.CommandContext(ctx, goBin, "build", "-modfile", mod, "-trimpath", "-tags", "stablecomponents",
 		"-ldflags", "-s -w -X github.com/dapr/dapr/pkg/buildinfo.version="+version+" -X github.com/dapr/kit/logger.DaprVersion="+version, "-o", tmp, ".")

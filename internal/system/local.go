@@ -105,7 +105,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	say("Using daprd %s (%s)", tools.Daprd.Version, tools.Daprd.Path)
 
 	secrets := launcher.NewSecrets(getenv)
-	l.spec.Tools, l.spec.Secrets, l.spec.Out = tools, &secrets, stdout
+	// daprd's known lines (a Dapr defect we reported) are explained once
+	// and counted, not printed every 2 s.
+	folder := launcher.NewFolder(stdout, launcher.KnownDaprLines)
+	l.spec.Tools, l.spec.Secrets, l.spec.Out = tools, &secrets, folder
 	l.spec.Redis.ExistingPassword = getenv("REDIS_PASSWORD")
 	appLog := ""
 	if logging.IsTerminal(stdout) {
@@ -124,6 +127,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer func() {
 		say("Stopping")
 		sys.Stop()
+		if s := folder.Summary(); s != "" {
+			say("%s", s)
+		}
 	}()
 	// The API token, for the curl below and `make deadletters`: in a 0600
 	// file, not on the screen.
@@ -176,10 +182,22 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if !l.stay {
 		return nil
 	}
-	say("Publisher done. The subscriber keeps running; publish more by hand:")
-	fmt.Fprintf(stdout, "    curl -X POST localhost:%d/v1.0/publish/pubsub/orders -H \"dapr-api-token: $(cat .run/dapr-api-token)\" -H 'Content-Type: application/json' -d '{\"id\":7,\"message\":\"hi\"}'\n", sys.PubDaprd.HTTPPort)
+	say("Publisher done. The subscriber keeps running; publish more by hand (in the checkout, from another terminal):")
+	fmt.Fprintln(stdout, "    "+HandCurl(sys.PubDaprd.HTTPPort, HandOrderID(l.count)))
 	say("Dead letters: make deadletters (list), make deadletters ARGS=replay. Press Ctrl-C to stop.")
 	return firstExit(ctx, sys.Sub.App, sys.Sub.Daprd.Process, sys.PubDaprd.Process)
+}
+
+// HandOrderID is the id of the order the banner's curl publishes: 1000, an
+// id the publisher's orders 0…count-1 do not use (count itself if they
+// reach 1000), so that it is a new order and not a conflicting duplicate.
+func HandOrderID(count int) int { return max(1000, count) }
+
+// HandCurl is the curl the banner prints (the README's, on its port): it
+// publishes order id with the message "hi" through the publisher's sidecar
+// at port, with the run's API token from .run/dapr-api-token.
+func HandCurl(port, id int) string {
+	return fmt.Sprintf(`curl -X POST localhost:%d/v1.0/publish/pubsub/orders -H "dapr-api-token: $(cat .run/dapr-api-token)" -H 'Content-Type: application/json' -d '{"id":%d,"message":"hi"}'`, port, id)
 }
 
 // checkPorts fails early, with what to do, when a fixed port is taken.

@@ -57,6 +57,7 @@ func Prepare(ctx context.Context, version string, log io.Writer) (Tools, func(),
 		return Tools{}, nil, err
 	}
 	cleanup := func() { os.RemoveAll(dir) }
+	fmt.Fprintln(log, "==> Building the publisher, the subscriber, the dead-letter tool and the retention keeper (about 30 s the first time)")
 	if err := launcher.BuildApps(ctx, root, dir); err != nil {
 		cleanup()
 		return Tools{}, nil, err
