@@ -75,7 +75,8 @@ k8s-down: ## stop the cluster and put back everything it changed
 	$(GO) run ./cmd/k8s down
 
 deadletters: ## list the subscriber's dead letters during `make run` (ARGS=replay to replay them)
-	@DAPR_API_TOKEN="$$(cat .run/dapr-api-token 2>/dev/null)" $(GO) run ./cmd/deadletters $${ARGS:-list}
+	@test -f .run/dapr-api-token -a -f .run/publisher-grpc-port || { echo "make deadletters talks to the publisher's sidecar of a running \`make run\` in this checkout, and none is running (no .run/dapr-api-token): start it first" >&2; exit 1; }
+	@DAPR_API_TOKEN="$$(cat .run/dapr-api-token)" DAPR_GRPC_PORT="$$(cat .run/publisher-grpc-port)" $(GO) run ./cmd/deadletters $${ARGS:-list}
 
 daprd: ## find daprd of every runtime version, or build it once from the Dapr Go module (minutes the first time)
 	@$(LAUNCHER_BUILD)

@@ -138,6 +138,13 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer os.Remove(tokenFile)
+	// Where `make deadletters` finds the publisher's sidecar: its gRPC
+	// port is picked free per run.
+	portFile := filepath.Join(tools.Root, ".run", "publisher-grpc-port")
+	if err := writeSecretFile(portFile, strconv.Itoa(sys.PubDaprd.GRPCPort)); err != nil {
+		return err
+	}
+	defer os.Remove(portFile)
 	say("Redis (%s) at %s", sys.Redis.Source, sys.Redis.Addr)
 	if sys.Redis.Source == launcher.RedisEmbedded {
 		fmt.Fprintln(stdout, "WARNING: with the embedded broker the state store is Dapr's in-memory one: deduplication holds while the subscriber's sidecar runs, and `make deadletters` (another sidecar) sees no dead letters.")
@@ -220,7 +227,8 @@ func (l local) checkPorts() error {
 	return nil
 }
 
-// writeSecretFile writes secret to path, readable by the owner only.
+// writeSecretFile writes secret to path, readable by the owner only (the
+// folder too).
 func writeSecretFile(path, secret string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
