@@ -30,10 +30,10 @@ test: daprd vet lint ## lint, unit and integration tests on real redis-server, d
 	$(GO) test -count=1 -timeout 45m ./...
 	@for v in $(OTHER_DAPR); do \
 		echo "== Dapr runtime $$v: $(MATRIX_TESTS)"; \
-		DAPR_VERSION=$$v CHAOS_CHANNEL=grpc $(GO) test -count=1 -timeout 20m -run '$(MATRIX_TESTS)' ./internal/e2e || exit 1; \
+		DAPR_VERSION=$$v CHAOS_CHANNEL=grpc $(GO) test -count=1 -timeout 20m -run '$(MATRIX_TESTS)' ./internal/harness/e2e || exit 1; \
 	done
 	@echo "== Kubernetes: deploy/ on a one-node cluster with Dapr's control plane, the in-cluster scenarios"
-	$(GO) test -tags k8s -count=1 -timeout 40m -run TestInCluster ./internal/k8s
+	$(GO) test -tags k8s -count=1 -timeout 40m -run TestInCluster ./internal/harness/k8s
 
 bench: daprd ## benchmark vs raw Redis and Watermill (1.5–2 h; ARGS="-reps 1" a third); writes bench/results/{results.md,results.json,plot.svg}; ARGS=-h for flags
 	$(GO) run ./cmd/bench $(ARGS)
@@ -43,24 +43,24 @@ lint: ## golangci-lint v2 with .golangci.yml (pinned; built on first use)
 
 chaos: daprd ## the fault scenarios with 10,000 orders each, both modes, every channel (MODE=, CHANNEL= for fewer); prints the table (several minutes)
 	CHAOS_ORDERS=$${CHAOS_ORDERS:-10000} CHAOS_REPORT=$(CURDIR)/chaos-report.txt CHAOS_MODE=$(MODE) CHAOS_CHANNEL=$(CHANNEL) \
-		$(GO) test -count=1 -timeout 60m -run TestFaults ./internal/e2e
+		$(GO) test -count=1 -timeout 60m -run TestFaults ./internal/harness/e2e
 	@cat chaos-report.txt
 
 soak: daprd ## restart the subscriber app RESTARTS times (default 500) under a steady 400 orders/s, on CHANNEL (default grpc); prints lost/duplicates/drain
 	SOAK_RESTARTS=$(RESTARTS) SOAK_CHANNEL=$(CHANNEL) SOAK_REPORT=$(CURDIR)/soak-report.md \
-		$(GO) test -tags soak -count=1 -timeout 120m -run TestSoak -v ./internal/e2e | grep -E '^\s*(---|ok|FAIL|\|)|soak_test'
+		$(GO) test -tags soak -count=1 -timeout 120m -run TestSoak -v ./internal/harness/e2e | grep -E '^\s*(---|ok|FAIL|\|)|soak_test'
 
 longrun: daprd ## steady load for DURATION (default 10m; ORDERS= or RATE=, default 200/s) with a WINDOW (default 2m) retention window and faults sprinkled in; prints memory, stream length and records over time, plots them to longrun.svg
 	set -o pipefail; LONGRUN_DURATION=$${DURATION:-10m} LONGRUN_WINDOW=$${WINDOW:-2m} LONGRUN_ORDERS=$(ORDERS) LONGRUN_RATE=$(RATE) \
 		LONGRUN_REPORT=$(CURDIR)/longrun-report.md LONGRUN_PLOT=$(CURDIR)/longrun.svg \
-		$(GO) test -count=1 -timeout 12h -run TestLongRun -v ./internal/e2e | grep -E '^\s*(---|ok|FAIL|\|)|longrun_test|orders at'
+		$(GO) test -count=1 -timeout 12h -run TestLongRun -v ./internal/harness/e2e | grep -E '^\s*(---|ok|FAIL|\|)|longrun_test|orders at'
 
 cluster: daprd ## the cluster scenarios (a node killed, cut off, a rolling restart) on Redis with failover and on JetStream, three test hosts each, ORDERS each (default 10,000; make test runs them at 1,000; root: network namespaces); prints the table, writes cluster-report.md
 	rm -f cluster-report.md; set -o pipefail; CLUSTER_ORDERS=$${ORDERS:-10000} CLUSTER_REPORT=$(CURDIR)/cluster-report.md \
-		$(GO) test -count=1 -timeout 90m -run TestCluster -v ./internal/e2e | grep -E '^\s*(---|ok|FAIL|\|)|cluster_test'
+		$(GO) test -count=1 -timeout 90m -run TestCluster -v ./internal/harness/e2e | grep -E '^\s*(---|ok|FAIL|\|)|cluster_test'
 
 brokers: daprd ## the broker portability suite with 5,000 orders per broker (BROKER=... for one)
-	set -o pipefail; BROKER_ORDERS=$${BROKER_ORDERS:-5000} $(GO) test -count=1 -timeout 60m -run TestBrokers -v ./internal/e2e | grep -E '^\s*(---|ok|FAIL)|brokers_test'
+	set -o pipefail; BROKER_ORDERS=$${BROKER_ORDERS:-5000} $(GO) test -count=1 -timeout 60m -run TestBrokers -v ./internal/harness/e2e | grep -E '^\s*(---|ok|FAIL)|brokers_test'
 
 k8s-up: daprd ## a one-node Kubernetes (tools/k8s's version) with CoreDNS and Dapr's control plane on this machine, in network namespace dps-k8s (root; builds it once, minutes)
 	$(GO) run ./cmd/k8s up
@@ -69,7 +69,7 @@ k8s-run: daprd ## deploy/ applied as the README says on that cluster (up if it i
 	$(GO) run ./cmd/k8s run
 
 k8s-test: daprd ## the in-cluster scenarios on a cluster of their own (app container killed, pod deleted, scaled 1→3→1, rollout restart, Redis pod deleted; K8S_ORDERS each, default 1,000); prints the table
-	set -o pipefail; $(GO) test -tags k8s -count=1 -timeout 40m -run TestInCluster -v ./internal/k8s | grep -E '^\s*(---|ok|FAIL|\|)|scenarios_test'
+	set -o pipefail; $(GO) test -tags k8s -count=1 -timeout 40m -run TestInCluster -v ./internal/harness/k8s | grep -E '^\s*(---|ok|FAIL|\|)|scenarios_test'
 
 k8s-down: ## stop the cluster and put back everything it changed
 	$(GO) run ./cmd/k8s down
@@ -88,8 +88,8 @@ build: ## build the commands into bin/
 
 vet: ## go vet, and fail on unformatted files
 	$(GO) vet ./...
-	$(GO) vet -tags soak ./internal/e2e
-	$(GO) vet -tags k8s ./internal/k8s
+	$(GO) vet -tags soak ./internal/harness/e2e
+	$(GO) vet -tags k8s ./internal/harness/k8s
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed on:"; gofmt -l .; exit 1; }
 
 fmt: ## gofmt the tree

@@ -1,6 +1,6 @@
 // Command bench is the end-to-end benchmark: it runs every scenario against
 // one dedicated redis-server and writes results.json, results.md and
-// plot.svg. Run it with -h for its flags; the logic lives in internal/bench.
+// plot.svg. Run it with -h for its flags; the logic lives in internal/harness/bench.
 // As `bench bare-app` it is the dapr-bare scenario's trivial subscriber.
 package main
 
@@ -12,7 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"dapr-pub-sub/internal/bench"
+	"dapr-pub-sub/internal/harness/bench"
 )
 
 func main() {

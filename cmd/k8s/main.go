@@ -1,7 +1,7 @@
 // Command k8s runs the Kubernetes fixture: `k8s up` brings a one-node
 // cluster with Dapr's control plane up on this machine (root), `k8s run`
 // applies deploy/ and shows the seed's flow, `k8s down` removes it all.
-// The logic lives in internal/k8s.
+// The logic lives in internal/harness/k8s.
 package main
 
 import (
@@ -11,7 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"dapr-pub-sub/internal/k8s"
+	"dapr-pub-sub/internal/harness/k8s"
 )
 
 func main() {

@@ -1,6 +1,6 @@
 // Command launcher runs the whole system locally on real processes — Redis,
 // daprd per app, the subscriber and the publisher — as `make run` does.
-// The logic lives in internal/system, which the integration tests and the
+// The logic lives in internal/harness/system, which the integration tests and the
 // benchmark share.
 package main
 
@@ -11,7 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"dapr-pub-sub/internal/system"
+	"dapr-pub-sub/internal/harness/system"
 )
 
 func main() {

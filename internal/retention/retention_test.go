@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
-	"dapr-pub-sub/internal/launcher"
+	"dapr-pub-sub/internal/harness/launcher"
 )
 
 // startRedis starts a real redis-server for the test (the scripts use

@@ -18,7 +18,7 @@ import (
 
 	"github.com/dapr/go-sdk/service/common"
 
-	"dapr-pub-sub/internal/launcher"
+	"dapr-pub-sub/internal/harness/launcher"
 	"dapr-pub-sub/internal/store"
 	"dapr-pub-sub/internal/store/storetest"
 	"dapr-pub-sub/internal/testutil"

@@ -3,7 +3,7 @@
 // It exists because the Dapr CLI and its prebuilt binaries cannot be fetched
 // everywhere (see the README). It must be built with -tags stablecomponents
 // (or allcomponents): without a tag Dapr's component registry panics at start.
-// The launcher builds it on demand (internal/launcher/daprd.go); the version is
+// The launcher builds it on demand (internal/harness/launcher/daprd.go); the version is
 // pinned by this module's go.mod and stamped with -ldflags into the binary.
 //
 // Besides the stable components it registers pubsub.jetstream, which Dapr

@@ -1,6 +1,6 @@
 //go:build tools
 
-// Package k8s pins the commands the Kubernetes fixture (internal/k8s)
+// Package k8s pins the commands the Kubernetes fixture (internal/harness/k8s)
 // builds from here: Kubernetes's own, CoreDNS (the cluster's DNS) and Helm
 // (renders Dapr's chart).
 package k8s

@@ -1,0 +1,110 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"dapr-pub-sub/internal/harness/launcher"
+)
+
+// brokersUnderTest is every broker, or the one BROKER names.
+func brokersUnderTest(t *testing.T) []string {
+	if b := os.Getenv("BROKER"); b != "" {
+		for _, known := range launcher.Brokers {
+			if b == known {
+				return []string{b}
+			}
+		}
+		t.Fatalf("BROKER=%q: want one of %v", b, launcher.Brokers)
+	}
+	return launcher.Brokers
+}
+
+// competing reports whether a broker shares a topic among the replicas of
+// one app id. MQTT 3 has no consumer groups: replicas would share one
+// client id and knock each other off.
+func competing(broker string) bool { return broker != launcher.BrokerMQTT }
+
+// TestBrokers is one behaviour suite, run unchanged against each broker
+// behind the "pubsub" component: N orders delivered, each processed once;
+// every 10th failing once and retried; poison orders dead-lettered;
+// re-published orders deduplicated; and, where the broker has consumer
+// groups, two replicas sharing the load.
+func TestBrokers(t *testing.T) {
+	for _, broker := range brokersUnderTest(t) {
+		t.Run(broker, func(t *testing.T) { brokerSuite(t, broker) })
+	}
+}
+
+func brokerSuite(t *testing.T, broker string) {
+	const poison, republished = 5, 10
+	n := 200
+	if v := os.Getenv("BROKER_ORDERS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < republished {
+			t.Fatalf("BROKER_ORDERS=%q: want a number ≥ %d", v, republished)
+		}
+	}
+	s := startSystem(t, options{broker: broker, subEnv: []string{"FAULT_FAIL_FIRST_EVERY=10"}})
+	nodes := []*node{s.first()}
+	if competing(broker) {
+		nodes = append(nodes, s.addSubscriber(launcher.SubscriberID, "subscriber-2", []string{"FAULT_FAIL_FIRST_EVERY=10"}))
+	}
+	start := time.Now()
+	// Spread over seconds: a Kafka consumer group takes seconds to give the
+	// second replica its partitions.
+	interval := "25ms"
+	if n > 200 {
+		interval = "2ms"
+	}
+	s.publish("-count", strconv.Itoa(n), "-interval", interval, "-attempts", "30")
+	for i := range poison {
+		body := fmt.Sprintf(`{"id":-%d,"message":"poison"}`, i+1)
+		if code, answer := s.publishHTTP("pubsub", "orders", "application/json", body); code != http.StatusNoContent {
+			t.Fatalf("poison publish = %d %s", code, answer)
+		}
+	}
+	s.publish("-count", strconv.Itoa(republished), "-interval", "0") // orders 0–9 again
+	duplicates := func() int {
+		d := 0
+		for _, nd := range nodes {
+			for _, l := range nd.received.logLines() {
+				if strings.Contains(l, "Duplicate delivery") {
+					d++
+				}
+			}
+		}
+		return d
+	}
+	// JetStream drops a re-publish itself: the CloudEvent id is the
+	// Nats-Msg-Id, deduplicated within the stream's window (2 min).
+	wantDups := republished
+	if broker == launcher.BrokerJetStream {
+		wantDups = 0
+	}
+	waitFor(t, 3*time.Minute, "drained", func() bool {
+		return s.countKeys("statestore||subscriber/order/*") >= n && len(s.deadLetterIndex()) >= poison && duplicates() >= wantDups &&
+			(broker != launcher.BrokerRedis || (s.pending("orders") == 0 && s.pending("orders-deadletter") == 0))
+	})
+	s.checkProcessedOnce(launcher.SubscriberID, n)
+	if broker == launcher.BrokerJetStream && duplicates() != 0 {
+		t.Errorf("%d re-published orders reached the subscriber; JetStream should have dropped them as duplicates", duplicates())
+	}
+	if got := len(s.deadLetterIndex()); got != poison {
+		t.Errorf("%d dead letters, want exactly the %d poison orders", got, poison)
+	}
+	split := make([]int, len(nodes))
+	for i, nd := range nodes {
+		split[i] = nd.received.distinct()
+		if split[i] == 0 {
+			t.Errorf("replica %d processed nothing", i+1)
+		}
+	}
+	t.Logf("%s: %d orders processed once (split %v), %d duplicate deliveries absorbed, %d dead letters, in %s",
+		broker, n, split, duplicates(), poison, time.Since(start).Round(100*time.Millisecond))
+}

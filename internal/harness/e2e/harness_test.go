@@ -1,0 +1,347 @@
+package e2e
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"dapr-pub-sub/internal/harness/cluster"
+	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/system"
+	"dapr-pub-sub/internal/order"
+)
+
+// Shared by every test: found or built once in TestMain.
+var (
+	tools  system.Tools
+	root   string // the repository root
+	binDir string // the built apps
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		cleanup, err := setup()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "e2e setup:", err)
+			return 1
+		}
+		defer cleanup() // the built apps' folder
+		return m.Run()
+	}())
+}
+
+// setup finds or builds daprd of DAPR_VERSION (the default runtime when
+// unset) and builds the apps, once for every test; cleanup removes them.
+func setup() (cleanup func(), err error) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return nil, fmt.Errorf("the integration tests need redis-server on PATH: apt-get install -y redis-server (.ci/run does this)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	if tools, cleanup, err = system.Prepare(ctx, os.Getenv("DAPR_VERSION"), os.Stderr); err != nil {
+		return nil, err
+	}
+	root, binDir = tools.Root, tools.BinDir
+	fmt.Fprintf(os.Stderr, "e2e: daprd %s (%s)\n", tools.Daprd.Version, tools.Daprd.Path)
+	return cleanup, nil
+}
+
+// sys is the whole system on real processes, on free ports, for one test:
+// the spec's Running, plus what the assertions read.
+type sys struct {
+	*system.Running
+	t        testing.TB
+	redis    *redis.Client
+	received *receipts
+}
+
+// options vary a system from the one `make run` starts.
+type options struct {
+	subEnv []string // more environment for the subscriber (appenv names), e.g. fault settings
+	broker string   // behind the pubsub component; default launcher.BrokerRedis
+	mode   launcher.Mode
+	// channel is how daprd delivers; "" is the spec's default (grpc in
+	// the latency mode), or E2E_CHANNEL when set.
+	channel system.Channel
+	// noAppHealthCheck turns the subscriber daprd's app health check off.
+	noAppHealthCheck bool
+	// retention is the keeper's window and interval; zero: the defaults.
+	retention system.Retention
+	// sentinel: Redis with failover on test hosts instead of a
+	// redis-server on loopback.
+	sentinel *cluster.Sentinel
+}
+
+// startSystem starts the system as its spec says, with a fresh
+// redis-server in the test's temp folder; t.Cleanup stops it in reverse
+// order.
+func startSystem(t testing.TB, opts ...options) *sys {
+	t.Helper()
+	var o options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	ports, err := launcher.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &sys{t: t, received: newReceipts()}
+	sub := debugNode(system.Node{Env: o.subEnv, OnLine: s.received.observe, NoAppHealthCheck: o.noAppHealthCheck})
+	ro := launcher.RedisOptions{Source: launcher.RedisServer, Addr: "127.0.0.1:" + strconv.Itoa(ports[0]), Dir: t.TempDir()}
+	var sentinels string
+	if o.sentinel != nil {
+		ro = launcher.RedisOptions{Source: launcher.RedisExisting, Addr: o.sentinel.Nodes[0].Addr, ExistingPassword: o.sentinel.Password()}
+		sentinels = o.sentinel.SentinelAddrs()
+	}
+	s.Running = startRunning(t, system.Spec{
+		Tools:     tools,
+		Redis:     ro,
+		Sentinels: sentinels, SentinelMaster: cluster.MasterName,
+		Broker:     o.broker,
+		Mode:       o.mode,
+		Channel:    cmp.Or(o.channel, system.Channel(os.Getenv("E2E_CHANNEL"))),
+		Subscriber: sub,
+		Retention:  o.retention,
+		Out:        &testLog{t: t},
+	})
+	if o.sentinel != nil {
+		s.redis = o.sentinel.Client()
+	} else {
+		s.redis = redis.NewClient(&redis.Options{Addr: s.Redis.Addr, Password: s.Redis.Password})
+	}
+	t.Cleanup(func() { s.redis.Close() })
+	return s
+}
+
+// debugNode applies E2E_DEBUG: 1 turns on debug logs in the subscriber and
+// its daprd, app in the subscriber only, for chasing a failure (the logs
+// are shown when a test fails).
+func debugNode(n system.Node) system.Node {
+	switch os.Getenv("E2E_DEBUG") {
+	case "":
+	case "app":
+		n.LogLevel = "debug"
+	default:
+		n.LogLevel, n.DaprLogLevel = "debug", "debug"
+	}
+	return n
+}
+
+// node is one subscriber app with its sidecar, and what it printed.
+type node struct {
+	*system.Subscriber
+	received *receipts
+}
+
+// first is the system's first subscriber as a node.
+func (s *sys) first() *node { return &node{Subscriber: s.Sub, received: s.received} }
+
+// addSubscriber starts a subscriber app with app id appID (a replica of
+// another when the id is the same) and its sidecar; name tells replicas
+// apart in the logs.
+func (s *sys) addSubscriber(appID, name string, env []string) *node {
+	s.t.Helper()
+	rec := newReceipts()
+	sub, err := s.AddSubscriber(s.t.Context(), debugNode(system.Node{AppID: appID, Name: name, Env: env, OnLine: rec.observe}))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return &node{Subscriber: sub, received: rec}
+}
+
+// publishHTTP publishes body to topic on component through the publisher's
+// sidecar over plain HTTP, as curl would, with the Dapr API token.
+func (s *sys) publishHTTP(component, topic, contentType, body string) (int, string) {
+	return daprPost(s.t, s.PubDaprd.HTTPURL()+"/v1.0/publish/"+component+"/"+topic, s.Secrets.APIToken, contentType, body)
+}
+
+// daprPost POSTs body to url with token as the dapr-api-token ("" for none).
+func daprPost(t testing.TB, url, token, contentType, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", contentType)
+	if token != "" {
+		req.Header.Set("dapr-api-token", token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// publish runs the publisher binary with args to completion.
+func (s *sys) publish(args ...string) {
+	s.t.Helper()
+	p, err := s.StartPublisher(args, "")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(s.t.Context(), 10*time.Minute)
+	defer cancel()
+	if err := p.Wait(ctx); err != nil {
+		p.Stop(time.Second)
+		s.t.Fatalf("publisher %v: %v\n%s", args, err, p.Tail())
+	}
+}
+
+// waitDrained polls until the subscriber has printed want distinct orders
+// and the consumer group has nothing pending, so no redelivery can follow.
+func (s *sys) waitDrained(want int, timeout time.Duration) {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := s.received.distinct()
+		pending := int64(-1)
+		if got >= want {
+			if p, err := s.redis.XPending(s.t.Context(), "orders", launcher.SubscriberID).Result(); err == nil {
+				pending = p.Count
+			}
+			if pending == 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("not drained after %s: %d of %d orders received, %d pending", timeout, got, want, pending)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// receipts collects the subscriber's "Received message" lines.
+type receipts struct {
+	mu     sync.Mutex
+	counts map[int64]int
+	orders map[int64]order.Order
+	lines  []string // every output line, for assertions on logs
+	bad    []string // Received lines that did not decode
+}
+
+func newReceipts() *receipts {
+	return &receipts{counts: map[int64]int{}, orders: map[int64]order.Order{}}
+}
+
+const receivedPrefix = "Received message: "
+
+func (r *receipts) observe(line string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lines = append(r.lines, line)
+	rest, ok := strings.CutPrefix(line, receivedPrefix)
+	if !ok {
+		return
+	}
+	o, err := order.Decode([]byte(rest))
+	if err != nil {
+		r.bad = append(r.bad, line)
+		return
+	}
+	r.counts[o.ID]++
+	r.orders[o.ID] = o
+}
+
+func (r *receipts) distinct() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.counts)
+}
+
+// snapshot returns copies of the counts and orders received so far.
+func (r *receipts) snapshot() (map[int64]int, map[int64]order.Order, []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	counts, orders := map[int64]int{}, map[int64]order.Order{}
+	for k, v := range r.counts {
+		counts[k] = v
+	}
+	for k, v := range r.orders {
+		orders[k] = v
+	}
+	return counts, orders, append([]string(nil), r.bad...)
+}
+
+func (r *receipts) logLines() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.lines...)
+}
+
+// testLog sends process output to t.Log, shown with -v or on failure.
+type testLog struct{ t testing.TB }
+
+func (w *testLog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func envInt(t *testing.T, name string, def int) int {
+	return envValue(t, name, def, "a whole number ≥ 1", func(v string) (int, bool) {
+		n, err := strconv.Atoi(v)
+		return n, err == nil && n >= 1
+	})
+}
+
+func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
+	return envValue(t, name, def, "a duration such as 1s", func(v string) (time.Duration, bool) {
+		d, err := time.ParseDuration(v)
+		return d, err == nil && d >= 0
+	})
+}
+
+// envValue is the variable name parsed by parse, def when it is unset; a
+// value that does not parse fails the test with what it wants.
+func envValue[T any](t *testing.T, name string, def T, want string, parse func(string) (T, bool)) T {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	x, ok := parse(v)
+	if !ok {
+		t.Fatalf("%s=%q: want %s", name, v, want)
+	}
+	return x
+}
+
+// lag is how many entries of stream the subscriber's group has not read
+// yet (XINFO GROUPS, Redis 7); -1 when unknown.
+func (s *sys) lag(stream string) int64 {
+	groups, err := s.redis.XInfoGroups(s.t.Context(), stream).Result()
+	if err != nil {
+		return -1
+	}
+	for _, g := range groups {
+		if g.Name == launcher.SubscriberID {
+			return g.Lag
+		}
+	}
+	return -1
+}
+
+// startRunning starts the system for the test t, fails it at once if that
+// fails, and registers Stop with t.Cleanup, as dapr/dapr's integration
+// framework does.
+func startRunning(t testing.TB, spec system.Spec) *system.Running {
+	t.Helper()
+	r, err := system.Start(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Stop)
+	return r
+}

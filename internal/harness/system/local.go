@@ -1,0 +1,261 @@
+package system
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"dapr-pub-sub/internal/cli"
+	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/logging"
+	"dapr-pub-sub/internal/retention"
+	"dapr-pub-sub/internal/subscriber/web"
+)
+
+// local is what `make run` was asked for.
+type local struct {
+	spec        Spec
+	daprVersion string
+	count       int
+	interval    time.Duration
+	stay        bool
+	prepare     bool
+}
+
+func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (local, error) {
+	env := &cli.Env{Getenv: getenv}
+	str := env.Str
+	// The seed's HTTP ports; the app↔sidecar gRPC ports are picked free
+	// (below the ephemeral range) unless given: a fixed port there can be
+	// held by any client socket.
+	l := local{spec: Spec{Ports: Ports{App: 8001, AppGRPC: 8002, SubHTTP: 3501, PubHTTP: 3500}}}
+	p := &l.spec.Ports
+	var redisSource, mode, channel string
+	fs := cli.NewFlagSet("launcher", "Runs the whole system locally: Redis, the subscriber and the publisher, each\nwith its own daprd, on the seed's ports. Ctrl-C stops everything.", stderr)
+	fs.StringVar(&l.spec.Broker, "broker", str("BROKER", launcher.BrokerRedis), "the broker behind the pubsub component: redis, rabbitmq, mqtt, kafka; or a three-node cluster on network namespaces (root): jetstream, rabbitmq-cluster (quorum queues) [BROKER]")
+	fs.StringVar(&mode, "mode", str("MODE", string(launcher.ModeLatency)), "latency: one delivery per order; throughput: bulk subscribe, batches of "+strconv.Itoa(launcher.ThroughputBatch)+" [MODE]")
+	fs.StringVar(&channel, "channel", str("CHANNEL", ""), "how daprd delivers to the subscriber: grpc (default; never acknowledges what the app did not answer), stream (the app opens subscription streams; no app port; latency mode only) or http (the seed's shape; default and required in the throughput mode) [CHANNEL]")
+	fs.StringVar(&l.daprVersion, "dapr-version", str("DAPR_VERSION", ""), "Dapr runtime version to run (default: tools/daprd/go.mod's) [DAPR_VERSION]")
+	fs.StringVar(&redisSource, "redis", str("REDIS_MODE", string(launcher.RedisAuto)), "where Redis comes from: auto, existing, redis-server or embedded [REDIS_MODE]")
+	fs.StringVar(&l.spec.Redis.Addr, "redis-addr", str("REDIS_ADDR", "127.0.0.1:6379"), "Redis address; replaces localhost:6379 in the components [REDIS_ADDR]")
+	fs.IntVar(&p.App, "app-port", p.App, "subscriber app port")
+	fs.IntVar(&p.AppGRPC, "app-grpc-port", p.AppGRPC, "subscriber app gRPC port, where daprd delivers on the grpc channel")
+	fs.IntVar(&p.SubHTTP, "sub-http-port", p.SubHTTP, "subscriber sidecar HTTP port")
+	fs.IntVar(&p.SubGRPC, "sub-grpc-port", 0, "subscriber sidecar gRPC port (default: a free one)")
+	fs.IntVar(&p.PubHTTP, "pub-http-port", p.PubHTTP, "publisher sidecar HTTP port")
+	fs.IntVar(&p.PubGRPC, "pub-grpc-port", 0, "publisher sidecar gRPC port (default: a free one)")
+	fs.IntVar(&l.count, "count", 10, "orders the publisher sends")
+	fs.DurationVar(&l.interval, "interval", time.Second, "pause between orders")
+	fs.StringVar(&l.spec.DaprLogLevel, "dapr-log-level", str("DAPR_LOG_LEVEL", "error"), "daprd --log-level: debug, info, warn, error [DAPR_LOG_LEVEL]")
+	fs.BoolVar(&l.stay, "stay", true, "keep the subscriber running after the publisher is done, until Ctrl-C")
+	fs.BoolVar(&l.prepare, "prepare", false, "only find or build daprd (the slow part of a first run), print it and exit")
+	err := cli.Parse(fs, args)
+	if err != nil {
+		return l, err
+	}
+	l.spec.Redis.Source = launcher.RedisSource(redisSource)
+	if l.spec.Mode, err = launcher.ParseMode(mode); err != nil {
+		return l, err
+	}
+	l.spec.Channel, err = ParseChannel(channel)
+	return l, err
+}
+
+// Run is the launcher program behind `make run`: it reads the flags into a
+// Spec, starts the system, starts the publisher, and shows every process's
+// output until ctx is done or a process fails; then it stops everything in
+// reverse order.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	l, err := parseLocal(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	say := func(format string, a ...any) { fmt.Fprintf(stdout, "==> "+format+"\n", a...) }
+	if l.prepare {
+		root, err := launcher.RepoRoot()
+		if err != nil {
+			return err
+		}
+		d, err := launcher.FindDaprd(ctx, root, l.daprVersion, stdout)
+		if err != nil {
+			return err
+		}
+		say("Using daprd %s (%s)", d.Version, d.Path)
+		return nil
+	}
+	if err := l.checkPorts(); err != nil {
+		return err
+	}
+	tools, cleanup, err := Prepare(ctx, l.daprVersion, stdout)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	say("Using daprd %s (%s)", tools.Daprd.Version, tools.Daprd.Path)
+
+	secrets := launcher.NewSecrets(getenv)
+	// daprd's known lines (a Dapr defect we reported) are explained once
+	// and counted, not printed every 2 s.
+	folder := launcher.NewFolder(stdout, launcher.KnownDaprLines)
+	l.spec.Tools, l.spec.Secrets, l.spec.Out = tools, &secrets, folder
+	l.spec.Redis.ExistingPassword = getenv("REDIS_PASSWORD")
+	appLog := ""
+	if logging.IsTerminal(stdout) {
+		appLog = "text" // the apps write to our pipe, not the terminal
+	}
+	l.spec.Subscriber.LogFormat = appLog
+	if l.spec.Broker == "" || l.spec.Broker == launcher.BrokerRedis {
+		say("Starting Redis, the subscriber with its sidecar, and the publisher's sidecar")
+	} else {
+		say("Starting Redis (the state store), %s behind the pubsub component, the subscriber with its sidecar, and the publisher's sidecar", l.spec.Broker)
+	}
+	sys, err := Start(ctx, l.spec)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		say("Stopping")
+		sys.Stop()
+		if s := folder.Summary(); s != "" {
+			say("%s", s)
+		}
+	}()
+	// The API token, for the curl below and `make deadletters`: in a 0600
+	// file, not on the screen.
+	tokenFile := filepath.Join(tools.Root, ".run", "dapr-api-token")
+	if err := writeSecretFile(tokenFile, sys.Secrets.APIToken); err != nil {
+		return err
+	}
+	defer os.Remove(tokenFile)
+	// Where `make deadletters` finds the publisher's sidecar: its gRPC
+	// port is picked free per run.
+	portFile := filepath.Join(tools.Root, ".run", "publisher-grpc-port")
+	if err := writeSecretFile(portFile, strconv.Itoa(sys.PubDaprd.GRPCPort)); err != nil {
+		return err
+	}
+	defer os.Remove(portFile)
+	say("Redis (%s) at %s", sys.Redis.Source, sys.Redis.Addr)
+	if sys.Redis.Source == launcher.RedisEmbedded {
+		fmt.Fprintln(stdout, "WARNING: with the embedded broker the state store is Dapr's in-memory one: deduplication holds while the subscriber's sidecar runs, and `make deadletters` (another sidecar) sees no dead letters.")
+	}
+	if sys.Broker != nil {
+		addr := sys.Broker.Addr
+		if u, err := url.Parse(addr); err == nil && u.User != nil {
+			addr = u.Redacted() // no password on the screen
+		}
+		say("%s at %s behind the pubsub component (Redis stays the state store)", sys.Broker.Kind, addr)
+	}
+	if sys.Keeper != nil {
+		say("Retention keeper: trims what every consumer group is done with after %s; backlog metrics at %s", cmp.Or(sys.Spec.Retention.Window, retention.DefaultWindow), sys.KeeperMetrics)
+	}
+	if l.spec.Mode == launcher.ModeThroughput {
+		say("Throughput mode: bulk subscribe, batches of up to %d orders, waiting at most %s", launcher.ThroughputBatch, launcher.ThroughputAwait)
+	}
+	switch sys.Spec.Channel {
+	case ChannelGRPC:
+		say("Subscriber on :%d (daprd delivers over gRPC to :%d), its sidecar on :%d (gRPC :%d)", sys.Sub.Port, sys.Sub.GRPCPort, sys.Sub.Daprd.HTTPPort, sys.Sub.Daprd.GRPCPort)
+	case ChannelStream:
+		say("Subscriber on :%d (it opens subscription streams to its sidecar), its sidecar on :%d (gRPC :%d)", sys.Sub.Port, sys.Sub.Daprd.HTTPPort, sys.Sub.Daprd.GRPCPort)
+	default:
+		say("Subscriber on :%d (daprd delivers over HTTP), its sidecar on :%d (gRPC :%d)", sys.Sub.Port, sys.Sub.Daprd.HTTPPort, sys.Sub.Daprd.GRPCPort)
+	}
+	say("Live page: http://127.0.0.1:%d/?key=%s (opens the page for this run only)", sys.Sub.Port, web.PageKey(sys.Secrets.AppToken))
+	say("Publisher sidecar on :%d (gRPC :%d); publishing %d orders", sys.PubDaprd.HTTPPort, sys.PubDaprd.GRPCPort, l.count)
+
+	pub, err := sys.StartPublisher([]string{"-count", strconv.Itoa(l.count), "-interval", l.interval.String()}, appLog)
+	if err != nil {
+		return err
+	}
+	if err := firstExit(ctx, pub, sys.Sub.App, sys.Sub.Daprd.Process, sys.PubDaprd.Process); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err := pub.Err(); err != nil {
+		return fmt.Errorf("publisher failed: %w", err)
+	}
+	if !l.stay {
+		return nil
+	}
+	say("Publisher done. The subscriber keeps running; publish more by hand (in the checkout, from another terminal):")
+	fmt.Fprintln(stdout, "    "+HandCurl(sys.PubDaprd.HTTPPort, HandOrderID(l.count)))
+	say("Dead letters: make deadletters (list), make deadletters ARGS=replay. Press Ctrl-C to stop.")
+	return firstExit(ctx, sys.Sub.App, sys.Sub.Daprd.Process, sys.PubDaprd.Process)
+}
+
+// HandOrderID is the id of the order the banner's curl publishes: 1000, an
+// id the publisher's orders 0…count-1 do not use (count itself if they
+// reach 1000), so that it is a new order and not a conflicting duplicate.
+func HandOrderID(count int) int { return max(1000, count) }
+
+// HandCurl is the curl the banner prints (the README's, on its port): it
+// publishes order id with the message "hi" through the publisher's sidecar
+// at port, with the run's API token from .run/dapr-api-token.
+func HandCurl(port, id int) string {
+	return fmt.Sprintf(`curl -X POST localhost:%d/v1.0/publish/pubsub/orders -H "dapr-api-token: $(cat .run/dapr-api-token)" -H 'Content-Type: application/json' -d '{"id":%d,"message":"hi"}'`, port, id)
+}
+
+// checkPorts fails early, with what to do, when a fixed port is taken.
+func (l local) checkPorts() error {
+	p := l.spec.Ports
+	for _, c := range []struct {
+		port int
+		what string
+	}{
+		{p.App, "subscriber app"}, {p.AppGRPC, "subscriber app gRPC"}, {p.SubHTTP, "subscriber sidecar HTTP"}, {p.SubGRPC, "subscriber sidecar gRPC"},
+		{p.PubHTTP, "publisher sidecar HTTP"}, {p.PubGRPC, "publisher sidecar gRPC"},
+	} {
+		if c.port == 0 {
+			continue
+		}
+		if err := launcher.CheckPortFree(c.port, c.what, "stop the earlier `make run` still running, or pick another port with the flag"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeSecretFile writes secret to path, readable by the owner only (the
+// folder too).
+func writeSecretFile(path, secret string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(secret), 0o600)
+}
+
+// firstExit waits for ctx to end (nil) or the first of ps to exit. The
+// first process exiting is an error unless it is ps[0] ending with exit 0.
+func firstExit(ctx context.Context, ps ...*launcher.Process) error {
+	exited := make(chan *launcher.Process, len(ps))
+	for _, p := range ps {
+		go func() {
+			select {
+			case <-p.Done():
+				exited <- p
+			case <-ctx.Done():
+			}
+		}()
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case p := <-exited:
+		if p == ps[0] && p.Err() == nil {
+			return nil
+		}
+		return p.ExitError()
+	}
+}

@@ -1,0 +1,508 @@
+// Package system declares the whole system — Redis, the broker behind the
+// pubsub component, the subscriber app and its daprd, the publisher's daprd
+// — as one value, a Spec, and brings it up and down in order. `make run`,
+// the integration tests and the benchmark all start the system through it,
+// so a new dimension (a delivery channel, a Dapr version, a clustered broker)
+// is added here once.
+//
+// It sits above internal/launcher, the process library (process groups,
+// readiness, ports, the daprd build), and is modelled on dapr/dapr's
+// tests/integration framework: processes declared, started in order, stopped
+// in reverse.
+package system
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"dapr-pub-sub/internal/appenv"
+	"dapr-pub-sub/internal/harness/cluster"
+	"dapr-pub-sub/internal/harness/hosts"
+	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/retention"
+	"dapr-pub-sub/internal/subscriber"
+)
+
+// Tools are what every system of one program run shares: the repository,
+// the daprd binary and the built apps. Prepare makes them.
+type Tools struct {
+	Root   string         // the repository root
+	Daprd  launcher.Daprd // the sidecar binary
+	BinDir string         // where the publisher, subscriber and deadletters binaries are
+}
+
+// Prepare finds or builds daprd of the Dapr runtime version ("" for the
+// default, tools/daprd/go.mod) and builds the apps into a new temporary
+// folder; the returned func removes it.
+func Prepare(ctx context.Context, version string, log io.Writer) (Tools, func(), error) {
+	root, err := launcher.RepoRoot()
+	if err != nil {
+		return Tools{}, nil, err
+	}
+	d, err := launcher.FindDaprd(ctx, root, version, log)
+	if err != nil {
+		return Tools{}, nil, err
+	}
+	dir, err := os.MkdirTemp("", "dapr-pub-sub-bin-")
+	if err != nil {
+		return Tools{}, nil, err
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	fmt.Fprintln(log, "==> Building the publisher, the subscriber, the dead-letter tool and the retention keeper (about 30 s the first time)")
+	if err := launcher.BuildApps(ctx, root, dir); err != nil {
+		cleanup()
+		return Tools{}, nil, err
+	}
+	return Tools{Root: root, Daprd: d, BinDir: dir}, cleanup, nil
+}
+
+// Channel is how the subscriber's daprd delivers events to the app.
+type Channel string
+
+// Delivery channels. See the subscriber's -channel.
+const (
+	// ChannelGRPC: daprd calls the app's gRPC service (--app-protocol
+	// grpc). Never acknowledges an order the app did not answer. The
+	// default in the latency mode.
+	ChannelGRPC Channel = subscriber.ChannelGRPC
+	// ChannelStream: the app opens a streaming subscription to its daprd
+	// per topic; daprd has no app channel. The latency mode only.
+	ChannelStream Channel = subscriber.ChannelStream
+	// ChannelHTTP: daprd POSTs each event to the app's route, the seed's
+	// shape. The throughput mode needs it (bulk subscribe).
+	ChannelHTTP Channel = subscriber.ChannelHTTP
+)
+
+// Channels are the delivery channels daprd version runs safely: all of
+// them from 1.18 on, grpc and http before (CheckStreamRuntime).
+func Channels(version string) []Channel {
+	var out []Channel
+	for _, c := range subscriber.Channels {
+		if Channel(c) != ChannelStream || subscriber.CheckStreamRuntime(version) == nil {
+			out = append(out, Channel(c))
+		}
+	}
+	return out
+}
+
+// ParseChannel checks s ("" is the mode's default).
+func ParseChannel(s string) (Channel, error) {
+	switch c := Channel(s); c {
+	case "", ChannelGRPC, ChannelStream, ChannelHTTP:
+		return c, nil
+	}
+	return "", fmt.Errorf("unknown channel %q: grpc, stream or http", s)
+}
+
+// Ports are the system's fixed ports; 0 picks a free one.
+type Ports struct {
+	App     int // the subscriber app's HTTP port: probes, metrics, the live page, and deliveries on the http channel
+	AppGRPC int // the subscriber app's gRPC port, where daprd delivers on the grpc channel
+	SubHTTP int // the subscriber's daprd, HTTP API
+	SubGRPC int // the subscriber's daprd, gRPC API (the app's state calls)
+	PubHTTP int // the publisher's daprd, HTTP API
+	PubGRPC int // the publisher's daprd, gRPC API (the publisher's calls)
+}
+
+// Spec is one system. The zero value, with Tools set, is what `make run`
+// starts on free ports: redis-server, Redis Streams behind pubsub, the
+// latency mode, the HTTP channel.
+type Spec struct {
+	Tools   Tools
+	Redis   launcher.RedisOptions // where Redis (the state store, and the default broker) comes from; Out is set from Out
+	Broker  string                // behind the pubsub component: launcher.BrokerRedis ("") or another of launcher.Brokers
+	Mode    launcher.Mode         // latency ("") or throughput
+	Channel Channel               // how daprd delivers to the subscriber; "" is ChannelGRPC, or ChannelHTTP in the throughput mode
+	Secrets *launcher.Secrets     // nil: generated for this system
+	Ports   Ports
+
+	// Subscriber is what the first subscriber app gets beyond what the
+	// spec decides (port, tokens, mode); AddSubscriber starts more.
+	Subscriber Node
+	// DaprLogLevel is every daprd's --log-level; "" is info.
+	DaprLogLevel string
+	// PubDaprArgs are more flags for the publisher's daprd (the
+	// subscribers' are in their Node).
+	PubDaprArgs []string
+	// DaprEnv is more environment for every daprd (NAME=value), e.g.
+	// GOGC or GOMAXPROCS.
+	DaprEnv []string
+	// Sentinels, when set, are Redis Sentinels (comma-separated
+	// host:port) watching SentinelMaster: the Redis components and the
+	// retention keeper follow the primary through them (Redis is then an
+	// existing one, at the primary's address).
+	Sentinels, SentinelMaster string
+	// PubSubMetadata overrides items of the pubsub component's metadata
+	// (after the mode's), e.g. {"concurrency": "32"}; each must exist.
+	PubSubMetadata map[string]string
+	// Retention is the retention keeper's settings: Window is W for the
+	// keeper and the subscribers' records (0: retention.DefaultWindow),
+	// Interval its passes (0: 10 s). The keeper runs beside the apps when
+	// Redis is the broker and not the embedded one.
+	Retention Retention
+	// Out gets every process's output, each line prefixed with its name.
+	Out io.Writer
+}
+
+// Retention is the retention keeper's part of a spec.
+type Retention struct {
+	Window, Interval time.Duration
+}
+
+// Node is one subscriber app with its sidecar, as asked for.
+type Node struct {
+	AppID        string   // "" is launcher.SubscriberID; the same id again is a replica
+	Name         string   // log prefix; "" is the app id
+	Env          []string // more NAME=value pairs for the app (appenv names), e.g. faults
+	LogLevel     string   // the app's LOG_LEVEL; "" is its default
+	LogFormat    string   // the app's LOG_FORMAT; "" is its default
+	DaprLogLevel string   // its daprd's --log-level; "" is the spec's
+	DaprArgs     []string // more flags for its daprd, e.g. --app-max-concurrency 1
+	// NoAppHealthCheck turns its daprd's app health check off.
+	NoAppHealthCheck bool
+	OnLine           func(string) // sees every line the app prints
+	// Command runs instead of the subscriber app (path, then arguments),
+	// with its environment; the benchmark's bare app. Empty: the
+	// subscriber.
+	Command []string
+}
+
+// Subscriber is a running subscriber app and its sidecar.
+type Subscriber struct {
+	App      *launcher.Process
+	Daprd    *launcher.RunningSidecar
+	Port     int // its HTTP port: probes, metrics, /stats, the live page
+	GRPCPort int // its gRPC port on the grpc channel, else 0
+	Node     Node
+}
+
+// Running is a started system. Its fields are for the callers to read; Stop
+// ends it.
+type Running struct {
+	Spec    Spec
+	Secrets launcher.Secrets
+	Redis   *launcher.Redis
+	Broker  *launcher.Broker // nil when Redis is the broker
+	// JetStream is the cluster behind Broker when it is
+	// launcher.BrokerJetStream, for tests that fail its nodes.
+	JetStream *cluster.JetStream
+	// RabbitMQ is the cluster behind Broker when it is
+	// launcher.BrokerRabbitMQCluster.
+	RabbitMQ  *cluster.RabbitMQ
+	Resources string      // the Dapr resources folder every sidecar reads
+	Sub       *Subscriber // the first subscriber
+	PubDaprd  *launcher.RunningSidecar
+	Keeper    *launcher.Process // the retention keeper; nil when it does not run
+	// KeeperMetrics and KeeperBacklog are the keeper's /metrics and
+	// /backlog URLs; the subscribers' live pages show the backlog.
+	KeeperMetrics, KeeperBacklog string
+
+	stops []func()
+}
+
+// Start brings the system up in order — Redis, the other broker if any, the
+// resources folder, the retention keeper, the subscriber and its daprd, the
+// publisher's daprd —
+// and waits for each to be ready. On error it stops what it started.
+func Start(ctx context.Context, spec Spec) (r *Running, err error) {
+	if spec.Tools.Root == "" || spec.Tools.Daprd.Path == "" || spec.Tools.BinDir == "" {
+		return nil, errors.New("system.Start: Spec.Tools is not prepared (call system.Prepare)")
+	}
+	if spec.Out == nil {
+		spec.Out = io.Discard
+	}
+	if spec.Channel == "" {
+		spec.Channel = ChannelGRPC
+		if spec.Mode == launcher.ModeThroughput {
+			spec.Channel = ChannelHTTP
+		}
+	}
+	if _, err := ParseChannel(string(spec.Channel)); err != nil {
+		return nil, err
+	}
+	if spec.Channel == ChannelGRPC && spec.Mode == launcher.ModeThroughput {
+		return nil, errors.New("the throughput mode needs the http channel: the Go SDK's gRPC service does not implement bulk delivery")
+	}
+	if spec.Channel == ChannelStream && spec.Mode == launcher.ModeThroughput {
+		return nil, errors.New("the throughput mode needs the http channel: daprd has no bulk delivery on subscription streams")
+	}
+	if spec.Channel == ChannelStream {
+		if err := subscriber.CheckStreamRuntime(spec.Tools.Daprd.Version); err != nil {
+			return nil, err
+		}
+	}
+	r = &Running{Spec: spec} // with the defaults filled in
+	defer func() {
+		if err != nil {
+			r.Stop()
+			r = nil
+		}
+	}()
+	if spec.Secrets != nil {
+		r.Secrets = *spec.Secrets
+	} else {
+		r.Secrets = launcher.NewSecrets(func(string) string { return "" })
+	}
+	ro := spec.Redis
+	ro.Out = spec.Out
+	if ro.Password == "" {
+		ro.Password = r.Secrets.RedisPassword
+	}
+	if r.Redis, err = launcher.StartRedis(ctx, ro); err != nil {
+		return r, err
+	}
+	r.stops = append(r.stops, r.Redis.Stop)
+	r.Secrets.RedisPassword = r.Redis.Password
+
+	if r.Resources, err = os.MkdirTemp("", "dapr-pub-sub-resources-"); err != nil {
+		return r, err
+	}
+	r.stops = append(r.stops, func() { os.RemoveAll(r.Resources) })
+	if err := launcher.CopyComponents(filepath.Join(spec.Tools.Root, "components"), r.Resources, r.Redis.Addr); err != nil {
+		return r, err
+	}
+	if r.Redis.Source == launcher.RedisEmbedded {
+		if err := launcher.UseInMemoryStateStore(r.Resources); err != nil {
+			return r, err
+		}
+	}
+	if spec.Sentinels != "" {
+		if err := launcher.UseSentinels(r.Resources, spec.Sentinels, spec.SentinelMaster); err != nil {
+			return r, err
+		}
+	}
+	// Another broker behind "pubsub": started before the sidecars, so that
+	// it is stopped after them.
+	switch spec.Broker {
+	case launcher.BrokerJetStream:
+		r.Broker, r.JetStream, err = startJetStream(ctx, spec.Out)
+	case launcher.BrokerRabbitMQCluster:
+		r.Broker, r.RabbitMQ, err = startRabbitMQCluster(ctx, spec.Out)
+	default:
+		r.Broker, err = launcher.StartBroker(ctx, spec.Tools.Root, spec.Broker, spec.Out)
+	}
+	if err != nil {
+		return r, err
+	}
+	if r.Broker != nil {
+		r.stops = append(r.stops, r.Broker.Stop)
+		if err := launcher.UseBroker(spec.Tools.Root, r.Resources, r.Broker); err != nil {
+			return r, err
+		}
+	}
+	if err := spec.Mode.Apply(r.Resources, spec.Broker); err != nil {
+		return r, err
+	}
+	if len(spec.PubSubMetadata) > 0 {
+		if err := launcher.SetComponentMetadata(filepath.Join(r.Resources, "pubsub.yaml"), spec.PubSubMetadata); err != nil {
+			return r, err
+		}
+	}
+	if spec.Broker == "" && r.Redis.Source != launcher.RedisEmbedded {
+		if err := r.startKeeper(ctx); err != nil {
+			return r, err
+		}
+	}
+	if r.Sub, err = r.startSubscriber(ctx, spec.Subscriber, spec.Ports.App, spec.Ports.AppGRPC, spec.Ports.SubHTTP, spec.Ports.SubGRPC); err != nil {
+		return r, err
+	}
+	if r.PubDaprd, err = r.startSidecar(ctx, launcher.Sidecar{
+		AppID: launcher.PublisherID, HTTPPort: spec.Ports.PubHTTP, GRPCPort: spec.Ports.PubGRPC, Extra: spec.PubDaprArgs,
+	}); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// AddSubscriber starts one more subscriber app with its sidecar on free
+// ports: a replica when n.AppID is the first's, else another app that
+// subscribes on its own. Stop stops it with the rest.
+func (r *Running) AddSubscriber(ctx context.Context, n Node) (*Subscriber, error) {
+	return r.startSubscriber(ctx, n, 0, 0, 0, 0)
+}
+
+func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCPort, httpPort, grpcPort int) (*Subscriber, error) {
+	if n.AppID == "" {
+		n.AppID = launcher.SubscriberID
+	}
+	if n.Name == "" {
+		n.Name = n.AppID
+	}
+	free, err := launcher.FreePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	appPort, grpcPort = cmp.Or(appPort, free[0]), cmp.Or(grpcPort, free[1])
+	// daprd delivers to the app's HTTP port, on the grpc channel to its
+	// gRPC port, and on the stream channel on the streams the app opens
+	// (no app port); the HTTP port always serves probes and the page.
+	deliverPort, proto, appGRPC := appPort, "http", 0
+	switch r.Spec.Channel {
+	case ChannelGRPC:
+		appGRPCPort = cmp.Or(appGRPCPort, free[2])
+		deliverPort, proto, appGRPC = appGRPCPort, "grpc", appGRPCPort
+	case ChannelStream:
+		deliverPort, proto = 0, ""
+	}
+	batch, await := r.Spec.Mode.Bulk()
+	env := appenv.Subscriber{
+		AppID: n.AppID, Port: appPort, Channel: string(r.Spec.Channel), GRPCPort: appGRPC, SidecarGRPC: "127.0.0.1:" + strconv.Itoa(grpcPort),
+		APIToken: r.Secrets.APIToken, AppToken: r.Secrets.AppToken,
+		BulkMessages: batch, BulkAwait: await,
+		LogLevel: n.LogLevel, LogFormat: n.LogFormat, Extra: n.Env,
+		RetentionWindow: cmp.Or(r.Spec.Retention.Window, retention.DefaultWindow),
+		BacklogURL:      r.KeeperBacklog,
+	}
+	if r.Spec.Broker == launcher.BrokerRabbitMQCluster {
+		env.SubscriptionMetadata = "queueType=quorum" // replicated on the three nodes
+	}
+	app, err := launcher.StartSubscriberApp(ctx, launcher.SubscriberApp{
+		Name: n.Name, BinDir: r.Spec.Tools.BinDir, Command: n.Command, Port: appPort, Env: env.Env(), Out: r.Spec.Out, OnLine: n.OnLine,
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.stops = append(r.stops, func() { app.Stop(launcher.StopGrace) })
+	d, err := r.startSidecar(ctx, launcher.Sidecar{
+		Name: "daprd-" + n.Name, AppID: n.AppID, AppPort: deliverPort, AppProto: proto, HTTPPort: httpPort, GRPCPort: grpcPort, LogLevel: n.DaprLogLevel,
+		Extra: n.DaprArgs, NoAppHealthCheck: n.NoAppHealthCheck,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if r.Spec.Channel == ChannelStream {
+		// daprd is ready before the app has opened its streams; the
+		// app's readiness says when it has.
+		if err := launcher.WaitAppReady(ctx, app, appPort); err != nil {
+			return nil, err
+		}
+	}
+	return &Subscriber{App: app, Daprd: d, Port: appPort, GRPCPort: appGRPC, Node: n}, nil
+}
+
+// startKeeper starts the retention keeper on Redis and waits until it
+// serves.
+func (r *Running) startKeeper(ctx context.Context) error {
+	ports, err := launcher.FreePorts(1)
+	if err != nil {
+		return err
+	}
+	env := appenv.Keeper{
+		RedisAddr: r.Redis.Addr, RedisPassword: r.Redis.Password,
+		Window: cmp.Or(r.Spec.Retention.Window, retention.DefaultWindow), Interval: r.Spec.Retention.Interval,
+		MetricsAddress: "127.0.0.1:" + strconv.Itoa(ports[0]),
+		Sentinels:      r.Spec.Sentinels, SentinelMaster: r.Spec.SentinelMaster,
+	}
+	p := &launcher.Process{Name: "retention", Path: filepath.Join(r.Spec.Tools.BinDir, "retention"), Out: r.Spec.Out, Env: env.Env()}
+	if err := p.Start(); err != nil {
+		return err
+	}
+	r.stops = append(r.stops, func() { p.Stop(launcher.StopGrace) })
+	if err := launcher.WaitApp(ctx, p, ports[0]); err != nil { // it serves /healthz
+		return err
+	}
+	r.Keeper, r.KeeperMetrics, r.KeeperBacklog = p, "http://"+env.MetricsAddress+"/metrics", "http://"+env.MetricsAddress+"/backlog"
+	return nil
+}
+
+// startSidecar starts a daprd with what every sidecar of the system shares:
+// the secrets, the Configuration, the resources, the log level.
+func (r *Running) startSidecar(ctx context.Context, sc launcher.Sidecar) (*launcher.RunningSidecar, error) {
+	sc.Secrets = r.Secrets
+	sc.Config = filepath.Join(r.Spec.Tools.Root, "config", "config.yaml")
+	sc.Resources = r.Resources
+	sc.Env = append(sc.Env, r.Spec.DaprEnv...)
+	if sc.LogLevel == "" {
+		sc.LogLevel = r.Spec.DaprLogLevel
+	}
+	d, err := launcher.StartSidecar(ctx, r.Spec.Tools.Daprd, sc, r.Spec.Out)
+	if err != nil {
+		return nil, err
+	}
+	r.stops = append(r.stops, func() { d.Stop(launcher.StopGrace) })
+	return d, nil
+}
+
+// StartPublisher starts the publisher binary with args (its flags) against
+// the publisher's sidecar; it runs until it has published, so the caller
+// waits for it. Stop stops it if it still runs.
+func (r *Running) StartPublisher(args []string, logFormat string) (*launcher.Process, error) {
+	env := appenv.Publisher{SidecarGRPC: r.PubDaprd.GRPCAddr(), APIToken: r.Secrets.APIToken, LogFormat: logFormat}
+	p := &launcher.Process{
+		Name: launcher.PublisherID, Path: filepath.Join(r.Spec.Tools.BinDir, launcher.PublisherID), Args: args, Out: r.Spec.Out, Env: env.Env(),
+	}
+	if err := p.Start(); err != nil {
+		return nil, err
+	}
+	r.stops = append(r.stops, func() { p.Stop(launcher.StopGrace) })
+	return p, nil
+}
+
+// Processes are the system's long-running processes: Redis (when started
+// here), the other broker, the retention keeper, the first subscriber and
+// its daprd, the publisher's daprd.
+func (r *Running) Processes() []*launcher.Process {
+	var ps []*launcher.Process
+	if p := r.Redis.Process(); p != nil {
+		ps = append(ps, p)
+	}
+	if r.Broker != nil {
+		ps = append(ps, r.Broker.Process())
+	}
+	if r.Keeper != nil {
+		ps = append(ps, r.Keeper)
+	}
+	return append(ps, r.Sub.App, r.Sub.Daprd.Process, r.PubDaprd.Process)
+}
+
+// Stop stops everything Start and the Running's methods started, in
+// reverse order, and removes the resources folder. It is safe to call more
+// than once.
+func (r *Running) Stop() {
+	for i := len(r.stops) - 1; i >= 0; i-- {
+		r.stops[i]()
+	}
+	r.stops = nil
+}
+
+// jetStreamSubjects are the topics the JetStream cluster keeps a stream
+// for (the component creates none): every topic of components/.
+var jetStreamSubjects = []string{"orders", "orders-deadletter", "audit-deadletter"}
+
+// startRabbitMQCluster starts RabbitMQ as three nodes on test hosts of our
+// own, with a user "orders" and a password of its own.
+func startRabbitMQCluster(ctx context.Context, out io.Writer) (*launcher.Broker, *cluster.RabbitMQ, error) {
+	n, err := hosts.New("rqb", hosts.DefaultSubnet)
+	if err != nil {
+		return nil, nil, err
+	}
+	rq, err := cluster.StartRabbitMQ(ctx, n, "orders", rand.Text(), out)
+	if err != nil {
+		n.Close()
+		return nil, nil, err
+	}
+	return launcher.NewBroker(launcher.BrokerRabbitMQCluster, rq.URL(), func() { rq.Stop(); n.Close() }), rq, nil
+}
+
+// startJetStream starts NATS JetStream as three nodes on test hosts of our
+// own, with a three-replica stream per topic.
+func startJetStream(ctx context.Context, out io.Writer) (*launcher.Broker, *cluster.JetStream, error) {
+	n, err := hosts.New("jsb", hosts.DefaultSubnet)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := cluster.StartJetStream(ctx, n, jetStreamSubjects, out)
+	if err != nil {
+		n.Close()
+		return nil, nil, err
+	}
+	return launcher.NewBroker(launcher.BrokerJetStream, js.URLs(), func() { js.Stop(); n.Close() }), js, nil
+}
