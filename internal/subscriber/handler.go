@@ -101,15 +101,6 @@ type Delivery struct {
 // (Observe only; it is not a label of orders_deliveries_total).
 const OutcomeDeadLetter = "dead_letter"
 
-func (h *Handler) observe(d Delivery, start time.Time) {
-	if h.Observe == nil {
-		return
-	}
-	d.Time = time.Now()
-	d.Duration = d.Time.Sub(start)
-	h.Observe(d)
-}
-
 // Handler processes order events and dead letters. It is safe for
 // concurrent use: Dapr delivers several events at once.
 type Handler struct {
@@ -123,6 +114,9 @@ type Handler struct {
 	// whose call failed; an entry lives until the order's next delivery
 	// here.
 	unsure sync.Map
+	// orders and deadLetters are handleOrder and handleDeadLetter in the
+	// middleware (chain).
+	orders, deadLetters common.TopicEventHandler
 }
 
 // NewHandler returns a Handler for cfg.
@@ -130,7 +124,9 @@ func NewHandler(cfg HandlerConfig) *Handler {
 	if cfg.Tracer == nil {
 		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
-	return &Handler{HandlerConfig: cfg}
+	h := &Handler{HandlerConfig: cfg}
+	h.orders, h.deadLetters = h.chain(h.handleOrder), h.chain(h.handleDeadLetter)
+	return h
 }
 
 // startSpan starts the span of one delivery of e. Its parent is the span
@@ -153,6 +149,11 @@ func (h *Handler) startSpan(ctx context.Context, e *common.TopicEvent) (context.
 }
 
 var consumerSpan = trace.WithSpanKind(trace.SpanKindConsumer)
+
+// spanTraceID is the trace id of the span in ctx, for log lines.
+func spanTraceID(ctx context.Context) string {
+	return trace.SpanFromContext(ctx).SpanContext().TraceID().String()
+}
 
 // endSpan ends span with the delivery's outcome.
 func endSpan(span trace.Span, outcome string, err error) {
@@ -187,54 +188,32 @@ var (
 // with insert-if-absent, so it happens exactly once however often the
 // order is delivered.
 func (h *Handler) HandleOrder(ctx context.Context, e *common.TopicEvent) (retry bool, err error) {
-	start := time.Now()
-	outcome := OutcomeSuccess
-	var decoded *order.Order
-	ctx, span := h.startSpan(ctx, e)
-	defer func() {
-		if p := recover(); p != nil {
-			retry, err, outcome = true, fmt.Errorf("panic: %v", p), OutcomeRetry
-			h.Stats.Retried.Add(1)
-			h.Log.Error("Recovered from a panic while processing an order; it will be retried", "event_id", e.ID, "panic", p)
-		}
-		endSpan(span, outcome, err)
-		h.Metrics.observe(outcome, start)
-		d := Delivery{EventID: e.ID, Topic: e.Topic, Order: decoded, Outcome: outcome}
-		if err != nil {
-			d.Reason = err.Error()
-		}
-		h.observe(d, start)
-		if h.Log.Enabled(ctx, slog.LevelDebug) { // the arguments cost allocations even when not logged
-			h.Log.Debug("Delivery", "event_id", e.ID, "topic", e.Topic, "outcome", outcome, "traceparent", e.TraceParent,
-				"trace_id", span.SpanContext().TraceID().String(), "duration", time.Since(start).String())
-		}
-	}()
-	ctx, cancel := context.WithTimeout(ctx, h.Timeout)
-	defer cancel()
+	return h.orders(ctx, e)
+}
 
+// handleOrder is HandleOrder's step, in the middleware of chain.
+func (h *Handler) handleOrder(ctx context.Context, d *delivery) (retry bool, err error) {
+	e := d.event
 	raw := eventData(e)
 	o, err := order.Decode(raw)
 	if err != nil {
-		outcome = OutcomeDrop
-		h.Stats.Dropped.Add(1)
+		d.outcome = OutcomeDrop
 		h.Log.Error("Dropping an invalid order to the dead-letter topic",
 			"event_id", e.ID, "topic", e.Topic, "content_type", e.DataContentType, "err", err)
 		return false, err
 	}
-	decoded = &o
+	d.order = &o
 	if len(raw) > 0 && raw[0] == '"' {
 		h.Log.Warn("Order data arrived as a JSON string; publish with content type application/json",
 			"event_id", e.ID, "content_type", e.DataContentType)
 	}
 	if n := h.Faults.RejectFrom; n > 0 && o.ID >= n {
-		outcome = OutcomeDrop
-		h.Stats.Dropped.Add(1)
+		d.outcome = OutcomeDrop
 		h.Log.Error("Dropping an order to the dead-letter topic: injected permanent failure", "event_id", e.ID, "id", o.ID)
 		return false, errRejected
 	}
 	if err := h.injectFaults(ctx, o); err != nil {
-		outcome = OutcomeRetry
-		return h.retry(e, o, err)
+		return h.retry(d, o, err)
 	}
 	attempt := rand.Text()
 	first, err := h.Store.MarkProcessed(ctx, o, e.ID, attempt)
@@ -244,37 +223,32 @@ func (h *Handler) HandleOrder(ctx context.Context, e *common.TopicEvent) (retry 
 		// attempt, so that its redelivery completes the order instead of
 		// taking it for a duplicate.
 		h.unsure.Store(o.ID, attempt)
-		outcome = OutcomeRetry
-		return h.retry(e, o, err)
+		return h.retry(d, o, err)
 	}
 	if !first {
 		landed, err := h.landedUnseen(ctx, o.ID)
 		if err != nil {
-			outcome = OutcomeRetry
-			return h.retry(e, o, err)
+			return h.retry(d, o, err)
 		}
 		first = landed
 	}
 	if !first {
 		conflict, err := h.conflict(ctx, o)
 		if err != nil {
-			outcome = OutcomeRetry
-			return h.retry(e, o, err)
+			return h.retry(d, o, err)
 		}
 		if conflict != "" {
-			outcome = OutcomeConflict
-			h.Stats.Conflicts.Add(1)
+			d.outcome = OutcomeConflict
 			h.Log.Warn("Conflicting duplicate: an order with this id was already processed with other content; the first stays, this one goes to the dead-letter topic",
 				"event_id", e.ID, "id", o.ID, "difference", conflict)
 			return false, fmt.Errorf("conflicting duplicate of order %d: %s", o.ID, conflict)
 		}
-		outcome = OutcomeDuplicate
-		h.Stats.Duplicates.Add(1)
+		d.outcome = OutcomeDuplicate
 		h.Log.Info("Duplicate delivery of an order already processed; acknowledged without effect", "event_id", e.ID, "id", o.ID)
 		return false, nil
 	}
 	h.unsure.Delete(o.ID)
-	h.Stats.Processed.Add(1)
+	d.outcome = OutcomeSuccess
 	h.Metrics.observeEndToEnd(o.SentAt, time.Now())
 	h.mu.Lock()
 	h.line = append(o.AppendSeed(append(h.line[:0], "Received message: "...)), '\n')
@@ -314,9 +288,10 @@ func (h *Handler) conflict(ctx context.Context, o order.Order) (string, error) {
 	return rec.Order.Conflict(o), nil
 }
 
-func (h *Handler) retry(e *common.TopicEvent, o order.Order, err error) (bool, error) {
-	h.Stats.Retried.Add(1)
-	h.Log.Warn("Order processing failed; it will be retried", "event_id", e.ID, "id", o.ID, "err", err)
+// retry is RETRY for order o: a transient failure, err.
+func (h *Handler) retry(d *delivery, o order.Order, err error) (bool, error) {
+	d.outcome = OutcomeRetry
+	h.Log.Warn("Order processing failed; it will be retried", "event_id", d.event.ID, "id", o.ID, "err", err)
 	return true, err
 }
 
@@ -343,20 +318,24 @@ func (h *Handler) injectFaults(ctx context.Context, o order.Order) error {
 // not be processed, and logs it. It answers RETRY only when the store
 // cannot be reached, so a dead letter is neither lost nor looped.
 func (h *Handler) HandleDeadLetter(ctx context.Context, e *common.TopicEvent) (retry bool, err error) {
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, h.Timeout)
-	defer cancel()
+	return h.deadLetters(ctx, e)
+}
+
+// handleDeadLetter is HandleDeadLetter's step, in the middleware of chain.
+func (h *Handler) handleDeadLetter(ctx context.Context, d *delivery) (retry bool, err error) {
+	e := d.event
 	dl := h.deadLetter(eventData(e))
+	d.eventID = dl.EventID
 	if o, err := order.Decode(dl.Data); err == nil {
+		d.order = &o
 		if c, err := h.conflict(ctx, o); err == nil && c != "" {
 			dl.Reason = fmt.Sprintf("conflicting duplicate of order %d: %s (the first one was processed and stays)", o.ID, c)
 		}
 	}
 	first, err := h.Store.AddDeadLetter(ctx, dl)
 	if err != nil {
-		h.Stats.Retried.Add(1)
+		d.outcome = OutcomeRetry
 		h.Log.Warn("Could not store a dead letter; it will be retried", "event_id", e.ID, "err", err)
-		h.observe(Delivery{EventID: dl.EventID, Topic: e.Topic, Outcome: OutcomeRetry, Reason: err.Error()}, start)
 		return true, err
 	}
 	if first {
@@ -366,11 +345,7 @@ func (h *Handler) HandleDeadLetter(ctx context.Context, e *common.TopicEvent) (r
 		}
 	}
 	h.Log.Error("Dead letter", "event_id", dl.EventID, "topic", dl.Topic, "data", string(dl.Data), "reason", dl.Reason, "first_time", first)
-	d := Delivery{EventID: dl.EventID, Topic: e.Topic, Outcome: OutcomeDeadLetter, Reason: dl.Reason}
-	if o, err := order.Decode(dl.Data); err == nil {
-		d.Order = &o
-	}
-	h.observe(d, start)
+	d.outcome, d.reason = OutcomeDeadLetter, dl.Reason
 	return false, nil
 }
 

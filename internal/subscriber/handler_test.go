@@ -440,3 +440,62 @@ func TestReadyWhenDaprdHoldsTheSubscription(t *testing.T) {
 		t.Fatalf("/readyz once daprd holds it = %d (subscribed %v), want 200", code, subscribed.Load())
 	}
 }
+
+// TestEveryHandlerHasTheMiddleware: both handlers run in the same
+// middleware, so a panic in either is recovered into RETRY and counted,
+// measured, observed and traced the same way.
+func TestEveryHandlerHasTheMiddleware(t *testing.T) {
+	for name, handle := range map[string]func(*Handler) common.TopicEventHandler{
+		"orders":       func(h *Handler) common.TopicEventHandler { return h.HandleOrder },
+		"dead letters": func(h *Handler) common.TopicEventHandler { return h.HandleDeadLetter },
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(Faults{})
+			var seen []Delivery
+			f.h.Observe = func(d Delivery) { seen = append(seen, d) }
+			f.mem.Fail = func(string, string) error { panic("boom") }
+			e := &common.TopicEvent{ID: "p-1", Topic: "t", RawData: []byte(`{"id":"order-1","data":{"id":1,"message":"m"}}`)}
+			if name == "orders" {
+				e.RawData = []byte(`{"id":1,"message":"m"}`)
+			}
+			retry, err := handle(f.h)(t.Context(), e)
+			if !retry || err == nil || !strings.Contains(err.Error(), "panic: boom") {
+				t.Fatalf("panic: retry=%v err=%v, want RETRY", retry, err)
+			}
+			if n := f.h.Stats.Retried.Load(); n != 1 {
+				t.Errorf("Stats.Retried = %d, want 1", n)
+			}
+			if len(seen) != 1 || seen[0].Outcome != OutcomeRetry || !strings.Contains(seen[0].Reason, "boom") || seen[0].Duration <= 0 {
+				t.Errorf("observed %+v, want one retry with the panic as its reason", seen)
+			}
+			if !strings.Contains(f.logs.String(), "Recovered from a panic") || !strings.Contains(f.logs.String(), "event_id=p-1") {
+				t.Errorf("panic not logged with the event id: %s", f.logs)
+			}
+			if got := counterValue(t, f.h.Metrics, "orders_deliveries_total", OutcomeRetry); got != 1 {
+				t.Errorf("orders_deliveries_total{outcome=retry} = %v, want 1", got)
+			}
+		})
+	}
+}
+
+// counterValue reads a labelled counter from m's registry.
+func counterValue(t *testing.T, m *Metrics, name, outcome string) float64 {
+	t.Helper()
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, c := range mf.GetMetric() {
+			for _, l := range c.GetLabel() {
+				if l.GetName() == "outcome" && l.GetValue() == outcome {
+					return c.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}

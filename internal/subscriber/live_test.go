@@ -25,7 +25,7 @@ import (
 	"dapr-pub-sub/internal/subscriber/web"
 )
 
-func delivery(id int64, outcome string) Delivery {
+func testDelivery(id int64, outcome string) Delivery {
 	o := order.New(id)
 	return Delivery{Time: time.Now(), EventID: fmt.Sprintf("order-%d", id), Topic: "orders", Order: &o, Outcome: outcome}
 }
@@ -45,7 +45,7 @@ func TestFeedFansOutToEveryClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, b, _ := f.Subscribe()
-	f.Publish(delivery(1, OutcomeSuccess))
+	f.Publish(testDelivery(1, OutcomeSuccess))
 	for name, s := range map[string]*Subscription{"a": a, "b": b} {
 		select {
 		case d := <-s.C:
@@ -72,7 +72,7 @@ func TestFeedSnapshotIsTheLastDeliveriesInOrder(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			f := NewFeed(tc.keep, 1)
 			for i := range tc.publish {
-				f.Publish(delivery(int64(i), OutcomeSuccess))
+				f.Publish(testDelivery(int64(i), OutcomeSuccess))
 			}
 			recent, s, err := f.Subscribe()
 			if err != nil {
@@ -82,7 +82,7 @@ func TestFeedSnapshotIsTheLastDeliveriesInOrder(t *testing.T) {
 				t.Errorf("snapshot %v, want %v", got, tc.want)
 			}
 			// Nothing from before the snapshot comes again on C.
-			f.Publish(delivery(99, OutcomeSuccess))
+			f.Publish(testDelivery(99, OutcomeSuccess))
 			if d := <-s.C; d.EventID != "order-99" {
 				t.Errorf("first live delivery %q, want order-99", d.EventID)
 			}
@@ -98,7 +98,7 @@ func TestFeedSlowClientDoesNotBlockPublish(t *testing.T) {
 	go func() {
 		defer close(published)
 		for i := range n {
-			f.Publish(delivery(int64(i), OutcomeSuccess))
+			f.Publish(testDelivery(int64(i), OutcomeSuccess))
 		}
 	}()
 	select {
@@ -128,8 +128,8 @@ func TestFeedUnsubscribeFreesTheClient(t *testing.T) {
 	if f.Clients() != 0 {
 		t.Fatalf("Clients = %d after Unsubscribe, want 0", f.Clients())
 	}
-	f.Publish(delivery(1, OutcomeSuccess))
-	f.Publish(delivery(2, OutcomeSuccess))
+	f.Publish(testDelivery(1, OutcomeSuccess))
+	f.Publish(testDelivery(2, OutcomeSuccess))
 	if len(s.C) != 0 || f.Dropped(s) != 0 || f.TotalDropped() != 0 {
 		t.Errorf("an unsubscribed client still gets deliveries: %d buffered, %d dropped", len(s.C), f.Dropped(s))
 	}
@@ -173,7 +173,7 @@ func TestFeedCloseEndsStreamsAndRefusesNewOnes(t *testing.T) {
 	if _, _, err := f.Subscribe(); !errors.Is(err, ErrFeedClosed) {
 		t.Errorf("Subscribe after Close: %v, want ErrFeedClosed", err)
 	}
-	f.Publish(delivery(1, OutcomeSuccess)) // still safe
+	f.Publish(testDelivery(1, OutcomeSuccess)) // still safe
 }
 
 func TestFeedIsSafeForConcurrentUse(t *testing.T) {
@@ -184,7 +184,7 @@ func TestFeedIsSafeForConcurrentUse(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 500 {
-				f.Publish(delivery(int64(p*1000+i), OutcomeSuccess))
+				f.Publish(testDelivery(int64(p*1000+i), OutcomeSuccess))
 			}
 		}()
 	}
@@ -262,7 +262,7 @@ func TestEventsStreamSnapshotThenDeliveries(t *testing.T) {
 	f := NewFeed(10, 10)
 	var stats Stats
 	stats.Processed.Add(1)
-	f.Publish(delivery(1, OutcomeSuccess))
+	f.Publish(testDelivery(1, OutcomeSuccess))
 	srv := httptest.NewServer(handleEvents(f, &stats, quietLog()))
 	defer srv.Close()
 
@@ -604,7 +604,7 @@ func TestLatePageGetsTheLastMinute(t *testing.T) {
 	f := NewFeed(100, 10)
 	burst := time.Now().Add(-5 * time.Second)
 	for i := range 60 {
-		d := delivery(int64(i), OutcomeSuccess)
+		d := testDelivery(int64(i), OutcomeSuccess)
 		d.Time = burst
 		f.Publish(d)
 	}
