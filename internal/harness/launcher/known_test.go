@@ -2,6 +2,8 @@ package launcher
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -67,5 +69,22 @@ func TestFolderExplainsOnceCountsAndPassesTheRest(t *testing.T) {
 	}
 	if s := NewFolder(&out, KnownDaprLines).Summary(); s != "" {
 		t.Errorf("Summary of nothing folded = %q, want empty", s)
+	}
+}
+
+// TestTheFilterDocumentedIsTheOneFolded: docs/operations.md tells operators
+// on Kubernetes to drop the idle-read line with this expression; it must be
+// the one make run folds with.
+func TestTheFilterDocumentedIsTheOneFolded(t *testing.T) {
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(doc), IdleReadTimeout.Match.String()); n < 3 {
+		t.Errorf("docs/operations.md gives the expression %q %d times, want it in the text, the Fluent Bit and the Vector example", IdleReadTimeout.Match.String(), n)
 	}
 }
