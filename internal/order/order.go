@@ -1,6 +1,12 @@
 // Package order is the event contract between the publisher and the
 // subscriber: the Order type, its validation and its JSON forms.
 //
+// "The original example", here and across the project, is the system this
+// project builds in Go: Dapr's Python pub/sub example of a publisher, Redis
+// Streams (component pubsub, topic orders) and a subscriber web app. Its
+// names, ports, order shape and "Received message: {...}" line are kept, so
+// that its commands and docs map one to one.
+//
 // On the wire an order is a JSON object, {"id": 0, "message": "..."}, carried
 // as the data of a CloudEvent with datacontenttype application/json. Unknown
 // fields are ignored, so a newer publisher can add fields without breaking an
@@ -52,7 +58,7 @@ type Order struct {
 	SentAt time.Time `json:"sent_at,omitzero"`
 }
 
-// New returns the seed's order number id.
+// New returns the original example's order number id.
 func New(id int64) Order {
 	return Order{ID: id, Message: fmt.Sprintf("Hello from publisher - message %d", id)}
 }
@@ -85,7 +91,7 @@ func (o Order) Conflict(other Order) string {
 	return ""
 }
 
-// String formats o as the seed prints it: {"id": 0, "message": "..."}.
+// String formats o as the original example prints it: {"id": 0, "message": "..."}.
 // SentAt is not part of it.
 func (o Order) String() string {
 	return string(o.AppendSeed(make([]byte, 0, 40+len(o.Message))))

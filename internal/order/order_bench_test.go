@@ -2,7 +2,7 @@ package order
 
 import "testing"
 
-// The subscriber decodes and validates every delivery: the seed's order
+// The subscriber decodes and validates every delivery: the original example's order
 // with the publisher's timestamp, as it arrives in a CloudEvent's data.
 var benchOrder = []byte(`{"id":123456,"message":"Hello from publisher - message 123456","sent_at":"2026-11-27T09:30:00.123456789Z"}`)
 

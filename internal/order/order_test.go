@@ -109,7 +109,7 @@ func TestSentAtIsOptionalOnTheWire(t *testing.T) {
 				t.Fatalf("Decode(Marshal()) = %+v, %v; want %+v", back, err, tc.o)
 			}
 			if s := tc.o.String(); strings.Contains(s, "sent_at") {
-				t.Fatalf("String() = %s, want the seed's format without sent_at", s)
+				t.Fatalf("String() = %s, want the original example's format without sent_at", s)
 			}
 		})
 	}

@@ -93,7 +93,7 @@ func fromSlice(orders []order.Order) source {
 	}
 }
 
-// generated is the seed's orders cfg.StartID, cfg.StartID+1, …: cfg.Count
+// generated is the original example's orders cfg.StartID, cfg.StartID+1, …: cfg.Count
 // of them, or without end for Forever.
 func generated(cfg Config) source {
 	return func(i int) (order.Order, bool) {

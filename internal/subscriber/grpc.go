@@ -27,7 +27,7 @@ const (
 	// error is retried by daprd (postman/grpc), so an order the app never
 	// saw is never acknowledged. The default.
 	ChannelGRPC = "grpc"
-	// ChannelHTTP is the seed's shape: daprd POSTs each event to the app's
+	// ChannelHTTP is the original example's shape: daprd POSTs each event to the app's
 	// route. Its shared middleware pipeline can report a failed delivery as
 	// an empty 200, which daprd acknowledges (see the README's known issue).
 	ChannelHTTP = "http"

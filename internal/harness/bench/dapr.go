@@ -90,7 +90,7 @@ func daprScenarios(env *daprEnv) []Scenario {
 	return []Scenario{
 		daprScenario{name: "dapr-grpc", publish: publishGRPC, mode: launcher.ModeLatency, env: env},
 		// The latency mode on the stream channel (streaming
-		// subscriptions), on the seed's HTTP app channel, and on that with
+		// subscriptions), on the original example's HTTP app channel, and on that with
 		// the mitigation of its race (one delivery at a time).
 		daprScenario{name: "dapr-grpc-stream", publish: publishGRPC, mode: launcher.ModeLatency, channel: system.ChannelStream, env: env},
 		daprScenario{name: "dapr-grpc-httpch", publish: publishGRPC, mode: launcher.ModeLatency, channel: system.ChannelHTTP, env: env},

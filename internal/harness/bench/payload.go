@@ -12,7 +12,7 @@ import (
 // every payload of a run has the same size.
 const SentAtLayout = "2006-01-02T15:04:05.000000Z07:00"
 
-// Order is the benchmark's message: the seed's order plus the time it was
+// Order is the benchmark's message: the original example's order plus the time it was
 // meant to be sent.
 type Order struct {
 	ID      int64  `json:"id"`
@@ -21,10 +21,10 @@ type Order struct {
 }
 
 // Payload returns order id as JSON, {"id":N,"message":"...","sent_at":"..."},
-// with the seed's message ("Hello from publisher - message N") padded with
+// with the original example's message ("Hello from publisher - message N") padded with
 // dots, or cut, so that the whole payload is size bytes. The message keeps at
 // least one byte, so a payload is never shorter than that minimum (about 66
-// bytes): ask for 60 and you get the minimum, which is the seed's size class.
+// bytes): ask for 60 and you get the minimum, which is the original example's size class.
 func Payload(id int64, size int, sentAt time.Time) []byte {
 	msg := "Hello from publisher - message " + strconv.FormatInt(id, 10)
 	stamp := sentAt.UTC().Format(SentAtLayout)

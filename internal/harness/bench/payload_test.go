@@ -14,11 +14,11 @@ func TestPayload(t *testing.T) {
 		size     int
 		wantSize int // 0: exactly size
 	}{
-		"seed size class: the minimum": {id: 19999, size: 60, wantSize: 66},
-		"1 KiB":                        {id: 19999, size: 1024},
-		"cut seed message":             {id: 7, size: 80},
-		"id 0, 1 KiB":                  {id: 0, size: 1024},
-		"4 KiB, the order limit":       {id: 3, size: 4096 + 61},
+		"the original size class: the minimum": {id: 19999, size: 60, wantSize: 66},
+		"1 KiB":                                {id: 19999, size: 1024},
+		"cut original message":                 {id: 7, size: 80},
+		"id 0, 1 KiB":                          {id: 0, size: 1024},
+		"4 KiB, the order limit":               {id: 3, size: 4096 + 61},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 
 	"dapr-pub-sub/internal/harness/cluster"
 	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/testutil"
 )
 
 // clusterOrders is how many orders each cluster scenario publishes
@@ -223,7 +224,7 @@ type clusterRow struct {
 // runs fault a third of the way in, and checks that every acknowledged
 // order was processed once.
 func clusterScenario(t *testing.T, broker, name string, s *sys, idle func() bool, fault func(*testing.T)) clusterRow {
-	n := envInt(t, "CLUSTER_ORDERS", clusterOrders)
+	n := testutil.EnvInt(t, "CLUSTER_ORDERS", clusterOrders)
 	second := s.addSubscriber(launcher.SubscriberID, "subscriber-2", nil)
 	nodes := []*node{s.first(), second}
 	processed := func() int {

@@ -55,7 +55,7 @@ func (s chaosSetup) String() string { return string(s.mode) + "/" + string(s.cha
 // chaosSetups are the modes and channels the scenarios run on: the
 // latency mode on its default channel (grpc), the throughput mode on the
 // one it needs (http), and the latency mode on the other two channels,
-// stream and http (the seed's shape), with the app-restart scenarios (all
+// stream and http (the original example's shape), with the app-restart scenarios (all
 // of them under `make chaos`).
 // CHAOS_MODE and CHAOS_CHANNEL keep the setups that match.
 func chaosSetups(t *testing.T) []chaosSetup {

@@ -15,7 +15,7 @@ import (
 	"dapr-pub-sub/internal/order"
 )
 
-// TestHundredOrdersArriveExactlyOnce is the seed's flow at scale: 100 orders
+// TestHundredOrdersArriveExactlyOnce is the original example's flow at scale: 100 orders
 // through the publisher binary, its daprd, Redis, the subscriber's daprd and
 // the subscriber binary, each received exactly once with the data sent.
 func TestHundredOrdersArriveExactlyOnce(t *testing.T) {

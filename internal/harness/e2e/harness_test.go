@@ -290,34 +290,6 @@ func (w *testLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func envInt(t *testing.T, name string, def int) int {
-	return envValue(t, name, def, "a whole number ≥ 1", func(v string) (int, bool) {
-		n, err := strconv.Atoi(v)
-		return n, err == nil && n >= 1
-	})
-}
-
-func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
-	return envValue(t, name, def, "a duration such as 1s", func(v string) (time.Duration, bool) {
-		d, err := time.ParseDuration(v)
-		return d, err == nil && d >= 0
-	})
-}
-
-// envValue is the variable name parsed by parse, def when it is unset; a
-// value that does not parse fails the test with what it wants.
-func envValue[T any](t *testing.T, name string, def T, want string, parse func(string) (T, bool)) T {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	x, ok := parse(v)
-	if !ok {
-		t.Fatalf("%s=%q: want %s", name, v, want)
-	}
-	return x
-}
-
 // lag is how many entries of stream the subscriber's group has not read
 // yet (XINFO GROUPS, Redis 7); -1 when unknown.
 func (s *sys) lag(stream string) int64 {

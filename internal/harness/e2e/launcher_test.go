@@ -47,7 +47,7 @@ func TestStoppedSystemLeavesNoProcess(t *testing.T) {
 }
 
 // TestLocalRunShowsTheSeedFlow runs what `make run` runs, on free ports:
-// the seed's orders arrive, a curl-style publish arrives, and Ctrl-C
+// the original example's orders arrive, a curl-style publish arrives, and Ctrl-C
 // (cancelling the context) stops every process.
 func TestLocalRunShowsTheSeedFlow(t *testing.T) {
 	ports, err := launcher.FreePorts(7)

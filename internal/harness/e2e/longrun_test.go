@@ -15,6 +15,7 @@ import (
 	"dapr-pub-sub/internal/harness/launcher"
 	"dapr-pub-sub/internal/harness/system"
 	"dapr-pub-sub/internal/store"
+	"dapr-pub-sub/internal/testutil"
 )
 
 // TestLongRun publishes at a steady rate (LONGRUN_RATE, default 200/s, or
@@ -31,10 +32,10 @@ import (
 // takes effect once (counted from the subscriber's output, since records
 // expire during the run).
 func TestLongRun(t *testing.T) {
-	duration := envDuration(t, "LONGRUN_DURATION", 2*time.Minute)
-	window := envDuration(t, "LONGRUN_WINDOW", 15*time.Second)
-	rate := envInt(t, "LONGRUN_RATE", 200)
-	if orders := envInt(t, "LONGRUN_ORDERS", 0); orders > 0 {
+	duration := testutil.EnvDuration(t, "LONGRUN_DURATION", 2*time.Minute)
+	window := testutil.EnvDuration(t, "LONGRUN_WINDOW", 15*time.Second)
+	rate := testutil.EnvInt(t, "LONGRUN_RATE", 200)
+	if orders := testutil.EnvInt(t, "LONGRUN_ORDERS", 0); orders > 0 {
 		rate = max(1, orders/int(duration.Seconds()))
 	}
 	n := rate * int(duration.Seconds())

@@ -43,7 +43,7 @@ func TestReadmeQuickStart(t *testing.T) {
 	term.expect(t, steps[0].want, 0, 5*time.Minute)
 	settled := term.len()
 
-	// A healthy run is quiet: an idle minute after the seed flow, and
+	// A healthy run is quiet: an idle minute after the original example's flow, and
 	// everything before it, has no ERROR or WARN line of any process that
 	// the allow-list does not explain.
 	idle := time.Minute

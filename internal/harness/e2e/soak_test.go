@@ -15,6 +15,7 @@ import (
 	"dapr-pub-sub/internal/harness/launcher"
 	"dapr-pub-sub/internal/harness/system"
 	"dapr-pub-sub/internal/order"
+	"dapr-pub-sub/internal/testutil"
 )
 
 // TestSoak is `make soak`: orders flow at a steady rate while the
@@ -32,8 +33,8 @@ func TestSoak(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	restarts, rate := envInt(t, "SOAK_RESTARTS", 500), envInt(t, "SOAK_RATE", 400)
-	up, down := envDuration(t, "SOAK_UP", time.Second), envDuration(t, "SOAK_DOWN", 0)
+	restarts, rate := testutil.EnvInt(t, "SOAK_RESTARTS", 500), testutil.EnvInt(t, "SOAK_RATE", 400)
+	up, down := testutil.EnvDuration(t, "SOAK_UP", time.Second), testutil.EnvDuration(t, "SOAK_DOWN", 0)
 	s := startSystem(t, options{channel: channel, noAppHealthCheck: os.Getenv("SOAK_NO_HEALTH_CHECK") != ""})
 	pub, err := s.StartPublisher([]string{"-count", "-1", "-rate", strconv.Itoa(rate), "-attempts", "60"}, "")
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"dapr-pub-sub/internal/testutil"
 )
 
 // TestMain is also the tests' helper inside a host: with HOSTS_TEST_LISTEN
@@ -77,7 +79,7 @@ func TestHostsReachEachOtherUntilCut(t *testing.T) {
 		c.Close()
 		return true
 	}
-	waitUntil(t, "b answers from the root namespace", reach)
+	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, "b answers from the root namespace", reach)
 	fromA := a.Command(os.Args[0], "-test.run", "^$")
 	fromA.Env = append(os.Environ(), "HOSTS_TEST_DIAL="+addr)
 	if out, err := fromA.CombinedOutput(); err != nil {
@@ -92,7 +94,7 @@ func TestHostsReachEachOtherUntilCut(t *testing.T) {
 	if err := b.Heal(); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "b answers again after healing", reach)
+	testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, "b answers again after healing", reach)
 }
 
 // TestCloseRemovesEverything: after Close no namespace or link is left.
@@ -117,17 +119,6 @@ func TestCloseRemovesEverything(t *testing.T) {
 	}
 }
 
-func waitUntil(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for: %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // TestNetsAtOnceGetSubnetsOfTheirOwn: two nets alive together (test
 // packages run in parallel) get different /27s, and a host on each is
 // reached — one bridge does not take the other's route.
@@ -149,7 +140,7 @@ func TestNetsAtOnceGetSubnetsOfTheirOwn(t *testing.T) {
 		t.Fatalf("both nets gave their first host %s", addrs[0])
 	}
 	for _, addr := range addrs {
-		waitUntil(t, addr+" answers", func() bool {
+		testutil.Eventually(t, 10*time.Second, 50*time.Millisecond, addr+" answers", func() bool {
 			c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
 			if err == nil {
 				c.Close()

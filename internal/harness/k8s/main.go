@@ -13,8 +13,11 @@ import (
 	"dapr-pub-sub/internal/harness/launcher"
 )
 
-// Main is the k8s command: up, down, run or build.
-func Main(ctx context.Context, args []string, out io.Writer) error {
+// Run is the k8s command: up, down, run or build. It takes the arguments,
+// environment and output of a command, as every command's Run does; all
+// of its output goes to stdout, errors are returned.
+func Run(ctx context.Context, args []string, _ func(string) string, stdout, _ io.Writer) error {
+	out := stdout
 	if len(args) != 1 {
 		return errors.New("usage: k8s up|down|run|build")
 	}

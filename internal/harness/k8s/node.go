@@ -324,9 +324,6 @@ func start(name, path string, args ...string) error {
 
 func logFile(name string) string { return filepath.Join(StateDir, "logs", name+".log") }
 
-// LogFile is the log of a node process (etcd, kube-apiserver, kubelet, …).
-func LogFile(name string) string { return logFile(name) }
-
 // exited names a node process that was started and no longer runs.
 func exited() string {
 	for _, p := range processes {

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"dapr-pub-sub/internal/harness/launcher"
 	"dapr-pub-sub/internal/order"
 	"dapr-pub-sub/internal/store"
+	"dapr-pub-sub/internal/testutil"
 )
 
 // testNS is where the scenarios deploy the system.
@@ -177,15 +177,15 @@ func (s *scenarios) kubectl(args ...string) string {
 // returns the table row.
 func (s *scenarios) run(base int64, sc scenario) string {
 	t := s.t
-	n := int64(envInt("K8S_ORDERS", 1000))
+	n := int64(testutil.EnvInt(t, "K8S_ORDERS", 1000))
 	pod := fmt.Sprintf("publish-%d", base/1_000_000)
 	s.startPublisher(pod, base, n)
 	defer s.kubectl("delete", "pod", pod, "--wait=false")
-	waitUntil(t, 3*time.Minute, "a third of the orders processed", func() bool { return s.seen(base, n) >= int(n/3) })
+	testutil.Eventually(t, 3*time.Minute, 200*time.Millisecond, "a third of the orders processed", func() bool { return s.seen(base, n) >= int(n/3) })
 	start := time.Now()
 	sc.fault(t)
 	took := time.Since(start)
-	waitUntil(t, 4*time.Minute, "the publisher finished", func() bool {
+	testutil.Eventually(t, 4*time.Minute, 200*time.Millisecond, "the publisher finished", func() bool {
 		return s.kubectl("get", "pod", pod, "-o", `jsonpath={.status.containerStatuses[?(@.name=="publisher")].state.terminated.reason}`) != ""
 	})
 	if code := s.kubectl("get", "pod", pod, "-o", `jsonpath={.status.containerStatuses[?(@.name=="publisher")].state.terminated.exitCode}`); code != "0" {
@@ -339,7 +339,7 @@ func (s *scenarios) recordVersions(base, n int64) map[int64]int {
 		fmt.Fprintf(&cmds, "HGET statestore||%s version\n", records.ProcessedKey(id))
 	}
 	var out []string
-	waitUntil(s.t, time.Minute, "answer from redis-cli for every record", func() bool {
+	testutil.Eventually(s.t, time.Minute, 200*time.Millisecond, "answer from redis-cli for every record", func() bool {
 		out = strings.Split(strings.TrimSuffix(s.redisCLI(cmds.String()), "\n"), "\n")
 		return int64(len(out)) == n
 	})
@@ -364,14 +364,14 @@ func (s *scenarios) killAppContainer(t *testing.T) {
 	if err := run("ctr", "--address", containerdSock(), "-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL", id); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 2*time.Minute, "the kubelet restarted the app container", func() bool { return restarts() != before })
+	testutil.Eventually(t, 2*time.Minute, 200*time.Millisecond, "the kubelet restarted the app container", func() bool { return restarts() != before })
 	s.kubectl("wait", "pod/"+pod, "--for=condition=Ready", "--timeout=2m")
 }
 
 func (s *scenarios) deletePod(t *testing.T) {
 	pod := s.subscriberPods()[0]
 	s.kubectl("delete", "pod", pod, "--wait=false")
-	waitUntil(t, 2*time.Minute, "the deleted pod gone", func() bool {
+	testutil.Eventually(t, 2*time.Minute, 200*time.Millisecond, "the deleted pod gone", func() bool {
 		_, err := s.n.Kubectl(t.Context(), "", "-n", testNS, "get", "pod", pod)
 		return err != nil && strings.Contains(err.Error(), "NotFound")
 	})
@@ -393,7 +393,7 @@ func (s *scenarios) rolloutRestart(t *testing.T) {
 func (s *scenarios) deleteRedis(t *testing.T) {
 	old := s.kubectl("get", "pods", "-l", "app.kubernetes.io/name=redis", "-o", "jsonpath={.items[0].metadata.name}")
 	s.kubectl("delete", "pod", old, "--wait=false")
-	waitUntil(t, 2*time.Minute, "a new Redis pod ready", func() bool {
+	testutil.Eventually(t, 2*time.Minute, 200*time.Millisecond, "a new Redis pod ready", func() bool {
 		ready := s.kubectl("get", "pods", "-l", "app.kubernetes.io/name=redis", "-o",
 			`jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`)
 		for _, p := range strings.Fields(ready) {
@@ -405,30 +405,12 @@ func (s *scenarios) deleteRedis(t *testing.T) {
 	})
 }
 
-func waitUntil(t *testing.T, limit time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s after %s", what, limit)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 func decodeB64(s string) string {
 	b, err := base64.StdEncoding.DecodeString(s)
 	if err != nil {
 		return ""
 	}
 	return string(b)
-}
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
 }
 
 type testWriter struct{ t *testing.T }

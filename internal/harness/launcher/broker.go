@@ -14,7 +14,7 @@ import (
 // Brokers behind the "pubsub" component. Redis always runs as well: it is
 // the state store that makes processing idempotent.
 const (
-	BrokerRedis    = "redis"    // components/pubsub.yaml: Redis Streams (the seed's)
+	BrokerRedis    = "redis"    // components/pubsub.yaml: Redis Streams (the original example's)
 	BrokerRabbitMQ = "rabbitmq" // components/brokers/rabbitmq.yaml: Debian's rabbitmq-server
 	BrokerMQTT     = "mqtt"     // components/brokers/mqtt.yaml: Debian's mosquitto
 	BrokerKafka    = "kafka"    // components/brokers/kafka.yaml: tools/kafka-fake (franz-go's kfake)

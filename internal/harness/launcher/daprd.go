@@ -233,11 +233,6 @@ func isExecutable(p string) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }
 
-// CacheDir is where built tools are kept (DAPR_PUBSUB_CACHE, else
-// dapr-pub-sub in the user cache folder), for the other fixtures that
-// build once per machine.
-func CacheDir() (string, error) { return cacheDir() }
-
 // RunWithHeartbeat runs cmd, printing a line to log every 30 s so that a
 // long build is visibly alive, and returns its combined output.
 func RunWithHeartbeat(cmd *exec.Cmd, log io.Writer, what string) (string, error) {

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// App ids, as in the seed.
+// App ids, as in the original example.
 const (
 	SubscriberID = "subscriber"
 	PublisherID  = "publisher"

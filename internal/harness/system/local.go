@@ -33,16 +33,16 @@ type local struct {
 func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (local, error) {
 	env := &cli.Env{Getenv: getenv}
 	str := env.Str
-	// The seed's HTTP ports; the app↔sidecar gRPC ports are picked free
+	// The original example's HTTP ports; the app↔sidecar gRPC ports are picked free
 	// (below the ephemeral range) unless given: a fixed port there can be
 	// held by any client socket.
 	l := local{spec: Spec{Ports: Ports{App: 8001, AppGRPC: 8002, SubHTTP: 3501, PubHTTP: 3500}}}
 	p := &l.spec.Ports
 	var redisSource, mode, channel string
-	fs := cli.NewFlagSet("launcher", "Runs the whole system locally: Redis, the subscriber and the publisher, each\nwith its own daprd, on the seed's ports. Ctrl-C stops everything.", stderr)
+	fs := cli.NewFlagSet("launcher", "Runs the whole system locally: Redis, the subscriber and the publisher, each\nwith its own daprd, on the original example's ports. Ctrl-C stops everything.", stderr)
 	fs.StringVar(&l.spec.Broker, "broker", str("BROKER", launcher.BrokerRedis), "the broker behind the pubsub component: redis, rabbitmq, mqtt, kafka; or a three-node cluster on network namespaces (root): jetstream, rabbitmq-cluster (quorum queues) [BROKER]")
 	fs.StringVar(&mode, "mode", str("MODE", string(launcher.ModeLatency)), "latency: one delivery per order; throughput: bulk subscribe, batches of "+strconv.Itoa(launcher.ThroughputBatch)+" [MODE]")
-	fs.StringVar(&channel, "channel", str("CHANNEL", ""), "how daprd delivers to the subscriber: grpc (default; never acknowledges what the app did not answer), stream (the app opens subscription streams; no app port; latency mode only) or http (the seed's shape; default and required in the throughput mode) [CHANNEL]")
+	fs.StringVar(&channel, "channel", str("CHANNEL", ""), "how daprd delivers to the subscriber: grpc (default; never acknowledges what the app did not answer), stream (the app opens subscription streams; no app port; latency mode only) or http (the original example's shape; default and required in the throughput mode) [CHANNEL]")
 	fs.StringVar(&l.daprVersion, "dapr-version", str("DAPR_VERSION", ""), "Dapr runtime version to run (default: tools/daprd/go.mod's) [DAPR_VERSION]")
 	fs.StringVar(&redisSource, "redis", str("REDIS_MODE", string(launcher.RedisAuto)), "where Redis comes from: auto, existing, redis-server or embedded [REDIS_MODE]")
 	fs.StringVar(&l.spec.Redis.Addr, "redis-addr", str("REDIS_ADDR", "127.0.0.1:6379"), "Redis address; replaces localhost:6379 in the components [REDIS_ADDR]")

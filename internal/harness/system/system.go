@@ -76,7 +76,7 @@ const (
 	// ChannelStream: the app opens a streaming subscription to its daprd
 	// per topic; daprd has no app channel. The latency mode only.
 	ChannelStream Channel = subscriber.ChannelStream
-	// ChannelHTTP: daprd POSTs each event to the app's route, the seed's
+	// ChannelHTTP: daprd POSTs each event to the app's route, the original example's
 	// shape. The throughput mode needs it (bulk subscribe).
 	ChannelHTTP Channel = subscriber.ChannelHTTP
 )
