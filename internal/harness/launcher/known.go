@@ -10,12 +10,13 @@ import (
 
 // KnownLine is a log line of a process we run that does not stand for a
 // problem of this system: a defect of Dapr's that we found, reported and
-// work around. It is shown once, explained, and then only counted.
+// work around, or a notice daprd prints whatever the settings. It is shown
+// once, explained, and then only counted.
 type KnownLine struct {
 	Name   string         // short name, for the count at the end
 	Match  *regexp.Regexp // matches the line, in daprd's text or JSON format
 	Why    string         // what it is and why it is harmless, in one sentence
-	Report string         // the report in docs/
+	Report string         // where docs/ explains it
 }
 
 // IdleReadTimeout is daprd's Redis pub/sub component failing every read
@@ -34,8 +35,34 @@ var IdleReadTimeout = KnownLine{
 	Report: "docs/upstream-redis-pubsub-blocking-read.md",
 }
 
-// KnownDaprLines are the known lines of daprd, folded by `make run`.
-var KnownDaprLines = []KnownLine{IdleReadTimeout}
+// knownLinesDoc is where docs/ lists the known lines and how to filter
+// them on Kubernetes.
+const knownLinesDoc = "docs/operations.md#known-dapr-log-lines-and-how-to-filter-them"
+
+// ActorsNoGrace is daprd 1.18's actor runtime warning at every start that
+// its shutdown has no time limit: pkg/actors/actors.go 276 starts its
+// closer with a nil grace period, hard-coded. No setting changes it (with
+// no placement address daprd warns that actors are disabled instead).
+var ActorsNoGrace = KnownLine{
+	Name:   "actor runtime shutdown notice",
+	Match:  regexp.MustCompile(`Graceful shutdown timeout is infinite, will wait indefinitely to shutdown`),
+	Why:    "daprd's actor runtime always starts without a shutdown limit (hard-coded in Dapr 1.18); this app hosts no actors, and daprd's own graceful shutdown still applies",
+	Report: knownLinesDoc,
+}
+
+// NoScheduler is daprd's warning that no Dapr scheduler is configured:
+// make run starts none, and the Kubernetes fixture installs none. The jobs
+// and workflow APIs are then off; pub/sub does not use them.
+var NoScheduler = KnownLine{
+	Name:   "no scheduler notice",
+	Match:  regexp.MustCompile(`No scheduler host addresses provided\. Scheduler disabled`),
+	Why:    "no Dapr scheduler runs here, so the jobs and workflow APIs are off; pub/sub does not use them",
+	Report: knownLinesDoc,
+}
+
+// KnownDaprLines are the known lines of daprd, folded by `make run` (at its
+// default --log-level error only the first shows; the others at info).
+var KnownDaprLines = []KnownLine{IdleReadTimeout, ActorsNoGrace, NoScheduler}
 
 // Folder is an io.Writer of whole lines (a process's prefixed output, as
 // Process writes it) that passes every line on, except those a KnownLine

@@ -73,18 +73,29 @@ func TestFolderExplainsOnceCountsAndPassesTheRest(t *testing.T) {
 }
 
 // TestTheFilterDocumentedIsTheOneFolded: docs/operations.md tells operators
-// on Kubernetes to drop the idle-read line with this expression; it must be
-// the one make run folds with.
+// on Kubernetes to drop the known lines with these expressions; they must
+// be the ones make run folds with, and the notes must point at a page that
+// exists (docs/docs_test.go checks the anchors of the pages' own links).
 func TestTheFilterDocumentedIsTheOneFolded(t *testing.T) {
 	root, err := RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc, err := os.ReadFile(filepath.Join(root, "docs", "operations.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := strings.Count(string(doc), IdleReadTimeout.Match.String()); n < 3 {
-		t.Errorf("docs/operations.md gives the expression %q %d times, want it in the text, the Fluent Bit and the Vector example", IdleReadTimeout.Match.String(), n)
+	for _, k := range KnownDaprLines {
+		path, _, _ := strings.Cut(k.Report, "#")
+		if _, err := os.Stat(filepath.Join(root, path)); err != nil {
+			t.Errorf("%s: its note points at %s: %v", k.Name, k.Report, err)
+		}
+		ops, err := os.ReadFile(filepath.Join(root, "docs", "operations.md"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 2 // the table and the Fluent Bit filter
+		if k.Name == IdleReadTimeout.Name {
+			want = 3 // and the Vector example
+		}
+		if n := strings.Count(string(ops), k.Match.String()); n < want {
+			t.Errorf("docs/operations.md gives the expression %q %d times, want %d", k.Match.String(), n, want)
+		}
 	}
 }
