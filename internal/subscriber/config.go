@@ -12,6 +12,7 @@ import (
 	"dapr-pub-sub/internal/appenv"
 	"dapr-pub-sub/internal/cli"
 	"dapr-pub-sub/internal/sidecar"
+	"dapr-pub-sub/internal/subscriber/handler"
 )
 
 // Config is the subscriber's settings. Every field has a flag, defaulting to
@@ -50,9 +51,9 @@ type Config struct {
 	// reads per subscription, e.g. queueType=quorum for RabbitMQ's quorum
 	// queues. Empty: none.
 	SubscriptionMetadata map[string]string
-	LogLevel             string // LOG_LEVEL: debug, info, warn, error
-	AppToken             string // APP_API_TOKEN: the token daprd sends; required on every route but /healthz when set
-	Faults               Faults // FAULT_*: for fault tests and demos only
+	LogLevel             string         // LOG_LEVEL: debug, info, warn, error
+	AppToken             string         // APP_API_TOKEN: the token daprd sends; required on every route but /healthz when set
+	Faults               handler.Faults // FAULT_*: for fault tests and demos only
 	// Bulk is the high-throughput mode: BULK_MAX_MESSAGES (default 0, off),
 	// BULK_MAX_AWAIT (default 10ms), BULK_WORKERS (default 32).
 	Bulk Bulk
@@ -67,6 +68,11 @@ func (c Config) ListenAddr() string {
 // grpc channel.
 func (c Config) GRPCListenAddr() string {
 	return net.JoinHostPort(c.Address, strconv.Itoa(c.GRPCPort))
+}
+
+// Topics are what the app subscribes to.
+func (c Config) Topics() handler.Topics {
+	return handler.Topics{PubSub: c.PubSub, Topic: c.Topic, DeadLetterTopic: c.DeadLetterTopic, Metadata: c.SubscriptionMetadata}
 }
 
 // grpcAddr is GRPCListenAddr on the grpc channel, else "" (for logs).

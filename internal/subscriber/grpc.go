@@ -3,11 +3,9 @@ package subscriber
 import (
 	"context"
 	"crypto/subtle"
-	"fmt"
 	"log/slog"
 	"net"
 	"strings"
-	"sync/atomic"
 
 	"github.com/dapr/go-sdk/service/common"
 	daprgrpc "github.com/dapr/go-sdk/service/grpc"
@@ -17,6 +15,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"dapr-pub-sub/internal/subscriber/handler"
 	"dapr-pub-sub/internal/tracing"
 )
 
@@ -42,14 +41,12 @@ var Channels = []string{ChannelGRPC, ChannelStream, ChannelHTTP}
 // the app token (all but the health check), put daprd's W3C trace context
 // into the handler's context, and mark the app subscribed once daprd has
 // listed its subscriptions. It serves when Start is called.
-func newGRPCService(lis net.Listener, cfg Config, h *Handler, subscribed *atomic.Bool, log *slog.Logger) (common.Service, error) {
+func newGRPCService(lis net.Listener, cfg Config, h *handler.Handler, ready *handler.Readiness, log *slog.Logger) (common.Service, error) {
 	svc := daprgrpc.NewServiceWithListener(lis,
-		grpc.MaxRecvMsgSize(MaxBodyBytes),
-		grpc.ChainUnaryInterceptor(grpcAppToken(cfg.AppToken, log), grpcTraceContext, grpcSubscribed(subscribed)))
-	for _, sub := range subscriptions(cfg, h) {
-		if err := svc.AddTopicEventHandler(sub.sub, sub.fn); err != nil {
-			return nil, fmt.Errorf("subscribe %s/%s: %w", sub.sub.PubsubName, sub.sub.Topic, err)
-		}
+		grpc.MaxRecvMsgSize(handler.MaxBodyBytes),
+		grpc.ChainUnaryInterceptor(grpcAppToken(cfg.AppToken, log), grpcTraceContext, grpcSubscribed(ready)))
+	if err := handler.AddTopicEventHandlers(svc, h.Subscriptions(cfg.Topics())); err != nil {
+		return nil, err
 	}
 	if err := svc.AddHealthCheckHandler("", func(context.Context) error { return nil }); err != nil {
 		return nil, err
@@ -90,10 +87,10 @@ func grpcTraceContext(ctx context.Context, req any, _ *grpc.UnaryServerInfo, nex
 
 // grpcSubscribed marks the app subscribed when daprd lists its
 // subscriptions, as /dapr/subscribe does on the HTTP channel.
-func grpcSubscribed(subscribed *atomic.Bool) grpc.UnaryServerInterceptor {
+func grpcSubscribed(ready *handler.Readiness) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
 		if strings.HasSuffix(info.FullMethod, "/ListTopicSubscriptions") {
-			subscribed.Store(true)
+			ready.MarkSubscribed()
 		}
 		return next(ctx, req)
 	}

@@ -14,12 +14,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 
 	"dapr-pub-sub/internal/store"
+	"dapr-pub-sub/internal/subscriber/handler"
 	"dapr-pub-sub/internal/subscriber/web"
 )
 
@@ -61,8 +61,8 @@ type Feed struct {
 	now    func() time.Time
 
 	mu      sync.Mutex
-	recent  []Delivery // ring of the last cap(recent) deliveries
-	next    int        // where the next delivery goes in recent
+	recent  []handler.Delivery // ring of the last cap(recent) deliveries
+	next    int                // where the next delivery goes in recent
 	subs    map[*Subscription]struct{}
 	rate    [RateWindow]rateSlot
 	dropped int64 // deliveries not sent to a slow client, all clients
@@ -79,8 +79,8 @@ type rateSlot struct {
 // after Subscribe; it is never closed: stop reading when the Feed's Done
 // channel closes, and call Unsubscribe.
 type Subscription struct {
-	C       <-chan Delivery
-	c       chan Delivery
+	C       <-chan handler.Delivery
+	c       chan handler.Delivery
 	dropped int64 // guarded by the Feed's mu
 }
 
@@ -94,14 +94,14 @@ func NewFeed(keep, buffer int) *Feed {
 	if buffer <= 0 {
 		buffer = DefaultFeedBuffer
 	}
-	return &Feed{buffer: buffer, now: time.Now, recent: make([]Delivery, 0, keep),
+	return &Feed{buffer: buffer, now: time.Now, recent: make([]handler.Delivery, 0, keep),
 		subs: map[*Subscription]struct{}{}, done: make(chan struct{})}
 }
 
 // Publish records d and hands it to every client without waiting: a client
-// whose buffer is full misses it. It is meant as HandlerConfig.Observe and
+// whose buffer is full misses it. It is meant as handler.Config.Observe and
 // stays safe to call after Close.
-func (f *Feed) Publish(d Delivery) {
+func (f *Feed) Publish(d handler.Delivery) {
 	if d.Time.IsZero() {
 		d.Time = f.now()
 	}
@@ -132,19 +132,19 @@ func (f *Feed) Publish(d Delivery) {
 // Subscribe registers a client and returns the recent deliveries, oldest
 // first, with no gap or overlap between them and what s.C then yields. It
 // returns ErrFeedClosed once the Feed is closed.
-func (f *Feed) Subscribe() (recent []Delivery, s *Subscription, err error) {
+func (f *Feed) Subscribe() (recent []handler.Delivery, s *Subscription, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
 		return nil, nil, ErrFeedClosed
 	}
-	c := make(chan Delivery, f.buffer)
+	c := make(chan handler.Delivery, f.buffer)
 	s = &Subscription{C: c, c: c}
 	f.subs[s] = struct{}{}
 	return f.recentLocked(), s, nil
 }
 
-func (f *Feed) recentLocked() []Delivery {
+func (f *Feed) recentLocked() []handler.Delivery {
 	if len(f.recent) < cap(f.recent) {
 		return slices.Clone(f.recent)
 	}
@@ -212,7 +212,7 @@ func (f *Feed) Close() {
 // Done is closed by Close.
 func (f *Feed) Done() <-chan struct{} { return f.done }
 
-// liveDelivery is a Delivery as the page gets it.
+// liveDelivery is a handler.Delivery as the page gets it.
 type liveDelivery struct {
 	Time       time.Time `json:"time"`
 	EventID    string    `json:"event_id"`
@@ -224,7 +224,7 @@ type liveDelivery struct {
 	DurationMS float64   `json:"duration_ms"`
 }
 
-func toLive(d Delivery) liveDelivery {
+func toLive(d handler.Delivery) liveDelivery {
 	l := liveDelivery{Time: d.Time.UTC(), EventID: d.EventID, Topic: d.Topic, Outcome: d.Outcome, Reason: d.Reason,
 		DurationMS: float64(d.Duration.Microseconds()) / 1000}
 	if d.Order != nil {
@@ -238,10 +238,10 @@ func toLive(d Delivery) liveDelivery {
 // throughput of the last RateWindow seconds, and how many deliveries this
 // client missed.
 type liveStats struct {
-	Counts  *Stats  `json:"counts"`
-	Rate    []int64 `json:"rate"`
-	Missed  int64   `json:"missed"`
-	Clients int     `json:"clients"`
+	Counts  *handler.Stats `json:"counts"`
+	Rate    []int64        `json:"rate"`
+	Missed  int64          `json:"missed"`
+	Clients int            `json:"clients"`
 }
 
 // handleEvents streams the feed as server-sent events: first a "snapshot"
@@ -250,7 +250,7 @@ type liveStats struct {
 // when something changed, and a comment line every HeartbeatInterval. Each
 // event is flushed at once. The stream ends when the client goes, or when
 // the feed is closed (server shutdown).
-func handleEvents(feed *Feed, stats *Stats, log *slog.Logger) http.Handler {
+func handleEvents(feed *Feed, stats *handler.Stats, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
 		recent, sub, err := feed.Subscribe()
@@ -438,17 +438,7 @@ func handlePage() http.Handler {
 type ServiceOption func(*serviceOptions)
 
 type serviceOptions struct {
-	feed       *Feed
-	subscribed *atomic.Bool
-	inDaprd    func(context.Context) bool
-}
-
-// withSubscribed shares the flag /readyz reads with the gRPC service,
-// which sets it on the grpc channel; inDaprd (nil for none) asks daprd
-// whether it holds the subscription, for an app that started after its
-// daprd read the subscriptions (a restarted app container).
-func withSubscribed(f *atomic.Bool, inDaprd func(context.Context) bool) ServiceOption {
-	return func(o *serviceOptions) { o.subscribed, o.inDaprd = f, inDaprd }
+	feed *Feed
 }
 
 // WithLivePage adds the live page, fed by feed (whose Publish should be the
@@ -480,7 +470,7 @@ func newLivePage(cfg Config, o serviceOptions) livePage {
 }
 
 // mount adds the page's routes to mux.
-func (lp livePage) mount(mux chi.Router, h *Handler, log *slog.Logger) {
+func (lp livePage) mount(mux chi.Router, h *handler.Handler, log *slog.Logger) {
 	if lp.feed == nil {
 		return
 	}

@@ -22,15 +22,16 @@ import (
 	"dapr-pub-sub/internal/order"
 	"dapr-pub-sub/internal/store"
 	"dapr-pub-sub/internal/store/storetest"
+	"dapr-pub-sub/internal/subscriber/handler"
 	"dapr-pub-sub/internal/subscriber/web"
 )
 
-func testDelivery(id int64, outcome string) Delivery {
+func testDelivery(id int64, outcome string) handler.Delivery {
 	o := order.New(id)
-	return Delivery{Time: time.Now(), EventID: fmt.Sprintf("order-%d", id), Topic: "orders", Order: &o, Outcome: outcome}
+	return handler.Delivery{Time: time.Now(), EventID: fmt.Sprintf("order-%d", id), Topic: "orders", Order: &o, Outcome: outcome}
 }
 
-func eventIDs(ds []Delivery) []string {
+func eventIDs(ds []handler.Delivery) []string {
 	out := make([]string, len(ds))
 	for i, d := range ds {
 		out[i] = d.EventID
@@ -45,7 +46,7 @@ func TestFeedFansOutToEveryClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, b, _ := f.Subscribe()
-	f.Publish(testDelivery(1, OutcomeSuccess))
+	f.Publish(testDelivery(1, handler.OutcomeSuccess))
 	for name, s := range map[string]*Subscription{"a": a, "b": b} {
 		select {
 		case d := <-s.C:
@@ -72,7 +73,7 @@ func TestFeedSnapshotIsTheLastDeliveriesInOrder(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			f := NewFeed(tc.keep, 1)
 			for i := range tc.publish {
-				f.Publish(testDelivery(int64(i), OutcomeSuccess))
+				f.Publish(testDelivery(int64(i), handler.OutcomeSuccess))
 			}
 			recent, s, err := f.Subscribe()
 			if err != nil {
@@ -82,7 +83,7 @@ func TestFeedSnapshotIsTheLastDeliveriesInOrder(t *testing.T) {
 				t.Errorf("snapshot %v, want %v", got, tc.want)
 			}
 			// Nothing from before the snapshot comes again on C.
-			f.Publish(testDelivery(99, OutcomeSuccess))
+			f.Publish(testDelivery(99, handler.OutcomeSuccess))
 			if d := <-s.C; d.EventID != "order-99" {
 				t.Errorf("first live delivery %q, want order-99", d.EventID)
 			}
@@ -98,7 +99,7 @@ func TestFeedSlowClientDoesNotBlockPublish(t *testing.T) {
 	go func() {
 		defer close(published)
 		for i := range n {
-			f.Publish(testDelivery(int64(i), OutcomeSuccess))
+			f.Publish(testDelivery(int64(i), handler.OutcomeSuccess))
 		}
 	}()
 	select {
@@ -128,8 +129,8 @@ func TestFeedUnsubscribeFreesTheClient(t *testing.T) {
 	if f.Clients() != 0 {
 		t.Fatalf("Clients = %d after Unsubscribe, want 0", f.Clients())
 	}
-	f.Publish(testDelivery(1, OutcomeSuccess))
-	f.Publish(testDelivery(2, OutcomeSuccess))
+	f.Publish(testDelivery(1, handler.OutcomeSuccess))
+	f.Publish(testDelivery(2, handler.OutcomeSuccess))
 	if len(s.C) != 0 || f.Dropped(s) != 0 || f.TotalDropped() != 0 {
 		t.Errorf("an unsubscribed client still gets deliveries: %d buffered, %d dropped", len(s.C), f.Dropped(s))
 	}
@@ -140,7 +141,7 @@ func TestFeedRateCountsTheLastMinutePerSecond(t *testing.T) {
 	t0 := time.Unix(1_000_000, 0)
 	at := func(sec int64, n int) {
 		for range n {
-			f.Publish(Delivery{Time: t0.Add(time.Duration(sec) * time.Second), Outcome: OutcomeSuccess})
+			f.Publish(handler.Delivery{Time: t0.Add(time.Duration(sec) * time.Second), Outcome: handler.OutcomeSuccess})
 		}
 	}
 	at(0, 3)  // falls out of the window below
@@ -173,7 +174,7 @@ func TestFeedCloseEndsStreamsAndRefusesNewOnes(t *testing.T) {
 	if _, _, err := f.Subscribe(); !errors.Is(err, ErrFeedClosed) {
 		t.Errorf("Subscribe after Close: %v, want ErrFeedClosed", err)
 	}
-	f.Publish(testDelivery(1, OutcomeSuccess)) // still safe
+	f.Publish(testDelivery(1, handler.OutcomeSuccess)) // still safe
 }
 
 func TestFeedIsSafeForConcurrentUse(t *testing.T) {
@@ -184,7 +185,7 @@ func TestFeedIsSafeForConcurrentUse(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 500 {
-				f.Publish(testDelivery(int64(p*1000+i), OutcomeSuccess))
+				f.Publish(testDelivery(int64(p*1000+i), handler.OutcomeSuccess))
 			}
 		}()
 	}
@@ -260,9 +261,9 @@ func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func TestEventsStreamSnapshotThenDeliveries(t *testing.T) {
 	f := NewFeed(10, 10)
-	var stats Stats
+	var stats handler.Stats
 	stats.Processed.Add(1)
-	f.Publish(testDelivery(1, OutcomeSuccess))
+	f.Publish(testDelivery(1, handler.OutcomeSuccess))
 	srv := httptest.NewServer(handleEvents(f, &stats, quietLog()))
 	defer srv.Close()
 
@@ -291,7 +292,7 @@ func TestEventsStreamSnapshotThenDeliveries(t *testing.T) {
 		t.Errorf("snapshot stats %s, want processed 1", snap.Stats)
 	}
 
-	bad := Delivery{Time: time.Now(), EventID: "evt-x", Topic: "orders", Outcome: OutcomeDrop, Reason: "invalid order: id must be ≥ 0"}
+	bad := handler.Delivery{Time: time.Now(), EventID: "evt-x", Topic: "orders", Outcome: handler.OutcomeDrop, Reason: "invalid order: id must be ≥ 0"}
 	f.Publish(bad)
 	for {
 		ev = nextEvent(t, events)
@@ -303,7 +304,7 @@ func TestEventsStreamSnapshotThenDeliveries(t *testing.T) {
 	if err := json.Unmarshal([]byte(ev.data), &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.EventID != "evt-x" || got.Outcome != OutcomeDrop || got.Reason != bad.Reason || got.ID != nil {
+	if got.EventID != "evt-x" || got.Outcome != handler.OutcomeDrop || got.Reason != bad.Reason || got.ID != nil {
 		t.Errorf("delivery %+v, want evt-x dropped with its reason and no order", got)
 	}
 
@@ -325,7 +326,7 @@ func TestEventsStreamSnapshotThenDeliveries(t *testing.T) {
 // and the stream's URL, and the test's cleanup closes both.
 func openEvents(t *testing.T, f *Feed) (<-chan sseEvent, string) {
 	t.Helper()
-	srv := httptest.NewServer(handleEvents(f, &Stats{}, quietLog()))
+	srv := httptest.NewServer(handleEvents(f, &handler.Stats{}, quietLog()))
 	t.Cleanup(srv.Close)
 	resp, err := http.Get(srv.URL)
 	if err != nil {
@@ -361,7 +362,7 @@ func TestEventsStreamEndsWhenTheFeedCloses(t *testing.T) {
 
 func TestEventsClientLeavingUnsubscribes(t *testing.T) {
 	f := NewFeed(10, 10)
-	srv := httptest.NewServer(handleEvents(f, &Stats{}, quietLog()))
+	srv := httptest.NewServer(handleEvents(f, &handler.Stats{}, quietLog()))
 	defer srv.Close()
 	ctx, cancel := context.WithCancel(t.Context())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
@@ -386,7 +387,7 @@ func TestEventsClientLeavingUnsubscribes(t *testing.T) {
 // with page access, the page's routes, and one route it must not open.
 func pageMux(t *testing.T, cfg Config, st *store.Store) (http.Handler, *Feed) {
 	t.Helper()
-	h := NewHandler(HandlerConfig{Store: st, Log: quietLog(), Out: io.Discard, Timeout: time.Second})
+	h := handler.New(handler.Config{Store: st, Log: quietLog(), Out: io.Discard, Timeout: time.Second})
 	feed := NewFeed(0, 0)
 	t.Cleanup(feed.Close)
 	live := newLivePage(cfg, serviceOptions{feed: feed})
@@ -567,7 +568,7 @@ func TestPageStreamDoesNotHoldUpShutdown(t *testing.T) {
 	l.Close()
 	cfg := Config{Address: "127.0.0.1", Port: port, PubSub: "pubsub", Topic: "orders", DeadLetterTopic: "orders-deadletter", AppToken: "app-secret"}
 	feed := NewFeed(0, 0)
-	h := NewHandler(HandlerConfig{Store: store.New(&storetest.Mem{}, "statestore", "subscriber"), Log: quietLog(), Out: io.Discard,
+	h := handler.New(handler.Config{Store: store.New(&storetest.Mem{}, "statestore", "subscriber"), Log: quietLog(), Out: io.Discard,
 		Timeout: time.Second, PubSub: "pubsub", Topic: "orders", Observe: feed.Publish})
 	svc, err := NewService(cfg, h, quietLog(), nil, WithLivePage(feed))
 	if err != nil {
@@ -604,7 +605,7 @@ func TestLatePageGetsTheLastMinute(t *testing.T) {
 	f := NewFeed(100, 10)
 	burst := time.Now().Add(-5 * time.Second)
 	for i := range 60 {
-		d := testDelivery(int64(i), OutcomeSuccess)
+		d := testDelivery(int64(i), handler.OutcomeSuccess)
 		d.Time = burst
 		f.Publish(d)
 	}

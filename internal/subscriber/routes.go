@@ -1,22 +1,21 @@
 package subscriber
 
 import (
-	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync/atomic"
-	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"dapr-pub-sub/internal/subscriber/handler"
 )
 
 // The subscriber's HTTP routes, by who may call them. The SDK adds Dapr's
-// /dapr/subscribe and the topic routes (OrdersRoute, DeadLetterRoute) to
-// the same mux on the http channel; they, /stats and BulkOrdersRoute take
-// the app token.
+// /dapr/subscribe and the topic routes (handler.OrdersRoute,
+// handler.DeadLetterRoute) to the same mux on the http channel; they,
+// /stats and BulkOrdersRoute take the app token.
 const (
 	healthzRoute   = "/healthz"        // open: liveness, the process serves
 	readyzRoute    = "/readyz"         // open: readiness, subscribed and the state store answers
@@ -39,16 +38,16 @@ func isPageRoute(path string) bool {
 // key, the live page excepted), the W3C trace context, the mark that daprd
 // has read the subscriptions (answered here in the throughput mode, with
 // bulk subscribe), and the body guard on OrdersRoute.
-func routes(mux *chi.Mux, cfg Config, h *Handler, log *slog.Logger, ready func(context.Context) error, live livePage, subscribed *atomic.Bool, inDaprd func(context.Context) bool) {
+func routes(mux *chi.Mux, cfg Config, h *handler.Handler, log *slog.Logger, live livePage, ready *handler.Readiness) {
 	mux.Use(requireAppToken(cfg.AppToken, log, live.access, openRoutes...))
 	mux.Use(traceContext)
-	mux.Use(markSubscribed(cfg, subscribed))
-	mux.Use(guardRoute(OrdersRoute, log))
+	mux.Use(markSubscribed(cfg, h.Subscriptions(cfg.Topics()), ready))
+	mux.Use(guardRoute(handler.OrdersRoute, log))
 
 	mux.Get(healthzRoute, func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
 	})
-	mux.Get(readyzRoute, handleReady(subscribed, inDaprd, ready))
+	mux.Get(readyzRoute, handleReady(ready))
 	if h.Metrics != nil {
 		mux.Method(http.MethodGet, metricsRoute, promhttp.HandlerFor(h.Metrics.Registry, promhttp.HandlerOpts{}))
 	}
@@ -62,17 +61,17 @@ func routes(mux *chi.Mux, cfg Config, h *Handler, log *slog.Logger, ready func(c
 	}
 }
 
-// markSubscribed notes that daprd read subscribeRoute and, in the
-// throughput mode, answers it with the bulk subscriptions, which the SDK
-// cannot express.
-func markSubscribed(cfg Config, subscribed *atomic.Bool) func(http.Handler) http.Handler {
+// markSubscribed marks ready subscribed when daprd reads subscribeRoute
+// and, in the throughput mode, answers it with subs as bulk
+// subscriptions, which the SDK cannot express.
+func markSubscribed(cfg Config, subs []handler.Subscription, ready *handler.Readiness) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == subscribeRoute {
-				subscribed.Store(true)
+				ready.MarkSubscribed()
 				if cfg.Bulk.MaxMessages > 0 {
 					w.Header().Set("Content-Type", "application/json")
-					_ = json.NewEncoder(w).Encode(bulkSubscriptions(cfg))
+					_ = json.NewEncoder(w).Encode(bulkSubscriptions(subs, cfg.Bulk))
 					return
 				}
 			}
@@ -95,29 +94,14 @@ func guardRoute(route string, log *slog.Logger) func(http.Handler) http.Handler 
 	}
 }
 
-// handleReady answers 200 once daprd has read the subscriptions — or,
-// for an app (re)started after that, inDaprd (nil for none) finds daprd
-// holding them — and ready (nil for none) passes, else 503 with the reason.
-func handleReady(subscribed *atomic.Bool, inDaprd func(context.Context) bool, ready func(context.Context) error) http.HandlerFunc {
+// handleReady answers 200 when ready.Check passes — daprd has read the
+// subscriptions, or holds them, and the state store answers — else 503
+// with the reason.
+func handleReady(ready *handler.Readiness) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !subscribed.Load() && inDaprd != nil {
-			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-			if inDaprd(ctx) {
-				subscribed.Store(true)
-			}
-			cancel()
-		}
-		if !subscribed.Load() {
-			http.Error(w, "not subscribed yet: daprd has not read the app's subscriptions", http.StatusServiceUnavailable)
+		if err := ready.Check(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
-		}
-		if ready != nil {
-			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-			defer cancel()
-			if err := ready(ctx); err != nil {
-				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-				return
-			}
 		}
 		w.WriteHeader(http.StatusOK)
 	}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	dapr "github.com/dapr/go-sdk/client"
+
+	"dapr-pub-sub/internal/subscriber/handler"
 )
 
 // ChannelStream is Dapr's streaming subscription (SubscribeTopicEventsAlpha1,
@@ -31,16 +33,16 @@ const ChannelStream = "stream"
 // all streams, so that no more than workers events are in hand at once.
 type streams struct {
 	client  dapr.Client
-	subs    []subscription
+	subs    []handler.Subscription
 	workers chan struct{} // a slot per event in hand
 	log     *slog.Logger
 	open    atomic.Int32 // streams open now
-	// ready is told whether every stream is open (readiness).
-	ready func(bool)
+	// ready is marked subscribed while every stream is open.
+	ready *handler.Readiness
 }
 
 // newStreams prepares the stream channel for subs; Run starts it.
-func newStreams(client dapr.Client, subs []subscription, workers int, ready func(bool), log *slog.Logger) *streams {
+func newStreams(client dapr.Client, subs []handler.Subscription, workers int, ready *handler.Readiness, log *slog.Logger) *streams {
 	return &streams{client: client, subs: subs, workers: make(chan struct{}, workers), ready: ready, log: log}
 }
 
@@ -105,10 +107,10 @@ func CheckStreamRuntime(version string) error {
 
 // keepOpen opens sub's stream and serves it, again and again until ctx is
 // done, waiting 100 ms doubling to 2 s between failed attempts.
-func (s *streams) keepOpen(ctx context.Context, sub subscription) {
-	opts := dapr.SubscriptionOptions{PubsubName: sub.sub.PubsubName, Topic: sub.sub.Topic, Metadata: sub.sub.Metadata}
-	if sub.sub.DeadLetterTopic != "" {
-		opts.DeadLetterTopic = &sub.sub.DeadLetterTopic
+func (s *streams) keepOpen(ctx context.Context, sub handler.Subscription) {
+	opts := dapr.SubscriptionOptions{PubsubName: sub.Sub.PubsubName, Topic: sub.Sub.Topic, Metadata: sub.Sub.Metadata}
+	if sub.Sub.DeadLetterTopic != "" {
+		opts.DeadLetterTopic = &sub.Sub.DeadLetterTopic
 	}
 	wait := 100 * time.Millisecond
 	for failures := 0; ctx.Err() == nil; failures++ {
@@ -156,9 +158,14 @@ func (s *streams) keepOpen(ctx context.Context, sub subscription) {
 	}
 }
 
-// opened counts streams opening (+1) and closing (-1) and tells ready.
+// opened counts streams opening (+1) and closing (-1), and marks ready
+// subscribed when every stream is open, else not.
 func (s *streams) opened(delta int32) {
-	s.ready(s.open.Add(delta) == int32(len(s.subs)))
+	if s.open.Add(delta) == int32(len(s.subs)) {
+		s.ready.MarkSubscribed()
+	} else {
+		s.ready.MarkUnsubscribed()
+	}
 }
 
 // errSameIDInHand ends a stream on which daprd sent an event whose id is
@@ -176,7 +183,7 @@ var errSameIDInHand = errors.New("daprd sent an event whose id is already in han
 // nil), the stream breaks, or daprd sends an event whose id is already in
 // hand (it returns why). Either way it returns only after every event it
 // took was answered, or its answer failed.
-func (s *streams) serve(ctx context.Context, st *dapr.Subscription, sub subscription) error {
+func (s *streams) serve(ctx context.Context, st *dapr.Subscription, sub handler.Subscription) error {
 	type received struct {
 		msg *dapr.SubscriptionMessage
 		err error
@@ -235,7 +242,7 @@ func (s *streams) serve(ctx context.Context, st *dapr.Subscription, sub subscrip
 		})
 		if again {
 			s.log.Warn("daprd sent an event again while the first is in hand; reopening the stream once both are answered, to free the delivery daprd orphans (a Dapr defect: docs/upstream-stream-same-event-id.md)",
-				"event_id", id, "topic", sub.sub.Topic)
+				"event_id", id, "topic", sub.Sub.Topic)
 			return errSameIDInHand
 		}
 	}
@@ -245,8 +252,8 @@ func (s *streams) serve(ctx context.Context, st *dapr.Subscription, sub subscrip
 // channel does: success, retry when the handler asks for it, else drop
 // (daprd then sends the event to the dead-letter topic). The handler's
 // context is not cancelled by shutdown; the handler bounds itself.
-func (s *streams) handle(ctx context.Context, sub subscription, msg *dapr.SubscriptionMessage) {
-	retry, err := sub.fn(context.WithoutCancel(ctx), msg.TopicEvent)
+func (s *streams) handle(ctx context.Context, sub handler.Subscription, msg *dapr.SubscriptionMessage) {
+	retry, err := sub.Handle(context.WithoutCancel(ctx), msg.TopicEvent)
 	var answer error
 	switch {
 	case err == nil:

@@ -19,6 +19,7 @@ import (
 
 	"dapr-pub-sub/internal/harness/launcher"
 	"dapr-pub-sub/internal/subscriber"
+	"dapr-pub-sub/internal/subscriber/handler"
 )
 
 // appSubscription is one entry of the app's GET /dapr/subscribe answer.
@@ -71,9 +72,9 @@ func TestSubscriberAsDeployed(t *testing.T) {
 	cfg.Address, cfg.Port = "127.0.0.1", l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	log := slog.New(slog.DiscardHandler)
-	h := subscriber.NewHandler(subscriber.HandlerConfig{Out: io.Discard, Log: log, Metrics: subscriber.NewMetrics(),
+	h := handler.New(handler.Config{Out: io.Discard, Log: log, Metrics: handler.NewMetrics(),
 		Timeout: cfg.Timeout, PubSub: cfg.PubSub, Topic: cfg.Topic})
-	svc, err := subscriber.NewService(cfg, h, log, func(context.Context) error { return nil })
+	svc, err := subscriber.NewService(cfg, h, log, handler.NewReadiness(nil, func(context.Context) error { return nil }))
 	if err != nil {
 		t.Fatal(err)
 	}
