@@ -2,8 +2,11 @@ package subscriber
 
 import (
 	"crypto/subtle"
+	"fmt"
 	"log/slog"
 	"net/http"
+
+	"dapr-pub-sub/internal/subscriber/live/web"
 )
 
 // AppTokenHeader is where daprd puts APP_API_TOKEN when it calls the app.
@@ -22,6 +25,15 @@ type pageAccess struct {
 	key    string            // web.PageKey(app token)
 	cookie string            // cookie name; per port, as cookies are shared by every port of a host
 	routes func(string) bool // the page's paths
+}
+
+// newPageAccess is the access to page of cfg's app token: nil (the token
+// or nothing) when there is no page or no token.
+func newPageAccess(cfg Config, page Page) *pageAccess {
+	if page == nil || cfg.AppToken == "" {
+		return nil
+	}
+	return &pageAccess{key: web.PageKey(cfg.AppToken), cookie: fmt.Sprintf("live_page_%d", cfg.Port), routes: page.Owns}
 }
 
 // requireAppToken answers 401 to every request that does not carry token in

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -27,19 +26,21 @@ const (
 // openRoutes take no token: probes and scrapers cannot send it.
 var openRoutes = []string{healthzRoute, readyzRoute, metricsRoute}
 
-// isPageRoute reports whether path belongs to the live page, which takes
-// the app token or the page key (see requireAppToken).
-func isPageRoute(path string) bool {
-	return path == "/" || path == liveEventsRoute || path == liveDeadLettersRoute || path == liveBacklogRoute || strings.HasPrefix(path, liveAssetsPrefix)
+// Page is a set of routes served beside the service's own for a browser,
+// which cannot send AppTokenHeader: the live page (live.Page). With an app
+// token, they take the token or the page key (see requireAppToken).
+type Page interface {
+	Mount(r chi.Router)    // adds the page's routes
+	Owns(path string) bool // reports whether path is one of them
 }
 
 // routes puts every route of the HTTP service on mux, behind the
 // middleware they share: the token check (open routes and, with the page
-// key, the live page excepted), the W3C trace context, the mark that daprd
+// key, page's routes excepted), the W3C trace context, the mark that daprd
 // has read the subscriptions (answered here in the throughput mode, with
-// bulk subscribe), and the body guard on OrdersRoute.
-func routes(mux *chi.Mux, cfg Config, h *handler.Handler, log *slog.Logger, live livePage, ready *handler.Readiness) {
-	mux.Use(requireAppToken(cfg.AppToken, log, live.access, openRoutes...))
+// bulk subscribe), and the body guard on OrdersRoute. page may be nil.
+func routes(mux *chi.Mux, cfg Config, h *handler.Handler, log *slog.Logger, page Page, ready *handler.Readiness) {
+	mux.Use(requireAppToken(cfg.AppToken, log, newPageAccess(cfg, page), openRoutes...))
 	mux.Use(traceContext)
 	mux.Use(markSubscribed(cfg, h.Subscriptions(cfg.Topics()), ready))
 	mux.Use(guardRoute(handler.OrdersRoute, log))
@@ -55,7 +56,9 @@ func routes(mux *chi.Mux, cfg Config, h *handler.Handler, log *slog.Logger, live
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(&h.Stats)
 	})
-	live.mount(mux, h, log)
+	if page != nil {
+		page.Mount(mux)
+	}
 	if cfg.Channel != ChannelGRPC && cfg.Bulk.MaxMessages > 0 {
 		mux.Method(http.MethodPost, BulkOrdersRoute, handleBulk(h, cfg.Bulk, log))
 	}

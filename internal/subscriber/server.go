@@ -28,6 +28,7 @@ import (
 	"dapr-pub-sub/internal/sidecar"
 	"dapr-pub-sub/internal/store"
 	"dapr-pub-sub/internal/subscriber/handler"
+	"dapr-pub-sub/internal/subscriber/live"
 	"dapr-pub-sub/internal/tracing"
 )
 
@@ -39,17 +40,14 @@ import (
 //
 // routes.go lists the routes and who may call them. With cfg.AppToken set,
 // every route but the open ones requires it (401 else).
-// Bodies are limited to handler.MaxBodyBytes. WithLivePage adds the live page.
-func NewService(cfg Config, h *handler.Handler, log *slog.Logger, ready *handler.Readiness, opts ...ServiceOption) (common.Service, error) {
-	var o serviceOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
+// Bodies are limited to handler.MaxBodyBytes. page, if not nil, is served
+// beside them (the live page).
+func NewService(cfg Config, h *handler.Handler, log *slog.Logger, ready *handler.Readiness, page Page) (common.Service, error) {
 	if ready == nil {
 		ready = new(handler.Readiness)
 	}
 	mux := chi.NewRouter()
-	routes(mux, cfg, h, log, newLivePage(cfg, o), ready)
+	routes(mux, cfg, h, log, page, ready)
 	s := daprhttp.NewServiceWithMux(cfg.ListenAddr(), mux)
 	if cfg.Channel == ChannelGRPC || cfg.Channel == ChannelStream {
 		return s, nil // daprd delivers on gRPC or a stream; this service is for people and probes
@@ -96,7 +94,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 	}
-	feed := NewFeed(0, 0)
+	feed := live.NewFeed(0, 0)
 	h := handler.New(handler.Config{
 		Store: st, Out: stdout, Log: log, Metrics: handler.NewMetrics(), Tracer: tp.Tracer("dapr-pub-sub/subscriber"),
 		Timeout: cfg.Timeout, PubSub: cfg.PubSub, Topic: cfg.Topic, Faults: cfg.Faults,
@@ -104,7 +102,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	})
 	ready := handler.NewReadiness(daprdSubscribed(client, cfg), st.Ping)
 	stopDeliveries := func() error { return nil }
-	svc, err := NewService(cfg, h, log, ready, WithLivePage(feed))
+	page := live.New(live.Options{Feed: feed, Stats: &h.Stats, Store: st, BacklogURL: cfg.BacklogURL, Log: log})
+	svc, err := NewService(cfg, h, log, ready, page)
 	if err != nil {
 		return err
 	}

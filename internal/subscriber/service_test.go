@@ -23,20 +23,14 @@ import (
 func TestServiceAnswersDaprAsTheContractSays(t *testing.T) {
 	f := handlertest.New(handler.Faults{})
 	// The SDK registers /dapr/subscribe only in Start, so serve for real.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cfg := Config{Address: "127.0.0.1", Port: port, PubSub: "pubsub", Topic: "orders", DeadLetterTopic: "orders-deadletter", AppToken: "app-secret"}
+	cfg := serviceConfig(t)
 	var storeDown atomic.Bool
 	svc, err := NewService(cfg, f.H, f.H.Log, handler.NewReadiness(nil, func(context.Context) error {
 		if storeDown.Load() {
 			return errors.New("state store unreachable")
 		}
 		return nil
-	}))
+	}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,6 +128,19 @@ func TestServiceAnswersDaprAsTheContractSays(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
+}
+
+// serviceConfig is a Config for a service on a free loopback port, with
+// the app token "app-secret".
+func serviceConfig(t *testing.T) Config {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	return Config{Address: "127.0.0.1", Port: port, PubSub: "pubsub", Topic: "orders", DeadLetterTopic: "orders-deadletter", AppToken: "app-secret"}
 }
 
 // waitServing polls base's /healthz until the service answers 200.

@@ -74,7 +74,7 @@ func TestSubscriberAsDeployed(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	h := handler.New(handler.Config{Out: io.Discard, Log: log, Metrics: handler.NewMetrics(),
 		Timeout: cfg.Timeout, PubSub: cfg.PubSub, Topic: cfg.Topic})
-	svc, err := subscriber.NewService(cfg, h, log, handler.NewReadiness(nil, func(context.Context) error { return nil }))
+	svc, err := subscriber.NewService(cfg, h, log, handler.NewReadiness(nil, func(context.Context) error { return nil }), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

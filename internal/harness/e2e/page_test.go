@@ -13,7 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"dapr-pub-sub/internal/harness/system"
-	"dapr-pub-sub/internal/subscriber/web"
+	"dapr-pub-sub/internal/subscriber/live/web"
 )
 
 // chromiumPath is Debian's Chromium, which drives the live page test.

@@ -17,7 +17,7 @@ import (
 	"dapr-pub-sub/internal/harness/launcher"
 	"dapr-pub-sub/internal/logging"
 	"dapr-pub-sub/internal/retention"
-	"dapr-pub-sub/internal/subscriber/web"
+	"dapr-pub-sub/internal/subscriber/live/web"
 )
 
 // local is what `make run` was asked for.

@@ -1,9 +1,13 @@
-package subscriber
+// Package live is the subscriber's live page: a Feed of the deliveries
+// the handler observes, streamed to browsers as server-sent events, the
+// dead letters kept in the state store, the retention keeper's backlog,
+// and the page itself (web/, embedded in the binary). The HTTP service
+// mounts it and guards it; live imports no transport.
+package live
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -11,206 +15,25 @@ import (
 	"mime"
 	"net/http"
 	"path"
-	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 
 	"dapr-pub-sub/internal/store"
 	"dapr-pub-sub/internal/subscriber/handler"
-	"dapr-pub-sub/internal/subscriber/web"
+	"dapr-pub-sub/internal/subscriber/live/web"
 )
 
-// The live page: GET / (the page), /ui/* (its script and style), /events
-// (server-sent events), /api/deadletters and /api/backlog (JSON). The page is read-only;
-// see requireAppToken for who may open it.
+// The page's routes. The page is read-only; the HTTP service that mounts
+// it says who may open it: the app token, or the page key.
 const (
-	liveEventsRoute      = "/events"
-	liveDeadLettersRoute = "/api/deadletters"
-	liveBacklogRoute     = "/api/backlog"
-	liveAssetsPrefix     = "/ui/"
+	pageRoute        = "/"                // the page
+	assetsPrefix     = "/ui/"             // its script and style
+	eventsRoute      = "/events"          // server-sent events
+	deadLettersRoute = "/api/deadletters" // JSON
+	backlogRoute     = "/api/backlog"     // JSON
 )
-
-// Feed defaults.
-const (
-	// DefaultFeedKeep is how many recent deliveries a new client gets.
-	DefaultFeedKeep = 100
-	// DefaultFeedBuffer is how many deliveries may wait for one client
-	// before further ones are dropped for it.
-	DefaultFeedBuffer = 256
-	// RateWindow is how many seconds of throughput the feed keeps.
-	RateWindow = 60
-	// HeartbeatInterval is how often an idle event stream gets a comment,
-	// so proxies and browsers keep it open.
-	HeartbeatInterval = 15 * time.Second
-)
-
-// ErrFeedClosed is what Subscribe returns after Close.
-var ErrFeedClosed = errors.New("live feed closed")
-
-// Feed fans deliveries out to the live page's clients. Publish never
-// blocks: a client that falls behind by more than its buffer misses
-// deliveries (counted, and shown on its page) rather than slowing the
-// handler down. Memory is bounded by the ring of recent deliveries, the
-// per-second counts of the last RateWindow seconds and one buffer per
-// client. It is safe for concurrent use.
-type Feed struct {
-	buffer int
-	now    func() time.Time
-
-	mu      sync.Mutex
-	recent  []handler.Delivery // ring of the last cap(recent) deliveries
-	next    int                // where the next delivery goes in recent
-	subs    map[*Subscription]struct{}
-	rate    [RateWindow]rateSlot
-	dropped int64 // deliveries not sent to a slow client, all clients
-	closed  bool
-	done    chan struct{}
-}
-
-type rateSlot struct {
-	sec int64 // unix second the count is for
-	n   int64
-}
-
-// Subscription is one client of a Feed. C yields the deliveries published
-// after Subscribe; it is never closed: stop reading when the Feed's Done
-// channel closes, and call Unsubscribe.
-type Subscription struct {
-	C       <-chan handler.Delivery
-	c       chan handler.Delivery
-	dropped int64 // guarded by the Feed's mu
-}
-
-// NewFeed returns a Feed that keeps the last keep deliveries for new
-// clients and buffers up to buffer deliveries per client (the defaults
-// when ≤ 0).
-func NewFeed(keep, buffer int) *Feed {
-	if keep <= 0 {
-		keep = DefaultFeedKeep
-	}
-	if buffer <= 0 {
-		buffer = DefaultFeedBuffer
-	}
-	return &Feed{buffer: buffer, now: time.Now, recent: make([]handler.Delivery, 0, keep),
-		subs: map[*Subscription]struct{}{}, done: make(chan struct{})}
-}
-
-// Publish records d and hands it to every client without waiting: a client
-// whose buffer is full misses it. It is meant as handler.Config.Observe and
-// stays safe to call after Close.
-func (f *Feed) Publish(d handler.Delivery) {
-	if d.Time.IsZero() {
-		d.Time = f.now()
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.recent) < cap(f.recent) {
-		f.recent = append(f.recent, d)
-	} else {
-		f.recent[f.next] = d
-	}
-	f.next = (f.next + 1) % cap(f.recent)
-	sec := d.Time.Unix()
-	slot := &f.rate[sec%RateWindow]
-	if slot.sec != sec {
-		*slot = rateSlot{sec: sec}
-	}
-	slot.n++
-	for s := range f.subs {
-		select {
-		case s.c <- d:
-		default:
-			s.dropped++
-			f.dropped++
-		}
-	}
-}
-
-// Subscribe registers a client and returns the recent deliveries, oldest
-// first, with no gap or overlap between them and what s.C then yields. It
-// returns ErrFeedClosed once the Feed is closed.
-func (f *Feed) Subscribe() (recent []handler.Delivery, s *Subscription, err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
-		return nil, nil, ErrFeedClosed
-	}
-	c := make(chan handler.Delivery, f.buffer)
-	s = &Subscription{C: c, c: c}
-	f.subs[s] = struct{}{}
-	return f.recentLocked(), s, nil
-}
-
-func (f *Feed) recentLocked() []handler.Delivery {
-	if len(f.recent) < cap(f.recent) {
-		return slices.Clone(f.recent)
-	}
-	return append(slices.Clone(f.recent[f.next:]), f.recent[:f.next]...)
-}
-
-// Unsubscribe forgets s, so Publish no longer fills its buffer and it can
-// be collected. Calling it twice is harmless.
-func (f *Feed) Unsubscribe(s *Subscription) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.subs, s)
-}
-
-// Dropped returns how many deliveries s missed because it fell behind.
-func (f *Feed) Dropped(s *Subscription) int64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return s.dropped
-}
-
-// Clients returns the number of subscribed clients.
-func (f *Feed) Clients() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.subs)
-}
-
-// TotalDropped returns how many deliveries all clients together missed.
-func (f *Feed) TotalDropped() int64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.dropped
-}
-
-// Rate returns the deliveries per second of the RateWindow seconds up to
-// and including now's, oldest first.
-func (f *Feed) Rate(now time.Time) []int64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := make([]int64, RateWindow)
-	end := now.Unix()
-	for i := range out {
-		sec := end - RateWindow + 1 + int64(i)
-		if slot := f.rate[((sec%RateWindow)+RateWindow)%RateWindow]; slot.sec == sec {
-			out[i] = slot.n
-		}
-	}
-	return out
-}
-
-// Close ends every event stream (their handlers return) and refuses new
-// ones. Call it before shutting the HTTP server down: http.Server.Shutdown
-// waits for active connections, and an open stream would hold it until
-// its deadline. Publish keeps working. Calling it twice is harmless.
-func (f *Feed) Close() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if !f.closed {
-		f.closed = true
-		close(f.done)
-	}
-}
-
-// Done is closed by Close.
-func (f *Feed) Done() <-chan struct{} { return f.done }
 
 // liveDelivery is a handler.Delivery as the page gets it.
 type liveDelivery struct {
@@ -410,14 +233,14 @@ func handleBacklog(keeperURL string, log *slog.Logger) http.Handler {
 	})
 }
 
-// handlePage serves the page ("/") and its script and style (liveAssetsPrefix
+// handlePage serves the page ("/") and its script and style (assetsPrefix
 // + name) from web.Files, with headers that keep it to itself: no framing,
 // no referrer, scripts, styles and connections from this origin only.
 func handlePage() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name := "index.html"
-		if r.URL.Path != "/" {
-			name = strings.TrimPrefix(r.URL.Path, liveAssetsPrefix)
+		if r.URL.Path != pageRoute {
+			name = strings.TrimPrefix(r.URL.Path, assetsPrefix)
 		}
 		b, err := fs.ReadFile(web.Files, name)
 		if err != nil || strings.Contains(name, "/") {
@@ -434,52 +257,47 @@ func handlePage() http.Handler {
 	})
 }
 
-// ServiceOption adds to what NewService builds.
-type ServiceOption func(*serviceOptions)
-
-type serviceOptions struct {
-	feed *Feed
+// Options are what the page needs.
+type Options struct {
+	// Feed is where the deliveries come from; its Publish should be the
+	// handler's Observe.
+	Feed *Feed
+	// Stats are the handler's counts, which the page shows.
+	Stats *handler.Stats
+	// Store holds the dead letters at /api/deadletters; nil for no such
+	// route.
+	Store *store.Store
+	// BacklogURL is the retention keeper's GET /backlog, passed on at
+	// /api/backlog; "" when not known (the route answers 404).
+	BacklogURL string
+	Log        *slog.Logger
 }
 
-// WithLivePage adds the live page, fed by feed (whose Publish should be the
-// handler's Observe): GET / (the page), /events, /api/deadletters,
-// /api/backlog and the page's assets under /ui/. With an app token, they
-// take the token, or the page key (web.PageKey) as ?key= once and then as
-// a cookie; see requireAppToken.
-func WithLivePage(feed *Feed) ServiceOption {
-	return func(o *serviceOptions) { o.feed = feed }
+// Page is the live page: GET / (the page), /ui/* (its script and style),
+// /events (server-sent events of Feed), /api/deadletters and
+// /api/backlog (JSON). The HTTP service mounts it.
+type Page struct {
+	o Options
 }
 
-// livePage is the live page's part of a service: nil access and no routes
-// without WithLivePage.
-type livePage struct {
-	feed    *Feed
-	access  *pageAccess
-	backlog string // the keeper's /backlog; "" when not known
+// New returns the page of o.
+func New(o Options) *Page {
+	return &Page{o: o}
 }
 
-func newLivePage(cfg Config, o serviceOptions) livePage {
-	if o.feed == nil {
-		return livePage{}
-	}
-	lp := livePage{feed: o.feed, backlog: cfg.BacklogURL}
-	if cfg.AppToken != "" {
-		lp.access = &pageAccess{key: web.PageKey(cfg.AppToken), cookie: fmt.Sprintf("live_page_%d", cfg.Port), routes: isPageRoute}
-	}
-	return lp
+// Owns reports whether path is one of the page's routes.
+func (p *Page) Owns(path string) bool {
+	return path == pageRoute || path == eventsRoute || path == deadLettersRoute || path == backlogRoute || strings.HasPrefix(path, assetsPrefix)
 }
 
-// mount adds the page's routes to mux.
-func (lp livePage) mount(mux chi.Router, h *handler.Handler, log *slog.Logger) {
-	if lp.feed == nil {
-		return
-	}
+// Mount adds the page's routes to r.
+func (p *Page) Mount(r chi.Router) {
 	page := handlePage()
-	mux.Method(http.MethodGet, "/", page)
-	mux.Method(http.MethodGet, liveAssetsPrefix+"*", page)
-	mux.Method(http.MethodGet, liveEventsRoute, handleEvents(lp.feed, &h.Stats, log))
-	if h.Store != nil {
-		mux.Method(http.MethodGet, liveDeadLettersRoute, handleDeadLetters(h.Store, log))
+	r.Method(http.MethodGet, pageRoute, page)
+	r.Method(http.MethodGet, assetsPrefix+"*", page)
+	r.Method(http.MethodGet, eventsRoute, handleEvents(p.o.Feed, p.o.Stats, p.o.Log))
+	if p.o.Store != nil {
+		r.Method(http.MethodGet, deadLettersRoute, handleDeadLetters(p.o.Store, p.o.Log))
 	}
-	mux.Method(http.MethodGet, liveBacklogRoute, handleBacklog(lp.backlog, log))
+	r.Method(http.MethodGet, backlogRoute, handleBacklog(p.o.BacklogURL, p.o.Log))
 }
