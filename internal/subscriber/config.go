@@ -15,6 +15,22 @@ import (
 	"dapr-pub-sub/internal/subscriber/handler"
 )
 
+// Delivery channels: how the subscriber's daprd hands it each event.
+const (
+	// ChannelGRPC is Dapr's gRPC app channel (daprd --app-protocol grpc):
+	// daprd calls OnTopicEvent on the app's gRPC server (grpcch). Every
+	// transport error is retried by daprd (postman/grpc), so an order the
+	// app never saw is never acknowledged. The default.
+	ChannelGRPC = "grpc"
+	// ChannelHTTP is the original example's shape: daprd POSTs each event to the app's
+	// route. Its shared middleware pipeline can report a failed delivery as
+	// an empty 200, which daprd acknowledges (see the README's known issue).
+	ChannelHTTP = "http"
+)
+
+// Channels lists the channels, the default first.
+var Channels = []string{ChannelGRPC, ChannelStream, ChannelHTTP}
+
 // Config is the subscriber's settings. Every field has a flag, defaulting to
 // an environment variable when that is set.
 type Config struct {

@@ -27,6 +27,7 @@ import (
 	"dapr-pub-sub/internal/logging"
 	"dapr-pub-sub/internal/sidecar"
 	"dapr-pub-sub/internal/store"
+	"dapr-pub-sub/internal/subscriber/grpcch"
 	"dapr-pub-sub/internal/subscriber/handler"
 	"dapr-pub-sub/internal/subscriber/live"
 	"dapr-pub-sub/internal/tracing"
@@ -113,7 +114,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return fmt.Errorf("listen on %s for daprd's gRPC deliveries (set -grpc-port or APP_GRPC_PORT): %w", cfg.GRPCListenAddr(), err)
 		}
-		gsvc, err := newGRPCService(lis, cfg, h, ready, log)
+		gsvc, err := grpcch.NewService(lis, grpcch.Options{AppToken: cfg.AppToken, Subscriptions: h.Subscriptions(cfg.Topics()), Ready: ready, Log: log})
 		if err != nil {
 			lis.Close()
 			return err

@@ -1,11 +1,8 @@
-package subscriber
+package grpcch
 
 import (
 	"net"
 	"testing"
-
-	"dapr-pub-sub/internal/subscriber/handler"
-	"dapr-pub-sub/internal/subscriber/handler/handlertest"
 
 	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
 	"google.golang.org/grpc"
@@ -14,6 +11,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
+
+	"dapr-pub-sub/internal/subscriber/handler"
+	"dapr-pub-sub/internal/subscriber/handler/handlertest"
 )
 
 // TestGRPCChannel drives the gRPC app service as daprd does: it lists the
@@ -21,13 +21,13 @@ import (
 // a delivery without the token is refused with a code daprd retries.
 func TestGRPCChannel(t *testing.T) {
 	f := handlertest.New(handler.Faults{})
-	cfg := Config{Channel: ChannelGRPC, PubSub: "pubsub", Topic: "orders", DeadLetterTopic: "orders-deadletter", AppToken: "tok", SubscriptionMetadata: map[string]string{"queueType": "quorum", "rawPayload": "false"}}
+	subscriptions := f.H.Subscriptions(handler.Topics{PubSub: "pubsub", Topic: "orders", DeadLetterTopic: "orders-deadletter", Metadata: map[string]string{"queueType": "quorum", "rawPayload": "false"}})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ready := new(handler.Readiness)
-	svc, err := newGRPCService(lis, cfg, f.H, ready, f.H.Log)
+	svc, err := NewService(lis, Options{AppToken: "tok", Subscriptions: subscriptions, Ready: ready, Log: f.H.Log})
 	if err != nil {
 		t.Fatal(err)
 	}
