@@ -22,6 +22,13 @@ const (
 	// transport error is retried by daprd (postman/grpc), so an order the
 	// app never saw is never acknowledged. The default.
 	ChannelGRPC = "grpc"
+	// ChannelStream is Dapr's streaming subscription (streamch): the app
+	// opens one stream per topic to its daprd, which sends each event on
+	// it and waits for the app's answer. No app port: a dead app is a
+	// closed stream, and daprd redelivers what was on it. daprd 1.18 or
+	// later (streamch.CheckStreamRuntime); the latency mode only (no bulk
+	// delivery on streams).
+	ChannelStream = "stream"
 	// ChannelHTTP is the original example's shape: daprd POSTs each event to the app's
 	// route. Its shared middleware pipeline can report a failed delivery as
 	// an empty 200, which daprd acknowledges (see the README's known issue).

@@ -30,6 +30,7 @@ import (
 	"dapr-pub-sub/internal/subscriber/grpcch"
 	"dapr-pub-sub/internal/subscriber/handler"
 	"dapr-pub-sub/internal/subscriber/live"
+	"dapr-pub-sub/internal/subscriber/streamch"
 	"dapr-pub-sub/internal/tracing"
 )
 
@@ -128,7 +129,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.Channel == ChannelStream {
 		sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 		done := make(chan struct{})
-		ss := newStreams(client, h.Subscriptions(cfg.Topics()), cfg.StreamWorkers, ready, log)
+		ss := streamch.New(streamch.Options{Client: client, Subscriptions: h.Subscriptions(cfg.Topics()), Workers: cfg.StreamWorkers, Ready: ready, Log: log})
 		go func() {
 			defer close(done)
 			if err := ss.Run(sctx); err != nil {
