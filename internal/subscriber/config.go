@@ -13,6 +13,7 @@ import (
 	"dapr-pub-sub/internal/cli"
 	"dapr-pub-sub/internal/sidecar"
 	"dapr-pub-sub/internal/subscriber/handler"
+	"dapr-pub-sub/internal/subscriber/httpch"
 )
 
 // Delivery channels: how the subscriber's daprd hands it each event.
@@ -79,7 +80,7 @@ type Config struct {
 	Faults               handler.Faults // FAULT_*: for fault tests and demos only
 	// Bulk is the high-throughput mode: BULK_MAX_MESSAGES (default 0, off),
 	// BULK_MAX_AWAIT (default 10ms), BULK_WORKERS (default 32).
-	Bulk Bulk
+	Bulk httpch.Bulk
 }
 
 // ListenAddr is the host:port the HTTP service listens on.

@@ -38,7 +38,7 @@ type Subscription struct {
 // HandleDeadLetter as it is.
 func (h *Handler) Subscriptions(t Topics) []Subscription {
 	return []Subscription{
-		// In bulk mode the HTTP service answers /dapr/subscribe itself; the route
+		// In bulk mode httpch answers /dapr/subscribe itself; the route
 		// stays, for a delivery already on its way.
 		{&common.Subscription{PubsubName: t.PubSub, Topic: t.Topic, Route: OrdersRoute, DeadLetterTopic: t.DeadLetterTopic, Metadata: subscriptionMetadata(t)}, h.HandleOrder},
 		{&common.Subscription{PubsubName: t.PubSub, Topic: t.DeadLetterTopic, Route: DeadLetterRoute, Metadata: subscriptionMetadata(t, "rawPayload", "true")}, h.HandleDeadLetter},

@@ -2,7 +2,7 @@
 // the handler observes, streamed to browsers as server-sent events, the
 // dead letters kept in the state store, the retention keeper's backlog,
 // and the page itself (web/, embedded in the binary). The HTTP service
-// mounts it and guards it; live imports no transport.
+// (httpch) mounts it and guards it; live imports no transport.
 package live
 
 import (
@@ -26,7 +26,7 @@ import (
 )
 
 // The page's routes. The page is read-only; the HTTP service that mounts
-// it says who may open it: the app token, or the page key.
+// it (httpch) says who may open it: the app token, or the page key.
 const (
 	pageRoute        = "/"                // the page
 	assetsPrefix     = "/ui/"             // its script and style
@@ -275,7 +275,7 @@ type Options struct {
 
 // Page is the live page: GET / (the page), /ui/* (its script and style),
 // /events (server-sent events of Feed), /api/deadletters and
-// /api/backlog (JSON). The HTTP service mounts it.
+// /api/backlog (JSON). The HTTP service mounts it (httpch.Options.Page).
 type Page struct {
 	o Options
 }

@@ -1,4 +1,4 @@
-package subscriber
+package httpch
 
 import (
 	"encoding/json"
@@ -14,7 +14,9 @@ import (
 // The subscriber's HTTP routes, by who may call them. The SDK adds Dapr's
 // /dapr/subscribe and the topic routes (handler.OrdersRoute,
 // handler.DeadLetterRoute) to the same mux on the http channel; they,
-// /stats and BulkOrdersRoute take the app token.
+// /stats and BulkOrdersRoute take the app token. The page's routes (the
+// live page's: /, /ui/*, /events, /api/deadletters, /api/backlog) take the
+// token or the page key.
 const (
 	healthzRoute   = "/healthz"        // open: liveness, the process serves
 	readyzRoute    = "/readyz"         // open: readiness, subscribed and the state store answers
@@ -36,45 +38,45 @@ type Page interface {
 
 // routes puts every route of the HTTP service on mux, behind the
 // middleware they share: the token check (open routes and, with the page
-// key, page's routes excepted), the W3C trace context, the mark that daprd
-// has read the subscriptions (answered here in the throughput mode, with
-// bulk subscribe), and the body guard on OrdersRoute. page may be nil.
-func routes(mux *chi.Mux, cfg Config, h *handler.Handler, log *slog.Logger, page Page, ready *handler.Readiness) {
-	mux.Use(requireAppToken(cfg.AppToken, log, newPageAccess(cfg, page), openRoutes...))
+// key, the page's routes excepted), the W3C trace context, the mark that
+// daprd has read the subscriptions (answered here in the throughput mode,
+// with bulk subscribe), and the body guard on handler.OrdersRoute.
+func routes(mux *chi.Mux, o Options) {
+	mux.Use(requireAppToken(o.AppToken, o.Log, newPageAccess(o), openRoutes...))
 	mux.Use(traceContext)
-	mux.Use(markSubscribed(cfg, h.Subscriptions(cfg.Topics()), ready))
-	mux.Use(guardRoute(handler.OrdersRoute, log))
+	mux.Use(markSubscribed(o.Subscriptions, o.Bulk, o.Ready))
+	mux.Use(guardRoute(handler.OrdersRoute, o.Log))
 
 	mux.Get(healthzRoute, func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
 	})
-	mux.Get(readyzRoute, handleReady(ready))
-	if h.Metrics != nil {
-		mux.Method(http.MethodGet, metricsRoute, promhttp.HandlerFor(h.Metrics.Registry, promhttp.HandlerOpts{}))
+	mux.Get(readyzRoute, handleReady(o.Ready))
+	if o.Handler.Metrics != nil {
+		mux.Method(http.MethodGet, metricsRoute, promhttp.HandlerFor(o.Handler.Metrics.Registry, promhttp.HandlerOpts{}))
 	}
 	mux.Get(statsRoute, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(&h.Stats)
+		_ = json.NewEncoder(w).Encode(&o.Handler.Stats)
 	})
-	if page != nil {
-		page.Mount(mux)
+	if o.Page != nil {
+		o.Page.Mount(mux)
 	}
-	if cfg.Channel != ChannelGRPC && cfg.Bulk.MaxMessages > 0 {
-		mux.Method(http.MethodPost, BulkOrdersRoute, handleBulk(h, cfg.Bulk, log))
+	if o.Bulk.MaxMessages > 0 {
+		mux.Method(http.MethodPost, BulkOrdersRoute, handleBulk(o.Handler, o.Bulk, o.Log))
 	}
 }
 
 // markSubscribed marks ready subscribed when daprd reads subscribeRoute
 // and, in the throughput mode, answers it with subs as bulk
 // subscriptions, which the SDK cannot express.
-func markSubscribed(cfg Config, subs []handler.Subscription, ready *handler.Readiness) func(http.Handler) http.Handler {
+func markSubscribed(subs []handler.Subscription, bulk Bulk, ready *handler.Readiness) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == subscribeRoute {
 				ready.MarkSubscribed()
-				if cfg.Bulk.MaxMessages > 0 {
+				if bulk.MaxMessages > 0 {
 					w.Header().Set("Content-Type", "application/json")
-					_ = json.NewEncoder(w).Encode(bulkSubscriptions(subs, cfg.Bulk))
+					_ = json.NewEncoder(w).Encode(bulkSubscriptions(subs, bulk))
 					return
 				}
 			}

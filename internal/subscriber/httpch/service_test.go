@@ -1,4 +1,4 @@
-package subscriber
+package httpch
 
 import (
 	"context"
@@ -23,20 +23,21 @@ import (
 func TestServiceAnswersDaprAsTheContractSays(t *testing.T) {
 	f := handlertest.New(handler.Faults{})
 	// The SDK registers /dapr/subscribe only in Start, so serve for real.
-	cfg := serviceConfig(t)
+	o := serviceOptions(t, f.H)
 	var storeDown atomic.Bool
-	svc, err := NewService(cfg, f.H, f.H.Log, handler.NewReadiness(nil, func(context.Context) error {
+	o.Ready = handler.NewReadiness(nil, func(context.Context) error {
 		if storeDown.Load() {
 			return errors.New("state store unreachable")
 		}
 		return nil
-	}), nil)
+	})
+	svc, err := NewService(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	go svc.Start()   //nolint:errcheck // Stop ends it
 	defer svc.Stop() //nolint:errcheck // the test is over
-	base := "http://" + cfg.ListenAddr()
+	base := "http://" + o.ListenAddr()
 	waitServing(t, base)
 	call := func(method, path, token, body string) (int, string) {
 		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
@@ -130,9 +131,10 @@ func TestServiceAnswersDaprAsTheContractSays(t *testing.T) {
 	}
 }
 
-// serviceConfig is a Config for a service on a free loopback port, with
-// the app token "app-secret".
-func serviceConfig(t *testing.T) Config {
+// serviceOptions are Options for a service of h on a free loopback port,
+// with the app token "app-secret", to which daprd delivers the orders
+// from pubsub/orders and their dead letters.
+func serviceOptions(t *testing.T, h *handler.Handler) Options {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -140,7 +142,8 @@ func serviceConfig(t *testing.T) Config {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	return Config{Address: "127.0.0.1", Port: port, PubSub: "pubsub", Topic: "orders", DeadLetterTopic: "orders-deadletter", AppToken: "app-secret"}
+	return Options{Address: "127.0.0.1", Port: port, AppToken: "app-secret", Handler: h, Log: h.Log,
+		Subscriptions: h.Subscriptions(handler.Topics{PubSub: "pubsub", Topic: "orders", DeadLetterTopic: "orders-deadletter"})}
 }
 
 // waitServing polls base's /healthz until the service answers 200.

@@ -20,8 +20,6 @@ import (
 
 	dapr "github.com/dapr/go-sdk/client"
 	"github.com/dapr/go-sdk/service/common"
-	daprhttp "github.com/dapr/go-sdk/service/http"
-	"github.com/go-chi/chi/v5"
 
 	"dapr-pub-sub/internal/appenv"
 	"dapr-pub-sub/internal/logging"
@@ -29,35 +27,26 @@ import (
 	"dapr-pub-sub/internal/store"
 	"dapr-pub-sub/internal/subscriber/grpcch"
 	"dapr-pub-sub/internal/subscriber/handler"
+	"dapr-pub-sub/internal/subscriber/httpch"
 	"dapr-pub-sub/internal/subscriber/live"
 	"dapr-pub-sub/internal/subscriber/streamch"
 	"dapr-pub-sub/internal/tracing"
 )
 
-// NewService builds the Dapr HTTP service: /healthz (liveness: the process
-// serves), /readyz (readiness: ready.Check passes), /metrics (Prometheus),
-// /stats, Dapr's /dapr/subscribe (answered by the SDK from the
-// subscriptions added here) and one route per topic. It does not listen
-// until Start is called. ready may be nil.
-//
-// routes.go lists the routes and who may call them. With cfg.AppToken set,
-// every route but the open ones requires it (401 else).
-// Bodies are limited to handler.MaxBodyBytes. page, if not nil, is served
-// beside them (the live page).
-func NewService(cfg Config, h *handler.Handler, log *slog.Logger, ready *handler.Readiness, page Page) (common.Service, error) {
-	if ready == nil {
-		ready = new(handler.Readiness)
+// NewHTTPService is the HTTP service Run serves for cfg (httpch): on the
+// http channel daprd delivers h's subscriptions to it (in batches in the
+// throughput mode); on every channel it answers the probes (ready; nil
+// for one that asks no one), /metrics, /stats and page's routes (nil for
+// no page), all but the probes and the scrape behind cfg.AppToken. It does
+// not listen until Start is called.
+func NewHTTPService(cfg Config, h *handler.Handler, ready *handler.Readiness, page httpch.Page, log *slog.Logger) (common.Service, error) {
+	o := httpch.Options{Address: cfg.Address, Port: cfg.Port, AppToken: cfg.AppToken, Handler: h, Ready: ready, Page: page, Log: log}
+	if cfg.Channel != ChannelGRPC && cfg.Channel != ChannelStream {
+		// daprd delivers on HTTP; on gRPC or a stream, this service is for
+		// people and probes.
+		o.Subscriptions, o.Bulk = h.Subscriptions(cfg.Topics()), cfg.Bulk
 	}
-	mux := chi.NewRouter()
-	routes(mux, cfg, h, log, page, ready)
-	s := daprhttp.NewServiceWithMux(cfg.ListenAddr(), mux)
-	if cfg.Channel == ChannelGRPC || cfg.Channel == ChannelStream {
-		return s, nil // daprd delivers on gRPC or a stream; this service is for people and probes
-	}
-	if err := handler.AddTopicEventHandlers(s, h.Subscriptions(cfg.Topics())); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return httpch.NewService(o)
 }
 
 // Run is the subscriber program. It serves until ctx is done, then shuts
@@ -105,7 +94,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	ready := handler.NewReadiness(daprdSubscribed(client, cfg), st.Ping)
 	stopDeliveries := func() error { return nil }
 	page := live.New(live.Options{Feed: feed, Stats: &h.Stats, Store: st, BacklogURL: cfg.BacklogURL, Log: log})
-	svc, err := NewService(cfg, h, log, ready, page)
+	svc, err := NewHTTPService(cfg, h, ready, page, log)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package subscriber
+package httpch
 
 import (
 	"bufio"
@@ -17,21 +17,20 @@ import (
 	"dapr-pub-sub/internal/store/storetest"
 	"dapr-pub-sub/internal/subscriber/handler"
 	"dapr-pub-sub/internal/subscriber/live"
-	"dapr-pub-sub/internal/subscriber/live/web"
 )
 
 func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // pageMux is the part of NewService the page adds: the token middleware
 // with page access, the page's routes, and one route it must not open.
-func pageMux(t *testing.T, cfg Config, st *store.Store) (http.Handler, *live.Feed) {
+func pageMux(t *testing.T, token string, st *store.Store) (http.Handler, *live.Feed) {
 	t.Helper()
 	h := handler.New(handler.Config{Store: st, Log: quietLog(), Out: io.Discard, Timeout: time.Second})
 	feed := live.NewFeed(0, 0)
 	t.Cleanup(feed.Close)
 	page := live.New(live.Options{Feed: feed, Stats: &h.Stats, Store: h.Store, Log: quietLog()})
 	mux := chi.NewRouter()
-	mux.Use(requireAppToken(cfg.AppToken, quietLog(), newPageAccess(cfg, page), "/healthz"))
+	mux.Use(requireAppToken(token, quietLog(), newPageAccess(Options{Port: 8001, AppToken: token, Page: page}), "/healthz"))
 	mux.Get("/stats", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.Post("/orders", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	page.Mount(mux)
@@ -40,13 +39,12 @@ func pageMux(t *testing.T, cfg Config, st *store.Store) (http.Handler, *live.Fee
 
 func TestPageAccess(t *testing.T) {
 	const token = "app-secret"
-	cfg := Config{Port: 8001, AppToken: token}
-	key := web.PageKey(token)
-	if key == "" || strings.Contains(key, token) || key == web.PageKey("other") {
+	key := PageKey(token)
+	if key == "" || strings.Contains(key, token) || key == PageKey("other") {
 		t.Fatalf("PageKey(%q) = %q: want a non-empty key that is not the token and differs per token", token, key)
 	}
 	cookie := &http.Cookie{Name: "live_page_8001", Value: key}
-	mux, _ := pageMux(t, cfg, store.New(&storetest.Mem{}, "statestore", "subscriber"))
+	mux, _ := pageMux(t, token, store.New(&storetest.Mem{}, "statestore", "subscriber"))
 
 	tests := map[string]struct {
 		method, path string
@@ -70,7 +68,7 @@ func TestPageAccess(t *testing.T) {
 		"backlog with the cookie":         {method: "GET", path: "/api/backlog", cookie: cookie, want: 404}, // no keeper configured
 		"backlog without":                 {method: "GET", path: "/api/backlog", want: 401},
 		"events without":                  {method: "GET", path: "/events", want: 401},
-		"events with a stale cookie":      {method: "GET", path: "/events", cookie: &http.Cookie{Name: "live_page_8001", Value: web.PageKey("old")}, want: 401},
+		"events with a stale cookie":      {method: "GET", path: "/events", cookie: &http.Cookie{Name: "live_page_8001", Value: PageKey("old")}, want: 401},
 		"key on another route":            {method: "GET", path: "/api/deadletters?key=" + key, want: 401},
 		"cookie does not open /stats":     {method: "GET", path: "/stats", cookie: cookie, want: 401},
 		"cookie does not open /orders":    {method: "POST", path: "/orders", cookie: cookie, want: 401},
@@ -119,7 +117,7 @@ func TestPageAccess(t *testing.T) {
 	})
 
 	t.Run("no app token: the page is open, like every route", func(t *testing.T) {
-		open, _ := pageMux(t, Config{Port: 8001}, store.New(&storetest.Mem{}, "statestore", "subscriber"))
+		open, _ := pageMux(t, "", store.New(&storetest.Mem{}, "statestore", "subscriber"))
 		rec := httptest.NewRecorder()
 		open.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
 		if rec.Code != 200 {
@@ -132,19 +130,20 @@ func TestPageAccess(t *testing.T) {
 // open event stream: GracefulStop (http.Server.Shutdown, which waits for
 // active connections up to 5 s) must return at once after the feed closes.
 func TestPageStreamDoesNotHoldUpShutdown(t *testing.T) {
-	cfg := serviceConfig(t)
 	feed := live.NewFeed(0, 0)
 	h := handler.New(handler.Config{Store: store.New(&storetest.Mem{}, "statestore", "subscriber"), Log: quietLog(), Out: io.Discard,
 		Timeout: time.Second, PubSub: "pubsub", Topic: "orders", Observe: feed.Publish})
-	svc, err := NewService(cfg, h, quietLog(), nil, live.New(live.Options{Feed: feed, Stats: &h.Stats, Store: h.Store, Log: quietLog()}))
+	o := serviceOptions(t, h)
+	o.Page = live.New(live.Options{Feed: feed, Stats: &h.Stats, Store: h.Store, Log: quietLog()})
+	svc, err := NewService(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	go svc.Start() //nolint:errcheck // GracefulStop ends it
-	base := "http://" + cfg.ListenAddr()
+	base := "http://" + o.ListenAddr()
 	waitServing(t, base)
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/events", nil)
-	req.AddCookie(&http.Cookie{Name: fmt.Sprintf("live_page_%d", cfg.Port), Value: web.PageKey(cfg.AppToken)})
+	req.AddCookie(&http.Cookie{Name: fmt.Sprintf("live_page_%d", o.Port), Value: PageKey(o.AppToken)})
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
