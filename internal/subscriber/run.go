@@ -91,9 +91,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Timeout: cfg.Timeout, PubSub: cfg.PubSub, Topic: cfg.Topic, Faults: cfg.Faults,
 		Observe: feed.Publish,
 	})
+	page := live.New(live.Options{Feed: feed, Stats: &h.Stats, Store: st, BacklogURL: cfg.BacklogURL, Log: log})
 	ready := handler.NewReadiness(daprdSubscribed(client, cfg), st.Ping)
 	stopDeliveries := func() error { return nil }
-	page := live.New(live.Options{Feed: feed, Stats: &h.Stats, Store: st, BacklogURL: cfg.BacklogURL, Log: log})
 	svc, err := NewHTTPService(cfg, h, ready, page, log)
 	if err != nil {
 		return err

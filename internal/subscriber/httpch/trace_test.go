@@ -5,13 +5,13 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"dapr-pub-sub/internal/subscriber/handler"
-	"dapr-pub-sub/internal/subscriber/handler/handlertest"
-
 	"github.com/dapr/go-sdk/service/common"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+
+	"dapr-pub-sub/internal/subscriber/handler"
+	"dapr-pub-sub/internal/subscriber/handler/handlertest"
 )
 
 const (
