@@ -1,5 +1,5 @@
 // Command subscriber is the order subscriber that Dapr calls with each event.
-// Run it with -h for its flags; the logic lives in internal/subscriber.
+// Run it with -h for its flags; the program is internal/subscriber, its parts the packages below it.
 package main
 
 import (

@@ -12,7 +12,32 @@ import (
 	"dapr-pub-sub/internal/appenv"
 	"dapr-pub-sub/internal/cli"
 	"dapr-pub-sub/internal/sidecar"
+	"dapr-pub-sub/internal/subscriber/handler"
+	"dapr-pub-sub/internal/subscriber/httpch"
 )
+
+// Delivery channels: how the subscriber's daprd hands it each event.
+const (
+	// ChannelGRPC is Dapr's gRPC app channel (daprd --app-protocol grpc):
+	// daprd calls OnTopicEvent on the app's gRPC server (grpcch). Every
+	// transport error is retried by daprd (postman/grpc), so an order the
+	// app never saw is never acknowledged. The default.
+	ChannelGRPC = "grpc"
+	// ChannelStream is Dapr's streaming subscription (streamch): the app
+	// opens one stream per topic to its daprd, which sends each event on
+	// it and waits for the app's answer. No app port: a dead app is a
+	// closed stream, and daprd redelivers what was on it. daprd 1.18 or
+	// later (streamch.CheckStreamRuntime); the latency mode only (no bulk
+	// delivery on streams).
+	ChannelStream = "stream"
+	// ChannelHTTP is the original example's shape: daprd POSTs each event to the app's
+	// route. Its shared middleware pipeline can report a failed delivery as
+	// an empty 200, which daprd acknowledges (see the README's known issue).
+	ChannelHTTP = "http"
+)
+
+// Channels lists the channels, the default first.
+var Channels = []string{ChannelGRPC, ChannelStream, ChannelHTTP}
 
 // Config is the subscriber's settings. Every field has a flag, defaulting to
 // an environment variable when that is set.
@@ -50,12 +75,12 @@ type Config struct {
 	// reads per subscription, e.g. queueType=quorum for RabbitMQ's quorum
 	// queues. Empty: none.
 	SubscriptionMetadata map[string]string
-	LogLevel             string // LOG_LEVEL: debug, info, warn, error
-	AppToken             string // APP_API_TOKEN: the token daprd sends; required on every route but /healthz when set
-	Faults               Faults // FAULT_*: for fault tests and demos only
+	LogLevel             string         // LOG_LEVEL: debug, info, warn, error
+	AppToken             string         // APP_API_TOKEN: the token daprd sends; required on every route but /healthz when set
+	Faults               handler.Faults // FAULT_*: for fault tests and demos only
 	// Bulk is the high-throughput mode: BULK_MAX_MESSAGES (default 0, off),
 	// BULK_MAX_AWAIT (default 10ms), BULK_WORKERS (default 32).
-	Bulk Bulk
+	Bulk httpch.Bulk
 }
 
 // ListenAddr is the host:port the HTTP service listens on.
@@ -67,6 +92,11 @@ func (c Config) ListenAddr() string {
 // grpc channel.
 func (c Config) GRPCListenAddr() string {
 	return net.JoinHostPort(c.Address, strconv.Itoa(c.GRPCPort))
+}
+
+// Topics are what the app subscribes to.
+func (c Config) Topics() handler.Topics {
+	return handler.Topics{PubSub: c.PubSub, Topic: c.Topic, DeadLetterTopic: c.DeadLetterTopic, Metadata: c.SubscriptionMetadata}
 }
 
 // grpcAddr is GRPCListenAddr on the grpc channel, else "" (for logs).

@@ -6,12 +6,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"dapr-pub-sub/internal/subscriber/httpch"
 )
 
 func TestParseConfig(t *testing.T) {
 	defaults := Config{Address: "127.0.0.1", Port: 8001, Channel: ChannelGRPC, StreamWorkers: 32, GRPCPort: 8002, AppID: "subscriber", PubSub: "pubsub", Topic: "orders",
 		DeadLetterTopic: "orders-deadletter", StateStore: "statestore", DaprAddress: "127.0.0.1:50001",
-		Timeout: 4 * time.Second, RetentionWindow: 24 * time.Hour, DeadLetterRetention: 30 * 24 * time.Hour, RecordBatch: 100, RecordFlushers: 4, LogLevel: "info", Bulk: Bulk{MaxAwait: 10 * time.Millisecond, Workers: 32}}
+		Timeout: 4 * time.Second, RetentionWindow: 24 * time.Hour, DeadLetterRetention: 30 * 24 * time.Hour, RecordBatch: 100, RecordFlushers: 4, LogLevel: "info", Bulk: httpch.Bulk{MaxAwait: 10 * time.Millisecond, Workers: 32}}
 	with := func(change func(*Config)) Config {
 		c := defaults
 		change(&c)

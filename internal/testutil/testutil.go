@@ -1,5 +1,5 @@
 // Package testutil has the fakes that several packages' unit tests share.
-// Nothing outside tests imports it.
+// Nothing outside tests, and the test helpers they share (handlertest), imports it.
 package testutil
 
 import (

@@ -19,6 +19,8 @@ import (
 
 	"dapr-pub-sub/internal/harness/launcher"
 	"dapr-pub-sub/internal/subscriber"
+	"dapr-pub-sub/internal/subscriber/handler"
+	"dapr-pub-sub/internal/subscriber/httpch"
 )
 
 // appSubscription is one entry of the app's GET /dapr/subscribe answer.
@@ -60,8 +62,9 @@ func TestSubscriberAsDeployed(t *testing.T) {
 		t.Fatalf("the subscriber's channel is %q, its daprd's app protocol %q", cfg.Channel, proto)
 	}
 	// The subscriptions are the same on both channels (the gRPC listing is
-	// tested in internal/subscriber); here they are read over HTTP, with the
-	// probes, from the service as configured but with its HTTP routes.
+	// tested in internal/subscriber/grpcch); here they are read over HTTP,
+	// with the probes, from the service as configured but with its HTTP
+	// routes.
 	cfg.Channel = subscriber.ChannelHTTP
 	// Here, on loopback and a free port.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -71,9 +74,9 @@ func TestSubscriberAsDeployed(t *testing.T) {
 	cfg.Address, cfg.Port = "127.0.0.1", l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	log := slog.New(slog.DiscardHandler)
-	h := subscriber.NewHandler(subscriber.HandlerConfig{Out: io.Discard, Log: log, Metrics: subscriber.NewMetrics(),
+	h := handler.New(handler.Config{Out: io.Discard, Log: log, Metrics: handler.NewMetrics(),
 		Timeout: cfg.Timeout, PubSub: cfg.PubSub, Topic: cfg.Topic})
-	svc, err := subscriber.NewService(cfg, h, log, func(context.Context) error { return nil })
+	svc, err := subscriber.NewHTTPService(cfg, h, handler.NewReadiness(nil, func(context.Context) error { return nil }), nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +86,7 @@ func TestSubscriberAsDeployed(t *testing.T) {
 	get := func(path, token string) (int, []byte) {
 		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
 		if token != "" {
-			req.Header.Set(subscriber.AppTokenHeader, token)
+			req.Header.Set(httpch.AppTokenHeader, token)
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {

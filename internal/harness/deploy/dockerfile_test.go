@@ -723,26 +723,26 @@ func TestDockerignoreRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	for path, want := range map[string]bool{
-		"go.mod":                          false,
-		"go.sum":                          false,
-		"cmd/subscriber/main.go":          false,
-		"internal/order/order.go":         false,
-		"internal/order/order_test.go":    true,
-		"cmd/subscriber/Dockerfile":       true,
-		".git/HEAD":                       true,
-		"tools/daprd/go.mod":              true,
-		"deploy/kustomization.yaml":       true,
-		"README.md":                       true,
-		"internal/subscriber/testdata/x":  true,
-		"internal/subscriber/tools/x.go":  false, // "tools" is the root's only
-		"internal/subscriber/notes.txt":   false, // "*.txt" too
-		"internal/harness/system/run.go":  true,  // no image runs the harness
-		"internal/harness/e2e/x.txt":      true,
-		"internal/subscriber/a_test.go/x": true,
-		"internal/subscriber/web/app.js":  false, // embedded in the binary
-		"cmd/bench/main.go":               false, // in the context, built by no image
-		"bench/results/results.md":        true,
-		".golangci.yml":                   true,
+		"go.mod":                              false,
+		"go.sum":                              false,
+		"cmd/subscriber/main.go":              false,
+		"internal/order/order.go":             false,
+		"internal/order/order_test.go":        true,
+		"cmd/subscriber/Dockerfile":           true,
+		".git/HEAD":                           true,
+		"tools/daprd/go.mod":                  true,
+		"deploy/kustomization.yaml":           true,
+		"README.md":                           true,
+		"internal/subscriber/testdata/x":      true,
+		"internal/subscriber/tools/x.go":      false, // "tools" is the root's only
+		"internal/subscriber/notes.txt":       false, // "*.txt" too
+		"internal/harness/system/run.go":      true,  // no image runs the harness
+		"internal/harness/e2e/x.txt":          true,
+		"internal/subscriber/a_test.go/x":     true,
+		"internal/subscriber/live/web/app.js": false, // embedded in the binary
+		"cmd/bench/main.go":                   false, // in the context, built by no image
+		"bench/results/results.md":            true,
+		".golangci.yml":                       true,
 	} {
 		if got := rules.excluded(path); got != want {
 			t.Errorf("excluded(%q) = %v, want %v", path, got, want)

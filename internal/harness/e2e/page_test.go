@@ -13,7 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"dapr-pub-sub/internal/harness/system"
-	"dapr-pub-sub/internal/subscriber/web"
+	"dapr-pub-sub/internal/subscriber/httpch"
 )
 
 // chromiumPath is Debian's Chromium, which drives the live page test.
@@ -43,7 +43,7 @@ func TestPage(t *testing.T) {
 	}
 
 	b := newBrowser(t)
-	url := base + "/?key=" + web.PageKey(s.Secrets.AppToken)
+	url := base + "/?key=" + httpch.PageKey(s.Secrets.AppToken)
 	if err := chromedp.Do(b.ctx, chromedp.Navigate(url)); err != nil {
 		t.Fatalf("open the page: %v", err)
 	}
@@ -52,7 +52,7 @@ func TestPage(t *testing.T) {
 		b.fatalf("location %q (%v), want %s/: the key must leave the address bar", loc, err, base)
 	}
 	if html, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.documentElement.outerHTML`)); err != nil ||
-		strings.Contains(html, s.Secrets.AppToken) || strings.Contains(html, web.PageKey(s.Secrets.AppToken)) {
+		strings.Contains(html, s.Secrets.AppToken) || strings.Contains(html, httpch.PageKey(s.Secrets.AppToken)) {
 		b.fatalf("the page shows the app token or its key (or could not be read: %v)", err)
 	}
 

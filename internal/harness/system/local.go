@@ -17,7 +17,7 @@ import (
 	"dapr-pub-sub/internal/harness/launcher"
 	"dapr-pub-sub/internal/logging"
 	"dapr-pub-sub/internal/retention"
-	"dapr-pub-sub/internal/subscriber/web"
+	"dapr-pub-sub/internal/subscriber/httpch"
 )
 
 // local is what `make run` was asked for.
@@ -170,7 +170,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	default:
 		say("Subscriber on :%d (daprd delivers over HTTP), its sidecar on :%d (gRPC :%d)", sys.Sub.Port, sys.Sub.Daprd.HTTPPort, sys.Sub.Daprd.GRPCPort)
 	}
-	say("Live page: http://127.0.0.1:%d/?key=%s (opens the page for this run only)", sys.Sub.Port, web.PageKey(sys.Secrets.AppToken))
+	say("Live page: http://127.0.0.1:%d/?key=%s (opens the page for this run only)", sys.Sub.Port, httpch.PageKey(sys.Secrets.AppToken))
 	say("Publisher sidecar on :%d (gRPC :%d); publishing %d orders", sys.PubDaprd.HTTPPort, sys.PubDaprd.GRPCPort, l.count)
 
 	pub, err := sys.StartPublisher([]string{"-count", strconv.Itoa(l.count), "-interval", l.interval.String()}, appLog)

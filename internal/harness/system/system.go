@@ -29,6 +29,7 @@ import (
 	"dapr-pub-sub/internal/harness/launcher"
 	"dapr-pub-sub/internal/retention"
 	"dapr-pub-sub/internal/subscriber"
+	"dapr-pub-sub/internal/subscriber/streamch"
 )
 
 // Tools are what every system of one program run shares: the repository,
@@ -82,11 +83,11 @@ const (
 )
 
 // Channels are the delivery channels daprd version runs safely: all of
-// them from 1.18 on, grpc and http before (CheckStreamRuntime).
+// them from 1.18 on, grpc and http before (streamch.CheckStreamRuntime).
 func Channels(version string) []Channel {
 	var out []Channel
 	for _, c := range subscriber.Channels {
-		if Channel(c) != ChannelStream || subscriber.CheckStreamRuntime(version) == nil {
+		if Channel(c) != ChannelStream || streamch.CheckStreamRuntime(version) == nil {
 			out = append(out, Channel(c))
 		}
 	}
@@ -235,7 +236,7 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 		return nil, errors.New("the throughput mode needs the http channel: daprd has no bulk delivery on subscription streams")
 	}
 	if spec.Channel == ChannelStream {
-		if err := subscriber.CheckStreamRuntime(spec.Tools.Daprd.Version); err != nil {
+		if err := streamch.CheckStreamRuntime(spec.Tools.Daprd.Version); err != nil {
 			return nil, err
 		}
 	}

@@ -1,4 +1,4 @@
-package subscriber
+package httpch
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 
 	"github.com/dapr/go-sdk/service/common"
 	"go.opentelemetry.io/otel/trace"
+
+	"dapr-pub-sub/internal/subscriber/handler"
 )
 
 // BulkOrdersRoute is where daprd posts batches of order events when bulk
@@ -61,18 +63,6 @@ type bulkStatus struct {
 	Status  common.SubscriptionResponseStatus `json:"status"`
 }
 
-// cloudEvent is the part of a CloudEvent the handlers use: a bulk entry's
-// event, or the original message of a dead letter.
-type cloudEvent struct {
-	ID              string          `json:"id"`
-	Topic           string          `json:"topic"`
-	PubsubName      string          `json:"pubsubname"`
-	DataContentType string          `json:"datacontenttype"`
-	Data            json.RawMessage `json:"data"`
-	DataBase64      string          `json:"data_base64"`
-	TraceParent     string          `json:"traceparent"`
-}
-
 // handleBulk answers daprd's bulk deliveries. Each entry goes through
 // HandleOrder, as a single delivery would — dedupe, DROP for an invalid
 // order, RETRY for a transient failure, all per entry — with up to
@@ -80,18 +70,18 @@ type cloudEvent struct {
 // CloudEvent is answered DROP (to the dead-letter topic), never left
 // unanswered (which daprd would retry forever). A body that is not a bulk
 // envelope at all cannot be answered per entry: it gets 400, logged.
-func handleBulk(h *Handler, bulk Bulk, log *slog.Logger) http.Handler {
+func handleBulk(h *handler.Handler, bulk Bulk, log *slog.Logger) http.Handler {
 	workers := max(bulk.Workers, 1)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req bulkRequest
-		if err := json.NewDecoder(io.LimitReader(r.Body, MaxBodyBytes)).Decode(&req); err != nil {
+		if err := json.NewDecoder(io.LimitReader(r.Body, handler.MaxBodyBytes)).Decode(&req); err != nil {
 			log.Error("Bulk delivery body is not a bulk envelope; daprd will retry it", "err", err)
 			http.Error(w, "not a bulk subscribe envelope: "+err.Error(), http.StatusBadRequest)
 			return
 		}
 		// Each entry's span is a child of its own event's traceparent, not
 		// of the one the request header carries for the whole batch.
-		h.Metrics.observeBatch(len(req.Entries))
+		h.Metrics.ObserveBatch(len(req.Entries))
 		ctx := trace.ContextWithSpanContext(r.Context(), trace.SpanContext{})
 		resp := bulkResponse{Statuses: make([]bulkStatus, len(req.Entries))}
 		// A few goroutines take the entries in turn: one per entry would
@@ -103,7 +93,7 @@ func handleBulk(h *Handler, bulk Bulk, log *slog.Logger) http.Handler {
 			go func() {
 				defer wg.Done()
 				for i := int(next.Add(1) - 1); i < len(req.Entries); i = int(next.Add(1) - 1) {
-					resp.Statuses[i] = bulkStatus{EntryID: req.Entries[i].EntryID, Status: h.handleEntry(ctx, &req, req.Entries[i])}
+					resp.Statuses[i] = bulkStatus{EntryID: req.Entries[i].EntryID, Status: handleEntry(ctx, h, &req, req.Entries[i])}
 				}
 			}()
 		}
@@ -114,20 +104,16 @@ func handleBulk(h *Handler, bulk Bulk, log *slog.Logger) http.Handler {
 }
 
 // handleEntry processes one entry of a bulk delivery and returns its status.
-func (h *Handler) handleEntry(ctx context.Context, req *bulkRequest, entry bulkEntry) common.SubscriptionResponseStatus {
-	handle := h.HandleOrder
-	e, bad := entryEvent(req, entry)
-	if bad != nil {
-		// Not a CloudEvent: DROP, through the same middleware (a rare
-		// path; the step is made for it).
-		e = &common.TopicEvent{ID: entry.EntryID, Topic: req.Topic}
-		handle = h.chain(func(_ context.Context, d *delivery) (bool, error) {
-			d.outcome = OutcomeDrop
-			h.Log.Error("Dropping a bulk entry that is not a CloudEvent to the dead-letter topic", "entry_id", entry.EntryID, "err", bad)
-			return false, bad
-		})
+func handleEntry(ctx context.Context, h *handler.Handler, req *bulkRequest, entry bulkEntry) common.SubscriptionResponseStatus {
+	var retry bool
+	e, err := entryEvent(req, entry)
+	if err != nil {
+		// Not a CloudEvent: DROP, through the same middleware.
+		h.Log.Error("Dropping a bulk entry that is not a CloudEvent to the dead-letter topic", "entry_id", entry.EntryID, "err", err)
+		retry, err = h.Drop(ctx, &common.TopicEvent{ID: entry.EntryID, Topic: req.Topic}, err)
+	} else {
+		retry, err = h.HandleOrder(ctx, e)
 	}
-	retry, err := handle(ctx, e)
 	switch {
 	case err == nil:
 		return common.SubscriptionResponseStatusSuccess
@@ -141,7 +127,7 @@ func (h *Handler) handleEntry(ctx context.Context, req *bulkRequest, entry bulkE
 // entryEvent turns a bulk entry into the TopicEvent the SDK would have
 // made of the same event delivered alone.
 func entryEvent(req *bulkRequest, entry bulkEntry) (*common.TopicEvent, error) {
-	var ce cloudEvent
+	var ce handler.CloudEvent
 	if err := json.Unmarshal(entry.Event, &ce); err != nil {
 		return nil, err
 	}
@@ -184,17 +170,21 @@ type bulkSubscribe struct {
 
 // bulkSubscriptions is the app's answer to GET /dapr/subscribe in bulk
 // mode, which the SDK cannot give (its subscriptions have no
-// bulkSubscribe): the orders topic in batches to BulkOrdersRoute, and the
-// dead-letter topic one by one, raw, as in the normal mode.
-func bulkSubscriptions(cfg Config) []subscriptionJSON {
-	return []subscriptionJSON{
-		{
-			PubsubName: cfg.PubSub, Topic: cfg.Topic, Route: BulkOrdersRoute, DeadLetterTopic: cfg.DeadLetterTopic, Metadata: subscriptionMetadata(cfg),
-			BulkSubscribe: &bulkSubscribe{
-				Enabled: true, MaxMessagesCount: int32(cfg.Bulk.MaxMessages),
-				MaxAwaitDurationMs: int32(cfg.Bulk.MaxAwait.Milliseconds()),
-			},
-		},
-		{PubsubName: cfg.PubSub, Topic: cfg.DeadLetterTopic, Route: DeadLetterRoute, Metadata: subscriptionMetadata(cfg, "rawPayload", "true")},
+// bulkSubscribe): subs, with the orders topic in batches to
+// BulkOrdersRoute, and the dead-letter topic one by one, raw, as in the
+// normal mode.
+func bulkSubscriptions(subs []handler.Subscription, bulk Bulk) []subscriptionJSON {
+	out := make([]subscriptionJSON, 0, len(subs))
+	for _, s := range subs {
+		j := subscriptionJSON{PubsubName: s.Sub.PubsubName, Topic: s.Sub.Topic, Route: s.Sub.Route, DeadLetterTopic: s.Sub.DeadLetterTopic, Metadata: s.Sub.Metadata}
+		if s.Sub.Route == handler.OrdersRoute {
+			j.Route = BulkOrdersRoute
+			j.BulkSubscribe = &bulkSubscribe{
+				Enabled: true, MaxMessagesCount: int32(bulk.MaxMessages),
+				MaxAwaitDurationMs: int32(bulk.MaxAwait.Milliseconds()),
+			}
+		}
+		out = append(out, j)
 	}
+	return out
 }

@@ -1,4 +1,4 @@
-package subscriber
+package live
 
 import (
 	"bufio"
@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -17,20 +16,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-
 	"dapr-pub-sub/internal/order"
 	"dapr-pub-sub/internal/store"
 	"dapr-pub-sub/internal/store/storetest"
-	"dapr-pub-sub/internal/subscriber/web"
+	"dapr-pub-sub/internal/subscriber/handler"
 )
 
-func testDelivery(id int64, outcome string) Delivery {
+func testDelivery(id int64, outcome string) handler.Delivery {
 	o := order.New(id)
-	return Delivery{Time: time.Now(), EventID: fmt.Sprintf("order-%d", id), Topic: "orders", Order: &o, Outcome: outcome}
+	return handler.Delivery{Time: time.Now(), EventID: fmt.Sprintf("order-%d", id), Topic: "orders", Order: &o, Outcome: outcome}
 }
 
-func eventIDs(ds []Delivery) []string {
+func eventIDs(ds []handler.Delivery) []string {
 	out := make([]string, len(ds))
 	for i, d := range ds {
 		out[i] = d.EventID
@@ -45,7 +42,7 @@ func TestFeedFansOutToEveryClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, b, _ := f.Subscribe()
-	f.Publish(testDelivery(1, OutcomeSuccess))
+	f.Publish(testDelivery(1, handler.OutcomeSuccess))
 	for name, s := range map[string]*Subscription{"a": a, "b": b} {
 		select {
 		case d := <-s.C:
@@ -72,7 +69,7 @@ func TestFeedSnapshotIsTheLastDeliveriesInOrder(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			f := NewFeed(tc.keep, 1)
 			for i := range tc.publish {
-				f.Publish(testDelivery(int64(i), OutcomeSuccess))
+				f.Publish(testDelivery(int64(i), handler.OutcomeSuccess))
 			}
 			recent, s, err := f.Subscribe()
 			if err != nil {
@@ -82,7 +79,7 @@ func TestFeedSnapshotIsTheLastDeliveriesInOrder(t *testing.T) {
 				t.Errorf("snapshot %v, want %v", got, tc.want)
 			}
 			// Nothing from before the snapshot comes again on C.
-			f.Publish(testDelivery(99, OutcomeSuccess))
+			f.Publish(testDelivery(99, handler.OutcomeSuccess))
 			if d := <-s.C; d.EventID != "order-99" {
 				t.Errorf("first live delivery %q, want order-99", d.EventID)
 			}
@@ -98,7 +95,7 @@ func TestFeedSlowClientDoesNotBlockPublish(t *testing.T) {
 	go func() {
 		defer close(published)
 		for i := range n {
-			f.Publish(testDelivery(int64(i), OutcomeSuccess))
+			f.Publish(testDelivery(int64(i), handler.OutcomeSuccess))
 		}
 	}()
 	select {
@@ -128,8 +125,8 @@ func TestFeedUnsubscribeFreesTheClient(t *testing.T) {
 	if f.Clients() != 0 {
 		t.Fatalf("Clients = %d after Unsubscribe, want 0", f.Clients())
 	}
-	f.Publish(testDelivery(1, OutcomeSuccess))
-	f.Publish(testDelivery(2, OutcomeSuccess))
+	f.Publish(testDelivery(1, handler.OutcomeSuccess))
+	f.Publish(testDelivery(2, handler.OutcomeSuccess))
 	if len(s.C) != 0 || f.Dropped(s) != 0 || f.TotalDropped() != 0 {
 		t.Errorf("an unsubscribed client still gets deliveries: %d buffered, %d dropped", len(s.C), f.Dropped(s))
 	}
@@ -140,7 +137,7 @@ func TestFeedRateCountsTheLastMinutePerSecond(t *testing.T) {
 	t0 := time.Unix(1_000_000, 0)
 	at := func(sec int64, n int) {
 		for range n {
-			f.Publish(Delivery{Time: t0.Add(time.Duration(sec) * time.Second), Outcome: OutcomeSuccess})
+			f.Publish(handler.Delivery{Time: t0.Add(time.Duration(sec) * time.Second), Outcome: handler.OutcomeSuccess})
 		}
 	}
 	at(0, 3)  // falls out of the window below
@@ -173,7 +170,7 @@ func TestFeedCloseEndsStreamsAndRefusesNewOnes(t *testing.T) {
 	if _, _, err := f.Subscribe(); !errors.Is(err, ErrFeedClosed) {
 		t.Errorf("Subscribe after Close: %v, want ErrFeedClosed", err)
 	}
-	f.Publish(testDelivery(1, OutcomeSuccess)) // still safe
+	f.Publish(testDelivery(1, handler.OutcomeSuccess)) // still safe
 }
 
 func TestFeedIsSafeForConcurrentUse(t *testing.T) {
@@ -184,7 +181,7 @@ func TestFeedIsSafeForConcurrentUse(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 500 {
-				f.Publish(testDelivery(int64(p*1000+i), OutcomeSuccess))
+				f.Publish(testDelivery(int64(p*1000+i), handler.OutcomeSuccess))
 			}
 		}()
 	}
@@ -260,9 +257,9 @@ func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func TestEventsStreamSnapshotThenDeliveries(t *testing.T) {
 	f := NewFeed(10, 10)
-	var stats Stats
+	var stats handler.Stats
 	stats.Processed.Add(1)
-	f.Publish(testDelivery(1, OutcomeSuccess))
+	f.Publish(testDelivery(1, handler.OutcomeSuccess))
 	srv := httptest.NewServer(handleEvents(f, &stats, quietLog()))
 	defer srv.Close()
 
@@ -291,7 +288,7 @@ func TestEventsStreamSnapshotThenDeliveries(t *testing.T) {
 		t.Errorf("snapshot stats %s, want processed 1", snap.Stats)
 	}
 
-	bad := Delivery{Time: time.Now(), EventID: "evt-x", Topic: "orders", Outcome: OutcomeDrop, Reason: "invalid order: id must be ≥ 0"}
+	bad := handler.Delivery{Time: time.Now(), EventID: "evt-x", Topic: "orders", Outcome: handler.OutcomeDrop, Reason: "invalid order: id must be ≥ 0"}
 	f.Publish(bad)
 	for {
 		ev = nextEvent(t, events)
@@ -303,7 +300,7 @@ func TestEventsStreamSnapshotThenDeliveries(t *testing.T) {
 	if err := json.Unmarshal([]byte(ev.data), &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.EventID != "evt-x" || got.Outcome != OutcomeDrop || got.Reason != bad.Reason || got.ID != nil {
+	if got.EventID != "evt-x" || got.Outcome != handler.OutcomeDrop || got.Reason != bad.Reason || got.ID != nil {
 		t.Errorf("delivery %+v, want evt-x dropped with its reason and no order", got)
 	}
 
@@ -325,7 +322,7 @@ func TestEventsStreamSnapshotThenDeliveries(t *testing.T) {
 // and the stream's URL, and the test's cleanup closes both.
 func openEvents(t *testing.T, f *Feed) (<-chan sseEvent, string) {
 	t.Helper()
-	srv := httptest.NewServer(handleEvents(f, &Stats{}, quietLog()))
+	srv := httptest.NewServer(handleEvents(f, &handler.Stats{}, quietLog()))
 	t.Cleanup(srv.Close)
 	resp, err := http.Get(srv.URL)
 	if err != nil {
@@ -361,7 +358,7 @@ func TestEventsStreamEndsWhenTheFeedCloses(t *testing.T) {
 
 func TestEventsClientLeavingUnsubscribes(t *testing.T) {
 	f := NewFeed(10, 10)
-	srv := httptest.NewServer(handleEvents(f, &Stats{}, quietLog()))
+	srv := httptest.NewServer(handleEvents(f, &handler.Stats{}, quietLog()))
 	defer srv.Close()
 	ctx, cancel := context.WithCancel(t.Context())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
@@ -380,112 +377,6 @@ func TestEventsClientLeavingUnsubscribes(t *testing.T) {
 			t.Fatal("the client is still subscribed after it left")
 		}
 	}
-}
-
-// pageMux is the part of NewService the page adds: the token middleware
-// with page access, the page's routes, and one route it must not open.
-func pageMux(t *testing.T, cfg Config, st *store.Store) (http.Handler, *Feed) {
-	t.Helper()
-	h := NewHandler(HandlerConfig{Store: st, Log: quietLog(), Out: io.Discard, Timeout: time.Second})
-	feed := NewFeed(0, 0)
-	t.Cleanup(feed.Close)
-	live := newLivePage(cfg, serviceOptions{feed: feed})
-	mux := chi.NewRouter()
-	mux.Use(requireAppToken(cfg.AppToken, quietLog(), live.access, "/healthz"))
-	mux.Get("/stats", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-	mux.Post("/orders", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-	live.mount(mux, h, quietLog())
-	return mux, feed
-}
-
-func TestPageAccess(t *testing.T) {
-	const token = "app-secret"
-	cfg := Config{Port: 8001, AppToken: token}
-	key := web.PageKey(token)
-	if key == "" || strings.Contains(key, token) || key == web.PageKey("other") {
-		t.Fatalf("PageKey(%q) = %q: want a non-empty key that is not the token and differs per token", token, key)
-	}
-	cookie := &http.Cookie{Name: "live_page_8001", Value: key}
-	mux, _ := pageMux(t, cfg, store.New(&storetest.Mem{}, "statestore", "subscriber"))
-
-	tests := map[string]struct {
-		method, path string
-		header       string       // app token header
-		cookie       *http.Cookie // nil for none
-		want         int
-		wantType     string
-	}{
-		"page without anything":           {method: "GET", path: "/", want: 401},
-		"page with a wrong key":           {method: "GET", path: "/?key=nope", want: 401},
-		"page with the token as key":      {method: "GET", path: "/?key=" + token, want: 401},
-		"page with the key: cookie, back": {method: "GET", path: "/?key=" + key, want: 303},
-		"page with the cookie":            {method: "GET", path: "/", cookie: cookie, want: 200, wantType: "text/html"},
-		"page with the app token":         {method: "GET", path: "/", header: token, want: 200, wantType: "text/html"},
-		"script with the cookie":          {method: "GET", path: "/ui/app.js", cookie: cookie, want: 200, wantType: "text/javascript"},
-		"style with the cookie":           {method: "GET", path: "/ui/style.css", cookie: cookie, want: 200, wantType: "text/css"},
-		"no such asset":                   {method: "GET", path: "/ui/nope.js", cookie: cookie, want: 404},
-		"no listing of the assets":        {method: "GET", path: "/ui/", cookie: cookie, want: 404},
-		"dead letters with the cookie":    {method: "GET", path: "/api/deadletters", cookie: cookie, want: 200, wantType: "application/json"},
-		"dead letters without":            {method: "GET", path: "/api/deadletters", want: 401},
-		"backlog with the cookie":         {method: "GET", path: "/api/backlog", cookie: cookie, want: 404}, // no keeper configured
-		"backlog without":                 {method: "GET", path: "/api/backlog", want: 401},
-		"events without":                  {method: "GET", path: "/events", want: 401},
-		"events with a stale cookie":      {method: "GET", path: "/events", cookie: &http.Cookie{Name: "live_page_8001", Value: web.PageKey("old")}, want: 401},
-		"key on another route":            {method: "GET", path: "/api/deadletters?key=" + key, want: 401},
-		"cookie does not open /stats":     {method: "GET", path: "/stats", cookie: cookie, want: 401},
-		"cookie does not open /orders":    {method: "POST", path: "/orders", cookie: cookie, want: 401},
-		"the token still opens /stats":    {method: "GET", path: "/stats", header: token, want: 200},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			req := httptest.NewRequest(tc.method, tc.path, nil)
-			if tc.header != "" {
-				req.Header.Set(AppTokenHeader, tc.header)
-			}
-			if tc.cookie != nil {
-				req.AddCookie(tc.cookie)
-			}
-			rec := httptest.NewRecorder()
-			mux.ServeHTTP(rec, req)
-			if rec.Code != tc.want {
-				t.Fatalf("%s %s: %d, want %d: %s", tc.method, tc.path, rec.Code, tc.want, rec.Body)
-			}
-			if tc.wantType != "" && !strings.HasPrefix(rec.Header().Get("Content-Type"), tc.wantType) {
-				t.Errorf("Content-Type %q, want %s", rec.Header().Get("Content-Type"), tc.wantType)
-			}
-			if body := rec.Body.String(); strings.Contains(body, token) || strings.Contains(body, key) {
-				t.Errorf("the response shows the token or the key: %s", body)
-			}
-			if rec.Code == 200 && tc.wantType == "text/html" && rec.Header().Get("Content-Security-Policy") == "" {
-				t.Error("the page has no Content-Security-Policy")
-			}
-		})
-	}
-
-	t.Run("the key sets an HttpOnly SameSite=Strict cookie and leaves the URL", func(t *testing.T) {
-		rec := httptest.NewRecorder()
-		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/?key="+key, nil))
-		if loc := rec.Header().Get("Location"); loc != "/" {
-			t.Errorf("Location %q, want /", loc)
-		}
-		cs := rec.Result().Cookies()
-		if len(cs) != 1 {
-			t.Fatalf("cookies %v, want one", cs)
-		}
-		c := cs[0]
-		if c.Name != "live_page_8001" || c.Value != key || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/" {
-			t.Errorf("cookie %+v, want live_page_8001=<key>, HttpOnly, SameSite=Strict, Path=/", c)
-		}
-	})
-
-	t.Run("no app token: the page is open, like every route", func(t *testing.T) {
-		open, _ := pageMux(t, Config{Port: 8001}, store.New(&storetest.Mem{}, "statestore", "subscriber"))
-		rec := httptest.NewRecorder()
-		open.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
-		if rec.Code != 200 {
-			t.Errorf("GET / = %d, want 200", rec.Code)
-		}
-	})
 }
 
 func TestPageDeadLettersNewestFirst(t *testing.T) {
@@ -555,56 +446,13 @@ func TestPageBacklogPassesTheKeepersAnswerOn(t *testing.T) {
 	}
 }
 
-// TestPageStreamDoesNotHoldUpShutdown serves the real SDK service with an
-// open event stream: GracefulStop (http.Server.Shutdown, which waits for
-// active connections up to 5 s) must return at once after the feed closes.
-func TestPageStreamDoesNotHoldUpShutdown(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cfg := Config{Address: "127.0.0.1", Port: port, PubSub: "pubsub", Topic: "orders", DeadLetterTopic: "orders-deadletter", AppToken: "app-secret"}
-	feed := NewFeed(0, 0)
-	h := NewHandler(HandlerConfig{Store: store.New(&storetest.Mem{}, "statestore", "subscriber"), Log: quietLog(), Out: io.Discard,
-		Timeout: time.Second, PubSub: "pubsub", Topic: "orders", Observe: feed.Publish})
-	svc, err := NewService(cfg, h, quietLog(), nil, WithLivePage(feed))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go svc.Start() //nolint:errcheck // GracefulStop ends it
-	base := "http://" + cfg.ListenAddr()
-	waitServing(t, base)
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/events", nil)
-	req.AddCookie(&http.Cookie{Name: fmt.Sprintf("live_page_%d", port), Value: web.PageKey(cfg.AppToken)})
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /events: %d", resp.StatusCode)
-	}
-	nextEvent(t, readEvents(resp.Body))
-
-	start := time.Now()
-	feed.Close()
-	if err := svc.GracefulStop(); err != nil {
-		t.Fatalf("GracefulStop with a stream open: %v", err)
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("GracefulStop took %s with a stream open, want well under the SDK's 5 s", d)
-	}
-}
-
 // TestLatePageGetsTheLastMinute: a page opened seconds after a burst gets
 // the burst in its snapshot's throughput, kept on the server.
 func TestLatePageGetsTheLastMinute(t *testing.T) {
 	f := NewFeed(100, 10)
 	burst := time.Now().Add(-5 * time.Second)
 	for i := range 60 {
-		d := testDelivery(int64(i), OutcomeSuccess)
+		d := testDelivery(int64(i), handler.OutcomeSuccess)
 		d.Time = burst
 		f.Publish(d)
 	}

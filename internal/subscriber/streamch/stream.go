@@ -1,4 +1,16 @@
-package subscriber
+// Package streamch is the subscriber's stream channel: Dapr's streaming
+// subscription (SubscribeTopicEventsAlpha1, an alpha API of daprd ≥ 1.14,
+// through the Go SDK's client.Subscribe). The app dials its daprd and
+// opens one stream per topic; daprd sends each event on it and waits for
+// the app's answer (success, retry or drop) for that event. No app port
+// and no app channel: daprd never calls the app, so a dead app is a
+// closed stream, and every delivery on it counts as failed (daprd
+// pkg/runtime/pubsub/streamer: "stream closed") and is redelivered. The
+// latency mode only: daprd has no bulk delivery on streams
+// (postman/streaming DeliverBulk: "not implemented"). CheckStreamRuntime
+// says which daprd runs it safely. It imports handler and no other part
+// of the subscriber.
+package streamch
 
 import (
 	"context"
@@ -12,36 +24,44 @@ import (
 	"time"
 
 	dapr "github.com/dapr/go-sdk/client"
+
+	"dapr-pub-sub/internal/subscriber/handler"
 )
 
-// ChannelStream is Dapr's streaming subscription (SubscribeTopicEventsAlpha1,
-// an alpha API of daprd ≥ 1.14, through the SDK's client.Subscribe): the app
-// dials its daprd and opens one stream per topic; daprd sends each event on
-// it and waits for the app's answer (success, retry or drop) for that
-// event. No app port and no app channel: daprd never calls the app, so a
-// dead app is a closed stream, and every delivery on it counts as failed
-// (daprd pkg/runtime/pubsub/streamer: "stream closed") and is redelivered.
-// The latency mode only: daprd has no bulk delivery on streams
-// (postman/streaming DeliverBulk: "not implemented").
-const ChannelStream = "stream"
-
-// streams runs the stream channel: one streaming subscription per
+// Streams runs the stream channel: one streaming subscription per
 // subscription, each reopened with backoff when it breaks (daprd restarts,
 // its component reloads), each event handled on a worker of a pool shared by
-// all streams, so that no more than workers events are in hand at once.
-type streams struct {
+// all streams, so that no more than Workers events are in hand at once.
+type Streams struct {
 	client  dapr.Client
-	subs    []subscription
+	subs    []handler.Subscription
 	workers chan struct{} // a slot per event in hand
 	log     *slog.Logger
 	open    atomic.Int32 // streams open now
-	// ready is told whether every stream is open (readiness).
-	ready func(bool)
+	// ready is marked subscribed while every stream is open.
+	ready *handler.Readiness
 }
 
-// newStreams prepares the stream channel for subs; Run starts it.
-func newStreams(client dapr.Client, subs []subscription, workers int, ready func(bool), log *slog.Logger) *streams {
-	return &streams{client: client, subs: subs, workers: make(chan struct{}, workers), ready: ready, log: log}
+// Options are what New needs.
+type Options struct {
+	// Client is the app's daprd, which the streams are opened to.
+	Client dapr.Client
+	// Subscriptions get a stream each, and their handlers its events.
+	Subscriptions []handler.Subscription
+	// Workers bounds the events in hand at once, over all streams (≥ 1).
+	Workers int
+	// Ready is marked subscribed while every stream is open, and not
+	// subscribed else; nil for none.
+	Ready *handler.Readiness
+	Log   *slog.Logger
+}
+
+// New prepares the stream channel of o; Run starts it.
+func New(o Options) *Streams {
+	if o.Ready == nil {
+		o.Ready = new(handler.Readiness)
+	}
+	return &Streams{client: o.Client, subs: o.Subscriptions, workers: make(chan struct{}, o.Workers), ready: o.Ready, log: o.Log}
 }
 
 // Run waits for daprd to answer, refuses a daprd that cannot run the
@@ -51,7 +71,7 @@ func newStreams(client dapr.Client, subs []subscription, workers int, ready func
 // sent that no worker took is never answered, and daprd redelivers it once
 // the stream is closed. Run returns when every stream is closed: nil, or
 // the refusal.
-func (s *streams) Run(ctx context.Context) error {
+func (s *Streams) Run(ctx context.Context) error {
 	version, err := s.runtimeVersion(ctx)
 	if err != nil {
 		return nil // ctx is done
@@ -69,7 +89,7 @@ func (s *streams) Run(ctx context.Context) error {
 
 // runtimeVersion asks daprd for its version until it answers or ctx is
 // done.
-func (s *streams) runtimeVersion(ctx context.Context) (string, error) {
+func (s *Streams) runtimeVersion(ctx context.Context) (string, error) {
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
 		md, err := s.client.GetMetadata(ctx)
 		if err == nil {
@@ -105,10 +125,10 @@ func CheckStreamRuntime(version string) error {
 
 // keepOpen opens sub's stream and serves it, again and again until ctx is
 // done, waiting 100 ms doubling to 2 s between failed attempts.
-func (s *streams) keepOpen(ctx context.Context, sub subscription) {
-	opts := dapr.SubscriptionOptions{PubsubName: sub.sub.PubsubName, Topic: sub.sub.Topic, Metadata: sub.sub.Metadata}
-	if sub.sub.DeadLetterTopic != "" {
-		opts.DeadLetterTopic = &sub.sub.DeadLetterTopic
+func (s *Streams) keepOpen(ctx context.Context, sub handler.Subscription) {
+	opts := dapr.SubscriptionOptions{PubsubName: sub.Sub.PubsubName, Topic: sub.Sub.Topic, Metadata: sub.Sub.Metadata}
+	if sub.Sub.DeadLetterTopic != "" {
+		opts.DeadLetterTopic = &sub.Sub.DeadLetterTopic
 	}
 	wait := 100 * time.Millisecond
 	for failures := 0; ctx.Err() == nil; failures++ {
@@ -156,9 +176,14 @@ func (s *streams) keepOpen(ctx context.Context, sub subscription) {
 	}
 }
 
-// opened counts streams opening (+1) and closing (-1) and tells ready.
-func (s *streams) opened(delta int32) {
-	s.ready(s.open.Add(delta) == int32(len(s.subs)))
+// opened counts streams opening (+1) and closing (-1), and marks ready
+// subscribed when every stream is open, else not.
+func (s *Streams) opened(delta int32) {
+	if s.open.Add(delta) == int32(len(s.subs)) {
+		s.ready.MarkSubscribed()
+	} else {
+		s.ready.MarkUnsubscribed()
+	}
 }
 
 // errSameIDInHand ends a stream on which daprd sent an event whose id is
@@ -176,7 +201,7 @@ var errSameIDInHand = errors.New("daprd sent an event whose id is already in han
 // nil), the stream breaks, or daprd sends an event whose id is already in
 // hand (it returns why). Either way it returns only after every event it
 // took was answered, or its answer failed.
-func (s *streams) serve(ctx context.Context, st *dapr.Subscription, sub subscription) error {
+func (s *Streams) serve(ctx context.Context, st *dapr.Subscription, sub handler.Subscription) error {
 	type received struct {
 		msg *dapr.SubscriptionMessage
 		err error
@@ -235,7 +260,7 @@ func (s *streams) serve(ctx context.Context, st *dapr.Subscription, sub subscrip
 		})
 		if again {
 			s.log.Warn("daprd sent an event again while the first is in hand; reopening the stream once both are answered, to free the delivery daprd orphans (a Dapr defect: docs/upstream-stream-same-event-id.md)",
-				"event_id", id, "topic", sub.sub.Topic)
+				"event_id", id, "topic", sub.Sub.Topic)
 			return errSameIDInHand
 		}
 	}
@@ -245,8 +270,8 @@ func (s *streams) serve(ctx context.Context, st *dapr.Subscription, sub subscrip
 // channel does: success, retry when the handler asks for it, else drop
 // (daprd then sends the event to the dead-letter topic). The handler's
 // context is not cancelled by shutdown; the handler bounds itself.
-func (s *streams) handle(ctx context.Context, sub subscription, msg *dapr.SubscriptionMessage) {
-	retry, err := sub.fn(context.WithoutCancel(ctx), msg.TopicEvent)
+func (s *Streams) handle(ctx context.Context, sub handler.Subscription, msg *dapr.SubscriptionMessage) {
+	retry, err := sub.Handle(context.WithoutCancel(ctx), msg.TopicEvent)
 	var answer error
 	switch {
 	case err == nil:

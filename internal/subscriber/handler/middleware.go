@@ -1,4 +1,4 @@
-package subscriber
+package handler
 
 import (
 	"context"
@@ -45,6 +45,19 @@ func (h *Handler) chain(s step) common.TopicEventHandler {
 	return func(ctx context.Context, e *common.TopicEvent) (bool, error) {
 		return s(ctx, &delivery{event: e, start: time.Now()})
 	}
+}
+
+// Drop answers DROP for e without processing it, through the same
+// middleware as HandleOrder (counted as dropped, measured, observed,
+// traced), and returns (false, cause). It is for a delivery that a
+// transport could not turn into an event at all, such as a bulk entry
+// that is not a CloudEvent; the caller logs why. daprd sends it to the
+// dead-letter topic.
+func (h *Handler) Drop(ctx context.Context, e *common.TopicEvent, cause error) (retry bool, err error) {
+	return h.chain(func(_ context.Context, d *delivery) (bool, error) {
+		d.outcome = OutcomeDrop
+		return false, cause
+	})(ctx, e)
 }
 
 // recovered turns a panic in the step into RETRY: daprd delivers the event

@@ -1,8 +1,9 @@
-package subscriber
+package httpch
 
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,11 +11,13 @@ import (
 	"time"
 
 	"dapr-pub-sub/internal/store/storetest"
+	"dapr-pub-sub/internal/subscriber/handler"
+	"dapr-pub-sub/internal/subscriber/handler/handlertest"
 )
 
 func TestBulkAnswersAStatusPerEntry(t *testing.T) {
-	f := newFixture(Faults{})
-	f.mem.Fail = func(op, key string) error {
+	f := handlertest.New(handler.Faults{})
+	f.Mem.Fail = func(op, key string) error {
 		if op == "save" && strings.HasSuffix(key, "/order/9") {
 			return storetest.ErrUnavailable
 		}
@@ -41,7 +44,7 @@ func TestBulkAnswersAStatusPerEntry(t *testing.T) {
 	}
 	body, _ := json.Marshal(req)
 	rec := httptest.NewRecorder()
-	handleBulk(f.h, Bulk{MaxMessages: 100, MaxAwait: time.Millisecond, Workers: 4}, f.h.Log).
+	handleBulk(f.H, Bulk{MaxMessages: 100, MaxAwait: time.Millisecond, Workers: 4}, f.H.Log).
 		ServeHTTP(rec, httptest.NewRequest(http.MethodPost, BulkOrdersRoute, strings.NewReader(string(body))))
 	if rec.Code != 200 {
 		t.Fatalf("status %d: %s", rec.Code, rec.Body)
@@ -59,28 +62,27 @@ func TestBulkAnswersAStatusPerEntry(t *testing.T) {
 		}
 	}
 	// Orders 1, 2, 3 once each, whatever order the workers took them in.
-	if got := strings.Count(f.out.String(), "Received message"); got != 3 {
-		t.Fatalf("%d orders printed, want 3:\n%s", got, f.out)
+	if got := strings.Count(f.Out.String(), "Received message"); got != 3 {
+		t.Fatalf("%d orders printed, want 3:\n%s", got, f.Out)
 	}
-	if f.h.Stats.Processed.Load() != 3 || f.h.Stats.Duplicates.Load() != 1 || f.h.Stats.Dropped.Load() != 3 || f.h.Stats.Retried.Load() != 1 {
-		t.Fatalf("stats = %s", mustJSON(&f.h.Stats))
+	if f.H.Stats.Processed.Load() != 3 || f.H.Stats.Duplicates.Load() != 1 || f.H.Stats.Dropped.Load() != 3 || f.H.Stats.Retried.Load() != 1 {
+		t.Fatalf("stats = %s", handlertest.StatsJSON(&f.H.Stats))
 	}
 }
 
 func TestBulkRefusesABodyThatIsNoEnvelope(t *testing.T) {
-	f := newFixture(Faults{})
+	f := handlertest.New(handler.Faults{})
 	rec := httptest.NewRecorder()
-	handleBulk(f.h, Bulk{MaxMessages: 10, MaxAwait: time.Millisecond, Workers: 1}, f.h.Log).
+	handleBulk(f.H, Bulk{MaxMessages: 10, MaxAwait: time.Millisecond, Workers: 1}, f.H.Log).
 		ServeHTTP(rec, httptest.NewRequest(http.MethodPost, BulkOrdersRoute, strings.NewReader(`[1,2`)))
-	if rec.Code != http.StatusBadRequest || f.out.String() != "" {
-		t.Fatalf("status %d, out %q; want 400 and nothing processed", rec.Code, f.out)
+	if rec.Code != http.StatusBadRequest || f.Out.String() != "" {
+		t.Fatalf("status %d, out %q; want 400 and nothing processed", rec.Code, f.Out)
 	}
 }
 
 func TestBulkSubscriptionsAskForBatches(t *testing.T) {
-	cfg := Config{PubSub: "pubsub", Topic: "orders", DeadLetterTopic: "orders-deadletter",
-		Bulk: Bulk{MaxMessages: 200, MaxAwait: 10 * time.Millisecond}}
-	b, _ := json.Marshal(bulkSubscriptions(cfg))
+	subs := handlertest.Quiet().Subscriptions(handler.Topics{PubSub: "pubsub", Topic: "orders", DeadLetterTopic: "orders-deadletter"})
+	b, _ := json.Marshal(bulkSubscriptions(subs, Bulk{MaxMessages: 200, MaxAwait: 10 * time.Millisecond}))
 	for _, want := range []string{
 		`"route":"/orders-bulk"`, `"deadLetterTopic":"orders-deadletter"`,
 		`"bulkSubscribe":{"enabled":true,"maxMessagesCount":200,"maxAwaitDurationMs":10}`,
@@ -88,6 +90,36 @@ func TestBulkSubscriptionsAskForBatches(t *testing.T) {
 	} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("/dapr/subscribe answer lacks %s:\n%s", want, b)
+		}
+	}
+}
+
+// BenchmarkBulk100 is one bulk delivery of 100 orders; divide by 100 for
+// the cost per order.
+func BenchmarkBulk100(b *testing.B) {
+	h := handlertest.Quiet()
+	handler := handleBulk(h, Bulk{MaxMessages: 100, MaxAwait: time.Millisecond, Workers: 32}, h.Log)
+	var id int
+	body := func() string {
+		var req bulkRequest
+		req.Topic, req.PubsubName = "orders", "pubsub"
+		for i := range 100 {
+			id++
+			ev := fmt.Sprintf(`{"id":"order-%d","specversion":"1.0","datacontenttype":"application/json","topic":"orders","pubsubname":"pubsub","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01","data":{"id":%d,"message":"Hello from publisher - message %d"}}`, id, id, id)
+			req.Entries = append(req.Entries, bulkEntry{EntryID: fmt.Sprint(i), Event: json.RawMessage(ev)})
+		}
+		b, _ := json.Marshal(req)
+		return string(b)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		req := httptest.NewRequest(http.MethodPost, BulkOrdersRoute, strings.NewReader(body()))
+		rec := httptest.NewRecorder()
+		b.StartTimer()
+		handler.ServeHTTP(rec, req)
+		if rec.Code != 200 || strings.Contains(rec.Body.String(), "RETRY") {
+			b.Fatalf("%d %s", rec.Code, rec.Body)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package subscriber
+package httpch
 
 import (
 	"net/http"

@@ -1,4 +1,4 @@
-package subscriber
+package httpch
 
 import (
 	"bytes"
@@ -9,12 +9,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-)
 
-// MaxBodyBytes bounds a delivery's body: four times daprd's --max-body-size
-// in the launcher (1 MiB), so that whatever daprd accepted for publishing
-// arrives whole, even as data_base64 in a CloudEvent.
-const MaxBodyBytes = 4 << 20
+	"dapr-pub-sub/internal/subscriber/handler"
+)
 
 // sdkEvent has the fields and types the SDK's HTTP service decodes a
 // delivery into; a body that does not fit it makes the SDK answer 303.
@@ -38,15 +35,15 @@ func guardBody(log *slog.Logger, next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+		body, err := io.ReadAll(io.LimitReader(r.Body, handler.MaxBodyBytes+1))
 		reason := ""
 		var ev sdkEvent
 		switch {
 		case err != nil:
 			reason = "reading the body failed: " + err.Error()
-		case len(body) > MaxBodyBytes:
+		case len(body) > handler.MaxBodyBytes:
 			reason = "the body is over the limit of 4 MiB"
-			body = body[:MaxBodyBytes]
+			body = body[:handler.MaxBodyBytes]
 		case len(bytes.TrimSpace(body)) == 0:
 			reason = "the body is empty"
 		case json.Unmarshal(body, &ev) != nil:

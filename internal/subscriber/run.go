@@ -1,10 +1,12 @@
+// Package subscriber is the order subscriber program: it takes each order
+// event its Dapr sidecar delivers — on the sidecar's gRPC app channel, a
+// streaming subscription or HTTP — records the order once in the state
+// store, prints it, and keeps the dead letters. Run wires the parts
+// together, each a package of its own: handler (what a delivery does),
+// the transports, and the live page.
 package subscriber
 
 import (
-	"maps"
-
-	"dapr-pub-sub/internal/appenv"
-
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,95 +16,37 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	dapr "github.com/dapr/go-sdk/client"
 	"github.com/dapr/go-sdk/service/common"
-	daprhttp "github.com/dapr/go-sdk/service/http"
-	"github.com/go-chi/chi/v5"
 
+	"dapr-pub-sub/internal/appenv"
 	"dapr-pub-sub/internal/logging"
 	"dapr-pub-sub/internal/sidecar"
 	"dapr-pub-sub/internal/store"
+	"dapr-pub-sub/internal/subscriber/grpcch"
+	"dapr-pub-sub/internal/subscriber/handler"
+	"dapr-pub-sub/internal/subscriber/httpch"
+	"dapr-pub-sub/internal/subscriber/live"
+	"dapr-pub-sub/internal/subscriber/streamch"
 	"dapr-pub-sub/internal/tracing"
 )
 
-// Routes Dapr calls for each subscription.
-const (
-	OrdersRoute     = "/orders"
-	DeadLetterRoute = "/orders-deadletter"
-)
-
-// NewService builds the Dapr HTTP service: /healthz (liveness: the process
-// serves), /readyz (readiness: daprd has read the subscriptions and ready()
-// passes), /metrics (Prometheus), /stats, Dapr's /dapr/subscribe (answered
-// by the SDK from the subscriptions added here) and one route per topic. It
-// does not listen until Start is called. ready may be nil.
-//
-// The orders subscription names the dead-letter topic; the dead-letter
-// subscription asks for raw payloads, so that any message that ends up
-// there reaches the handler as it is.
-//
-// routes.go lists the routes and who may call them. With cfg.AppToken set,
-// every route but the open ones requires it (401 else).
-// Bodies are limited to MaxBodyBytes. WithLivePage adds the live page.
-func NewService(cfg Config, h *Handler, log *slog.Logger, ready func(context.Context) error, opts ...ServiceOption) (common.Service, error) {
-	var o serviceOptions
-	for _, opt := range opts {
-		opt(&o)
+// NewHTTPService is the HTTP service Run serves for cfg (httpch): on the
+// http channel daprd delivers h's subscriptions to it (in batches in the
+// throughput mode); on every channel it answers the probes (ready; nil
+// for one that asks no one), /metrics, /stats and page's routes (nil for
+// no page), all but the probes and the scrape behind cfg.AppToken. It does
+// not listen until Start is called.
+func NewHTTPService(cfg Config, h *handler.Handler, ready *handler.Readiness, page httpch.Page, log *slog.Logger) (common.Service, error) {
+	o := httpch.Options{Address: cfg.Address, Port: cfg.Port, AppToken: cfg.AppToken, Handler: h, Ready: ready, Page: page, Log: log}
+	if cfg.Channel != ChannelGRPC && cfg.Channel != ChannelStream {
+		// daprd delivers on HTTP; on gRPC or a stream, this service is for
+		// people and probes.
+		o.Subscriptions, o.Bulk = h.Subscriptions(cfg.Topics()), cfg.Bulk
 	}
-	if o.subscribed == nil {
-		o.subscribed = new(atomic.Bool)
-	}
-	mux := chi.NewRouter()
-	routes(mux, cfg, h, log, ready, newLivePage(cfg, o), o.subscribed, o.inDaprd)
-	s := daprhttp.NewServiceWithMux(cfg.ListenAddr(), mux)
-	if cfg.Channel == ChannelGRPC || cfg.Channel == ChannelStream {
-		return s, nil // daprd delivers on gRPC or a stream; this service is for people and probes
-	}
-	for _, sub := range subscriptions(cfg, h) {
-		if err := s.AddTopicEventHandler(sub.sub, sub.fn); err != nil {
-			return nil, fmt.Errorf("subscribe %s/%s: %w", sub.sub.PubsubName, sub.sub.Topic, err)
-		}
-	}
-	return s, nil
-}
-
-// subscription is one topic the app subscribes to and its handler.
-type subscription struct {
-	sub *common.Subscription
-	fn  common.TopicEventHandler
-}
-
-// subscriptions are the app's topics on every channel: the orders, whose
-// subscription names the dead-letter topic, and the dead letters, asked for
-// as raw payloads, so that any message that ends up there reaches the
-// handler as it is.
-func subscriptions(cfg Config, h *Handler) []subscription {
-	return []subscription{
-		{&common.Subscription{PubsubName: cfg.PubSub, Topic: cfg.DeadLetterTopic, Route: DeadLetterRoute, Metadata: subscriptionMetadata(cfg, "rawPayload", "true")}, h.HandleDeadLetter},
-		// In bulk mode /dapr/subscribe is answered by the middleware; the
-		// route stays, for a delivery already on its way.
-		{&common.Subscription{PubsubName: cfg.PubSub, Topic: cfg.Topic, Route: OrdersRoute, DeadLetterTopic: cfg.DeadLetterTopic, Metadata: subscriptionMetadata(cfg)}, h.HandleOrder},
-	}
-}
-
-// subscriptionMetadata is a subscription's metadata: cfg's
-// SubscriptionMetadata, then the subscription's own pairs (name, value,
-// …), which win. nil when there is none.
-func subscriptionMetadata(cfg Config, own ...string) map[string]string {
-	if len(cfg.SubscriptionMetadata) == 0 && len(own) == 0 {
-		return nil
-	}
-	md := maps.Clone(cfg.SubscriptionMetadata)
-	if md == nil {
-		md = map[string]string{}
-	}
-	for i := 0; i+1 < len(own); i += 2 {
-		md[own[i]] = own[i+1]
-	}
-	return md
+	return httpch.NewService(o)
 }
 
 // Run is the subscriber program. It serves until ctx is done, then shuts
@@ -141,15 +85,16 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 	}
-	feed := NewFeed(0, 0)
-	h := NewHandler(HandlerConfig{
-		Store: st, Out: stdout, Log: log, Metrics: NewMetrics(), Tracer: tp.Tracer("dapr-pub-sub/subscriber"),
+	feed := live.NewFeed(0, 0)
+	h := handler.New(handler.Config{
+		Store: st, Out: stdout, Log: log, Metrics: handler.NewMetrics(), Tracer: tp.Tracer("dapr-pub-sub/subscriber"),
 		Timeout: cfg.Timeout, PubSub: cfg.PubSub, Topic: cfg.Topic, Faults: cfg.Faults,
 		Observe: feed.Publish,
 	})
-	var subscribed atomic.Bool
+	page := live.New(live.Options{Feed: feed, Stats: &h.Stats, Store: st, BacklogURL: cfg.BacklogURL, Log: log})
+	ready := handler.NewReadiness(daprdSubscribed(client, cfg), st.Ping)
 	stopDeliveries := func() error { return nil }
-	svc, err := NewService(cfg, h, log, st.Ping, WithLivePage(feed), withSubscribed(&subscribed, daprdSubscribed(client, cfg)))
+	svc, err := NewHTTPService(cfg, h, ready, page, log)
 	if err != nil {
 		return err
 	}
@@ -159,7 +104,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return fmt.Errorf("listen on %s for daprd's gRPC deliveries (set -grpc-port or APP_GRPC_PORT): %w", cfg.GRPCListenAddr(), err)
 		}
-		gsvc, err := newGRPCService(lis, cfg, h, &subscribed, log)
+		gsvc, err := grpcch.NewService(lis, grpcch.Options{AppToken: cfg.AppToken, Subscriptions: h.Subscriptions(cfg.Topics()), Ready: ready, Log: log})
 		if err != nil {
 			lis.Close()
 			return err
@@ -173,7 +118,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.Channel == ChannelStream {
 		sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 		done := make(chan struct{})
-		ss := newStreams(client, subscriptions(cfg, h), cfg.StreamWorkers, subscribed.Store, log)
+		ss := streamch.New(streamch.Options{Client: client, Subscriptions: h.Subscriptions(cfg.Topics()), Workers: cfg.StreamWorkers, Ready: ready, Log: log})
 		go func() {
 			defer close(done)
 			if err := ss.Run(sctx); err != nil {
@@ -190,7 +135,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.AppToken == "" {
 		log.Warn("APP_API_TOKEN is not set: any local process can call the subscriber's routes")
 	}
-	if cfg.Faults != (Faults{}) {
+	if cfg.Faults != (handler.Faults{}) {
 		log.Warn("Fault injection is on", "fail_first_every", cfg.Faults.FailFirstEvery, "delay", cfg.Faults.Delay.String(), "reject_from", cfg.Faults.RejectFrom, "always_fail", cfg.Faults.AlwaysFail)
 	}
 	select {

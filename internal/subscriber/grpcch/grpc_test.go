@@ -1,8 +1,7 @@
-package subscriber
+package grpcch
 
 import (
 	"net"
-	"sync/atomic"
 	"testing"
 
 	runtimev1pb "github.com/dapr/dapr/pkg/proto/runtime/v1"
@@ -12,20 +11,23 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
+
+	"dapr-pub-sub/internal/subscriber/handler"
+	"dapr-pub-sub/internal/subscriber/handler/handlertest"
 )
 
 // TestGRPCChannel drives the gRPC app service as daprd does: it lists the
 // subscriptions and probes health without the token, and delivers with it;
 // a delivery without the token is refused with a code daprd retries.
 func TestGRPCChannel(t *testing.T) {
-	f := newFixture(Faults{})
-	cfg := Config{Channel: ChannelGRPC, PubSub: "pubsub", Topic: "orders", DeadLetterTopic: "orders-deadletter", AppToken: "tok", SubscriptionMetadata: map[string]string{"queueType": "quorum", "rawPayload": "false"}}
+	f := handlertest.New(handler.Faults{})
+	subscriptions := f.H.Subscriptions(handler.Topics{PubSub: "pubsub", Topic: "orders", DeadLetterTopic: "orders-deadletter", Metadata: map[string]string{"queueType": "quorum", "rawPayload": "false"}})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var subscribed atomic.Bool
-	svc, err := newGRPCService(lis, cfg, f.h, &subscribed, f.h.Log)
+	ready := new(handler.Readiness)
+	svc, err := NewService(lis, Options{AppToken: "tok", Subscriptions: subscriptions, Ready: ready, Log: f.H.Log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +45,7 @@ func TestGRPCChannel(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ListTopicSubscriptions without the token (as daprd calls it): %v", err)
 	}
-	if !subscribed.Load() {
+	if !ready.Subscribed() {
 		t.Error("listing the subscriptions did not mark the app subscribed")
 	}
 	byTopic := map[string]*runtimev1pb.TopicSubscription{}
@@ -66,20 +68,20 @@ func TestGRPCChannel(t *testing.T) {
 	event := &runtimev1pb.TopicEventRequest{
 		Id: "order-7", Source: "publisher", Type: "com.dapr.event.sent", SpecVersion: "1.0",
 		DataContentType: "application/json", Data: []byte(`{"id":7,"message":"hi"}`),
-		Topic: "orders", PubsubName: "pubsub", Path: OrdersRoute,
+		Topic: "orders", PubsubName: "pubsub", Path: handler.OrdersRoute,
 	}
 	if _, err := app.OnTopicEvent(ctx, event); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("delivery without the token = %v, want Unauthenticated (retried by daprd)", err)
 	}
-	if f.out.String() != "" {
-		t.Fatalf("a refused delivery was processed: %q", f.out.String())
+	if f.Out.String() != "" {
+		t.Fatalf("a refused delivery was processed: %q", f.Out.String())
 	}
 	authed := metadata.AppendToOutgoingContext(ctx, "dapr-api-token", "tok")
 	res, err := app.OnTopicEvent(authed, event)
 	if err != nil || res.GetStatus() != runtimev1pb.TopicEventResponse_SUCCESS {
 		t.Fatalf("delivery with the token = %v, %v; want SUCCESS", res, err)
 	}
-	if want := "Received message: {\"id\": 7, \"message\": \"hi\"}\n"; f.out.String() != want {
-		t.Errorf("output %q, want %q", f.out.String(), want)
+	if want := "Received message: {\"id\": 7, \"message\": \"hi\"}\n"; f.Out.String() != want {
+		t.Errorf("output %q, want %q", f.Out.String(), want)
 	}
 }

@@ -1,4 +1,4 @@
-package subscriber
+package httpch
 
 import (
 	"net/http"
@@ -9,6 +9,9 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+
+	"dapr-pub-sub/internal/subscriber/handler"
+	"dapr-pub-sub/internal/subscriber/handler/handlertest"
 )
 
 const (
@@ -29,19 +32,19 @@ func TestDeliverySpanIsAChildOfDaprsTraceContext(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			rec := tracetest.NewSpanRecorder()
-			f := newFixture(Faults{})
-			f.h.Tracer = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)).Tracer("test")
+			f := handlertest.New(handler.Faults{})
+			f.H.Tracer = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)).Tracer("test")
 			e := &common.TopicEvent{ID: "order-1", Topic: "orders", TraceParent: eventParent, RawData: []byte(`{"id":1,"message":"hi"}`)}
 			if name == "malformed event" {
 				e.TraceParent = "00-nonsense"
 			}
 			// Through the middleware, as daprd's request would go.
 			srv := traceContext(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if _, err := f.h.HandleOrder(r.Context(), e); err != nil {
+				if _, err := f.H.HandleOrder(r.Context(), e); err != nil {
 					t.Errorf("HandleOrder: %v", err)
 				}
 			}))
-			req := httptest.NewRequest(http.MethodPost, OrdersRoute, nil)
+			req := httptest.NewRequest(http.MethodPost, handler.OrdersRoute, nil)
 			if tc.header != "" {
 				req.Header.Set("traceparent", tc.header)
 			}
@@ -68,7 +71,7 @@ func TestDeliverySpanIsAChildOfDaprsTraceContext(t *testing.T) {
 			if got := parent.SpanID().String(); got != tc.wantSpan || !parent.IsRemote() {
 				t.Fatalf("parent span = %s (remote %v), want remote %s", got, parent.IsRemote(), tc.wantSpan)
 			}
-			if !containsAttr(s, "outcome", OutcomeSuccess) || !containsAttr(s, "messaging.message.id", "order-1") {
+			if !containsAttr(s, "outcome", handler.OutcomeSuccess) || !containsAttr(s, "messaging.message.id", "order-1") {
 				t.Fatalf("attributes %v lack the outcome or the event id", s.Attributes())
 			}
 		})

@@ -1,4 +1,4 @@
-package subscriber
+package handler
 
 import (
 	"time"
@@ -86,7 +86,9 @@ func (m *Metrics) observeEndToEnd(sentAt, now time.Time) {
 	}
 }
 
-func (m *Metrics) observeBatch(entries int) {
+// ObserveBatch records the size of one bulk delivery (the throughput
+// mode's), in orders_bulk_batch_entries. A nil m records nothing.
+func (m *Metrics) ObserveBatch(entries int) {
 	if m != nil {
 		m.batchEntries.Observe(float64(entries))
 	}

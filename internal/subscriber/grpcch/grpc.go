@@ -1,13 +1,16 @@
-package subscriber
+// Package grpcch is the subscriber's grpc channel (daprd --app-protocol
+// grpc): the Dapr Go SDK's service/grpc, on which daprd calls
+// OnTopicEvent with each event, and its interceptors — the app token,
+// daprd's trace context, and the mark that daprd has listed the
+// subscriptions. It imports handler and no other part of the subscriber.
+package grpcch
 
 import (
 	"context"
 	"crypto/subtle"
-	"fmt"
 	"log/slog"
 	"net"
 	"strings"
-	"sync/atomic"
 
 	"github.com/dapr/go-sdk/service/common"
 	daprgrpc "github.com/dapr/go-sdk/service/grpc"
@@ -17,39 +20,40 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"dapr-pub-sub/internal/subscriber/handler"
 	"dapr-pub-sub/internal/tracing"
 )
 
-// Delivery channels: how the subscriber's daprd hands it each event.
-const (
-	// ChannelGRPC is Dapr's gRPC app channel (daprd --app-protocol grpc):
-	// daprd calls OnTopicEvent on the app's gRPC server. Every transport
-	// error is retried by daprd (postman/grpc), so an order the app never
-	// saw is never acknowledged. The default.
-	ChannelGRPC = "grpc"
-	// ChannelHTTP is the original example's shape: daprd POSTs each event to the app's
-	// route. Its shared middleware pipeline can report a failed delivery as
-	// an empty 200, which daprd acknowledges (see the README's known issue).
-	ChannelHTTP = "http"
-)
+// Options are what NewService needs.
+type Options struct {
+	// AppToken, when set, is required on every call but the health check
+	// and ListTopicSubscriptions (see grpcAppToken); "" turns the check
+	// off.
+	AppToken string
+	// Subscriptions are listed to daprd, and each gets its deliveries.
+	Subscriptions []handler.Subscription
+	// Ready is marked subscribed when daprd lists Subscriptions; nil for
+	// none.
+	Ready *handler.Readiness
+	Log   *slog.Logger
+}
 
-// Channels lists the channels, the default first.
-var Channels = []string{ChannelGRPC, ChannelStream, ChannelHTTP}
-
-// newGRPCService builds the Dapr gRPC app service of the grpc channel on
-// lis: the same subscriptions and handlers as the HTTP routes, the health
-// check RPC daprd's app health check calls, and interceptors that require
-// the app token (all but the health check), put daprd's W3C trace context
-// into the handler's context, and mark the app subscribed once daprd has
-// listed its subscriptions. It serves when Start is called.
-func newGRPCService(lis net.Listener, cfg Config, h *Handler, subscribed *atomic.Bool, log *slog.Logger) (common.Service, error) {
+// NewService builds the Dapr gRPC app service of the grpc channel on lis:
+// o's subscriptions and handlers (the same as the HTTP channel's), the
+// health check RPC daprd's app health check calls, and interceptors that
+// require the app token (all but the health check), put daprd's W3C trace
+// context into the handler's context, and mark the app subscribed once
+// daprd has listed its subscriptions. A message may be up to
+// handler.MaxBodyBytes. It serves when Start is called.
+func NewService(lis net.Listener, o Options) (common.Service, error) {
+	if o.Ready == nil {
+		o.Ready = new(handler.Readiness)
+	}
 	svc := daprgrpc.NewServiceWithListener(lis,
-		grpc.MaxRecvMsgSize(MaxBodyBytes),
-		grpc.ChainUnaryInterceptor(grpcAppToken(cfg.AppToken, log), grpcTraceContext, grpcSubscribed(subscribed)))
-	for _, sub := range subscriptions(cfg, h) {
-		if err := svc.AddTopicEventHandler(sub.sub, sub.fn); err != nil {
-			return nil, fmt.Errorf("subscribe %s/%s: %w", sub.sub.PubsubName, sub.sub.Topic, err)
-		}
+		grpc.MaxRecvMsgSize(handler.MaxBodyBytes),
+		grpc.ChainUnaryInterceptor(grpcAppToken(o.AppToken, o.Log), grpcTraceContext, grpcSubscribed(o.Ready)))
+	if err := handler.AddTopicEventHandlers(svc, o.Subscriptions); err != nil {
+		return nil, err
 	}
 	if err := svc.AddHealthCheckHandler("", func(context.Context) error { return nil }); err != nil {
 		return nil, err
@@ -90,10 +94,10 @@ func grpcTraceContext(ctx context.Context, req any, _ *grpc.UnaryServerInfo, nex
 
 // grpcSubscribed marks the app subscribed when daprd lists its
 // subscriptions, as /dapr/subscribe does on the HTTP channel.
-func grpcSubscribed(subscribed *atomic.Bool) grpc.UnaryServerInterceptor {
+func grpcSubscribed(ready *handler.Readiness) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error) {
 		if strings.HasSuffix(info.FullMethod, "/ListTopicSubscriptions") {
-			subscribed.Store(true)
+			ready.MarkSubscribed()
 		}
 		return next(ctx, req)
 	}

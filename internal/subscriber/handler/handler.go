@@ -1,6 +1,15 @@
-// Package subscriber is the order subscriber: an HTTP service that Dapr
-// calls with each order event, built on the Dapr Go SDK's service/http.
-package subscriber
+// Package handler is what the subscriber does with a delivery, whatever
+// carries it: the contract every transport (httpch, grpcch, streamch)
+// delivers to, as the Dapr Go SDK's service/common is its services'.
+//
+// A Handler processes the orders (HandleOrder) and the dead letters
+// (HandleDeadLetter) through one middleware chain (recovery, the deadline,
+// Stats, Metrics, Observe, the span) and answers in the SDK's terms:
+// SUCCESS, RETRY or DROP. Subscriptions are the app's two topics with
+// their handlers, which a transport registers; Readiness is whether
+// daprd has read them and the state store answers (/readyz). It imports
+// none of the transports.
+package handler
 
 import (
 	"context"
@@ -66,8 +75,8 @@ func (s *Stats) MarshalJSON() ([]byte, error) {
 	})
 }
 
-// HandlerConfig is what a Handler needs.
-type HandlerConfig struct {
+// Config is what a Handler needs.
+type Config struct {
 	Store   *store.Store  // processed orders and dead letters
 	Out     io.Writer     // one "Received message: {...}" line per processed order
 	Log     *slog.Logger  // everything else
@@ -104,7 +113,7 @@ const OutcomeDeadLetter = "dead_letter"
 // Handler processes order events and dead letters. It is safe for
 // concurrent use: Dapr delivers several events at once.
 type Handler struct {
-	HandlerConfig
+	Config
 	Stats Stats
 
 	mu         sync.Mutex // serialises writes to Out, and guards line
@@ -119,12 +128,12 @@ type Handler struct {
 	orders, deadLetters common.TopicEventHandler
 }
 
-// NewHandler returns a Handler for cfg.
-func NewHandler(cfg HandlerConfig) *Handler {
+// New returns a Handler for cfg.
+func New(cfg Config) *Handler {
 	if cfg.Tracer == nil {
 		cfg.Tracer = noop.NewTracerProvider().Tracer("")
 	}
-	h := &Handler{HandlerConfig: cfg}
+	h := &Handler{Config: cfg}
 	h.orders, h.deadLetters = h.chain(h.handleOrder), h.chain(h.handleDeadLetter)
 	return h
 }
@@ -354,7 +363,7 @@ func (h *Handler) handleDeadLetter(ctx context.Context, d *delivery) (retry bool
 // an id derived from its content, so its redeliveries are stored once.
 func (h *Handler) deadLetter(msg []byte) store.DeadLetter {
 	dl := store.DeadLetter{PubSub: h.PubSub, Topic: h.Topic, ReceivedAt: time.Now().UTC()}
-	var ce cloudEvent
+	var ce CloudEvent
 	if err := json.Unmarshal(msg, &ce); err != nil || ce.ID == "" {
 		sum := sha256.Sum256(msg)
 		dl.EventID = "raw-" + hex.EncodeToString(sum[:8])

@@ -1,7 +1,11 @@
-package subscriber
+package httpch
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net/http"
 )
@@ -10,7 +14,7 @@ import (
 const AppTokenHeader = "dapr-api-token"
 
 // PageKeyParam is the query parameter that carries the live page's key
-// (web.PageKey) in the URL the launcher prints.
+// (PageKey) in the URL the launcher prints.
 const PageKeyParam = "key"
 
 // pageAccess lets a browser onto the live page, which cannot send
@@ -19,9 +23,33 @@ const PageKeyParam = "key"
 // / (so the key leaves the address bar); the page's routes then accept the
 // cookie. The key is not the app token and opens nothing else.
 type pageAccess struct {
-	key    string            // web.PageKey(app token)
+	key    string            // PageKey(app token)
 	cookie string            // cookie name; per port, as cookies are shared by every port of a host
 	routes func(string) bool // the page's paths
+}
+
+// PageKey is the key that opens the live page of a subscriber whose
+// APP_API_TOKEN is appToken, "" when there is none. It is derived from the
+// token (HMAC-SHA256) rather than being the token, so that whoever holds it
+// (the URL the launcher prints, the browser's cookie) can view the page but
+// cannot call the subscriber's other routes, and cannot recover the token.
+// A new token (every `make run`) gives a new key.
+func PageKey(appToken string) string {
+	if appToken == "" {
+		return ""
+	}
+	m := hmac.New(sha256.New, []byte(appToken))
+	m.Write([]byte("dapr-pub-sub live page v1"))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// newPageAccess is the access to o's page: nil (the token or nothing)
+// when there is no page or no token.
+func newPageAccess(o Options) *pageAccess {
+	if o.Page == nil || o.AppToken == "" {
+		return nil
+	}
+	return &pageAccess{key: PageKey(o.AppToken), cookie: fmt.Sprintf("live_page_%d", o.Port), routes: o.Page.Owns}
 }
 
 // requireAppToken answers 401 to every request that does not carry token in
