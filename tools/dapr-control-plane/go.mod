@@ -2,9 +2,9 @@ module dapr-pub-sub/tools/dapr-control-plane
 
 go 1.26.6
 
-// Dapr's control plane for the Kubernetes fixture (internal/k8s): the same
+// Dapr's control plane for the Kubernetes fixture (internal/harness/k8s): the same
 // Dapr as tools/daprd's go.mod, which is where the version is set (a unit
-// test of internal/k8s fails when the two differ).
+// test of internal/harness/k8s fails when the two differ).
 require github.com/dapr/dapr v1.18.0
 
 require (

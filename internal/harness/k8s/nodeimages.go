@@ -34,7 +34,7 @@ func (n *Node) importImages(ctx context.Context) error {
 		return err
 	}
 	root, daprd := n.Bin.Root, n.Bin.Daprd
-	pkgs := []string{"./internal/k8s/pause"}
+	pkgs := []string{"./internal/harness/k8s/pause"}
 	for _, a := range Apps {
 		pkgs = append(pkgs, "./cmd/"+a)
 	}
