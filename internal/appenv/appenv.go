@@ -6,6 +6,7 @@ package appenv
 
 import (
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -44,6 +45,7 @@ const (
 	RedisAddr         = "REDIS_ADDR"
 	RedisPassword     = "REDIS_PASSWORD"
 	RetentionStreams  = "RETENTION_STREAMS"
+	PublishOutbox     = "PUBLISH_OUTBOX"
 	RetentionInterval = "RETENTION_INTERVAL"
 	MetricsAddress    = "METRICS_ADDRESS"
 	// RedisSentinels (comma-separated host:port) and RedisMasterName: the
@@ -84,6 +86,8 @@ func Set(name string, value any) string {
 		return name + "=" + strconv.FormatInt(v, 10)
 	case time.Duration:
 		return name + "=" + v.String()
+	case bool:
+		return name + "=" + strconv.FormatBool(v)
 	}
 	panic("appenv.Set: unsupported value type")
 }
@@ -142,6 +146,7 @@ type Publisher struct {
 	SidecarGRPC string
 	APIToken    string
 	LogFormat   string
+	Outbox      bool // store each order; Dapr's outbox publishes it
 	Extra       []string
 }
 
@@ -150,6 +155,9 @@ func (p Publisher) Env() []string {
 	env := []string{Set(DaprGRPCEndpoint, p.SidecarGRPC), Set(DaprAPIToken, p.APIToken)}
 	if p.LogFormat != "" {
 		env = append(env, Set(LogFormat, p.LogFormat))
+	}
+	if p.Outbox {
+		env = append(env, Set(PublishOutbox, true))
 	}
 	return append(env, p.Extra...)
 }
@@ -162,6 +170,8 @@ type Keeper struct {
 	MetricsAddress           string // host:port of /metrics and /healthz
 	// Sentinels and SentinelMaster: Redis with failover ("" for none).
 	Sentinels, SentinelMaster string
+	// Streams it keeps; nil for its default (the topics).
+	Streams []string
 }
 
 // Env renders k as NAME=value pairs.
@@ -175,6 +185,9 @@ func (k Keeper) Env() []string {
 	}
 	if k.Sentinels != "" {
 		env = append(env, Set(RedisSentinels, k.Sentinels), Set(RedisMasterName, k.SentinelMaster))
+	}
+	if len(k.Streams) > 0 {
+		env = append(env, Set(RetentionStreams, strings.Join(k.Streams, ",")))
 	}
 	return env
 }

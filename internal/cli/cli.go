@@ -70,6 +70,21 @@ func (e *Env) Int(name string, def int) int {
 	return int(e.Int64(name, int64(def)))
 }
 
+// Bool returns the variable as a boolean (1, true, 0, false, …, as
+// strconv.ParseBool reads it), or def when it is unset.
+func (e *Env) Bool(name string, def bool) bool {
+	v := e.Getenv(name)
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		e.fail("environment variable %s=%q is not true or false", name, v)
+		return def
+	}
+	return b
+}
+
 // Float64 returns the variable as a number, or def when it is unset.
 func (e *Env) Float64(name string, def float64) float64 {
 	v := e.Getenv(name)

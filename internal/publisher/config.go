@@ -32,6 +32,11 @@ type Config struct {
 	File           string        // JSON-lines file of orders ("-" for stdin) instead of generated ones; PUBLISH_FILE
 	Bulk           int           // orders per bulk publish call; PUBLISH_BULK, default 1 = one PublishEvent per order
 	MetricsAddress string        // host:port serving Prometheus /metrics; PUBLISH_METRICS_ADDRESS, default "" = none
+	// Outbox stores each order in OrderStore in a state transaction instead
+	// of publishing it, and Dapr's transactional outbox publishes it when
+	// the transaction commits; PUBLISH_OUTBOX, default false.
+	Outbox     bool
+	OrderStore string // the state store of the outbox mode; ORDER_STORE, default "orderstore"
 }
 
 // pause is the time between two orders: 1/Rate when a rate is set.
@@ -59,6 +64,7 @@ Examples:
   publisher -file orders.jsonl                   the orders in a file, one {"id":…,"message":…} per line
   cat orders.jsonl | publisher -file -           the same, from stdin
   publisher -count 10000 -rate 2000 -bulk 100    bulk publish, 100 orders per call
+  publisher -outbox                              store each order; Dapr's outbox publishes it
   publisher -count -1 -rate 10 -metrics-address 127.0.0.1:9091
                                                  10 per second until Ctrl-C, metrics on :9091/metrics`
 
@@ -69,7 +75,7 @@ var flagGroups = []struct {
 }{
 	{"What to publish", []string{"count", "start-id", "file"}},
 	{"How fast", []string{"rate", "interval", "bulk"}},
-	{"Where to", []string{"dapr-address", "pubsub", "topic"}},
+	{"Where to", []string{"dapr-address", "pubsub", "topic", "outbox", "order-store"}},
 	{"Reliability and monitoring", []string{"attempts", "metrics-address"}},
 }
 
@@ -90,6 +96,8 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&c.PubSub, "pubsub", env.Str(appenv.PubSubName, "pubsub"), "Dapr pub/sub component name [PUBSUB_NAME]")
 	fs.StringVar(&c.Topic, "topic", env.Str(appenv.TopicName, "orders"), "topic to publish to [TOPIC_NAME]")
 	fs.IntVar(&c.Attempts, "attempts", env.Int("PUBLISH_ATTEMPTS", 5), "tries per order before the publisher gives up [PUBLISH_ATTEMPTS]")
+	fs.BoolVar(&c.Outbox, "outbox", env.Bool("PUBLISH_OUTBOX", false), "store each order in -order-store (key orders/<id>) in a state transaction; Dapr's transactional outbox publishes it when the transaction commits [PUBLISH_OUTBOX]")
+	fs.StringVar(&c.OrderStore, "order-store", env.Str("ORDER_STORE", "orderstore"), "the state store of -outbox: a transactional one whose component sets outboxPublishPubsub and outboxPublishTopic [ORDER_STORE]")
 	fs.StringVar(&c.MetricsAddress, "metrics-address", env.Str("PUBLISH_METRICS_ADDRESS", ""), "serve Prometheus metrics at http://ADDRESS/metrics while running, e.g. 127.0.0.1:9091; empty for none [PUBLISH_METRICS_ADDRESS]")
 	fs.Usage = func() { usage(fs, stderr) }
 
@@ -144,6 +152,12 @@ func (c Config) validate() error {
 	}
 	if c.Bulk < 1 {
 		errs = append(errs, fmt.Errorf("-bulk must be ≥ 1, got %d", c.Bulk))
+	}
+	if c.Outbox && c.Bulk > 1 {
+		errs = append(errs, errors.New("-outbox stores one order per transaction: it takes no -bulk"))
+	}
+	if c.Outbox && c.OrderStore == "" {
+		errs = append(errs, errors.New("-outbox needs -order-store"))
 	}
 	return errors.Join(errs...)
 }

@@ -27,10 +27,12 @@ type Client interface {
 	PublishEvents(ctx context.Context, pubsubName, topicName string, events []any, opts ...dapr.PublishEventsOption) dapr.PublishEventsResponse
 }
 
-// Publisher publishes orders through Client as Config says. Only Client,
-// Config and Log are required. Not safe for concurrent use.
+// Publisher publishes orders through Client as Config says. Only Client
+// (Store too with Config.Outbox), Config and Log are required. Not safe for
+// concurrent use.
 type Publisher struct {
 	Client Client
+	Store  Store // the order store of Config.Outbox
 	Config Config
 	Log    *slog.Logger
 	// Metrics counts what was published; nil for none.
@@ -165,6 +167,10 @@ func (p *Publisher) publishBatch(ctx context.Context, batch []order.Order) (int,
 	)
 	if p.Config.Bulk > 1 {
 		acked, err = p.publishBulk(ctx, batch)
+	} else if p.Config.Outbox {
+		if err = p.storeOne(ctx, batch[0]); err == nil {
+			acked = batch
+		}
 	} else if err = p.publishOne(ctx, batch[0]); err == nil {
 		acked = batch
 	}
@@ -178,8 +184,12 @@ func (p *Publisher) publishBatch(ctx context.Context, batch []order.Order) (int,
 			p.Metrics.failures.Add(float64(len(batch) - len(acked)))
 		}
 	}
+	line := "Published order"
+	if p.Config.Outbox {
+		line = "Stored order; the outbox publishes it"
+	}
 	for _, o := range acked {
-		p.Log.Log(ctx, p.OrderLevel, "Published order", "id", o.ID, "message", o.Message, "topic", p.Config.Topic)
+		p.Log.Log(ctx, p.OrderLevel, line, "id", o.ID, "message", o.Message, "topic", p.Config.Topic)
 	}
 	if p.Progress != nil && len(acked) > 0 {
 		p.Progress(len(acked))

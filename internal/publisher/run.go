@@ -55,11 +55,16 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return err
 	}
 	defer client.Close()
-	p.Client = client
+	p.Client, p.Store = client, client
+	if cfg.Outbox {
+		if err := p.CheckOrderStore(ctx); err != nil {
+			return err
+		}
+	}
 	if total == Forever {
 		log.Info("Publishing through the Dapr sidecar until stopped", "address", cfg.DaprAddress, "rate_per_s", perSecond(cfg))
 	} else {
-		log.Info("Publishing through the Dapr sidecar", "address", cfg.DaprAddress, "count", total, "bulk", cfg.Bulk)
+		log.Info("Publishing through the Dapr sidecar", "address", cfg.DaprAddress, "count", total, "bulk", cfg.Bulk, "outbox", cfg.Outbox)
 	}
 	var bar *progress
 	if wantProgress(isTerminal(stderr), cfg, total) {

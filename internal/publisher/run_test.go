@@ -49,8 +49,8 @@ func TestHelpIsForNewcomers(t *testing.T) {
 			defined++
 		}
 	}
-	if defined != n || n != 11 {
-		t.Errorf("usage shows %d flags, groups name %d, Config has 11", defined, n)
+	if defined != n || n != 13 {
+		t.Errorf("usage shows %d flags, groups name %d, Config has 13", defined, n)
 	}
 	var runOut strings.Builder
 	if err := Run(t.Context(), []string{"-help"}, func(string) string { return "" }, nil, &runOut); err != nil || !strings.Contains(runOut.String(), "Examples:") {

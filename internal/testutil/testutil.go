@@ -104,3 +104,84 @@ func (f *Publisher) PublishEvents(_ context.Context, pubsub, topic string, event
 	}
 	return dapr.PublishEventsResponse{FailedEvents: []any{}}
 }
+
+// OrderStore fakes the SDK client's ExecuteStateTransaction and GetState
+// over a map, as Dapr's transactional outbox on a store behaves: a
+// transaction stores its upserts, except outbox projections (metadata
+// outbox.projection "true"), and publishes one event per stored upsert — the
+// projection's value when there is one for the key — recorded in Events.
+// The first Failures calls (of either kind) fail with Err; the first
+// LoseAnswers transactions after them commit and then fail, as one whose
+// answer was lost with its sidecar. Not safe for concurrent use.
+type OrderStore struct {
+	Data        map[string][]byte
+	Events      [][]byte
+	Writes      int // stored upserts
+	Failures    int
+	LoseAnswers int
+	Err         error
+	// Components is what GetMetadata lists.
+	Components []*dapr.MetadataRegisteredComponents
+	calls      int
+}
+
+func (f *OrderStore) fail() error {
+	f.calls++
+	if f.calls > f.Failures {
+		return nil
+	}
+	if f.Err != nil {
+		return f.Err
+	}
+	return errors.New("sidecar unavailable")
+}
+
+// ExecuteStateTransaction applies ops as the outbox does.
+func (f *OrderStore) ExecuteStateTransaction(_ context.Context, _ string, _ map[string]string, ops []*dapr.StateOperation) error {
+	if err := f.fail(); err != nil {
+		return err
+	}
+	if f.Data == nil {
+		f.Data = map[string][]byte{}
+	}
+	projected := map[string][]byte{}
+	for _, op := range ops {
+		if op.Item.Metadata["outbox.projection"] == "true" {
+			projected[op.Item.Key] = op.Item.Value
+		}
+	}
+	for _, op := range ops {
+		if op.Type != dapr.StateOperationTypeUpsert || op.Item.Metadata["outbox.projection"] == "true" {
+			continue
+		}
+		f.Data[op.Item.Key] = op.Item.Value
+		f.Writes++
+		event := op.Item.Value
+		if p, ok := projected[op.Item.Key]; ok {
+			event = p
+		}
+		f.Events = append(f.Events, event)
+	}
+	if f.LoseAnswers > 0 {
+		f.LoseAnswers--
+		return errors.New("transport is closing")
+	}
+	return nil
+}
+
+// GetState returns the stored value of key (an empty item when there is
+// none, as daprd answers).
+func (f *OrderStore) GetState(_ context.Context, _, key string, _ map[string]string) (*dapr.StateItem, error) {
+	if err := f.fail(); err != nil {
+		return nil, err
+	}
+	return &dapr.StateItem{Key: key, Value: f.Data[key]}, nil
+}
+
+// GetMetadata answers with Components, as daprd's metadata API lists them.
+func (f *OrderStore) GetMetadata(context.Context) (*dapr.GetMetadataResponse, error) {
+	if err := f.fail(); err != nil {
+		return nil, err
+	}
+	return &dapr.GetMetadataResponse{RegisteredComponents: f.Components}, nil
+}

@@ -1,6 +1,7 @@
 package launcher
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,6 +39,23 @@ func CopyComponents(src, dst, redisAddr string) error {
 // Dapr's Redis state store asks at start-up (INFO replication).
 func UseInMemoryStateStore(dir string) error {
 	return os.WriteFile(filepath.Join(dir, "statestore.yaml"), []byte(inMemoryStateStore), 0o644)
+}
+
+// UseInMemoryOrderStore makes the outbox's order store in the resources
+// folder dir Dapr's in-memory one, with the same outbox settings, for the
+// embedded Redis (see UseInMemoryStateStore). It is transactional, as
+// Dapr's outbox needs.
+func UseInMemoryOrderStore(dir string) error {
+	file := filepath.Join(dir, "orderstore.yaml")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	s := strings.Replace(string(b), "type: state.redis", "type: state.in-memory", 1)
+	if s == string(b) {
+		return fmt.Errorf("%s: no state.redis to replace", file)
+	}
+	return os.WriteFile(file, []byte(s), 0o644)
 }
 
 const inMemoryStateStore = `apiVersion: dapr.io/v1alpha1

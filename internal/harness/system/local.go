@@ -55,11 +55,15 @@ func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (lo
 	fs.IntVar(&l.count, "count", 10, "orders the publisher sends")
 	fs.DurationVar(&l.interval, "interval", time.Second, "pause between orders")
 	fs.StringVar(&l.spec.DaprLogLevel, "dapr-log-level", str("DAPR_LOG_LEVEL", "error"), "daprd --log-level: debug, info, warn, error [DAPR_LOG_LEVEL]")
+	fs.BoolVar(&l.spec.Outbox, "outbox", env.Bool("OUTBOX", false), "the publisher stores each order in the order store (components/outbox/), and Dapr's transactional outbox publishes it [OUTBOX]")
 	fs.BoolVar(&l.stay, "stay", true, "keep the subscriber running after the publisher is done, until Ctrl-C")
 	fs.BoolVar(&l.prepare, "prepare", false, "only find or build daprd (the slow part of a first run), print it and exit")
 	err := cli.Parse(fs, args)
 	if err != nil {
 		return l, err
+	}
+	if env.Err != nil {
+		return l, env.Err
 	}
 	l.spec.Redis.Source = launcher.RedisSource(redisSource)
 	if l.spec.Mode, err = launcher.ParseMode(mode); err != nil {
@@ -171,6 +175,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		say("Subscriber on :%d (daprd delivers over HTTP), its sidecar on :%d (gRPC :%d)", sys.Sub.Port, sys.Sub.Daprd.HTTPPort, sys.Sub.Daprd.GRPCPort)
 	}
 	say("Live page: http://127.0.0.1:%d/?key=%s (opens the page for this run only)", sys.Sub.Port, httpch.PageKey(sys.Secrets.AppToken))
+	if l.spec.Outbox {
+		say("Outbox mode: the publisher stores each order in state store orderstore (key orders/<id>), and Dapr's outbox publishes it to orders when the transaction commits")
+	}
 	say("Publisher sidecar on :%d (gRPC :%d); publishing %d orders", sys.PubDaprd.HTTPPort, sys.PubDaprd.GRPCPort, l.count)
 
 	pub, err := sys.StartPublisher([]string{"-count", strconv.Itoa(l.count), "-interval", l.interval.String()}, appLog)

@@ -149,9 +149,19 @@ type Spec struct {
 	// Interval its passes (0: 10 s). The keeper runs beside the apps when
 	// Redis is the broker and not the embedded one.
 	Retention Retention
+	// Outbox is the publisher's outbox mode: it stores each order in the
+	// order store (components/outbox/) in a state transaction, and Dapr's
+	// transactional outbox publishes it. Redis, or the embedded one (with
+	// Dapr's in-memory store); not with Sentinels.
+	Outbox bool
 	// Out gets every process's output, each line prefixed with its name.
 	Out io.Writer
 }
+
+// OutboxStream is the stream of the outbox's internal topic outside
+// Kubernetes: Dapr names it <namespace><app id><topic>outbox, and the
+// namespace is "default" there.
+const OutboxStream = "default" + launcher.PublisherID + "orders" + "outbox"
 
 // Retention is the retention keeper's part of a spec.
 type Retention struct {
@@ -276,8 +286,21 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 		}
 	}
 	if spec.Sentinels != "" {
+		if spec.Outbox {
+			return r, errors.New("the outbox mode runs on one Redis, not with Sentinels")
+		}
 		if err := launcher.UseSentinels(r.Resources, spec.Sentinels, spec.SentinelMaster); err != nil {
 			return r, err
+		}
+	}
+	if spec.Outbox {
+		if err := launcher.CopyComponents(filepath.Join(spec.Tools.Root, "components", "outbox"), r.Resources, r.Redis.Addr); err != nil {
+			return r, err
+		}
+		if r.Redis.Source == launcher.RedisEmbedded {
+			if err := launcher.UseInMemoryOrderStore(r.Resources); err != nil {
+				return r, err
+			}
 		}
 	}
 	// Another broker behind "pubsub": started before the sidecars, so that
@@ -402,6 +425,9 @@ func (r *Running) startKeeper(ctx context.Context) error {
 		MetricsAddress: "127.0.0.1:" + strconv.Itoa(ports[0]),
 		Sentinels:      r.Spec.Sentinels, SentinelMaster: r.Spec.SentinelMaster,
 	}
+	if r.Spec.Outbox {
+		env.Streams = []string{"orders", "orders-deadletter", OutboxStream}
+	}
 	p := &launcher.Process{Name: "retention", Path: filepath.Join(r.Spec.Tools.BinDir, "retention"), Out: r.Spec.Out, Env: env.Env()}
 	if err := p.Start(); err != nil {
 		return err
@@ -436,7 +462,7 @@ func (r *Running) startSidecar(ctx context.Context, sc launcher.Sidecar) (*launc
 // the publisher's sidecar; it runs until it has published, so the caller
 // waits for it. Stop stops it if it still runs.
 func (r *Running) StartPublisher(args []string, logFormat string) (*launcher.Process, error) {
-	env := appenv.Publisher{SidecarGRPC: r.PubDaprd.GRPCAddr(), APIToken: r.Secrets.APIToken, LogFormat: logFormat}
+	env := appenv.Publisher{SidecarGRPC: r.PubDaprd.GRPCAddr(), APIToken: r.Secrets.APIToken, LogFormat: logFormat, Outbox: r.Spec.Outbox}
 	p := &launcher.Process{
 		Name: launcher.PublisherID, Path: filepath.Join(r.Spec.Tools.BinDir, launcher.PublisherID), Args: args, Out: r.Spec.Out, Env: env.Env(),
 	}

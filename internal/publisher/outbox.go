@@ -1,0 +1,170 @@
+package publisher
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	dapr "github.com/dapr/go-sdk/client"
+
+	"dapr-pub-sub/internal/order"
+	"dapr-pub-sub/internal/retry"
+)
+
+// Store is the part of the Dapr SDK client the outbox mode uses; dapr.Client
+// satisfies it, and tests use a fake.
+type Store interface {
+	ExecuteStateTransaction(ctx context.Context, storeName string, meta map[string]string, ops []*dapr.StateOperation) error
+	GetState(ctx context.Context, storeName, key string, meta map[string]string) (*dapr.StateItem, error)
+	GetMetadata(ctx context.Context) (*dapr.GetMetadataResponse, error)
+}
+
+// CheckOrderStore asks the sidecar (retrying while it starts) whether it
+// has loaded the order store as a transactional state store, which Dapr's
+// outbox needs, and says what is wrong when not. Which stores qualify:
+// state.redis and state.in-memory (the embedded Redis's) here; any store
+// whose metadata lists the TRANSACTIONAL capability.
+func (p *Publisher) CheckOrderStore(ctx context.Context) error {
+	name := p.Config.OrderStore
+	var md *dapr.GetMetadataResponse
+	var err error
+	for attempt := 1; ; attempt++ {
+		if md, err = p.Store.GetMetadata(ctx); err == nil {
+			break
+		}
+		if permanent(err) || attempt >= p.Config.Attempts || ctx.Err() != nil {
+			return fmt.Errorf("-outbox: ask the sidecar at %s for its components: %w", p.Config.DaprAddress, err)
+		}
+		if err := retry.Sleep(ctx, retry.Publish.Delay(attempt)); err != nil {
+			return err
+		}
+	}
+	for _, c := range md.RegisteredComponents {
+		if c.Name != name {
+			continue
+		}
+		if !strings.HasPrefix(c.Type, "state.") {
+			return fmt.Errorf("-outbox: component %s is a %s, not a state store", name, c.Type)
+		}
+		if !slices.Contains(c.Capabilities, "TRANSACTIONAL") {
+			return fmt.Errorf("-outbox: state store %s (%s) is not transactional (its capabilities: %s), and Dapr's outbox needs a transaction to commit an order with its event",
+				name, c.Type, strings.Join(c.Capabilities, ", "))
+		}
+		return nil
+	}
+	return fmt.Errorf("-outbox: the sidecar has no state store %s: give it components/outbox/ (make run OUTBOX=1 does), or name another with -order-store", name)
+}
+
+// OrderKey is the key under which the outbox mode stores order id.
+func OrderKey(id int64) string { return "orders/" + strconv.FormatInt(id, 10) }
+
+// outboxProjection is the metadata that makes an upsert of a transaction the
+// event Dapr's outbox publishes instead of stored state: the docs'
+// projection. Its content type makes the event's data a JSON object; on the
+// stored upsert that content type would make the Redis state store use
+// JSON.SET, which plain Redis lacks (docs/upstream-outbox-redis-phantom.md).
+var outboxProjection = map[string]string{"outbox.projection": "true", "contentType": "application/json"}
+
+// storeOne is the outbox mode's publishOne: it stores o under OrderKey in
+// Config.OrderStore in one state transaction, whose commit makes Dapr's
+// transactional outbox publish the order to Config.Topic. The order is stored
+// if and only if its event is published (Dapr's outbox: the event goes once
+// the transaction commits).
+//
+// An order already stored with the same id and message is not written again
+// (its event went when it was stored; an order service never replaces an
+// order): it counts as published. One stored with another message is
+// refused, as a conflict. The transaction carries no ETag: on the Redis
+// store a refused ETag fails only its own write and the outbox still
+// publishes (docs/upstream-outbox-redis-phantom.md).
+//
+// A failed transaction is retried as publishOne retries, but first the store
+// is asked whether the failed one committed after all (an answer lost with
+// a killed sidecar): then its event is on its way, and a second write would
+// store and publish the order twice.
+func (p *Publisher) storeOne(ctx context.Context, o order.Order) error {
+	cfg := p.Config
+	key := OrderKey(o.ID)
+	if done, err := p.alreadyStored(ctx, key, o); err != nil || done {
+		return err
+	}
+	o.SentAt = time.Now().UTC()
+	data, err := json.Marshal(o)
+	if err != nil {
+		return fmt.Errorf("encode order %d: %w", o.ID, err)
+	}
+	ops := []*dapr.StateOperation{
+		{Type: dapr.StateOperationTypeUpsert, Item: &dapr.SetStateItem{Key: key, Value: data}},
+		{Type: dapr.StateOperationTypeUpsert, Item: &dapr.SetStateItem{Key: key, Value: data, Metadata: outboxProjection}},
+	}
+	for attempt := 1; ; attempt++ {
+		err = p.Store.ExecuteStateTransaction(ctx, cfg.OrderStore, nil, ops)
+		if err == nil {
+			return nil
+		}
+		if permanent(err) {
+			return fmt.Errorf("store order %d in %s was refused: %w", o.ID, cfg.OrderStore, err)
+		}
+		if landed, gerr := p.storedAs(ctx, key, data); gerr == nil && landed {
+			p.Log.Warn("The order's transaction committed although its call failed; its event is on its way", "id", o.ID, "err", err)
+			return nil
+		}
+		if attempt >= cfg.Attempts || ctx.Err() != nil {
+			return fmt.Errorf("store order %d in %s failed after %d attempt(s) (is the sidecar at %s running?): %w",
+				o.ID, cfg.OrderStore, attempt, cfg.DaprAddress, err)
+		}
+		p.Log.Warn("Storing the order failed, retrying", "id", o.ID, "attempt", attempt, "backoff", retry.Publish.Delay(attempt), "err", err)
+		if p.Metrics != nil {
+			p.Metrics.retries.Inc()
+		}
+		if err := retry.Sleep(ctx, retry.Publish.Delay(attempt)); err != nil {
+			return err
+		}
+	}
+}
+
+// alreadyStored reports whether o is stored under key already: true for
+// the same id and message, an error for another message. A store that
+// cannot be read is retried, as a transaction is.
+func (p *Publisher) alreadyStored(ctx context.Context, key string, o order.Order) (bool, error) {
+	var item *dapr.StateItem
+	var err error
+	for attempt := 1; ; attempt++ {
+		if item, err = p.Store.GetState(ctx, p.Config.OrderStore, key, nil); err == nil {
+			break
+		}
+		if permanent(err) || attempt >= p.Config.Attempts || ctx.Err() != nil {
+			return false, fmt.Errorf("read order %d from %s: %w", o.ID, p.Config.OrderStore, err)
+		}
+		if err := retry.Sleep(ctx, retry.Publish.Delay(attempt)); err != nil {
+			return false, err
+		}
+	}
+	if item == nil || len(item.Value) == 0 {
+		return false, nil
+	}
+	stored, err := order.Decode(item.Value)
+	if err != nil {
+		return false, fmt.Errorf("order %d: %s holds %q under %s, which is not an order: %w", o.ID, p.Config.OrderStore, item.Value, key, err)
+	}
+	if c := stored.Conflict(o); c != "" {
+		return false, fmt.Errorf("order %d is already stored with other content (%s); an order is never replaced", o.ID, c)
+	}
+	p.Log.Info("Order already stored; not written again", "id", o.ID)
+	return true, nil
+}
+
+// storedAs reports whether key holds exactly data: the write that carried
+// it committed.
+func (p *Publisher) storedAs(ctx context.Context, key string, data []byte) (bool, error) {
+	item, err := p.Store.GetState(ctx, p.Config.OrderStore, key, nil)
+	if err != nil {
+		return false, err
+	}
+	return item != nil && bytes.Equal(item.Value, data), nil
+}
