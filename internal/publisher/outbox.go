@@ -70,6 +70,16 @@ func OrderKey(id int64) string { return "orders/" + strconv.FormatInt(id, 10) }
 // JSON.SET, which plain Redis lacks (docs/upstream-outbox-redis-phantom.md).
 var outboxProjection = map[string]string{"outbox.projection": "true", "contentType": "application/json"}
 
+// OutboxOps is the state transaction that stores data under key and makes
+// Dapr's outbox publish it as JSON: the upsert, and the same value as the
+// outbox projection (the event).
+func OutboxOps(key string, data []byte) []*dapr.StateOperation {
+	return []*dapr.StateOperation{
+		{Type: dapr.StateOperationTypeUpsert, Item: &dapr.SetStateItem{Key: key, Value: data}},
+		{Type: dapr.StateOperationTypeUpsert, Item: &dapr.SetStateItem{Key: key, Value: data, Metadata: outboxProjection}},
+	}
+}
+
 // storeOne is the outbox mode's publishOne: it stores o under OrderKey in
 // Config.OrderStore in one state transaction, whose commit makes Dapr's
 // transactional outbox publish the order to Config.Topic. The order is stored
@@ -98,10 +108,7 @@ func (p *Publisher) storeOne(ctx context.Context, o order.Order) error {
 	if err != nil {
 		return fmt.Errorf("encode order %d: %w", o.ID, err)
 	}
-	ops := []*dapr.StateOperation{
-		{Type: dapr.StateOperationTypeUpsert, Item: &dapr.SetStateItem{Key: key, Value: data}},
-		{Type: dapr.StateOperationTypeUpsert, Item: &dapr.SetStateItem{Key: key, Value: data, Metadata: outboxProjection}},
-	}
+	ops := OutboxOps(key, data)
 	for attempt := 1; ; attempt++ {
 		err = p.Store.ExecuteStateTransaction(ctx, cfg.OrderStore, nil, ops)
 		if err == nil {

@@ -21,6 +21,7 @@ import (
 	"dapr-pub-sub/internal/harness/launcher"
 	"dapr-pub-sub/internal/harness/system"
 	"dapr-pub-sub/internal/order"
+	"dapr-pub-sub/internal/publisher"
 	"dapr-pub-sub/internal/sidecar"
 	"dapr-pub-sub/internal/store"
 )
@@ -30,6 +31,9 @@ const (
 	publishGRPC = "grpc" // the SDK's PublishEvent, one order per call
 	publishHTTP = "http" // POST /v1.0/publish, one order per call
 	publishBulk = "bulk" // the SDK's PublishEvents, a batch per call
+	// publishOutbox stores each order in a state transaction (the
+	// publisher's outbox mode); Dapr's outbox publishes it on commit.
+	publishOutbox = "outbox"
 )
 
 // daprScenario is the project's system: the bench process publishes through
@@ -39,7 +43,7 @@ const (
 // processed_at is the delivery time, read back from Redis after the run.
 type daprScenario struct {
 	name    string
-	publish string         // publishGRPC, publishHTTP or publishBulk
+	publish string         // publishGRPC, publishHTTP, publishBulk or publishOutbox
 	batch   int            // orders per PublishEvents call (publishBulk)
 	mode    launcher.Mode  // the subscriber's mode
 	channel system.Channel // how daprd delivers; "" is the mode's default
@@ -101,6 +105,10 @@ func daprScenarios(env *daprEnv) []Scenario {
 		daprScenario{name: "dapr-bulk100", publish: publishBulk, batch: 100, mode: launcher.ModeThroughput, env: env},
 		// The same path into an app that only acks: what Dapr itself costs.
 		daprScenario{name: "dapr-bare", publish: publishBulk, batch: 100, mode: launcher.ModeThroughput, bare: true, env: env},
+		// The publisher's outbox mode against dapr-grpc: the order stored,
+		// Dapr's outbox publishing it. An experiment: its 1 s wait per
+		// event makes a fixed-rate run long.
+		daprScenario{name: "dapr-outbox", publish: publishOutbox, mode: launcher.ModeLatency, experiment: true, env: env},
 		// Experiments: one setting against the default above.
 		daprScenario{name: "dapr-bulk100-rb1", publish: publishBulk, batch: 100, mode: launcher.ModeThroughput,
 			appEnv: []string{"RECORD_BATCH=1"}, experiment: true, env: env}, // records written one by one
@@ -166,6 +174,7 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 		PubDaprArgs:    prof.daprArgs("daprd-publisher"),
 		DaprEnv:        s.goEnv,
 		PubSubMetadata: s.component,
+		Outbox:         s.publish == publishOutbox,
 		// Only errors: the sidecars' output goes to the bench's stderr.
 		DaprLogLevel: "error",
 		Out:          p.Out,
@@ -249,6 +258,17 @@ func (s daprScenario) sender(sys *system.Running, p Params) (SendFunc, func(), e
 			res := client.PublishEvents(ctx, "pubsub", "orders", events)
 			if res.Error != nil {
 				return fmt.Errorf("bulk publish (%d failed): %w", len(res.FailedEvents), res.Error)
+			}
+			return nil
+		}, closeFn, nil
+	}
+	if s.publish == publishOutbox {
+		return func(ctx context.Context, batch []Outgoing) error {
+			for _, m := range batch {
+				ops := publisher.OutboxOps(publisher.OrderKey(m.ID), Payload(m.ID, p.Size, m.Stamp))
+				if err := client.ExecuteStateTransaction(ctx, "orderstore", nil, ops); err != nil {
+					return err
+				}
 			}
 			return nil
 		}, closeFn, nil

@@ -81,6 +81,8 @@ type options struct {
 	// sentinel: Redis with failover on test hosts instead of a
 	// redis-server on loopback.
 	sentinel *cluster.Sentinel
+	// outbox: the publisher's outbox mode.
+	outbox bool
 }
 
 // startSystem starts the system as its spec says, with a fresh
@@ -113,6 +115,7 @@ func startSystem(t testing.TB, opts ...options) *sys {
 		Channel:    cmp.Or(o.channel, system.Channel(os.Getenv("E2E_CHANNEL"))),
 		Subscriber: sub,
 		Retention:  o.retention,
+		Outbox:     o.outbox,
 		Out:        &testLog{t: t},
 	})
 	if o.sentinel != nil {

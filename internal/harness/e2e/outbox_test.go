@@ -1,0 +1,152 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"dapr-pub-sub/internal/appenv"
+	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/system"
+	"dapr-pub-sub/internal/publisher"
+)
+
+// The outbox scenarios run the publisher in its outbox mode — each order
+// stored in the order store in a state transaction, Dapr's transactional
+// outbox publishing it on commit — while something breaks, and check every
+// order in Redis: stored ⇔ processed once by the subscriber; no event for
+// an order that was not stored (a phantom); no order stored twice; no
+// outbox marker left (an event stored but never sent).
+
+type outboxScenario struct {
+	name   string
+	broker string // behind "pubsub"; "" is Redis
+	fault  func(t *testing.T, s *sys, n int, stored func() int)
+}
+
+func TestOutbox(t *testing.T) {
+	n := chaosOrders(t)
+	for _, sc := range []outboxScenario{
+		{name: "publisher daprd kill -9 five times", fault: func(t *testing.T, s *sys, n int, stored func() int) {
+			for i := range 5 {
+				waitFor(t, 2*time.Minute, fmt.Sprintf("%d orders stored", (i+1)*n/7), func() bool { return stored() >= (i+1)*n/7 })
+				killAndRestartSidecar(t, s.PubDaprd)
+			}
+		}},
+		{name: "redis frozen 10 s, then kill -9 and restart on its AOF", fault: func(t *testing.T, s *sys, n int, stored func() int) {
+			waitFor(t, 2*time.Minute, "a quarter of the orders stored", func() bool { return stored() >= n/4 })
+			s.Redis.Process().Signal(syscall.SIGSTOP)
+			time.Sleep(10 * time.Second) // the fault itself
+			s.Redis.Process().Signal(syscall.SIGCONT)
+			waitFor(t, 2*time.Minute, "half of the orders stored", func() bool { return stored() >= n/2 })
+			s.Redis.Process().Signal(syscall.SIGKILL)
+			_ = waitExit(t, s.Redis.Process()) // killed: the exit error is the point
+			time.Sleep(3 * time.Second)        // down for a while, as a real restart is
+			if err := s.Redis.Restart(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "the broker (RabbitMQ) frozen 20 s while the store is up", broker: launcher.BrokerRabbitMQ, fault: func(t *testing.T, s *sys, n int, stored func() int) {
+			waitFor(t, 2*time.Minute, "a quarter of the orders stored", func() bool { return stored() >= n/4 })
+			s.Broker.Process().Signal(syscall.SIGSTOP)
+			time.Sleep(20 * time.Second) // the fault itself
+			s.Broker.Process().Signal(syscall.SIGCONT)
+		}},
+	} {
+		t.Run(sc.name, func(t *testing.T) { runOutbox(t, sc, n) })
+	}
+}
+
+func runOutbox(t *testing.T, sc outboxScenario, n int) {
+	env := []string{appenv.RetentionWindow + "=24h"} // the records outlive the run
+	s := startSystem(t, options{outbox: true, broker: sc.broker, subEnv: env})
+	ctx := t.Context()
+	start := time.Now()
+	pub, err := s.StartPublisher([]string{"-count", strconv.Itoa(n), "-interval", "1ms", "-attempts", "60"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Stop(time.Second)
+	stored := func() int { return s.countKeys(orderKey("*")) }
+	sc.fault(t, s, n, stored)
+	if pub.Exited() && pub.Err() != nil {
+		t.Fatalf("the publisher failed during the fault: %v\n%s", pub.Err(), pub.Tail())
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if err := pub.Wait(pctx); err != nil {
+		t.Fatalf("publisher did not store all %d orders: %v\n%s", n, err, pub.Tail())
+	}
+
+	// Drained: every order processed, nothing pending in the outbox's
+	// internal topic, no marker left.
+	var processed, markers int
+	var internal int64
+	drained := func() bool {
+		processed = s.countKeys("statestore||subscriber/order/*")
+		markers = s.countKeys("outbox-*")
+		internal = s.pendingOf(system.OutboxStream, launcher.PublisherID)
+		return processed >= n && internal == 0 && markers == 0
+	}
+	for deadline := time.Now().Add(3 * time.Minute); !drained(); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("not drained after 3m: %d of %d processed, %d pending in the outbox's topic, %d markers left", processed, n, internal, markers)
+			break
+		}
+	}
+	drain := time.Since(start)
+
+	storedV := s.versions(orderKey(""), n)
+	processedV := s.versions("statestore||subscriber/order/", n)
+	var storedN, lost, phantom, storedTwice, processedTwice int
+	for id := range n {
+		if storedV[id] > 0 {
+			storedN++
+		}
+		switch st, pr := storedV[id], processedV[id]; {
+		case st == 0 && pr > 0:
+			phantom++
+			t.Errorf("order %d was processed but never stored: a phantom event", id)
+		case st > 0 && pr == 0:
+			lost++
+			t.Errorf("order %d was stored but never processed: its event was lost", id)
+		case st == 0:
+			t.Errorf("order %d was neither stored nor processed, though the publisher finished", id)
+		}
+		if storedV[id] > 1 {
+			storedTwice++
+			t.Errorf("order %d was stored %d times", id, storedV[id])
+		}
+		if processedV[id] > 1 {
+			processedTwice++
+			t.Errorf("order %d's record was written %d times", id, processedV[id])
+		}
+	}
+	counts, _, _ := s.received.snapshot()
+	for id, c := range counts {
+		if c > 1 {
+			t.Errorf("order %d printed %d times", id, c)
+		}
+	}
+	if dl := len(s.deadLetterIndex()); dl != 0 {
+		t.Errorf("%d dead letters, want none", dl)
+	}
+	dups := 0
+	for _, l := range s.received.logLines() {
+		if strings.Contains(l, "Duplicate delivery") {
+			dups++
+		}
+	}
+	t.Logf("outbox, %s (daprd %s): %d stored, %d processed, %d lost, %d phantom, %d stored twice, %d processed twice, %d duplicate events absorbed, drained in %s",
+		sc.name, tools.Daprd.Version, storedN, processed, lost, phantom, storedTwice, processedTwice, dups, drain.Round(100*time.Millisecond))
+}
+
+// orderKey is the Redis key of the outbox mode's order id (a Redis glob
+// for "*"): the order store keeps it under the publisher's app id.
+func orderKey(id string) string {
+	return launcher.PublisherID + "||" + strings.TrimSuffix(publisher.OrderKey(0), "0") + id
+}
