@@ -93,10 +93,12 @@ func OutboxOps(key string, data []byte) []*dapr.StateOperation {
 // store a refused ETag fails only its own write and the outbox still
 // publishes (docs/upstream-outbox-redis-phantom.md).
 //
-// A failed transaction is retried as publishOne retries, but first the store
-// is asked whether the failed one committed after all (an answer lost with
-// a killed sidecar): then its event is on its way, and a second write would
-// store and publish the order twice.
+// A failed transaction is retried as publishOne retries, but only once the
+// store has answered that it did not commit: one whose answer was lost with
+// a killed sidecar may have, and then its event is on its way, and a second
+// write would store and publish the order twice. While the store cannot
+// answer (the sidecar restarting), the publisher waits, each look an
+// attempt.
 func (p *Publisher) storeOne(ctx context.Context, o order.Order) error {
 	cfg := p.Config
 	key := OrderKey(o.ID)
@@ -117,20 +119,30 @@ func (p *Publisher) storeOne(ctx context.Context, o order.Order) error {
 		if permanent(err) {
 			return fmt.Errorf("store order %d in %s was refused: %w", o.ID, cfg.OrderStore, err)
 		}
-		if landed, gerr := p.storedAs(ctx, key, data); gerr == nil && landed {
-			p.Log.Warn("The order's transaction committed although its call failed; its event is on its way", "id", o.ID, "err", err)
-			return nil
-		}
-		if attempt >= cfg.Attempts || ctx.Err() != nil {
-			return fmt.Errorf("store order %d in %s failed after %d attempt(s) (is the sidecar at %s running?): %w",
-				o.ID, cfg.OrderStore, attempt, cfg.DaprAddress, err)
-		}
-		p.Log.Warn("Storing the order failed, retrying", "id", o.ID, "attempt", attempt, "backoff", retry.Publish.Delay(attempt), "err", err)
-		if p.Metrics != nil {
-			p.Metrics.retries.Inc()
-		}
-		if err := retry.Sleep(ctx, retry.Publish.Delay(attempt)); err != nil {
-			return err
+		// The transaction is sent again only once the store says it did
+		// not commit: until it can answer (its sidecar restarting), wait.
+		for {
+			if attempt >= cfg.Attempts || ctx.Err() != nil {
+				return fmt.Errorf("store order %d in %s failed after %d attempt(s) (is the sidecar at %s running?): %w",
+					o.ID, cfg.OrderStore, attempt, cfg.DaprAddress, err)
+			}
+			p.Log.Warn("Storing the order failed; looking whether it committed before trying again", "id", o.ID, "attempt", attempt, "backoff", retry.Publish.Delay(attempt), "err", err)
+			if p.Metrics != nil {
+				p.Metrics.retries.Inc()
+			}
+			if err := retry.Sleep(ctx, retry.Publish.Delay(attempt)); err != nil {
+				return err
+			}
+			landed, gerr := p.storedAs(ctx, key, data)
+			if gerr == nil && landed {
+				p.Log.Warn("The order's transaction committed although its call failed; its event is on its way", "id", o.ID)
+				return nil
+			}
+			if gerr == nil {
+				break // not stored: send it again
+			}
+			attempt++
+			err = gerr
 		}
 	}
 }

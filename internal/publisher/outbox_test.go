@@ -71,6 +71,21 @@ func TestOutboxDoesNotWriteTwiceWhenAnAnswerIsLost(t *testing.T) {
 	}
 }
 
+// TestOutboxWaitsForTheStoreBeforeSendingAgain: after a lost answer the
+// sidecar cannot be asked for a while (it restarts); the transaction is
+// not sent again until it can, and then it is found committed.
+func TestOutboxWaitsForTheStoreBeforeSendingAgain(t *testing.T) {
+	st := &testutil.OrderStore{LoseAnswers: 1, DownAfterLoss: 2}
+	cfg := outboxConfig()
+	cfg.Attempts = 5
+	if sent, err := outboxRun(t, cfg, st); err != nil || sent != 3 {
+		t.Fatalf("sent %d, %v", sent, err)
+	}
+	if st.Writes != 3 || len(st.Events) != 3 {
+		t.Errorf("%d writes, %d events; want 3 and 3: the transaction was sent again before the store could say it had committed", st.Writes, len(st.Events))
+	}
+}
+
 func TestOutboxNeverReplacesAnOrder(t *testing.T) {
 	same, _ := json.Marshal(order.New(5))
 	other, _ := json.Marshal(order.Order{ID: 6, Message: "another"})

@@ -120,12 +120,20 @@ type OrderStore struct {
 	Failures    int
 	LoseAnswers int
 	Err         error
+	// DownAfterLoss fails that many calls after each lost answer: the
+	// sidecar restarting.
+	DownAfterLoss int
 	// Components is what GetMetadata lists.
 	Components []*dapr.MetadataRegisteredComponents
 	calls      int
+	down       int
 }
 
 func (f *OrderStore) fail() error {
+	if f.down > 0 {
+		f.down--
+		return errors.New("connection refused")
+	}
 	f.calls++
 	if f.calls > f.Failures {
 		return nil
@@ -164,6 +172,7 @@ func (f *OrderStore) ExecuteStateTransaction(_ context.Context, _ string, _ map[
 	}
 	if f.LoseAnswers > 0 {
 		f.LoseAnswers--
+		f.down = f.DownAfterLoss
 		return errors.New("transport is closing")
 	}
 	return nil

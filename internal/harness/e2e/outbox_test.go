@@ -2,12 +2,15 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"dapr-pub-sub/internal/appenv"
 	"dapr-pub-sub/internal/harness/launcher"
@@ -26,18 +29,21 @@ type outboxScenario struct {
 	name   string
 	broker string // behind "pubsub"; "" is Redis
 	fault  func(t *testing.T, s *sys, n int, stored func() int)
+	// ghostsAllowed: the fault can fail a transaction after the outbox
+	// published its internal message (daprd killed, Redis gone).
+	ghostsAllowed bool
 }
 
 func TestOutbox(t *testing.T) {
 	n := chaosOrders(t)
 	for _, sc := range []outboxScenario{
-		{name: "publisher daprd kill -9 five times", fault: func(t *testing.T, s *sys, n int, stored func() int) {
+		{name: "publisher daprd kill -9 five times", ghostsAllowed: true, fault: func(t *testing.T, s *sys, n int, stored func() int) {
 			for i := range 5 {
 				waitFor(t, 2*time.Minute, fmt.Sprintf("%d orders stored", (i+1)*n/7), func() bool { return stored() >= (i+1)*n/7 })
 				killAndRestartSidecar(t, s.PubDaprd)
 			}
 		}},
-		{name: "redis frozen 10 s, then kill -9 and restart on its AOF", fault: func(t *testing.T, s *sys, n int, stored func() int) {
+		{name: "redis frozen 10 s, then kill -9 and restart on its AOF", ghostsAllowed: true, fault: func(t *testing.T, s *sys, n int, stored func() int) {
 			waitFor(t, 2*time.Minute, "a quarter of the orders stored", func() bool { return stored() >= n/4 })
 			s.Redis.Process().Signal(syscall.SIGSTOP)
 			time.Sleep(10 * time.Second) // the fault itself
@@ -82,19 +88,23 @@ func runOutbox(t *testing.T, sc outboxScenario, n int) {
 		t.Fatalf("publisher did not store all %d orders: %v\n%s", n, err, pub.Tail())
 	}
 
-	// Drained: every order processed, nothing pending in the outbox's
-	// internal topic, no marker left.
+	// Drained: every order processed, no marker left, and nothing pending
+	// in the outbox's internal topic but ghosts: internal messages of
+	// transactions that failed after the outbox had published them (the
+	// publisher's retry stored the order with a new message). Dapr's
+	// handler never lets go of a ghost: it looks for its marker forever
+	// (docs/upstream-outbox.md), so it stays pending until daprd restarts.
 	var processed, markers int
-	var internal int64
+	var ghosts []outboxGhost
 	drained := func() bool {
 		processed = s.countKeys("statestore||subscriber/order/*")
 		markers = s.countKeys("outbox-*")
-		internal = s.pendingOf(system.OutboxStream, launcher.PublisherID)
-		return processed >= n && internal == 0 && markers == 0
+		ghosts = s.outboxPending()
+		return processed >= n && markers == 0 && allGhosts(ghosts, sc.ghostsAllowed)
 	}
 	for deadline := time.Now().Add(3 * time.Minute); !drained(); time.Sleep(200 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Errorf("not drained after 3m: %d of %d processed, %d pending in the outbox's topic, %d markers left", processed, n, internal, markers)
+			t.Errorf("not drained after 3m: %d of %d processed, %d markers left, pending in the outbox's topic: %+v", processed, n, markers, ghosts)
 			break
 		}
 	}
@@ -141,12 +151,67 @@ func runOutbox(t *testing.T, sc outboxScenario, n int) {
 			dups++
 		}
 	}
-	t.Logf("outbox, %s (daprd %s): %d stored, %d processed, %d lost, %d phantom, %d stored twice, %d processed twice, %d duplicate events absorbed, drained in %s",
-		sc.name, tools.Daprd.Version, storedN, processed, lost, phantom, storedTwice, processedTwice, dups, drain.Round(100*time.Millisecond))
+	for _, g := range ghosts {
+		if g.order < 0 || g.order >= int64(n) || storedV[int(g.order)] != 1 || processedV[int(g.order)] != 1 {
+			t.Errorf("ghost %s carries order %d, which is not stored and processed once", g.id, g.order)
+		}
+	}
+	t.Logf("outbox, %s (daprd %s): %d stored, %d processed, %d lost, %d phantom, %d stored twice, %d processed twice, %d duplicate events absorbed, %d ghosts left in the internal topic, drained in %s",
+		sc.name, tools.Daprd.Version, storedN, processed, lost, phantom, storedTwice, processedTwice, dups, len(ghosts), drain.Round(100*time.Millisecond))
 }
 
 // orderKey is the Redis key of the outbox mode's order id (a Redis glob
 // for "*"): the order store keeps it under the publisher's app id.
 func orderKey(id string) string {
 	return launcher.PublisherID + "||" + strings.TrimSuffix(publisher.OrderKey(0), "0") + id
+}
+
+// outboxGhost is an entry pending in the outbox's internal topic.
+type outboxGhost struct {
+	id     string // the stream entry
+	event  string // its CloudEvent id, outbox-<uuid>: the marker's key
+	order  int64  // the order it carries; -1 if none
+	idle   time.Duration
+	marker bool // its marker exists: in flight, not a ghost
+}
+
+// outboxPending lists the entries pending in the outbox's internal topic.
+func (s *sys) outboxPending() []outboxGhost {
+	ctx := s.t.Context()
+	pending, err := s.redis.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: system.OutboxStream, Group: launcher.PublisherID, Start: "-", End: "+", Count: 1000}).Result()
+	if err != nil {
+		return []outboxGhost{{id: "XPENDING: " + err.Error(), order: -1}}
+	}
+	var out []outboxGhost
+	for _, p := range pending {
+		g := outboxGhost{id: p.ID, order: -1, idle: p.Idle}
+		if entries, err := s.redis.XRange(ctx, system.OutboxStream, p.ID, p.ID).Result(); err == nil && len(entries) == 1 {
+			var ce struct {
+				ID   string `json:"id"`
+				Data struct {
+					ID *int64 `json:"id"`
+				} `json:"data"`
+			}
+			if data, ok := entries[0].Values["data"].(string); ok && json.Unmarshal([]byte(data), &ce) == nil {
+				g.event = ce.ID
+				if ce.Data.ID != nil {
+					g.order = *ce.Data.ID
+				}
+			}
+		}
+		g.marker = g.event != "" && s.redis.Exists(ctx, g.event).Val() == 1
+		out = append(out, g)
+	}
+	return out
+}
+
+// allGhosts reports whether every pending entry is a ghost, when ghosts
+// may be left: no marker, and pending longer than a delivery takes.
+func allGhosts(pending []outboxGhost, allowed bool) bool {
+	for _, g := range pending {
+		if !allowed || g.marker || g.event == "" || g.idle < 2*time.Second {
+			return false
+		}
+	}
+	return true
 }
