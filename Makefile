@@ -23,8 +23,8 @@ LAUNCHER_BUILD = test -x bin/launcher || echo "==> Building the launcher (the fi
 # tools/daprd/go.<version>.mod is another one the version matrix runs on.
 OTHER_DAPR := $(patsubst tools/daprd/go.%.mod,%,$(wildcard tools/daprd/go.*.mod))
 # What the matrix runs on the other versions: the flow, the fault suite (on the
-# default channel), bad input, security.
-MATRIX_TESTS := TestHundredOrders|TestLocalRunShowsTheSeedFlow|TestFaults|TestBadInput|TestInvalidOrder|TestDeadLettersReplay|TestTokensAreRequired|TestTopicScopes|TestOversizedPublish|TestEveryPortIsOnLoopback
+# default channel), the outbox's faults, bad input, security.
+MATRIX_TESTS := TestHundredOrders|TestLocalRunShowsTheSeedFlow|TestFaults|TestOutbox|TestBadInput|TestInvalidOrder|TestDeadLettersReplay|TestTokensAreRequired|TestTopicScopes|TestOversizedPublish|TestEveryPortIsOnLoopback
 
 test: daprd vet lint ## lint, unit and integration tests on real redis-server, daprd and Chromium; then the version matrix; then the in-cluster scenarios on Kubernetes (root)
 	$(GO) test -count=1 -timeout 45m ./...

@@ -67,7 +67,7 @@ func OrderKey(id int64) string { return "orders/" + strconv.FormatInt(id, 10) }
 // event Dapr's outbox publishes instead of stored state: the docs'
 // projection. Its content type makes the event's data a JSON object; on the
 // stored upsert that content type would make the Redis state store use
-// JSON.SET, which plain Redis lacks (docs/upstream-outbox-redis-phantom.md).
+// JSON.SET, which plain Redis lacks (docs/upstream-outbox.md).
 var outboxProjection = map[string]string{"outbox.projection": "true", "contentType": "application/json"}
 
 // OutboxOps is the state transaction that stores data under key and makes
@@ -91,7 +91,7 @@ func OutboxOps(key string, data []byte) []*dapr.StateOperation {
 // order): it counts as published. One stored with another message is
 // refused, as a conflict. The transaction carries no ETag: on the Redis
 // store a refused ETag fails only its own write and the outbox still
-// publishes (docs/upstream-outbox-redis-phantom.md).
+// publishes (docs/upstream-outbox.md).
 //
 // A failed transaction is retried as publishOne retries, but only once the
 // store has answered that it did not commit: one whose answer was lost with

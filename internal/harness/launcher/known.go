@@ -60,9 +60,20 @@ var NoScheduler = KnownLine{
 	Report: knownLinesDoc,
 }
 
+// NoRollback is the Redis state store's warning at its first transaction:
+// the outbox mode's order store runs transactions. It is true (MULTI/EXEC
+// applies what it can), and is why the outbox sends no ETags
+// (docs/upstream-outbox.md); it is not a problem of this system.
+var NoRollback = KnownLine{
+	Name:   "Redis transaction notice",
+	Match:  regexp.MustCompile(`Redis does not support transaction rollbacks and should not be used in production as an actor state store\.`),
+	Why:    "the Redis state store's notice at its first transaction: no rollbacks, which the outbox mode's transactions (no ETags, one order each) do not need; this app hosts no actors",
+	Report: knownLinesDoc,
+}
+
 // KnownDaprLines are the known lines of daprd, folded by `make run` (at its
 // default --log-level error only the first shows; the others at info).
-var KnownDaprLines = []KnownLine{IdleReadTimeout, ActorsNoGrace, NoScheduler}
+var KnownDaprLines = []KnownLine{IdleReadTimeout, ActorsNoGrace, NoScheduler, NoRollback}
 
 // Folder is an io.Writer of whole lines (a process's prefixed output, as
 // Process writes it) that passes every line on, except those a KnownLine
