@@ -178,7 +178,7 @@ func phantom(sc *reprokit.Sidecar, cli func(args ...string) (string, error)) (st
 	start := time.Now()
 	code, body, err := transact(`{"n":1}`, "")
 	if err != nil || code != http.StatusNoContent {
-		return "", fmt.Errorf("the first transaction: %d %s %v", code, body, err)
+		return "", fmt.Errorf("the first transaction: %d %s: %w", code, body, err)
 	}
 	if err := reprokit.WaitFor(15*time.Second, func() bool { return published(`"n":1`) }); err != nil {
 		out, _ := cli("XRANGE", "orders", "-", "+")
