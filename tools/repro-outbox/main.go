@@ -177,8 +177,11 @@ func phantom(sc *reprokit.Sidecar, cli func(args ...string) (string, error)) (st
 	// 1. A transaction that succeeds: its event comes.
 	start := time.Now()
 	code, body, err := transact(`{"n":1}`, "")
-	if err != nil || code != http.StatusNoContent {
-		return "", fmt.Errorf("the first transaction: %d %s: %w", code, body, err)
+	if err != nil {
+		return "", fmt.Errorf("the first transaction: %w", err)
+	}
+	if code != http.StatusNoContent {
+		return "", fmt.Errorf("the first transaction: %d %s", code, body)
 	}
 	if err := reprokit.WaitFor(15*time.Second, func() bool { return published(`"n":1`) }); err != nil {
 		out, _ := cli("XRANGE", "orders", "-", "+")
