@@ -60,7 +60,7 @@ cluster: daprd ## the cluster scenarios (a node killed, cut off, a rolling resta
 		$(GO) test -count=1 -timeout 90m -run TestCluster -v ./internal/harness/e2e | grep -E '^\s*(---|ok|FAIL|\|)|cluster_test'
 
 outbox-broker-fault: daprd ## the outbox with the broker (RabbitMQ) frozen 20 s while the store is up, 1,000 orders (not in make test: Dapr's RabbitMQ component loses some of those events; see docs/guarantees.md)
-	set -o pipefail; OUTBOX_BROKER_FAULT=1 $(GO) test -count=1 -timeout 20m -run 'TestOutbox/the_broker' -v ./internal/harness/e2e | grep -E '^\s*(---|ok|FAIL)|outbox_test'
+	set -o pipefail; OUTBOX_BROKER_FAULT=1 $(GO) test -count=1 -timeout 20m -run 'TestOutbox/the_broker_.RabbitMQ' -v ./internal/harness/e2e | grep -E '^\s*(---|ok|FAIL)|outbox_test'
 
 brokers: daprd ## the broker portability suite with 5,000 orders per broker (BROKER=... for one)
 	set -o pipefail; BROKER_ORDERS=$${BROKER_ORDERS:-5000} $(GO) test -count=1 -timeout 60m -run TestBrokers -v ./internal/harness/e2e | grep -E '^\s*(---|ok|FAIL)|brokers_test'

@@ -64,6 +64,9 @@ type sys struct {
 	t        testing.TB
 	redis    *redis.Client
 	received *receipts
+	// brokerRedis is the Redis behind "pubsub" when options.brokerRedis
+	// asked for one apart from the state store's; nil otherwise.
+	brokerRedis *launcher.Redis
 }
 
 // options vary a system from the one `make run` starts.
@@ -83,6 +86,10 @@ type options struct {
 	sentinel *cluster.Sentinel
 	// outbox: the publisher's outbox mode.
 	outbox bool
+	// brokerRedis puts the "pubsub" component on a redis-server of its
+	// own, apart from the state stores' Redis: the broker can then fail
+	// while the stores stay up.
+	brokerRedis bool
 }
 
 // startSystem starts the system as its spec says, with a fresh
@@ -106,6 +113,19 @@ func startSystem(t testing.TB, opts ...options) *sys {
 		ro = launcher.RedisOptions{Source: launcher.RedisExisting, Addr: o.sentinel.Nodes[0].Addr, ExistingPassword: o.sentinel.Password()}
 		sentinels = o.sentinel.SentinelAddrs()
 	}
+	var pubsubMeta map[string]string
+	if o.brokerRedis {
+		bp, err := launcher.FreePorts(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := launcher.StartRedis(t.Context(), launcher.RedisOptions{Source: launcher.RedisServer, Addr: "127.0.0.1:" + strconv.Itoa(bp[0]), Dir: t.TempDir(), Out: &testLog{t: t}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(b.Stop) // after the system's cleanup: the sidecars go first
+		s.brokerRedis, pubsubMeta = b, map[string]string{"redisHost": b.Addr}
+	}
 	s.Running = startRunning(t, system.Spec{
 		Tools:     tools,
 		Redis:     ro,
@@ -117,6 +137,8 @@ func startSystem(t testing.TB, opts ...options) *sys {
 		Retention:  o.retention,
 		Outbox:     o.outbox,
 		Out:        &testLog{t: t},
+
+		PubSubMetadata: pubsubMeta,
 	})
 	if o.sentinel != nil {
 		s.redis = o.sentinel.Client()

@@ -29,7 +29,9 @@ import (
 type outboxScenario struct {
 	name   string
 	broker string // behind "pubsub"; "" is Redis
-	fault  func(t *testing.T, s *sys, n int, stored func() int)
+	// brokerRedis: "pubsub" on a Redis apart from the stores' (sys.brokerRedis).
+	brokerRedis bool
+	fault       func(t *testing.T, s *sys, n int, stored func() int)
 	// ghostsAllowed: the fault can fail a transaction after the outbox
 	// published its internal message (daprd killed, Redis gone).
 	ghostsAllowed bool
@@ -62,6 +64,20 @@ func TestOutbox(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		{name: "the broker's Redis frozen 20 s, then kill -9 and restart, while the store is up", brokerRedis: true, fault: func(t *testing.T, s *sys, n int, stored func() int) {
+			b := s.brokerRedis.Process()
+			waitFor(t, 2*time.Minute, "a quarter of the orders stored", func() bool { return stored() >= n/4 })
+			b.Signal(syscall.SIGSTOP)
+			time.Sleep(20 * time.Second) // the fault itself
+			b.Signal(syscall.SIGCONT)
+			waitFor(t, 2*time.Minute, "half of the orders stored", func() bool { return stored() >= n/2 })
+			b.Signal(syscall.SIGKILL)
+			_ = waitExit(t, b)          // killed: the exit error is the point
+			time.Sleep(5 * time.Second) // down for a while, as a real restart is
+			if err := s.brokerRedis.Restart(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{name: "the broker (RabbitMQ) frozen 20 s while the store is up", broker: launcher.BrokerRabbitMQ, brokerFault: true, fault: func(t *testing.T, s *sys, n int, stored func() int) {
 			waitFor(t, 2*time.Minute, "a quarter of the orders stored", func() bool { return stored() >= n/4 })
 			s.Broker.Process().Signal(syscall.SIGSTOP)
@@ -78,7 +94,7 @@ func TestOutbox(t *testing.T) {
 
 func runOutbox(t *testing.T, sc outboxScenario, n int) {
 	env := []string{appenv.RetentionWindow + "=24h"} // the records outlive the run
-	s := startSystem(t, options{outbox: true, broker: sc.broker, subEnv: env})
+	s := startSystem(t, options{outbox: true, broker: sc.broker, brokerRedis: sc.brokerRedis, subEnv: env})
 	ctx := t.Context()
 	start := time.Now()
 	pub, err := s.StartPublisher([]string{"-count", strconv.Itoa(n), "-interval", "1ms", "-attempts", "60"}, "")
