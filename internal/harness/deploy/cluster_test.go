@@ -43,6 +43,7 @@ type cluster struct {
 	debug       map[string]*corev1.Container     // debug/*.json
 	secretKeys  map[string][]string              // secrets.example.yaml: name → keys
 	inKust      map[string]bool                  // files listed in the kustomization
+	outbox      []manifest                       // outbox/: a kustomize Component, off by default (outbox_test.go)
 }
 
 func loadCluster(t *testing.T) *cluster {
@@ -64,6 +65,10 @@ func index(t *testing.T, root string, ms []manifest) *cluster {
 		debug: map[string]*corev1.Container{}, secretKeys: map[string][]string{}, inKust: map[string]bool{},
 	}
 	for _, m := range ms {
+		if strings.HasPrefix(m.File, outboxDir+"/") {
+			c.outbox = append(c.outbox, m)
+			continue
+		}
 		switch o := m.Obj.(type) {
 		case *kustomization:
 			if m.File != "kustomization.yaml" || c.kust != nil {

@@ -55,8 +55,9 @@ func (c *cluster) checkDeployment(p *problems, d *appsv1.Deployment) {
 		if c.configs[cfgName] == nil || !c.applied(c.fileOf(c.configs[cfgName])) {
 			p.add("%s: dapr.io/config %q names no Configuration that kustomization.yaml applies", where, cfgName)
 		}
+		outbox := c.outboxComponents()
 		for _, name := range sortedKeys(c.components) {
-			if comp := c.components[name]; !slices.Contains(comp.Scopes, appID) {
+			if comp := c.components[name]; !outbox[name] && !slices.Contains(comp.Scopes, appID) {
 				p.add("%s: app id %q is not in component %s's scopes %q", where, appID, name, comp.Scopes)
 			}
 		}
@@ -169,8 +170,12 @@ func (c *cluster) checkDeployment(p *problems, d *appsv1.Deployment) {
 	}
 
 	var pubsub *componentsapi.Component
-	for _, comp := range c.components {
-		if strings.HasPrefix(comp.Spec.Type, "pubsub.") {
+	outbox := c.outboxComponents()
+	for _, name := range sortedKeys(c.components) {
+		if comp := c.components[name]; strings.HasPrefix(comp.Spec.Type, "pubsub.") && !outbox[name] {
+			if pubsub != nil {
+				p.add("two pubsub components, %s and %s: one broker, please", pubsub.Name, name)
+			}
 			pubsub = comp
 		}
 	}
@@ -296,6 +301,24 @@ func (c *cluster) checkDeployment(p *problems, d *appsv1.Deployment) {
 	default:
 		p.add("%s: no checks for container %s", where, app.Name)
 	}
+}
+
+// outboxComponents is the outbox mode's components (deploy/outbox): each
+// state store that has Dapr's outbox publish (outboxPublishPubsub), and the
+// pubsub of its internal topic (outboxPubsub). They are the publisher's
+// alone; the checks that every app sees every component, and that there is
+// one broker, leave them out.
+func (c *cluster) outboxComponents() map[string]bool {
+	out := map[string]bool{}
+	for name, comp := range c.components {
+		if meta(comp, "outboxPublishPubsub") != "" {
+			out[name] = true
+			if internal := meta(comp, "outboxPubsub"); internal != "" {
+				out[internal] = true
+			}
+		}
+	}
+	return out
 }
 
 func (c *cluster) fileOf(obj any) string {

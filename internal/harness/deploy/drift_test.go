@@ -29,31 +29,7 @@ func TestManifestsMatchLocalComponents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, path := range local {
-		switch o := loadFile[any](t, path).(type) {
-		case *componentsapi.Component:
-			if strings.HasPrefix(o.Spec.Type, "secretstores.") {
-				continue // on Kubernetes: Dapr's built-in "kubernetes" store
-			}
-			k := c.components[o.Name]
-			if k == nil {
-				t.Errorf("%s: no component %s in deploy/", path, o.Name)
-				continue
-			}
-			for _, err := range compareComponents(o, k) {
-				t.Errorf("component %s: %v", o.Name, err)
-			}
-		case *resiliencyapi.Resiliency:
-			k := c.resiliency[o.Name]
-			if k == nil {
-				t.Errorf("%s: no resiliency %s in deploy/", path, o.Name)
-			} else if !reflect.DeepEqual(o.Spec, k.Spec) || !slices.Equal(o.Scopes, k.Scopes) {
-				t.Errorf("resiliency %s differs from %s", o.Name, path)
-			}
-		default:
-			t.Errorf("%s: a %T: add it to this test", path, o)
-		}
-	}
+	matchLocal(t, c, local)
 	// Every component in deploy/ has its local twin.
 	for name := range c.components {
 		if _, err := os.Stat(filepath.Join(c.root, "components", name+".yaml")); err != nil {
@@ -83,6 +59,41 @@ func TestManifestsMatchLocalComponents(t *testing.T) {
 		}
 		if kc.Spec.TracingSpec == nil || kc.Spec.TracingSpec.SamplingRate != "1" {
 			t.Errorf("Configuration %s: want tracing samplingRate \"1\"", kc.Name)
+		}
+	}
+}
+
+// matchLocal checks the components and resiliencies of the local files
+// against their twins of the same name in c: each component as
+// compareComponents compares them, each resiliency with the same spec and
+// scopes.
+func matchLocal(t *testing.T, c *cluster, paths []string) {
+	t.Helper()
+	for _, path := range paths {
+		switch o := loadFile[any](t, path).(type) {
+		case *componentsapi.Component:
+			if strings.HasPrefix(o.Spec.Type, "secretstores.") {
+				continue // on Kubernetes: Dapr's built-in "kubernetes" store
+			}
+			k := c.components[o.Name]
+			if k == nil {
+				t.Errorf("%s: no component %s in deploy/", path, o.Name)
+				continue
+			}
+			for _, err := range compareComponents(o, k) {
+				t.Errorf("component %s: %v", o.Name, err)
+			}
+		case *resiliencyapi.Resiliency:
+			k := c.resiliency[o.Name]
+			if k == nil {
+				t.Errorf("%s: no resiliency %s in deploy/", path, o.Name)
+			} else if !reflect.DeepEqual(o.Spec, k.Spec) || !slices.Equal(o.Scopes, k.Scopes) {
+				a, _ := json.Marshal(k.Spec)
+				b, _ := json.Marshal(o.Spec)
+				t.Errorf("resiliency %s differs from %s:\n deploy: %s\n local:  %s", o.Name, path, a, b)
+			}
+		default:
+			t.Errorf("%s: a %T: add it to this test", path, o)
 		}
 	}
 }

@@ -36,6 +36,23 @@ type kustomization struct {
 	Resources  []string          `json:"resources,omitempty"`
 	Images     []kustomizeImage  `json:"images,omitempty"`
 	Labels     []kustomizeLabels `json:"labels,omitempty"`
+	Components []string          `json:"components,omitempty"`
+}
+
+// kustomizeComponent is the part of kustomize's Component (kind Component,
+// a piece a Kustomization turns on with "components:") that deploy/outbox
+// uses.
+type kustomizeComponent struct {
+	APIVersion string           `json:"apiVersion"`
+	Kind       string           `json:"kind"`
+	Resources  []string         `json:"resources,omitempty"`
+	Patches    []kustomizePatch `json:"patches,omitempty"`
+}
+
+// kustomizePatch is a patch from a file: a strategic merge patch whose kind
+// and name say what it patches.
+type kustomizePatch struct {
+	Path string `json:"path"`
 }
 
 type kustomizeImage struct {
@@ -73,6 +90,8 @@ func newObject(apiVersion, kind string) (any, error) {
 		return &subscriptionsapi.Subscription{}, nil
 	case "kustomize.config.k8s.io/v1beta1 Kustomization":
 		return &kustomization{}, nil
+	case "kustomize.config.k8s.io/v1alpha1 Component":
+		return &kustomizeComponent{}, nil
 	}
 	return nil, fmt.Errorf("unknown apiVersion %q kind %q", apiVersion, kind)
 }
