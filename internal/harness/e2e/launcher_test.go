@@ -229,29 +229,50 @@ func (w *watchedOutput) waitFor(t *testing.T, done chan error, s string) {
 }
 
 // TestLocalRunOnTheEmbeddedBroker runs `make run`'s flow with no Redis
-// installed-style: miniredis in the launcher, Dapr's in-memory state store.
+// installed-style: miniredis in the launcher, Dapr's in-memory state store;
+// and `make run OUTBOX=1`'s there too, the order store Dapr's in-memory one.
 func TestLocalRunOnTheEmbeddedBroker(t *testing.T) {
-	ports, err := launcher.FreePorts(7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"-count", "3", "-interval", "10ms", "-broker", "redis", "-redis", "embedded",
-		"-redis-addr", "127.0.0.1:" + strconv.Itoa(ports[5]),
-		"-app-port", strconv.Itoa(ports[0]), "-sub-http-port", strconv.Itoa(ports[1]), "-sub-grpc-port", strconv.Itoa(ports[2]),
-		"-pub-http-port", strconv.Itoa(ports[3]), "-pub-grpc-port", strconv.Itoa(ports[4]), "-app-grpc-port", strconv.Itoa(ports[6])}
-	out := &watchedOutput{t: t}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- system.Run(ctx, args, os.Getenv, out, out) }()
-	for id := range 3 {
-		out.waitFor(t, done, fmt.Sprintf(`Received message: {"id": %d,`, id))
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run on the embedded broker: %v", err)
-	}
-	if !out.has("keeps nothing after exit") || !out.has("in-memory") {
-		t.Error("the embedded broker's limits are not announced")
+	for _, outbox := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "outbox"}[outbox], func(t *testing.T) {
+			ports, err := launcher.FreePorts(7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := []string{"-count", "3", "-interval", "10ms", "-broker", "redis", "-redis", "embedded",
+				"-redis-addr", "127.0.0.1:" + strconv.Itoa(ports[5]),
+				"-app-port", strconv.Itoa(ports[0]), "-sub-http-port", strconv.Itoa(ports[1]), "-sub-grpc-port", strconv.Itoa(ports[2]),
+				"-pub-http-port", strconv.Itoa(ports[3]), "-pub-grpc-port", strconv.Itoa(ports[4]), "-app-grpc-port", strconv.Itoa(ports[6])}
+			if outbox {
+				args = append(args, "-outbox")
+			}
+			out := &watchedOutput{t: t}
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- system.Run(ctx, args, os.Getenv, out, out) }()
+			for id := range 3 {
+				out.waitFor(t, done, fmt.Sprintf(`Received message: {"id": %d,`, id))
+			}
+			if outbox {
+				// Each order went through the store: the publisher says so, and
+				// published nothing itself.
+				for id := range 3 {
+					out.waitFor(t, done, fmt.Sprintf(`"msg":"Stored order; the outbox publishes it","id":%d,`, id))
+				}
+				if out.has(`"msg":"Published order"`) {
+					t.Error("the publisher published an order itself in the outbox mode")
+				}
+				if !out.has("Outbox mode:") {
+					t.Error("the outbox mode is not announced")
+				}
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatalf("Run on the embedded broker: %v", err)
+			}
+			if !out.has("keeps nothing after exit") || !out.has("in-memory") {
+				t.Error("the embedded broker's limits are not announced")
+			}
+		})
 	}
 }
