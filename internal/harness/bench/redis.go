@@ -148,3 +148,29 @@ func deleteStream(ctx context.Context, c *redis.Client, stream string, out io.Wr
 		fmt.Fprintf(out, "delete stream %s: %v\n", stream, err)
 	}
 }
+
+// deleteKeys deletes the keys that match pattern (SCAN, then UNLINK),
+// reporting a failure to out.
+func deleteKeys(ctx context.Context, c *redis.Client, pattern string, out io.Writer) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	iter := c.Scan(dctx, 0, pattern, 1000).Iterator()
+	var batch []string
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := c.Unlink(dctx, batch...).Err()
+		batch = batch[:0]
+		return err
+	}
+	var err error
+	for iter.Next(dctx) && err == nil {
+		if batch = append(batch, iter.Val()); len(batch) == 1000 {
+			err = flush()
+		}
+	}
+	if err = errors.Join(err, iter.Err(), flush()); err != nil {
+		fmt.Fprintf(out, "delete keys %s: %v\n", pattern, err)
+	}
+}

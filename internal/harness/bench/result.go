@@ -19,10 +19,11 @@ type Result struct {
 	Sent       int    `json:"sent"`        // sent without error
 	SendFailed int    `json:"send_failed"` // send returned an error
 	SendError  string `json:"send_error,omitempty"`
-	Delivered  int    `json:"delivered"` // distinct ids delivered
-	Lost       int    `json:"lost"`      // sent, never delivered
-	Dup        int    `json:"dup"`       // deliveries beyond the first
-	Unknown    int    `json:"unknown"`   // deliveries of ids never sent
+	Delivered  int    `json:"delivered"`          // distinct ids delivered
+	Lost       int    `json:"lost"`               // sent, never delivered
+	Dup        int    `json:"dup"`                // deliveries beyond the first
+	Unknown    int    `json:"unknown"`            // deliveries of ids never sent
+	Absorbed   int    `json:"absorbed,omitempty"` // redeliveries a dedupe store caught: acknowledged, no second effect
 
 	// Seconds is from the first send stamp to the last first delivery;
 	// Throughput is Delivered / Seconds.

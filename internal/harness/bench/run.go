@@ -50,6 +50,7 @@ func defaultScenarios(cfg Config) []Scenario {
 		redisStreams{},
 		redisStreams{pipelined: true, batch: cfg.Batch},
 		watermillScenario{},
+		watermillScenario{dedupe: true},
 	}, daprScenarios(&daprEnv{version: cfg.DaprVersion})...)
 }
 

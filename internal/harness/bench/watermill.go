@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -17,13 +18,33 @@ import (
 // watermillScenario is what a Go developer would write with Watermill and
 // its Redis Streams backend: Publish one message per call; a subscriber in
 // a consumer group that handles and Acks each message.
-type watermillScenario struct{}
+//
+// With dedupe it is the same developer who wants each message's effect
+// once, as the Dapr scenarios' records give it: before the Ack, the
+// handler writes the message's id with SET NX EX (insert if absent, with
+// the records' TTL) to the same Redis, and a message whose id is already
+// there is a redelivery, acknowledged without its effect. Watermill's own
+// Deduplicator middleware keeps its keys in memory, which a restart loses,
+// so a durable store is the fair peer. One SET per message, not one per
+// batch: Watermill's subscriber hands a consumer one message at a time and
+// waits for its Ack before the next, so there is no batch to pipeline
+// without leaving the library's handler model.
+type watermillScenario struct{ dedupe bool }
+
+// dedupeTTL is how long watermill-dedupe keeps an id: the subscriber's
+// record TTL (its retention window's default).
+const dedupeTTL = 24 * time.Hour
 
 // Name implements Scenario.
-func (watermillScenario) Name() string { return "watermill" }
+func (s watermillScenario) Name() string {
+	if s.dedupe {
+		return "watermill-dedupe"
+	}
+	return "watermill"
+}
 
 // Run implements Scenario.
-func (watermillScenario) Run(ctx context.Context, p Params) (Result, error) {
+func (s watermillScenario) Run(ctx context.Context, p Params) (Result, error) {
 	topic := "bench:" + p.RunID
 	pubClient := redis.NewClient(&redis.Options{Addr: p.Redis.Addr, Password: p.Redis.Password, PoolSize: p.Senders + 2})
 	defer pubClient.Close()
@@ -48,6 +69,13 @@ func (watermillScenario) Run(ctx context.Context, p Params) (Result, error) {
 		return Result{}, fmt.Errorf("watermill subscriber: %w", err)
 	}
 	defer deleteStream(ctx, pubClient, topic, p.Out)
+	// The dedupe store: the same Redis, a client of its own.
+	keys := "bench:dedupe:" + p.RunID + ":"
+	store := redis.NewClient(&redis.Options{Addr: p.Redis.Addr, Password: p.Redis.Password})
+	defer store.Close()
+	if s.dedupe {
+		defer deleteKeys(ctx, store, keys+"*", p.Out)
+	}
 
 	rec := NewRecorder(p.Messages)
 	cctx, stop := context.WithCancel(ctx)
@@ -58,6 +86,7 @@ func (watermillScenario) Run(ctx context.Context, p Params) (Result, error) {
 		return Result{}, fmt.Errorf("watermill subscribe: %w", err)
 	}
 	var consumerErr error
+	absorbed := 0
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -69,6 +98,20 @@ func (watermillScenario) Run(ctx context.Context, p Params) (Result, error) {
 				msg.Nack()
 				stop()
 				continue
+			}
+			if s.dedupe {
+				first, err := store.SetNX(cctx, keys+strconv.FormatInt(id, 10), 1, dedupeTTL).Result()
+				if err != nil {
+					consumerErr = fmt.Errorf("dedupe message %d: %w", id, err)
+					msg.Nack()
+					stop()
+					continue
+				}
+				if !first {
+					absorbed++ // a redelivery: acknowledged, no second effect
+					msg.Ack()
+					continue
+				}
 			}
 			rec.Deliver(id, time.Now())
 			msg.Ack()
@@ -87,5 +130,6 @@ func (watermillScenario) Run(ctx context.Context, p Params) (Result, error) {
 	closeErr := sub.Close()
 	wg.Wait()
 	res.PayloadBytes = len(Payload(int64(p.Messages-1), p.Size, time.Now()))
+	res.Absorbed = absorbed
 	return res, errors.Join(err, consumerErr, closeErr)
 }
