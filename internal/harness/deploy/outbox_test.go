@@ -195,8 +195,19 @@ func TestOutboxComponentMatchesLocal(t *testing.T) {
 	}
 	if s := c.components[store]; s == nil || !strings.HasPrefix(s.Spec.Type, "state.") || meta(s, "outboxPublishPubsub") == "" {
 		t.Errorf("the publisher's order store %s is not a state store with outboxPublishPubsub", store)
-	} else if !slices.Equal(s.Scopes, []string{"publisher"}) {
-		t.Errorf("the order store %s is scoped to %q, want the publisher alone", store, s.Scopes)
+	}
+	// The order store and the outbox's internal topic are the publisher's
+	// alone: no other app reads the orders or publishes to the topic.
+	outbox := c.outboxComponents()
+	if len(outbox) != 2 {
+		t.Errorf("the outbox's components %v, want the order store and its internal topic's", outbox)
+	}
+	for name := range outbox {
+		if s := c.components[name]; s == nil {
+			t.Errorf("the outbox names component %s, which is not there", name)
+		} else if !slices.Equal(s.Scopes, []string{"publisher"}) {
+			t.Errorf("component %s of the outbox: scopes %q, want the publisher alone", name, s.Scopes)
+		}
 	}
 	if e := envOf(&base.deployments["publisher"].Spec.Template.Spec.Containers[0]); e("PUBLISH_OUTBOX") == "true" {
 		t.Error("deploy/ alone runs the publisher in its outbox mode; the plain mode is the default")
