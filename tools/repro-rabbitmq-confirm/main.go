@@ -88,6 +88,7 @@ func (r *rabbit) start() error {
 	defer log.Close()
 	r.cmd = exec.Command(bin)
 	r.cmd.Stdout, r.cmd.Stderr = log, log
+	r.cmd.Dir = r.dir // Mnesia writes its core dump, after the kill, to the working folder
 	// A process group: the script starts the Erlang VM as its child, and
 	// the signals below are for both.
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
