@@ -201,16 +201,16 @@ func run() error {
 	// The first publish declares the exchange; then a durable queue bound
 	// to it keeps what the broker confirmed.
 	if code, err := publish(1); err != nil || code != http.StatusNoContent {
-		return fmt.Errorf("the first publish: %d %v (daprd log: %s)", code, err, side.Log)
+		return fmt.Errorf("the first publish: %d %w (daprd log: %s)", code, err, side.Log)
 	}
 	if err := bindQueue(r); err != nil {
 		return err
 	}
 	if code, err := publish(2); err != nil || code != http.StatusNoContent {
-		return fmt.Errorf("the second publish: %d %v", code, err)
+		return fmt.Errorf("the second publish: %d %w", code, err)
 	}
 	if n, err := r.queued(); err != nil || n != 1 {
-		return fmt.Errorf("the queue holds %d after a confirmed publish, want 1: %v", n, err)
+		return fmt.Errorf("the queue holds %d after a confirmed publish, want 1: %w", n, err)
 	}
 	fmt.Println("1. a publish with RabbitMQ up: 204, the queue holds 1")
 
