@@ -231,7 +231,7 @@ func run() error {
 	}()
 	select {
 	case a := <-done:
-		return fmt.Errorf("the publish to a frozen RabbitMQ answered at once: %d %v", a.code, a.err)
+		return fmt.Errorf("the publish to a frozen RabbitMQ answered at once: %d %w", a.code, a.err)
 	case <-time.After(2 * time.Second):
 	}
 	fmt.Println("2. RabbitMQ frozen, an event published: no answer yet after 2 s (daprd waits for the confirmation)")
