@@ -64,6 +64,7 @@ const (
 	AppGRPCPort         = "APP_GRPC_PORT" // the gRPC app port daprd delivers to on the grpc channel
 	DeadLetterTopic     = "DEAD_LETTER_TOPIC"
 	StateStore          = "STATE_STORE"
+	RecordStore         = "RECORD_STORE" // the state store of the processed-order records, when not STATE_STORE
 	HandlerTimeout      = "HANDLER_TIMEOUT"
 	BulkMaxMessages     = "BULK_MAX_MESSAGES"
 	BulkMaxAwait        = "BULK_MAX_AWAIT"
@@ -109,6 +110,7 @@ type Subscriber struct {
 	// RetentionWindow is W: its processed-order records live W + W/24 (≥ 1 min).
 	RetentionWindow time.Duration
 	BacklogURL      string // the retention keeper's /backlog, for the live page
+	RecordStore     string // the state store of the processed-order records; "" is the state store
 	// SubscriptionMetadata is more metadata on every subscription
 	// (name=value,…).
 	SubscriptionMetadata string
@@ -135,6 +137,7 @@ func (s Subscriber) Env() []string {
 	add(LogLevel, s.LogLevel, s.LogLevel != "")
 	add(LogFormat, s.LogFormat, s.LogFormat != "")
 	add(RetentionWindow, s.RetentionWindow, s.RetentionWindow != 0)
+	add(RecordStore, s.RecordStore, s.RecordStore != "")
 	add(BacklogURL, s.BacklogURL, s.BacklogURL != "")
 	add(SubscriptionMetadata, s.SubscriptionMetadata, s.SubscriptionMetadata != "")
 	return append(env, s.Extra...)

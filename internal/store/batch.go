@@ -19,9 +19,11 @@ import (
 //
 // The guarantee is the single write's: each item is written with
 // first-write concurrency and no ETag. daprd hands a many-item SaveState to
-// the store's BulkSet, which for the stores this project supports (Redis,
-// in-memory: components-contrib state.DefaultBulkStore, state/bulk.go) is
-// one Set per item, each honouring first-write. When the call fails, one
+// the store's BulkSet, which for Dapr's Redis and in-memory stores
+// (components-contrib state.DefaultBulkStore, state/bulk.go) is one Set per
+// item, each honouring first-write, and for the record store
+// (internal/recordstore) one Redis script inserting every absent item and
+// refusing the present ones. When the call fails, one
 // bulk read tells each item's fate, as insert's single read does: present
 // with this write's bytes (they carry its attempt token) → written;
 // present with other bytes → a duplicate; absent → failed, retry.
@@ -101,7 +103,7 @@ func (b *batcher) run() {
 func (b *batcher) flush(calls []*insertCall) {
 	if len(calls) == 1 {
 		c := calls[0]
-		first, err := b.s.insertOne(c.ctx, c.key, c.value, c.life)
+		first, err := b.s.insertOne(c.ctx, b.s.records, c.key, c.value, c.life)
 		c.done <- insertResult{first, err}
 		return
 	}
@@ -114,7 +116,7 @@ func (b *batcher) flush(calls []*insertCall) {
 		items[i] = &dapr.SetStateItem{Key: c.key, Value: c.value, Metadata: ttl(c.life),
 			Options: &dapr.StateOptions{Concurrency: dapr.StateConcurrencyFirstWrite}}
 	}
-	err := b.s.client.SaveBulkState(ctx, b.s.name, items...)
+	err := b.s.client.SaveBulkState(ctx, b.s.records, items...)
 	if err == nil {
 		for _, c := range calls {
 			c.done <- insertResult{first: true}
@@ -126,10 +128,10 @@ func (b *batcher) flush(calls []*insertCall) {
 	for i, c := range calls {
 		keys[i] = c.key
 	}
-	got, gerr := b.s.client.GetBulkState(ctx, b.s.name, keys, nil, 0)
+	got, gerr := b.s.client.GetBulkState(ctx, b.s.records, keys, nil, 0)
 	if gerr != nil {
 		for _, c := range calls {
-			c.done <- insertResult{err: fmt.Errorf("save %d records in state store %s: %w (and reading them back: %w)", len(calls), b.s.name, err, gerr)}
+			c.done <- insertResult{err: fmt.Errorf("save %d records in state store %s: %w (and reading them back: %w)", len(calls), b.s.records, err, gerr)}
 		}
 		return
 	}
@@ -142,7 +144,7 @@ func (b *batcher) flush(calls []*insertCall) {
 		case it != nil && it.Error == "" && len(it.Value) > 0:
 			c.done <- insertResult{first: bytes.Equal(it.Value, c.value)}
 		default:
-			c.done <- insertResult{err: fmt.Errorf("save %s in state store %s: %w", c.key, b.s.name, err)}
+			c.done <- insertResult{err: fmt.Errorf("save %s in state store %s: %w", c.key, b.s.records, err)}
 		}
 	}
 }

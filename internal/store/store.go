@@ -44,9 +44,10 @@ type StateClient interface {
 // Store is the records of one consumer app. It is safe for concurrent use,
 // also from several processes: every write is conditional on an ETag.
 type Store struct {
-	client StateClient
-	name   string // Dapr state store component
-	appID  string // key namespace
+	client  StateClient
+	name    string // Dapr state store component
+	records string // the component of the processed-order records; name by default
+	appID   string // key namespace
 	// TTLs of the records (Dapr's ttlInSeconds); 0 keeps them for good.
 	recordTTL, deadLetterTTL time.Duration
 	batch                    *batcher // record writes in batches; nil: one call each
@@ -54,7 +55,19 @@ type Store struct {
 
 // New returns the store of consumer appID in Dapr state store component name.
 func New(client StateClient, name, appID string) *Store {
-	return &Store{client: client, name: name, appID: appID}
+	return &Store{client: client, name: name, records: name, appID: appID}
+}
+
+// WithRecordStore keeps the processed-order records in Dapr state store
+// component name instead (the dead letters stay): e.g. the record store of
+// components/records/, which inserts a batch of records in one Redis step.
+// It must honour first-write per item and see the same keys. "" changes
+// nothing. It returns s.
+func (s *Store) WithRecordStore(name string) *Store {
+	if name != "" {
+		s.records = name
+	}
+	return s
 }
 
 // RecordMargin is how much longer than the retention window a processed
@@ -116,16 +129,16 @@ func (s *Store) MarkProcessed(ctx context.Context, o order.Order, eventID, attem
 	if s.batch != nil {
 		return s.batch.insert(ctx, s.ProcessedKey(o.ID), b, s.recordTTL)
 	}
-	return s.insertOne(ctx, s.ProcessedKey(o.ID), b, s.recordTTL)
+	return s.insertOne(ctx, s.records, s.ProcessedKey(o.ID), b, s.recordTTL)
 }
 
 // ProcessedRecord reads order id's record: found is false when the order
 // was never processed; an error means the store could not be read.
 func (s *Store) ProcessedRecord(ctx context.Context, id int64) (rec Processed, found bool, err error) {
 	key := s.ProcessedKey(id)
-	it, err := s.client.GetState(ctx, s.name, key, nil)
+	it, err := s.client.GetState(ctx, s.records, key, nil)
 	if err != nil {
-		return Processed{}, false, fmt.Errorf("read %s from state store %s: %w", key, s.name, err)
+		return Processed{}, false, fmt.Errorf("read %s from state store %s: %w", key, s.records, err)
 	}
 	if it == nil || len(it.Value) == 0 {
 		return Processed{}, false, nil
@@ -144,27 +157,33 @@ func (s *Store) ProcessedRecord(ctx context.Context, id int64) (rec Processed, f
 // of ours are. So a refusal that is not Aborted is told from "store down"
 // by reading the key: present means someone else inserted it, unless it
 // holds exactly this value.
-func (s *Store) insertOne(ctx context.Context, key string, value []byte, life time.Duration) (bool, error) {
-	err := s.client.SaveStateWithETag(ctx, s.name, key, value, "", ttl(life), dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite))
+func (s *Store) insertOne(ctx context.Context, storeName, key string, value []byte, life time.Duration) (bool, error) {
+	err := s.client.SaveStateWithETag(ctx, storeName, key, value, "", ttl(life), dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite))
 	if err == nil {
 		return true, nil
 	}
 	if status.Code(err) == codes.Aborted {
 		return false, nil
 	}
-	if it, gerr := s.client.GetState(ctx, s.name, key, nil); gerr == nil && it != nil && len(it.Value) > 0 {
+	if it, gerr := s.client.GetState(ctx, storeName, key, nil); gerr == nil && it != nil && len(it.Value) > 0 {
 		// Present: someone else's write — or this one, applied although
 		// the call failed, which the identical value (it carries the
 		// writer's attempt token and time) tells.
 		return bytes.Equal(it.Value, value), nil
 	}
-	return false, fmt.Errorf("save %s in state store %s: %w", key, s.name, err)
+	return false, fmt.Errorf("save %s in state store %s: %w", key, storeName, err)
 }
 
-// Ping checks that the state store answers through the sidecar.
+// Ping checks that the state store, and the record store if it is
+// another, answer through the sidecar.
 func (s *Store) Ping(ctx context.Context) error {
-	if _, err := s.client.GetState(ctx, s.name, s.appID+"/ping", nil); err != nil {
-		return fmt.Errorf("state store %s: %w", s.name, err)
+	for _, name := range []string{s.name, s.records} {
+		if _, err := s.client.GetState(ctx, name, s.appID+"/ping", nil); err != nil {
+			return fmt.Errorf("state store %s: %w", name, err)
+		}
+		if s.records == s.name {
+			break
+		}
 	}
 	return nil
 }
@@ -191,7 +210,7 @@ func (s *Store) AddDeadLetter(ctx context.Context, dl DeadLetter) (bool, error) 
 	if err != nil {
 		return false, err
 	}
-	first, err := s.insertOne(ctx, s.deadLetterKey(dl.EventID), b, s.deadLetterTTL)
+	first, err := s.insertOne(ctx, s.name, s.deadLetterKey(dl.EventID), b, s.deadLetterTTL)
 	if err != nil {
 		return false, err
 	}

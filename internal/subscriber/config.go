@@ -52,6 +52,7 @@ type Config struct {
 	Topic           string        // topic; TOPIC_NAME, default "orders"
 	DeadLetterTopic string        // where dropped orders go; DEAD_LETTER_TOPIC, default "<topic>-deadletter"
 	StateStore      string        // Dapr state store for processed orders and dead letters; STATE_STORE, default "statestore"
+	RecordStore     string        // Dapr state store for the processed-order records when not StateStore; RECORD_STORE, e.g. "records" (components/records/)
 	DaprAddress     string        // the sidecar's gRPC API, for the state store; DAPR_GRPC_ENDPOINT / DAPR_GRPC_PORT
 	Timeout         time.Duration // per event; HANDLER_TIMEOUT, default 4s, under the 5 s shutdown bound
 	// RetentionWindow is W (RETENTION_WINDOW, default 24h): a processed
@@ -123,6 +124,7 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&c.Topic, "topic", env.Str(appenv.TopicName, "orders"), "topic to subscribe to [TOPIC_NAME]")
 	fs.StringVar(&c.DeadLetterTopic, "dead-letter-topic", env.Str(appenv.DeadLetterTopic, ""), "topic that dropped orders go to (default <topic>-deadletter) [DEAD_LETTER_TOPIC]")
 	fs.StringVar(&c.StateStore, "state-store", env.Str(appenv.StateStore, "statestore"), "Dapr state store component for processed orders and dead letters [STATE_STORE]")
+	fs.StringVar(&c.RecordStore, "record-store", env.Str(appenv.RecordStore, ""), "Dapr state store component for the processed-order records only (default: -state-store); \"records\" is the record store of components/records/, which writes a batch of records in one Redis step. It must see the same keys (keyPrefix) [RECORD_STORE]")
 	fs.StringVar(&c.DaprAddress, "dapr-address", sidecar.Address(getenv), "the sidecar's gRPC address [DAPR_GRPC_ENDPOINT, or DAPR_GRPC_PORT on 127.0.0.1]")
 	fs.DurationVar(&c.Timeout, "timeout", env.Duration(appenv.HandlerTimeout, 4*time.Second), "time one event may take; keep it below the component's processingTimeout [HANDLER_TIMEOUT]")
 	fs.DurationVar(&c.RetentionWindow, "retention-window", env.Duration(appenv.RetentionWindow, 24*time.Hour), "W: a processed order's record lives this plus W/24 (at least 1m), so it outlives every redelivery of the order; keep it equal to the retention keeper's; 0 keeps records for good [RETENTION_WINDOW]")

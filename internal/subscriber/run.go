@@ -7,6 +7,7 @@
 package subscriber
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -67,7 +68,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer client.Close()
-	st := store.New(client, cfg.StateStore, cfg.AppID).WithRetention(cfg.RetentionWindow, cfg.DeadLetterRetention).
+	st := store.New(client, cfg.StateStore, cfg.AppID).WithRecordStore(cfg.RecordStore).WithRetention(cfg.RetentionWindow, cfg.DeadLetterRetention).
 		WithBatching(cfg.RecordBatch, cfg.RecordFlushers)
 	tp, err := tracing.Setup(ctx, cfg.AppID, getenv)
 	if err != nil {
@@ -130,7 +131,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	go func() { served <- svc.Start() }()
 	log.Info("Subscriber listening", "address", cfg.ListenAddr(), "channel", cfg.Channel, "grpc_address", grpcAddr(cfg), "app_id", cfg.AppID,
 		"pubsub", cfg.PubSub, "topic", cfg.Topic, "dead_letter_topic", cfg.DeadLetterTopic,
-		"state_store", cfg.StateStore, "sidecar", cfg.DaprAddress, "exporting_traces", tp.Exporting,
+		"state_store", cfg.StateStore, "record_store", cmp.Or(cfg.RecordStore, cfg.StateStore), "sidecar", cfg.DaprAddress, "exporting_traces", tp.Exporting,
 		"bulk_max_messages", cfg.Bulk.MaxMessages)
 	if cfg.AppToken == "" {
 		log.Warn("APP_API_TOKEN is not set: any local process can call the subscriber's routes")

@@ -58,6 +58,8 @@ type daprScenario struct {
 	// goEnv is Go runtime settings (GOGC=…, GOMAXPROCS=…) for both
 	// daprd and the subscriber app.
 	goEnv []string
+	// records keeps the records in the record store (system.Spec.Records).
+	records bool
 	// experiment: run only when named in -scenarios (a setting measured
 	// against its default, not part of every run).
 	experiment bool
@@ -103,6 +105,11 @@ func daprScenarios(env *daprEnv) []Scenario {
 		daprScenario{name: "dapr-http", publish: publishHTTP, mode: launcher.ModeLatency, env: env},
 		daprScenario{name: "dapr-bulk10", publish: publishBulk, batch: 10, mode: launcher.ModeThroughput, env: env},
 		daprScenario{name: "dapr-bulk100", publish: publishBulk, batch: 100, mode: launcher.ModeThroughput, env: env},
+		// Both modes with the records in the record store (a pluggable
+		// state store inserting a batch in one Redis script) instead of
+		// Dapr's Redis store (an EVAL and an EXPIRE per record).
+		daprScenario{name: "dapr-grpc-records", publish: publishGRPC, mode: launcher.ModeLatency, records: true, env: env},
+		daprScenario{name: "dapr-bulk100-records", publish: publishBulk, batch: 100, mode: launcher.ModeThroughput, records: true, env: env},
 		// The same path into an app that only acks: what Dapr itself costs.
 		daprScenario{name: "dapr-bare", publish: publishBulk, batch: 100, mode: launcher.ModeThroughput, bare: true, env: env},
 		// The publisher's outbox mode against dapr-grpc: the order stored,
@@ -175,6 +182,7 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 		DaprEnv:        s.goEnv,
 		PubSubMetadata: s.component,
 		Outbox:         s.publish == publishOutbox,
+		Records:        s.records,
 		// Only errors: the sidecars' output goes to the bench's stderr.
 		DaprLogLevel: "error",
 		Out:          p.Out,
@@ -197,15 +205,19 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 		}
 	}
 	wait := prof.start(ctx, fmt.Sprintf("%s-%g-%d-%s", s.name, p.Rate, p.Size, p.RunID), time.Duration(float64(p.Messages)/p.Rate*float64(time.Second))-time.Second)
+	procs := map[string]int{
+		RedisCPU: p.Redis.Pid, "bench (publisher)": os.Getpid(),
+		"daprd (publisher)": sys.PubDaprd.Pid(), "daprd (subscriber)": sys.Sub.Daprd.Pid(), "subscriber": sys.Sub.App.Pid(),
+	}
+	if sys.RecordStore != nil {
+		procs[RecordStoreCPU] = sys.RecordStore.Pid()
+	}
 	res, err := Measure(ctx, p, Measurement{
-		Recorder: rec,
-		Processes: map[string]int{
-			RedisCPU: p.Redis.Pid, "bench (publisher)": os.Getpid(),
-			"daprd (publisher)": sys.PubDaprd.Pid(), "daprd (subscriber)": sys.Sub.Daprd.Pid(), "subscriber": sys.Sub.App.Pid(),
-		},
-		Send:    send,
-		Batch:   max(s.batch, 1),
-		Collect: collectFn,
+		Recorder:  rec,
+		Processes: procs,
+		Send:      send,
+		Batch:     max(s.batch, 1),
+		Collect:   collectFn,
 	})
 	if perr := wait(); perr != nil && err == nil {
 		err = perr

@@ -19,6 +19,10 @@ const SelfCPU = "bench (producer+consumer)"
 // RedisCPU is the CPU accounting name of the shared redis-server.
 const RedisCPU = "redis-server"
 
+// RecordStoreCPU is the CPU accounting name of the record store, in the
+// scenarios that run it.
+const RecordStoreCPU = "recordstore"
+
 // redisStreams is the raw Redis Streams baseline with go-redis. One message
 // per XADD and one XACK per message; or, pipelined, up to batch XADDs per
 // round trip and one XACK for all the ids a read returned.

@@ -68,11 +68,11 @@ spec:
 `
 
 // UseSentinels points the Redis components in the resources folder dir
-// (pubsub.yaml and statestore.yaml) at Redis with failover: redisHost the
+// (pubsub.yaml, statestore.yaml and the files named in more) at Redis with failover: redisHost the
 // Sentinels (comma-separated host:port), failover on, and the master name
 // they watch. go-redis then follows the primary through a failover.
-func UseSentinels(dir, sentinels, master string) error {
-	for _, f := range []string{"pubsub.yaml", "statestore.yaml"} {
+func UseSentinels(dir, sentinels, master string, more ...string) error {
+	for _, f := range append([]string{"pubsub.yaml", "statestore.yaml"}, more...) {
 		file := filepath.Join(dir, f)
 		if err := SetComponentMetadata(file, map[string]string{"redisHost": sentinels}); err != nil {
 			return err

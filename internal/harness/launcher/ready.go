@@ -44,8 +44,17 @@ func WaitHTTP(ctx context.Context, url string, want int, p *Process) error {
 
 // WaitTCP polls addr until it accepts a connection, p exits, or ctx ends.
 func WaitTCP(ctx context.Context, addr string, p *Process) error {
+	return waitDial(ctx, "tcp", addr, p)
+}
+
+// WaitUnix polls the Unix socket path as WaitTCP polls a TCP address.
+func WaitUnix(ctx context.Context, path string, p *Process) error {
+	return waitDial(ctx, "unix", path, p)
+}
+
+func waitDial(ctx context.Context, network, addr string, p *Process) error {
 	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+		c, err := net.DialTimeout(network, addr, time.Second)
 		if err == nil {
 			c.Close()
 			return nil

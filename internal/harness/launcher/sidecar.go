@@ -32,7 +32,7 @@ const StopGrace = 10 * time.Second
 // BuildApps builds cmd/publisher, cmd/subscriber, cmd/deadletters and
 // cmd/retention of the repository at root into dir.
 func BuildApps(ctx context.Context, root, dir string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator), "./cmd/publisher", "./cmd/subscriber", "./cmd/deadletters", "./cmd/retention")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator), "./cmd/publisher", "./cmd/subscriber", "./cmd/deadletters", "./cmd/retention", "./cmd/recordstore")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("build the apps: %w\n%s", err, out)

@@ -27,6 +27,7 @@ import (
 	"dapr-pub-sub/internal/harness/cluster"
 	"dapr-pub-sub/internal/harness/hosts"
 	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/recordstore"
 	"dapr-pub-sub/internal/retention"
 	"dapr-pub-sub/internal/subscriber"
 	"dapr-pub-sub/internal/subscriber/streamch"
@@ -154,6 +155,11 @@ type Spec struct {
 	// transactional outbox publishes it. Redis, or the embedded one (with
 	// Dapr's in-memory store); not with Sentinels.
 	Outbox bool
+	// Records keeps the subscribers' processed-order records in the
+	// record store (components/records/, cmd/recordstore): a pluggable
+	// state store served beside their daprd that inserts a batch of
+	// records in one Redis script.
+	Records bool
 	// Out gets every process's output, each line prefixed with its name.
 	Out io.Writer
 }
@@ -208,10 +214,14 @@ type Running struct {
 	// RabbitMQ is the cluster behind Broker when it is
 	// launcher.BrokerRabbitMQCluster.
 	RabbitMQ  *cluster.RabbitMQ
-	Resources string      // the Dapr resources folder every sidecar reads
-	Sub       *Subscriber // the first subscriber
-	PubDaprd  *launcher.RunningSidecar
-	Keeper    *launcher.Process // the retention keeper; nil when it does not run
+	Resources string // the Dapr resources folder every sidecar reads
+	// RecordStore is the record store's process when Spec.Records, and
+	// Sockets the folder of its socket, which the subscribers' daprd read.
+	RecordStore *launcher.Process
+	Sockets     string
+	Sub         *Subscriber // the first subscriber
+	PubDaprd    *launcher.RunningSidecar
+	Keeper      *launcher.Process // the retention keeper; nil when it does not run
 	// KeeperMetrics and KeeperBacklog are the keeper's /metrics and
 	// /backlog URLs; the subscribers' live pages show the backlog.
 	KeeperMetrics, KeeperBacklog string
@@ -330,6 +340,11 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 			return r, err
 		}
 	}
+	if spec.Records {
+		if err := r.startRecordStore(ctx); err != nil {
+			return r, err
+		}
+	}
 	if spec.Broker == "" && r.Redis.Source != launcher.RedisEmbedded {
 		if err := r.startKeeper(ctx); err != nil {
 			return r, err
@@ -385,6 +400,11 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCP
 		RetentionWindow: cmp.Or(r.Spec.Retention.Window, retention.DefaultWindow),
 		BacklogURL:      r.KeeperBacklog,
 	}
+	var daprEnv []string
+	if r.Sockets != "" && n.AppID == launcher.SubscriberID { // the component is scoped to it
+		env.RecordStore = recordStoreName
+		daprEnv = []string{recordstore.SocketsFolderEnv + "=" + r.Sockets}
+	}
 	if r.Spec.Broker == launcher.BrokerRabbitMQCluster {
 		env.SubscriptionMetadata = "queueType=quorum" // replicated on the three nodes
 	}
@@ -397,7 +417,7 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCP
 	r.stops = append(r.stops, func() { app.Stop(launcher.StopGrace) })
 	d, err := r.startSidecar(ctx, launcher.Sidecar{
 		Name: "daprd-" + n.Name, AppID: n.AppID, AppPort: deliverPort, AppProto: proto, HTTPPort: httpPort, GRPCPort: grpcPort, LogLevel: n.DaprLogLevel,
-		Extra: n.DaprArgs, NoAppHealthCheck: n.NoAppHealthCheck,
+		Extra: n.DaprArgs, NoAppHealthCheck: n.NoAppHealthCheck, Env: daprEnv,
 	})
 	if err != nil {
 		return nil, err
@@ -410,6 +430,39 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCP
 		}
 	}
 	return &Subscriber{App: app, Daprd: d, Port: appPort, GRPCPort: appGRPC, Node: n}, nil
+}
+
+// recordStoreName is the record store's component (components/records/).
+const recordStoreName = "records"
+
+// startRecordStore copies the record store's component into the resources
+// and starts the record store on a socket folder of its own, waiting until
+// it serves: daprd looks for pluggable components once, at start-up.
+func (r *Running) startRecordStore(ctx context.Context) error {
+	if err := launcher.CopyComponents(filepath.Join(r.Spec.Tools.Root, "components", "records"), r.Resources, r.Redis.Addr); err != nil {
+		return err
+	}
+	if r.Spec.Sentinels != "" {
+		if err := launcher.UseSentinels(r.Resources, r.Spec.Sentinels, r.Spec.SentinelMaster, recordStoreName+".yaml"); err != nil {
+			return err
+		}
+	}
+	dir, err := os.MkdirTemp("", "dapr-pub-sub-sockets-")
+	if err != nil {
+		return err
+	}
+	r.stops = append(r.stops, func() { os.RemoveAll(dir) })
+	p := &launcher.Process{Name: "recordstore", Path: filepath.Join(r.Spec.Tools.BinDir, "recordstore"), Out: r.Spec.Out,
+		Env: []string{recordstore.SocketsFolderEnv + "=" + dir, appenv.LogFormat + "=json"}}
+	if err := p.Start(); err != nil {
+		return err
+	}
+	r.stops = append(r.stops, func() { p.Stop(launcher.StopGrace) })
+	if err := launcher.WaitUnix(ctx, recordstore.SocketPath(func(string) string { return dir }), p); err != nil {
+		return err
+	}
+	r.RecordStore, r.Sockets = p, dir
+	return nil
 }
 
 // startKeeper starts the retention keeper on Redis and waits until it
@@ -486,6 +539,9 @@ func (r *Running) Processes() []*launcher.Process {
 	}
 	if r.Keeper != nil {
 		ps = append(ps, r.Keeper)
+	}
+	if r.RecordStore != nil {
+		ps = append(ps, r.RecordStore)
 	}
 	return append(ps, r.Sub.App, r.Sub.Daprd.Process, r.PubDaprd.Process)
 }
