@@ -32,8 +32,11 @@ package recordstore
 import (
 	"context"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,12 +55,67 @@ var setScript = redis.NewScript(setLua)
 
 // Server is the state store's gRPC service. Its zero value is ready to be
 // registered; it serves once daprd has called Init.
+//
+// daprd calls Init once, when it loads the component, and not again when
+// the connection comes back after the store restarted. So that a restart
+// of the store under a running daprd (a crash, a container restart in the
+// pod) does not leave it refusing every call, the store keeps Init's
+// metadata in InitFile and Restore reads it at start-up.
 type Server struct {
 	proto.UnimplementedStateStoreServer
+	// InitFile is where Init's metadata is kept (mode 0600, it holds the
+	// Redis password): beside the socket, in the folder only daprd and
+	// the store share. "" keeps nothing.
+	InitFile string
 
-	mu    sync.RWMutex
-	rdb   redis.UniversalClient
-	props map[string]string // of the Init that made rdb
+	mu       sync.RWMutex
+	rdb      redis.UniversalClient
+	props    map[string]string // of the Init that made rdb
+	restored bool              // rdb comes from InitFile, not from an Init to this process
+}
+
+// Restore initializes the server from InitFile when an earlier run left
+// one, without waiting for Redis (the client connects on first use). It
+// reports whether it did.
+func (s *Server) Restore() (bool, error) {
+	if s.InitFile == "" {
+		return false, nil
+	}
+	b, err := os.ReadFile(s.InitFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	var props map[string]string
+	if err := json.Unmarshal(b, &props); err != nil {
+		return false, fmt.Errorf("%s: %w", s.InitFile, err)
+	}
+	rdb, err := newClient(props)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", s.InitFile, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rdb, s.props, s.restored = rdb, props, true
+	return true, nil
+}
+
+// keep writes props to InitFile, whole or not at all.
+func (s *Server) keep(props map[string]string) error {
+	if s.InitFile == "" {
+		return nil
+	}
+	b, err := json.Marshal(props)
+	if err != nil {
+		return err
+	}
+	tmp := s.InitFile + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, s.InitFile)
 }
 
 // Close closes the Redis client.
@@ -75,16 +133,20 @@ func (s *Server) Close() error {
 // Init connects to the Redis the metadata names and checks that it
 // answers. Several daprd may share one server (replicas on one machine):
 // an Init with the same metadata keeps the client, with other metadata it
-// is refused.
+// is refused — unless the client was restored from InitFile, which an Init
+// replaces.
 func (s *Server) Init(ctx context.Context, req *proto.InitRequest) (*proto.InitResponse, error) {
 	props := req.GetMetadata().GetProperties()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.rdb != nil {
-		if !sameProps(s.props, props) {
+		if sameProps(s.props, props) {
+			s.restored = false
+			return &proto.InitResponse{}, nil
+		}
+		if !s.restored {
 			return nil, status.Error(codes.FailedPrecondition, "recordstore: already initialized with other metadata (one server per component)")
 		}
-		return &proto.InitResponse{}, nil
 	}
 	rdb, err := newClient(props)
 	if err != nil {
@@ -94,7 +156,14 @@ func (s *Server) Init(ctx context.Context, req *proto.InitRequest) (*proto.InitR
 		rdb.Close()
 		return nil, status.Errorf(codes.Unavailable, "recordstore: redis: %v", err)
 	}
-	s.rdb, s.props = rdb, props
+	if err := s.keep(props); err != nil {
+		rdb.Close()
+		return nil, status.Errorf(codes.Internal, "recordstore: keep the metadata for a restart: %v", err)
+	}
+	if s.rdb != nil {
+		s.rdb.Close() // the restored one
+	}
+	s.rdb, s.props, s.restored = rdb, props, false
 	return &proto.InitResponse{}, nil
 }
 

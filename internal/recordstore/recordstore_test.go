@@ -2,6 +2,7 @@ package recordstore
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -197,5 +198,44 @@ func TestInit(t *testing.T) {
 	}
 	if _, err := srv.Get(ctx, &proto.GetRequest{Key: "a"}); status.Code(err) != codes.FailedPrecondition {
 		t.Errorf("before Init: %v, want FailedPrecondition", err)
+	}
+}
+
+// A store restarted under a running daprd is not initialized again
+// (daprd calls Init once): it serves with the metadata the first run kept.
+func TestRestartedStoreServesWithoutANewInit(t *testing.T) {
+	mr := miniredis.RunT(t)
+	file := filepath.Join(t.TempDir(), "records.sock.init")
+	first := &Server{InitFile: file}
+	defer first.Close()
+	ctx := t.Context()
+	if _, err := first.Init(ctx, initReq(mr.Addr(), "")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Set(ctx, firstWrite("k", "v", "")); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("kept metadata: %v, mode %v; want 0600 (it holds the password)", err, fi.Mode().Perm())
+	}
+	second := &Server{InitFile: file}
+	defer second.Close()
+	if ok, err := second.Restore(); !ok || err != nil {
+		t.Fatalf("Restore = %v, %v", ok, err)
+	}
+	if _, err := second.Set(ctx, firstWrite("k", "again", "")); !isMismatch(err) {
+		t.Fatalf("restored store, a present record: %v, want an ETag mismatch", err)
+	}
+	// A new daprd with other metadata (another Redis) replaces what was
+	// restored; once it has, other metadata is refused again.
+	other := miniredis.RunT(t)
+	if _, err := second.Init(ctx, initReq(other.Addr(), "")); err != nil {
+		t.Fatalf("Init over restored metadata: %v", err)
+	}
+	if _, err := second.Init(ctx, initReq(mr.Addr(), "")); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("other metadata after an Init: %v, want FailedPrecondition", err)
+	}
+	if none, err := (&Server{InitFile: filepath.Join(t.TempDir(), "none")}).Restore(); none || err != nil {
+		t.Fatalf("Restore without a file = %v, %v; want false, nil", none, err)
 	}
 }

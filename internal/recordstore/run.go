@@ -66,8 +66,15 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	srv := &Server{}
+	srv := &Server{InitFile: socket + ".init"}
 	defer srv.Close()
+	restored, err := srv.Restore()
+	if err != nil {
+		return err
+	}
+	if restored {
+		log.Info("Record store restored the metadata of daprd's Init, as daprd does not call Init again after a restart", "file", srv.InitFile)
+	}
 	g := NewGRPCServer(srv)
 	done := make(chan error, 1)
 	go func() { done <- g.Serve(lis) }()

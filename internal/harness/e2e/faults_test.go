@@ -48,9 +48,17 @@ type chaosSetup struct {
 	// appRestartsOnly runs only the scenarios that restart the subscriber
 	// app, in `make test`; `make chaos` (CHAOS_ORDERS set) runs them all.
 	appRestartsOnly bool
+	// records keeps the records in the record store; recordsOnly runs
+	// only the scenarios that bear on it (recordsPath), in `make test`.
+	records, recordsOnly bool
 }
 
-func (s chaosSetup) String() string { return string(s.mode) + "/" + string(s.channel) }
+func (s chaosSetup) String() string {
+	if s.records {
+		return string(s.mode) + "/" + string(s.channel) + "/records"
+	}
+	return string(s.mode) + "/" + string(s.channel)
+}
 
 // chaosSetups are the modes and channels the scenarios run on: the
 // latency mode on its default channel (grpc), the throughput mode on the
@@ -64,6 +72,9 @@ func chaosSetups(t *testing.T) []chaosSetup {
 		{mode: launcher.ModeThroughput, channel: system.ChannelHTTP},
 		{mode: launcher.ModeLatency, channel: system.ChannelStream, appRestartsOnly: os.Getenv("CHAOS_ORDERS") == ""},
 		{mode: launcher.ModeLatency, channel: system.ChannelHTTP, appRestartsOnly: os.Getenv("CHAOS_ORDERS") == ""},
+		// The throughput mode on the record store, where batches of
+		// records are inserted by one script.
+		{mode: launcher.ModeThroughput, channel: system.ChannelHTTP, records: true, recordsOnly: os.Getenv("CHAOS_ORDERS") == ""},
 	}
 	mode, channel := os.Getenv("CHAOS_MODE"), os.Getenv("CHAOS_CHANNEL")
 	if mode != "" {
@@ -92,9 +103,13 @@ func chaosSetups(t *testing.T) []chaosSetup {
 type scenario struct {
 	name       string
 	appRestart bool // the subscriber app alone is restarted
-	subEnv     []string
-	poison     int                        // invalid orders published beside the N valid ones
-	fault      func(t *testing.T, s *sys) // runs once, mid-stream; nil for none
+	// recordsPath: it bears on the record store (restarts it, or the
+	// Redis it writes to, or makes records conflict); recordsOnly: it
+	// needs the record store.
+	recordsPath, recordsOnly bool
+	subEnv                   []string
+	poison                   int                        // invalid orders published beside the N valid ones
+	fault                    func(t *testing.T, s *sys) // runs once, mid-stream; nil for none
 }
 
 // result is one row of the chaos table.
@@ -121,11 +136,16 @@ func TestFaults(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{name: "subscriber daprd kill -9", fault: func(t *testing.T, s *sys) {
+		{name: "subscriber daprd kill -9", recordsPath: true, fault: func(t *testing.T, s *sys) {
 			killAndRestartSidecar(t, s.Sub.Daprd)
 		}},
 		{name: "publisher daprd kill -9", fault: func(t *testing.T, s *sys) {
 			killAndRestartSidecar(t, s.PubDaprd)
+		}},
+		{name: "record store kill -9", recordsPath: true, recordsOnly: true, fault: func(t *testing.T, s *sys) {
+			s.RecordStore.Signal(syscall.SIGKILL)
+			_ = waitExit(t, s.RecordStore) // killed: the exit error is the point
+			restart(t, s.RecordStore)      // daprd reconnects; the store restores Init's metadata
 		}},
 		{name: "redis kill -9 and restart on its AOF", fault: func(t *testing.T, s *sys) {
 			s.Redis.Process().Signal(syscall.SIGKILL)
@@ -145,7 +165,7 @@ func TestFaults(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{name: "every 10th order fails once", subEnv: []string{"FAULT_FAIL_FIRST_EVERY=10"}},
+		{name: "every 10th order fails once", recordsPath: true, subEnv: []string{"FAULT_FAIL_FIRST_EVERY=10"}},
 		{name: "50 poison orders mixed in", poison: 50},
 		{name: "subscriber SIGTERM in flight", appRestart: true, subEnv: []string{"FAULT_DELAY=20ms"}, fault: func(t *testing.T, s *sys) {
 			s.Sub.App.Signal(syscall.SIGTERM)
@@ -161,7 +181,7 @@ func TestFaults(t *testing.T) {
 	for _, set := range chaosSetups(t) {
 		t.Run(set.String(), func(t *testing.T) {
 			for _, sc := range scenarios {
-				if set.appRestartsOnly && !sc.appRestart {
+				if (set.appRestartsOnly && !sc.appRestart) || (set.recordsOnly && !sc.recordsPath) || (sc.recordsOnly && !set.records) {
 					continue
 				}
 				t.Run(sc.name, func(t *testing.T) { runScenario(t, sc, set, chaosOrders(t)) })
@@ -181,7 +201,7 @@ func runScenario(t *testing.T, sc scenario, set chaosSetup, n int) {
 	// scenario (they are counted at the end): a longer window for the
 	// subscriber's records is safe, a shorter one would not be.
 	env := append(slices.Clone(sc.subEnv), appenv.RetentionWindow+"=24h")
-	s := startSystem(t, options{subEnv: env, mode: set.mode, channel: set.channel, retention: keeperWindow})
+	s := startSystem(t, options{subEnv: env, mode: set.mode, channel: set.channel, retention: keeperWindow, records: set.records})
 	ctx := t.Context()
 	start := time.Now()
 	// Enough attempts, 2 s apart at most, to ride out every fault here.

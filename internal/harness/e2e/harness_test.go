@@ -90,6 +90,8 @@ type options struct {
 	// own, apart from the state stores' Redis: the broker can then fail
 	// while the stores stay up.
 	brokerRedis bool
+	// records: the processed-order records in the record store.
+	records bool
 }
 
 // startSystem starts the system as its spec says, with a fresh
@@ -136,6 +138,7 @@ func startSystem(t testing.TB, opts ...options) *sys {
 		Subscriber: sub,
 		Retention:  o.retention,
 		Outbox:     o.outbox,
+		Records:    o.records,
 		Out:        &testLog{t: t},
 
 		PubSubMetadata: pubsubMeta,

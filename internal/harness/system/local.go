@@ -56,6 +56,7 @@ func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (lo
 	fs.DurationVar(&l.interval, "interval", time.Second, "pause between orders")
 	fs.StringVar(&l.spec.DaprLogLevel, "dapr-log-level", str("DAPR_LOG_LEVEL", "error"), "daprd --log-level: debug, info, warn, error [DAPR_LOG_LEVEL]")
 	fs.BoolVar(&l.spec.Outbox, "outbox", env.Bool("OUTBOX", false), "the publisher stores each order in the order store (components/outbox/), and Dapr's transactional outbox publishes it [OUTBOX]")
+	fs.BoolVar(&l.spec.Records, "records", env.Bool("RECORDS", false), "the subscriber keeps its processed-order records in the record store (components/records/, cmd/recordstore): a Dapr pluggable state store that inserts a batch of records in one Redis step [RECORDS]")
 	fs.BoolVar(&l.stay, "stay", true, "keep the subscriber running after the publisher is done, until Ctrl-C")
 	fs.BoolVar(&l.prepare, "prepare", false, "only find or build daprd (the slow part of a first run), print it and exit")
 	err := cli.Parse(fs, args)
@@ -175,6 +176,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		say("Subscriber on :%d (daprd delivers over HTTP), its sidecar on :%d (gRPC :%d)", sys.Sub.Port, sys.Sub.Daprd.HTTPPort, sys.Sub.Daprd.GRPCPort)
 	}
 	say("Live page: http://127.0.0.1:%d/?key=%s (opens the page for this run only)", sys.Sub.Port, httpch.PageKey(sys.Secrets.AppToken))
+	if l.spec.Records {
+		say("Record store: the subscriber's records go to state store records, served by the record store on %s", sys.Sockets)
+	}
 	if l.spec.Outbox {
 		say("Outbox mode: the publisher stores each order in state store orderstore (key orders/<id>), and Dapr's outbox publishes it to orders when the transaction commits")
 	}
