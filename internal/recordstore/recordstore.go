@@ -37,6 +37,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,8 +65,8 @@ var setScript = redis.NewScript(setLua)
 type Server struct {
 	proto.UnimplementedStateStoreServer
 	// InitFile is where Init's metadata is kept (mode 0600, it holds the
-	// Redis password): beside the socket, in the folder only daprd and
-	// the store share. "" keeps nothing.
+	// Redis password), in the sockets folder only daprd and the store
+	// share (see InitFile); "" keeps nothing.
 	InitFile string
 
 	mu       sync.RWMutex
@@ -109,6 +110,9 @@ func (s *Server) keep(props map[string]string) error {
 	}
 	b, err := json.Marshal(props)
 	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(s.InitFile), 0o700); err != nil {
 		return err
 	}
 	tmp := s.InitFile + ".tmp"

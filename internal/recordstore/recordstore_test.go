@@ -205,7 +205,7 @@ func TestInit(t *testing.T) {
 // (daprd calls Init once): it serves with the metadata the first run kept.
 func TestRestartedStoreServesWithoutANewInit(t *testing.T) {
 	mr := miniredis.RunT(t)
-	file := filepath.Join(t.TempDir(), "records.sock.init")
+	file := InitFile(filepath.Join(t.TempDir(), "records.sock"))
 	first := &Server{InitFile: file}
 	defer first.Close()
 	ctx := t.Context()

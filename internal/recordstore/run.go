@@ -66,7 +66,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	srv := &Server{InitFile: socket + ".init"}
+	srv := &Server{InitFile: InitFile(socket)}
 	defer srv.Close()
 	restored, err := srv.Restore()
 	if err != nil {
@@ -87,6 +87,13 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	g.GracefulStop() // removes the socket (the listener unlinks it on close)
 	log.Info("Record store stopped", slog.String("socket", socket))
 	return nil
+}
+
+// InitFile is where the store serving on socket keeps Init's metadata: in
+// a folder of its own inside the sockets folder (daprd looks at every file
+// there and warns about one that is not a socket, but skips folders).
+func InitFile(socket string) string {
+	return filepath.Join(filepath.Dir(socket), ".recordstore", filepath.Base(socket)+".init")
 }
 
 // Listen listens on the Unix socket path, replacing a socket left by an

@@ -145,7 +145,11 @@ func TestFaults(t *testing.T) {
 		{name: "record store kill -9", recordsPath: true, recordsOnly: true, fault: func(t *testing.T, s *sys) {
 			s.RecordStore.Signal(syscall.SIGKILL)
 			_ = waitExit(t, s.RecordStore) // killed: the exit error is the point
-			restart(t, s.RecordStore)      // daprd reconnects; the store restores Init's metadata
+			// The records go through it: saves fail while it is down.
+			waitFor(t, time.Minute, "a record write refused by the stopped record store", func() bool {
+				return slices.ContainsFunc(s.received.logLines(), func(l string) bool { return strings.Contains(l, "in state store records") })
+			})
+			restart(t, s.RecordStore) // daprd reconnects; the store restores Init's metadata
 		}},
 		{name: "redis kill -9 and restart on its AOF", fault: func(t *testing.T, s *sys) {
 			s.Redis.Process().Signal(syscall.SIGKILL)
