@@ -100,7 +100,7 @@ func TestQuickBench(t *testing.T) {
 		t.Fatal("the benchmark smoke test needs redis-server on PATH: apt-get install -y redis-server")
 	}
 	out := t.TempDir()
-	args := []string{"-quick", "-scenarios", "redis,redis-pipelined,watermill,watermill-dedupe,dapr-grpc,dapr-bulk100,dapr-bare", "-messages", "300", "-out", out}
+	args := []string{"-quick", "-scenarios", "redis,redis-pipelined,watermill,watermill-dedupe,dapr-grpc,dapr-bulk100,dapr-bulk100-records,dapr-bare", "-messages", "300", "-out", out}
 	if err := Run(t.Context(), args, func(string) string { return "" }, io.Discard, io.Discard); err != nil {
 		t.Fatal(err)
 	}
@@ -117,8 +117,8 @@ func TestQuickBench(t *testing.T) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Results) != 14 { // 7 scenarios × (max + 200/s)
-		t.Errorf("%d results, want 14", len(r.Results))
+	if len(r.Results) != 16 { // 8 scenarios × (max + 200/s)
+		t.Errorf("%d results, want 16", len(r.Results))
 	}
 	for _, res := range r.Results {
 		if res.Error != "" || res.Lost != 0 || res.Dup != 0 || res.Unknown != 0 || res.Delivered != res.Messages {
@@ -127,6 +127,10 @@ func TestQuickBench(t *testing.T) {
 		}
 		if _, ok := res.CPUSeconds[RedisCPU]; !ok {
 			t.Errorf("%s %s: no CPU for %s: %v", res.Scenario, res.Mode, RedisCPU, res.CPUSeconds)
+		}
+		// The record store's scenario counts its process, and only it.
+		if _, ok := res.CPUSeconds[RecordStoreCPU]; ok != strings.HasSuffix(res.Scenario, "-records") {
+			t.Errorf("%s %s: CPU of %s present %v: %v", res.Scenario, res.Mode, RecordStoreCPU, ok, res.CPUSeconds)
 		}
 	}
 }
