@@ -28,7 +28,7 @@ func start(t *testing.T) (proto.StateStoreClient, *miniredis.Miniredis) {
 	}
 	srv := &Server{}
 	g := NewGRPCServer(srv)
-	go g.Serve(lis)
+	go func() { _ = g.Serve(lis) }() // ends with g.Stop
 	t.Cleanup(func() { g.Stop(); srv.Close() })
 	conn, err := grpc.NewClient("unix://"+lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -149,7 +149,9 @@ func TestBulkGetAndBadInput(t *testing.T) {
 	if _, err := c.Set(ctx, firstWrite("a", "A", "")); err != nil {
 		t.Fatal(err)
 	}
-	mr.Set("plain", "not a hash")
+	if err := mr.Set("plain", "not a hash"); err != nil {
+		t.Fatal(err)
+	}
 	got, err := c.BulkGet(ctx, &proto.BulkGetRequest{Items: []*proto.GetRequest{{Key: "a"}, {Key: "none"}, {Key: "plain"}}})
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -85,7 +84,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case <-ctx.Done():
 	}
 	g.GracefulStop() // removes the socket (the listener unlinks it on close)
-	log.Info("Record store stopped", slog.String("socket", socket))
+	log.Info("Record store stopped", "socket", socket)
 	return nil
 }
 
