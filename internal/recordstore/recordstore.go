@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -144,7 +145,7 @@ func (s *Server) Init(ctx context.Context, req *proto.InitRequest) (*proto.InitR
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.rdb != nil {
-		if sameProps(s.props, props) {
+		if maps.Equal(s.props, props) {
 			s.restored = false
 			return &proto.InitResponse{}, nil
 		}
@@ -197,18 +198,6 @@ func newClient(props map[string]string) (redis.UniversalClient, error) {
 		}), nil
 	}
 	return redis.NewClient(&redis.Options{Addr: host, Password: props["redisPassword"]}), nil
-}
-
-func sameProps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 func (s *Server) client() (redis.UniversalClient, error) {
