@@ -69,10 +69,15 @@ func TestUseSentinels(t *testing.T) {
 	if err := CopyComponents(filepath.Join(root, "components"), dir, "127.0.0.1:6400"); err != nil {
 		t.Fatal(err)
 	}
-	if err := UseSentinels(dir, "198.51.100.11:26379,198.51.100.12:26379", "orders"); err != nil {
+	// The record store's component too, when it runs (system.Start names
+	// it): every Redis component pointed at the Sentinels in one call.
+	if err := CopyComponents(filepath.Join(root, "components", "records"), dir, "127.0.0.1:6400"); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"pubsub.yaml", "statestore.yaml"} {
+	if err := UseSentinels(dir, "198.51.100.11:26379,198.51.100.12:26379", "orders", "records.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"pubsub.yaml", "statestore.yaml", "records.yaml"} {
 		b, err := os.ReadFile(filepath.Join(dir, f))
 		if err != nil {
 			t.Fatal(err)

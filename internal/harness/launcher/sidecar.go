@@ -29,8 +29,8 @@ const readyTimeout = 60 * time.Second
 // above daprd's default graceful shutdown of 5 s.
 const StopGrace = 10 * time.Second
 
-// BuildApps builds cmd/publisher, cmd/subscriber, cmd/deadletters and
-// cmd/retention of the repository at root into dir.
+// BuildApps builds cmd/publisher, cmd/subscriber, cmd/deadletters,
+// cmd/retention and cmd/recordstore of the repository at root into dir.
 func BuildApps(ctx context.Context, root, dir string) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator), "./cmd/publisher", "./cmd/subscriber", "./cmd/deadletters", "./cmd/retention", "./cmd/recordstore")
 	cmd.Dir = root

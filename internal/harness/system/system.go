@@ -295,11 +295,18 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 			return r, err
 		}
 	}
+	var sentinelled []string // more Redis components to point at the Sentinels
+	if spec.Records {
+		if err := launcher.CopyComponents(filepath.Join(spec.Tools.Root, "components", "records"), r.Resources, r.Redis.Addr); err != nil {
+			return r, err
+		}
+		sentinelled = append(sentinelled, recordStoreName+".yaml")
+	}
 	if spec.Sentinels != "" {
 		if spec.Outbox {
 			return r, errors.New("the outbox mode runs on one Redis, not with Sentinels")
 		}
-		if err := launcher.UseSentinels(r.Resources, spec.Sentinels, spec.SentinelMaster); err != nil {
+		if err := launcher.UseSentinels(r.Resources, spec.Sentinels, spec.SentinelMaster, sentinelled...); err != nil {
 			return r, err
 		}
 	}
@@ -435,18 +442,10 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCP
 // recordStoreName is the record store's component (components/records/).
 const recordStoreName = "records"
 
-// startRecordStore copies the record store's component into the resources
-// and starts the record store on a socket folder of its own, waiting until
-// it serves: daprd looks for pluggable components once, at start-up.
+// startRecordStore starts the record store (its component is in the
+// resources already) on a socket folder of its own, waiting until it
+// serves: daprd looks for pluggable components once, at start-up.
 func (r *Running) startRecordStore(ctx context.Context) error {
-	if err := launcher.CopyComponents(filepath.Join(r.Spec.Tools.Root, "components", "records"), r.Resources, r.Redis.Addr); err != nil {
-		return err
-	}
-	if r.Spec.Sentinels != "" {
-		if err := launcher.UseSentinels(r.Resources, r.Spec.Sentinels, r.Spec.SentinelMaster, recordStoreName+".yaml"); err != nil {
-			return err
-		}
-	}
 	dir, err := os.MkdirTemp("", "dapr-pub-sub-sockets-")
 	if err != nil {
 		return err
