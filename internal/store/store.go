@@ -177,12 +177,13 @@ func (s *Store) insertOne(ctx context.Context, storeName, key string, value []by
 // Ping checks that the state store, and the record store if it is
 // another, answer through the sidecar.
 func (s *Store) Ping(ctx context.Context) error {
-	for _, name := range []string{s.name, s.records} {
+	names := []string{s.name}
+	if s.records != s.name {
+		names = append(names, s.records)
+	}
+	for _, name := range names {
 		if _, err := s.client.GetState(ctx, name, s.appID+"/ping", nil); err != nil {
 			return fmt.Errorf("state store %s: %w", name, err)
-		}
-		if s.records == s.name {
-			break
 		}
 	}
 	return nil

@@ -1,11 +1,15 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	dapr "github.com/dapr/go-sdk/client"
 
 	"dapr-pub-sub/internal/order"
 	"dapr-pub-sub/internal/store/storetest"
@@ -164,6 +168,87 @@ func TestShortWindowsGetAMinuteOfMargin(t *testing.T) {
 		}
 		if got := mem.TTL(s.ProcessedKey(1)); got != want {
 			t.Errorf("window %s: record TTL %q, want %q", window, got, want)
+		}
+	}
+}
+
+// storeNames is a StateClient that notes which state store each save and
+// read of a key went to.
+type storeNames struct {
+	*storetest.Mem
+	mu    sync.Mutex
+	saves map[string]string // key → store
+	pings []string
+}
+
+func (c *storeNames) note(store, key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if key == "subscriber/ping" {
+		c.pings = append(c.pings, store)
+		return
+	}
+	c.saves[key] = store
+}
+
+func (c *storeNames) SaveStateWithETag(ctx context.Context, store, key string, data []byte, etag string, meta map[string]string, so ...dapr.StateOption) error {
+	c.note(store, key)
+	return c.Mem.SaveStateWithETag(ctx, store, key, data, etag, meta, so...)
+}
+
+func (c *storeNames) SaveBulkState(ctx context.Context, store string, items ...*dapr.SetStateItem) error {
+	for _, it := range items {
+		c.note(store, it.Key)
+	}
+	return c.Mem.SaveBulkState(ctx, store, items...)
+}
+
+func (c *storeNames) GetState(ctx context.Context, store, key string, meta map[string]string) (*dapr.StateItem, error) {
+	if key == "subscriber/ping" {
+		c.note(store, key)
+	}
+	return c.Mem.GetState(ctx, store, key, meta)
+}
+
+// WithRecordStore sends the processed-order records, and only them, to
+// the record store, alone and in batches; Ping checks both stores.
+func TestRecordStoreTakesTheRecordsOnly(t *testing.T) {
+	for _, batch := range []int{1, 100} {
+		c := &storeNames{Mem: &storetest.Mem{}, saves: map[string]string{}}
+		s := New(c, "statestore", "subscriber").WithRecordStore("records").WithBatching(batch, 4)
+		ctx := t.Context()
+		var wg sync.WaitGroup
+		for id := range int64(20) {
+			wg.Go(func() {
+				if _, err := s.MarkProcessed(ctx, order.New(id), fmt.Sprintf("order-%d", id), ""); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if _, err := s.AddDeadLetter(ctx, DeadLetter{EventID: "bad-1", Reason: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Ping(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for key, store := range c.saves {
+			want := "statestore"
+			if strings.Contains(key, "/order/") {
+				want = "records"
+			}
+			if store != want {
+				t.Errorf("batch %d: %s saved in %s, want %s", batch, key, store, want)
+			}
+		}
+		if len(c.saves) != 20+2 { // 20 records, a dead letter and its index
+			t.Errorf("batch %d: %d keys saved, want 22: %v", batch, len(c.saves), c.saves)
+		}
+		if strings.Join(c.pings, ",") != "statestore,records" {
+			t.Errorf("batch %d: pinged %v, want both stores", batch, c.pings)
+		}
+		if rec, found, err := s.ProcessedRecord(ctx, 7); err != nil || !found || rec.Order.ID != 7 {
+			t.Errorf("batch %d: record 7 = %+v %v %v", batch, rec, found, err)
 		}
 	}
 }
