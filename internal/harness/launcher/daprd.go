@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -146,14 +147,42 @@ func FindDaprd(ctx context.Context, root, version string, log io.Writer) (Daprd,
 	}
 	// Kept outside the checkout, so fresh clones and CI runs on the same
 	// machine share it, under the hash of what it is built from.
-	from := []string{"main.go", mod, strings.TrimSuffix(mod, ".mod") + ".sum"}
-	dir, err := BuildOnce("daprd-"+version, filepath.Join(root, DaprdToolDir), from, "",
+	// Every Go file of the tool (main.go and the patched components beside
+	// it) and the version's go.mod and go.sum.
+	src := filepath.Join(root, DaprdToolDir)
+	from, err := goFiles(src)
+	if err != nil {
+		return Daprd{}, err
+	}
+	from = append(from, mod, strings.TrimSuffix(mod, ".mod")+".sum")
+	dir, err := BuildOnce("daprd-"+version, src, from, "",
 		func(dir string) bool { return isExecutable(filepath.Join(dir, "daprd")) },
 		func(dir string) error { return buildDaprd(ctx, root, version, mod, filepath.Join(dir, "daprd"), log) })
 	if err != nil {
 		return Daprd{}, err
 	}
 	return probeDaprd(ctx, filepath.Join(dir, "daprd"), "build cache")
+}
+
+// goFiles lists the Go files under dir, tests and the repro-* folders left
+// out, as paths relative to dir, in a stable order.
+func goFiles(dir string) ([]string, error) {
+	var files []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && strings.HasPrefix(d.Name(), "repro-") {
+			return filepath.SkipDir // the reproductions beside it are not part of daprd
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		rel, err := filepath.Rel(dir, path)
+		files = append(files, rel)
+		return err
+	})
+	return files, err
 }
 
 // cacheDir is where built tools are kept: DAPR_PUBSUB_CACHE, else
@@ -169,6 +198,17 @@ func cacheDir() (string, error) {
 	return filepath.Join(base, "dapr-pub-sub"), nil
 }
 
+// buildTags are the tags daprd version is built with: Dapr's stable
+// components, and dapr1_16 on the 1.16 line, whose components-contrib lacks
+// what the patched components beside main.go use elsewhere
+// (tools/daprd/compat).
+func buildTags(version string) string {
+	if strings.HasPrefix(version, "1.16.") {
+		return "stablecomponents,dapr1_16"
+	}
+	return "stablecomponents"
+}
+
 // buildDaprd builds daprd version (go.mod mod of tools/daprd) into dst.
 func buildDaprd(ctx context.Context, root, version, mod, dst string, log io.Writer) error {
 	goBin, err := exec.LookPath("go")
@@ -178,7 +218,7 @@ func buildDaprd(ctx context.Context, root, version, mod, dst string, log io.Writ
 	fmt.Fprintf(log, "Building daprd %s from the Dapr Go module into %s\n", version, filepath.Dir(dst))
 	fmt.Fprintf(log, "  This happens once per machine and takes 6–8 minutes on 2 cores with empty Go caches (about 3 GB of modules). Later runs reuse it.\n")
 	tmp := dst + ".tmp"
-	cmd := exec.CommandContext(ctx, goBin, "build", "-modfile", mod, "-trimpath", "-tags", "stablecomponents",
+	cmd := exec.CommandContext(ctx, goBin, "build", "-modfile", mod, "-trimpath", "-tags", buildTags(version),
 		"-ldflags", "-s -w -X github.com/dapr/dapr/pkg/buildinfo.version="+version+" -X github.com/dapr/kit/logger.DaprVersion="+version, "-o", tmp, ".")
 	cmd.Dir = filepath.Join(root, DaprdToolDir)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
