@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO    ?= go
 GOLANGCI_LINT ?= $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 
-.PHONY: outbox-broker-fault help run test bench lint chaos soak longrun brokers cluster deadletters daprd daprd-default prebuild-later build vet fmt clean k8s-up k8s-down k8s-run k8s-test
+.PHONY: outbox-broker-fault help run unit test bench lint chaos soak longrun brokers cluster deadletters daprd daprd-default prebuild-later build vet fmt clean k8s-up k8s-down k8s-run k8s-test
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -25,6 +25,13 @@ OTHER_DAPR := $(patsubst tools/daprd/go.%.mod,%,$(wildcard tools/daprd/go.*.mod)
 # What the matrix runs on the other versions: the flow, the fault suite (on the
 # default channel), bad input, security.
 MATRIX_TESTS := TestHundredOrders|TestLocalRunShowsTheSeedFlow|TestFaults|TestBadInput|TestInvalidOrder|TestDeadLettersReplay|TestTokensAreRequired|TestTopicScopes|TestOversizedPublish|TestEveryPortIsOnLoopback
+
+# The packages of make unit: all but those that start the system or make
+# network namespaces (their tests are integration tests, in make test).
+UNIT_PKGS = $(shell $(GO) list ./... | grep -vE '/internal/harness/(e2e|cluster|hosts)$$')
+
+unit: ## the unit tests of every package, -short: no daprd, no broker, no root (seconds once built; make test runs them all)
+	$(GO) test -short -count=1 $(UNIT_PKGS)
 
 test: daprd-default prebuild-later vet lint ## lint, unit and integration tests on real redis-server, daprd and Chromium; then the version matrix; then the in-cluster scenarios on Kubernetes (root)
 	$(GO) test -count=1 -timeout 45m ./...

@@ -96,6 +96,9 @@ func TestSelectScenarios(t *testing.T) {
 // daprd sidecars and the subscriber). It checks that the outputs are
 // written and nothing was lost or duplicated; it asserts no timings.
 func TestQuickBench(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server, daprd and the apps: make test runs it, make unit (-short) does not")
+	}
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatal("the benchmark smoke test needs redis-server on PATH: apt-get install -y redis-server")
 	}

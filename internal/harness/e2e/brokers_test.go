@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -107,4 +108,21 @@ func brokerSuite(t *testing.T, broker string) {
 	}
 	t.Logf("%s: %d orders processed once (split %v), %d duplicate deliveries absorbed, %d dead letters, in %s",
 		broker, n, split, duplicates(), poison, time.Since(start).Round(100*time.Millisecond))
+}
+
+// TestMosquittoKeepsItsData checks that the local MQTT broker can write its
+// persistence file: started as root, mosquitto drops to its own user, and
+// in a folder it cannot write it logged "Error saving in-memory database"
+// every autosave and kept nothing over a restart.
+func TestMosquittoKeepsItsData(t *testing.T) {
+	b, err := launcher.StartBroker(t.Context(), root, launcher.BrokerMQTT, &testLog{t: t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Stop)
+	db := filepath.Join(b.Dir, "mosquitto.db")
+	waitFor(t, 15*time.Second, "mosquitto's persistence file written (autosave every 1 s)", func() bool {
+		_, err := os.Stat(db)
+		return err == nil
+	})
 }

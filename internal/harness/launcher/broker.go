@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -127,6 +128,9 @@ func StartBroker(ctx context.Context, root, kind string, out io.Writer) (*Broker
 		if err := os.WriteFile(filepath.Join(dir, "mosquitto.conf"), []byte(conf), 0o600); err != nil {
 			return nil, err
 		}
+		if err := ownDataDir(dir, "mosquitto"); err != nil {
+			return nil, err
+		}
 		p = &Process{Name: "mosquitto", Path: bin, Args: []string{"-c", filepath.Join(dir, "mosquitto.conf")}, Out: out}
 	case BrokerKafka:
 		bin, err := buildTool(ctx, root, "tools/kafka-fake", "kafka-fake", out)
@@ -154,6 +158,28 @@ func StartBroker(ctx context.Context, root, kind string, out io.Writer) (*Broker
 		return nil, fmt.Errorf("%s did not become ready: %w", kind, err)
 	}
 	return b, nil
+}
+
+// ownDataDir gives dir to the system user name when we run as root:
+// mosquitto started as root drops to its own user (its "user" setting), and
+// then could not write its persistence file in a folder of root's ("Error
+// saving in-memory database … Permission denied" every autosave, and
+// nothing kept over a restart). Not as root, or without that user, it
+// keeps the user it was started as.
+func ownDataDir(dir, name string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil //nolint:nilerr // no such user: mosquitto has none to drop to
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.Chown(dir, uid, gid); err != nil {
+		return fmt.Errorf("give %s to the %s user: %w", dir, name, err)
+	}
+	return nil
 }
 
 // lookPath finds a broker's executable: the first of paths that exists,
