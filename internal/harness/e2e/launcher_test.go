@@ -276,3 +276,53 @@ func TestLocalRunOnTheEmbeddedBroker(t *testing.T) {
 		})
 	}
 }
+
+// TestLocalRunOnRabbitMQIsQuiet runs `make run BROKER=rabbitmq`'s flow: the
+// orders arrive, and RabbitMQ's own lines (hundreds at start-up) go to
+// .run/rabbitmq.log, not to the console, which shows a broker's lines only
+// at an error level — none in a healthy run.
+func TestLocalRunOnRabbitMQIsQuiet(t *testing.T) {
+	ports, err := launcher.FreePorts(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"-count", "3", "-interval", "10ms", "-broker", launcher.BrokerRabbitMQ, "-redis", "redis-server", "-redis-addr", "127.0.0.1:" + strconv.Itoa(ports[5]),
+		"-app-port", strconv.Itoa(ports[0]), "-sub-http-port", strconv.Itoa(ports[1]), "-sub-grpc-port", strconv.Itoa(ports[2]),
+		"-pub-http-port", strconv.Itoa(ports[3]), "-pub-grpc-port", strconv.Itoa(ports[4]), "-app-grpc-port", strconv.Itoa(ports[6])}
+	out := &watchedOutput{t: t}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- system.Run(ctx, args, os.Getenv, out, out) }()
+	out.waitFor(t, done, "Press Ctrl-C to stop.")
+	for id := range 3 {
+		out.waitFor(t, done, fmt.Sprintf(`Received message: {"id": %d, "message": "Hello from publisher - message %d"}`, id, id))
+	}
+	if !out.has(".run/rabbitmq.log") {
+		t.Error("the banner does not say where RabbitMQ's own log is")
+	}
+	out.mu.Lock()
+	console := out.b.String()
+	out.mu.Unlock()
+	for l := range strings.Lines(console) {
+		if strings.HasPrefix(l, "[rabbitmq]") {
+			t.Errorf("a RabbitMQ line on the console of a healthy run: %s", l)
+		}
+	}
+	cancel() // what Ctrl-C does
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after Ctrl-C = %v, want nil", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Run did not return after Ctrl-C")
+	}
+	file, err := os.ReadFile(filepath.Join(root, ".run", "rabbitmq.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(file), "[rabbitmq]"); n < 10 {
+		t.Errorf(".run/rabbitmq.log holds %d RabbitMQ lines, want its start-up's", n)
+	}
+}

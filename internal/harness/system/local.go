@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"dapr-pub-sub/internal/cli"
@@ -125,9 +126,28 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	} else {
 		say("Starting Redis (the state store), %s behind the pubsub component, the subscriber with its sidecar, and the publisher's sidecar", l.spec.Broker)
 	}
+	// Another broker's own lines (hundreds at start-up) go to a file of
+	// their own; its error-level lines during the run are shown here.
+	var brokerLog *launcher.BrokerLog
+	if l.spec.Broker != "" && l.spec.Broker != launcher.BrokerRedis {
+		if err := os.MkdirAll(filepath.Join(tools.Root, ".run"), 0o755); err != nil {
+			return err
+		}
+		if brokerLog, err = launcher.OpenBrokerLog(filepath.Join(tools.Root, ".run", l.spec.Broker+".log"), folder); err != nil {
+			return err
+		}
+		defer brokerLog.Close()
+		l.spec.BrokerOut = brokerLog
+	}
 	sys, err := Start(ctx, l.spec)
 	if err != nil {
+		if brokerLog != nil {
+			return fmt.Errorf("%w (%s's own log: %s)", err, l.spec.Broker, brokerLog.Path)
+		}
 		return err
+	}
+	if brokerLog != nil {
+		brokerLog.Arm()
 	}
 	defer func() {
 		say("Stopping")
@@ -159,7 +179,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if u, err := url.Parse(addr); err == nil && u.User != nil {
 			addr = u.Redacted() // no password on the screen
 		}
-		say("%s at %s behind the pubsub component (Redis stays the state store)", sys.Broker.Kind, addr)
+		say("%s at %s behind the pubsub component (Redis stays the state store); its own log: %s (its errors are shown here)", sys.Broker.Kind, addr, relPath(tools.Root, brokerLog.Path))
 	}
 	if sys.Keeper != nil {
 		say("Retention keeper: trims what every consumer group is done with after %s; backlog metrics at %s", cmp.Or(sys.Spec.Retention.Window, retention.DefaultWindow), sys.KeeperMetrics)
@@ -269,4 +289,12 @@ func firstExit(ctx context.Context, ps ...*launcher.Process) error {
 		}
 		return p.ExitError()
 	}
+}
+
+// relPath is path relative to root when it is inside it.
+func relPath(root, path string) string {
+	if rel, err := filepath.Rel(root, path); err == nil && !strings.HasPrefix(rel, "..") {
+		return rel
+	}
+	return path
 }

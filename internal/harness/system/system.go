@@ -162,6 +162,9 @@ type Spec struct {
 	Records bool
 	// Out gets every process's output, each line prefixed with its name.
 	Out io.Writer
+	// BrokerOut, when set, gets the output of the broker behind pubsub
+	// when it is not Redis, instead of Out (make run: its own file).
+	BrokerOut io.Writer
 }
 
 // OutboxStream is the stream of the outbox's internal topic outside
@@ -322,13 +325,14 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 	}
 	// Another broker behind "pubsub": started before the sidecars, so that
 	// it is stopped after them.
+	brokerOut := cmp.Or(spec.BrokerOut, spec.Out)
 	switch spec.Broker {
 	case launcher.BrokerJetStream:
-		r.Broker, r.JetStream, err = startJetStream(ctx, spec.Out)
+		r.Broker, r.JetStream, err = startJetStream(ctx, brokerOut)
 	case launcher.BrokerRabbitMQCluster:
-		r.Broker, r.RabbitMQ, err = startRabbitMQCluster(ctx, spec.Out)
+		r.Broker, r.RabbitMQ, err = startRabbitMQCluster(ctx, brokerOut)
 	default:
-		r.Broker, err = launcher.StartBroker(ctx, spec.Tools.Root, spec.Broker, spec.Out)
+		r.Broker, err = launcher.StartBroker(ctx, spec.Tools.Root, spec.Broker, brokerOut)
 	}
 	if err != nil {
 		return r, err
