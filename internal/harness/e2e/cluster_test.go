@@ -212,6 +212,28 @@ func runCluster(t *testing.T, broker string, start func(t *testing.T) *sys, idle
 	}
 }
 
+// waitSettled polls until all n orders are processed and the broker is
+// idle, or — an order that was lost never comes — until the broker is idle
+// and nothing has moved for a minute (past every broker's redelivery time);
+// after limit it fails the test, saying how far it got since what.
+func waitSettled(t *testing.T, limit time.Duration, since string, n int, processed func() int, idle func() bool) {
+	t.Helper()
+	last, lastChange := -1, time.Now()
+	for deadline := time.Now().Add(limit); ; time.Sleep(100 * time.Millisecond) {
+		got := processed()
+		if got != last {
+			last, lastChange = got, time.Now()
+		}
+		if idle() && (got >= n || time.Since(lastChange) > time.Minute) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("not drained %s after %s: %d of %d processed, broker idle: %v", limit, since, got, n, idle())
+			return
+		}
+	}
+}
+
 // clusterRow is one cluster scenario's outcome.
 type clusterRow struct {
 	scenario       string
@@ -252,23 +274,8 @@ func clusterScenario(t *testing.T, broker, name string, s *sys, idle func() bool
 		t.Fatalf("publisher: %v (every publish must be acknowledged in the end)\n%s", err, pub.Tail())
 	}
 	// Entries stranded with the dead primary's clients come back after
-	// processingTimeout (30 s): wait for every order, or — an order the
-	// failover lost never comes — for nothing pending and no progress in
-	// a minute.
-	last, lastChange := -1, time.Now()
-	for deadline := time.Now().Add(4 * time.Minute); ; {
-		got := processed()
-		if got != last {
-			last, lastChange = got, time.Now()
-		}
-		if idle() && (got >= n || time.Since(lastChange) > time.Minute) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not drained 4 min after the fault began: %d of %d processed", got, n)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	// processingTimeout (30 s).
+	waitSettled(t, 4*time.Minute, "the fault began", n, processed, idle)
 	drained := time.Since(start)
 
 	lost, dups := 0, 0

@@ -102,15 +102,7 @@ func TestLocalRunShowsTheSeedFlow(t *testing.T) {
 	}
 	out.waitFor(t, done, `Received message: {"id": 7, "message": "hi"}`)
 
-	cancel() // what Ctrl-C does
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run after Ctrl-C = %v, want nil", err)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("Run did not return after Ctrl-C")
-	}
+	ctrlC(t, cancel, done)
 	for _, p := range ports {
 		if err := launcher.CheckPortFree(p, "", ""); err != nil {
 			t.Errorf("after Ctrl-C: %v", err)
@@ -309,7 +301,21 @@ func TestLocalRunOnRabbitMQIsQuiet(t *testing.T) {
 			t.Errorf("a RabbitMQ line on the console of a healthy run: %s", l)
 		}
 	}
-	cancel() // what Ctrl-C does
+	ctrlC(t, cancel, done)
+	file, err := os.ReadFile(filepath.Join(root, ".run", "rabbitmq.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(file), "[rabbitmq]"); n < 10 {
+		t.Errorf(".run/rabbitmq.log holds %d RabbitMQ lines, want its start-up's", n)
+	}
+}
+
+// ctrlC does what Ctrl-C does to a Run — cancels its context — and fails
+// the test unless Run returns nil within a minute.
+func ctrlC(t *testing.T, cancel context.CancelFunc, done chan error) {
+	t.Helper()
+	cancel()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -317,12 +323,5 @@ func TestLocalRunOnRabbitMQIsQuiet(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("Run did not return after Ctrl-C")
-	}
-	file, err := os.ReadFile(filepath.Join(root, ".run", "rabbitmq.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := strings.Count(string(file), "[rabbitmq]"); n < 10 {
-		t.Errorf(".run/rabbitmq.log holds %d RabbitMQ lines, want its start-up's", n)
 	}
 }

@@ -87,24 +87,8 @@ func sidecarCrash(t *testing.T, broker string) crashRow {
 	if err := pub.Wait(t.Context()); err != nil {
 		t.Fatalf("publisher: %v (every publish must be acknowledged in the end)\n%s", err, pub.Tail())
 	}
-	// Wait for every order and an idle broker; an order the crash lost
-	// never comes: then stop once the broker is idle and nothing has
-	// moved for a minute (past every broker's redelivery time, 30 s).
 	processed := func() int { return s.countKeys("statestore||subscriber/order/*") }
-	last, lastChange := -1, time.Now()
-	for deadline := time.Now().Add(4 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
-		got := processed()
-		if got != last {
-			last, lastChange = got, time.Now()
-		}
-		if idle() && (got >= n || time.Since(lastChange) > time.Minute) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("not drained 4 min after the kill: %d of %d processed, broker idle: %v", got, n, idle())
-			break
-		}
-	}
+	waitSettled(t, 4*time.Minute, "the kill", n, processed, idle)
 	drained := time.Since(killed)
 	lost := s.checkProcessedOnce(launcher.SubscriberID, n)
 	twice := 0

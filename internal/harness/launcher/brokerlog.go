@@ -10,8 +10,8 @@ import (
 )
 
 // BrokerLog is where the lines of a broker other than Redis go in a local
-// run: every line to its own file, and, once Arm is called (the system is
-// up), the lines at an error level to the console too — so that a broker's
+// run: every line to its own file, and, between Arm (the system is up) and
+// Disarm (it stops), the lines at an error level to the console too — so that a broker's
 // trouble during the run is seen, and its start-up chatter (RabbitMQ's
 // hundreds of info lines, a NATS node's refused routes while the others
 // start) is not. Safe for concurrent use.
@@ -42,6 +42,11 @@ func OpenBrokerLog(path string, console io.Writer) (*BrokerLog, error) {
 
 // Arm starts passing the error-level lines to the console.
 func (l *BrokerLog) Arm() { l.armed.Store(true) }
+
+// Disarm stops it again, for the broker's stop: what it says then (an
+// Erlang logger complaining that its output went away) is its own
+// business.
+func (l *BrokerLog) Disarm() { l.armed.Store(false) }
 
 // Write writes p to the file, and each complete error-level line of it to
 // the console when armed.

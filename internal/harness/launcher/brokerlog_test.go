@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func TestBrokerLogShowsProblemsOnceArmed(t *testing.T) {
+func TestBrokerLogShowsProblemsWhileArmed(t *testing.T) {
 	var console bytes.Buffer
 	path := filepath.Join(t.TempDir(), "broker.log")
 	l, err := OpenBrokerLog(path, &console)
@@ -34,6 +34,10 @@ func TestBrokerLogShowsProblemsOnceArmed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	l.Disarm() // the broker stops
+	if _, err := l.Write([]byte("[rabbit-q3] Logger - error: \n")); err != nil {
+		t.Fatal(err)
+	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +49,7 @@ func TestBrokerLogShowsProblemsOnceArmed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Count(file, []byte("\n")) != 6 {
-		t.Errorf("the file holds %d lines, want all 6:\n%s", bytes.Count(file, []byte("\n")), file)
+	if bytes.Count(file, []byte("\n")) != 7 {
+		t.Errorf("the file holds %d lines, want all 7:\n%s", bytes.Count(file, []byte("\n")), file)
 	}
 }

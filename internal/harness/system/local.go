@@ -151,6 +151,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer func() {
 		say("Stopping")
+		if brokerLog != nil {
+			brokerLog.Disarm()
+		}
 		sys.Stop()
 		if s := folder.Summary(); s != "" {
 			say("%s", s)
