@@ -5,7 +5,7 @@
 // so a new dimension (a delivery channel, a Dapr version, a clustered broker)
 // is added here once.
 //
-// It sits above internal/launcher, the process library (process groups,
+// It sits above internal/harness/launcher, the process library (process groups,
 // readiness, ports, the daprd build), and is modelled on dapr/dapr's
 // tests/integration framework: processes declared, started in order, stopped
 // in reverse.
