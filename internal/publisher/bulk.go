@@ -58,49 +58,49 @@ func (p *Publisher) publishBulk(ctx context.Context, batch []order.Order) ([]ord
 		}
 		return out
 	}
-	for attempt := 1; ; attempt++ {
+	var ids string     // the orders the last attempt failed
+	var failed, of int // how many of how many entries it failed
+	n, err := p.try(ctx, func() error {
 		events := make([]any, len(pending))
 		for i, e := range pending {
 			events[i] = e
 		}
 		res := p.Client.PublishEvents(ctx, cfg.PubSub, cfg.Topic, events)
-		failed := failedEntries(res, pending)
+		failedIDs := failedEntries(res, pending)
+		next := pending[:0:0]
 		for _, e := range pending {
-			if !failed[e.EntryID] {
+			if failedIDs[e.EntryID] {
+				next = append(next, e)
+			} else {
 				ok[index(e)] = true
 			}
 		}
-		next := pending[:0:0]
-		for _, e := range pending {
-			if failed[e.EntryID] {
-				next = append(next, e)
-			}
-		}
 		if len(next) == 0 {
-			return acked(), nil
+			return nil
 		}
 		cause := res.Error
 		if len(next) < len(pending) || cause == nil {
 			cause = fmt.Errorf("the sidecar failed %d of %d entries", len(next), len(pending))
 		}
-		ids := orderIDs(batch, next)
+		ids, failed, of = orderIDs(batch, next), len(next), len(pending)
+		pending = next // the next attempt sends the failed entries only
 		if permanent(res.Error) {
-			return acked(), fmt.Errorf("bulk publish of orders %s to %s/%s was refused: %w", ids, cfg.PubSub, cfg.Topic, cause)
+			return retry.Permanent(cause)
 		}
-		if attempt >= cfg.Attempts || ctx.Err() != nil {
-			return acked(), fmt.Errorf("bulk publish of orders %s to %s/%s failed after %d attempt(s) (is the sidecar at %s running?): %w",
-				ids, cfg.PubSub, cfg.Topic, attempt, cfg.DaprAddress, cause)
-		}
-		p.Log.Warn("Bulk publish failed, retrying the failed entries", "orders", ids, "failed", len(next), "of", len(pending),
-			"attempt", attempt, "backoff", retry.Publish.Delay(attempt), "err", cause)
-		if p.Metrics != nil {
-			p.Metrics.retries.Add(float64(len(next)))
-		}
-		if err := retry.Sleep(ctx, retry.Publish.Delay(attempt)); err != nil {
-			return acked(), err
-		}
-		pending = next
+		return cause
+	}, func(attempt int, wait time.Duration, err error) {
+		p.Log.Warn("Bulk publish failed, retrying the failed entries", "orders", ids, "failed", failed, "of", of,
+			"attempt", attempt, "backoff", wait, "err", err)
+		p.countRetries(failed)
+	})
+	switch {
+	case err == nil || stopped(ctx, err):
+		return acked(), err
+	case retry.IsPermanent(err):
+		return acked(), fmt.Errorf("bulk publish of orders %s to %s/%s was refused: %w", ids, cfg.PubSub, cfg.Topic, err)
 	}
+	return acked(), fmt.Errorf("bulk publish of orders %s to %s/%s failed after %d attempt(s) (is the sidecar at %s running?): %w",
+		ids, cfg.PubSub, cfg.Topic, n, cfg.DaprAddress, err)
 }
 
 // failedEntries is the set of entry ids of sent that res reports failed.

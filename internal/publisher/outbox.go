@@ -32,17 +32,12 @@ type Store interface {
 func (p *Publisher) CheckOrderStore(ctx context.Context) error {
 	name := p.Config.OrderStore
 	var md *dapr.GetMetadataResponse
-	var err error
-	for attempt := 1; ; attempt++ {
-		if md, err = p.Store.GetMetadata(ctx); err == nil {
-			break
-		}
-		if permanent(err) || attempt >= p.Config.Attempts || ctx.Err() != nil {
-			return fmt.Errorf("-outbox: ask the sidecar at %s for its components: %w", p.Config.DaprAddress, err)
-		}
-		if err := retry.Sleep(ctx, retry.Publish.Delay(attempt)); err != nil {
-			return err
-		}
+	_, err := p.try(ctx, func() (err error) { md, err = p.Store.GetMetadata(ctx); return err }, nil)
+	if stopped(ctx, err) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("-outbox: ask the sidecar at %s for its components: %w", p.Config.DaprAddress, err)
 	}
 	for _, c := range md.RegisteredComponents {
 		if c.Name != name {
@@ -111,40 +106,37 @@ func (p *Publisher) storeOne(ctx context.Context, o order.Order) error {
 		return fmt.Errorf("encode order %d: %w", o.ID, err)
 	}
 	ops := OutboxOps(key, data)
-	for attempt := 1; ; attempt++ {
-		err = p.Store.ExecuteStateTransaction(ctx, cfg.OrderStore, nil, ops)
-		if err == nil {
-			return nil
-		}
-		if permanent(err) {
-			return fmt.Errorf("store order %d in %s was refused: %w", o.ID, cfg.OrderStore, err)
-		}
-		// The transaction is sent again only once the store says it did
-		// not commit: until it can answer (its sidecar restarting), wait.
-		for {
-			if attempt >= cfg.Attempts || ctx.Err() != nil {
-				return fmt.Errorf("store order %d in %s failed after %d attempt(s) (is the sidecar at %s running?): %w",
-					o.ID, cfg.OrderStore, attempt, cfg.DaprAddress, err)
-			}
-			p.Log.Warn("Storing the order failed; looking whether it committed before trying again", "id", o.ID, "attempt", attempt, "backoff", retry.Publish.Delay(attempt), "err", err)
-			if p.Metrics != nil {
-				p.Metrics.retries.Inc()
-			}
-			if err := retry.Sleep(ctx, retry.Publish.Delay(attempt)); err != nil {
+	// After a failed call the transaction is sent again only once the
+	// store says it did not commit; until it can answer (its sidecar
+	// restarting), that look is the attempt, and it fails.
+	n, err := retry.Publish.Do(ctx, cfg.Attempts, func(attempt int) error {
+		if attempt > 1 {
+			landed, err := p.storedAs(ctx, key, data)
+			if err != nil {
 				return err
 			}
-			landed, gerr := p.storedAs(ctx, key, data)
-			if gerr == nil && landed {
+			if landed {
 				p.Log.Warn("The order's transaction committed although its call failed; its event is on its way", "id", o.ID)
 				return nil
 			}
-			if gerr == nil {
-				break // not stored: send it again
-			}
-			attempt++
-			err = gerr
 		}
+		err := p.Store.ExecuteStateTransaction(ctx, cfg.OrderStore, nil, ops)
+		if permanent(err) {
+			return retry.Permanent(err)
+		}
+		return err
+	}, func(attempt int, wait time.Duration, err error) {
+		p.Log.Warn("Storing the order failed; looking whether it committed before trying again", "id", o.ID, "attempt", attempt, "backoff", wait, "err", err)
+		p.countRetries(1)
+	})
+	switch {
+	case err == nil || stopped(ctx, err):
+		return err
+	case retry.IsPermanent(err):
+		return fmt.Errorf("store order %d in %s was refused: %w", o.ID, cfg.OrderStore, err)
 	}
+	return fmt.Errorf("store order %d in %s failed after %d attempt(s) (is the sidecar at %s running?): %w",
+		o.ID, cfg.OrderStore, n, cfg.DaprAddress, err)
 }
 
 // alreadyStored reports whether o is stored under key already: true for
@@ -152,17 +144,12 @@ func (p *Publisher) storeOne(ctx context.Context, o order.Order) error {
 // cannot be read is retried, as a transaction is.
 func (p *Publisher) alreadyStored(ctx context.Context, key string, o order.Order) (bool, error) {
 	var item *dapr.StateItem
-	var err error
-	for attempt := 1; ; attempt++ {
-		if item, err = p.Store.GetState(ctx, p.Config.OrderStore, key, nil); err == nil {
-			break
-		}
-		if permanent(err) || attempt >= p.Config.Attempts || ctx.Err() != nil {
-			return false, fmt.Errorf("read order %d from %s: %w", o.ID, p.Config.OrderStore, err)
-		}
-		if err := retry.Sleep(ctx, retry.Publish.Delay(attempt)); err != nil {
-			return false, err
-		}
+	_, err := p.try(ctx, func() (err error) { item, err = p.Store.GetState(ctx, p.Config.OrderStore, key, nil); return err }, nil)
+	if stopped(ctx, err) {
+		return false, err
+	}
+	if err != nil {
+		return false, fmt.Errorf("read order %d from %s: %w", o.ID, p.Config.OrderStore, err)
 	}
 	if item == nil || len(item.Value) == 0 {
 		return false, nil

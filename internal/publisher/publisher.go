@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -210,25 +211,44 @@ func (p *Publisher) publishOne(ctx context.Context, o order.Order) error {
 		dapr.PublishEventWithContentType("application/json"),
 		dapr.PublishEventWithMetadata(map[string]string{order.CloudEventIDKey: order.CloudEventID(o.ID)}),
 	}
-	for attempt := 1; ; attempt++ {
-		err = p.Client.PublishEvent(ctx, cfg.PubSub, cfg.Topic, data, opts...)
-		if err == nil {
-			return nil
-		}
+	n, err := p.try(ctx, func() error { return p.Client.PublishEvent(ctx, cfg.PubSub, cfg.Topic, data, opts...) },
+		func(attempt int, wait time.Duration, err error) {
+			p.Log.Warn("Publish failed, retrying", "id", o.ID, "attempt", attempt, "backoff", wait, "err", err)
+			p.countRetries(1)
+		})
+	switch {
+	case err == nil || stopped(ctx, err):
+		return err
+	case retry.IsPermanent(err):
+		return fmt.Errorf("publish order %d to %s/%s was refused: %w", o.ID, cfg.PubSub, cfg.Topic, err)
+	}
+	return fmt.Errorf("publish order %d to %s/%s failed after %d attempt(s) (is the sidecar at %s running?): %w",
+		o.ID, cfg.PubSub, cfg.Topic, n, cfg.DaprAddress, err)
+}
+
+// try runs op under the publish backoff (retry.Publish), up to
+// -attempts times; an error permanent reports is marked so, and ends it at
+// once. onRetry is told of each retry, for its log line and metric.
+func (p *Publisher) try(ctx context.Context, op func() error, onRetry func(attempt int, wait time.Duration, err error)) (int, error) {
+	return retry.Publish.Do(ctx, p.Config.Attempts, func(int) error {
+		err := op()
 		if permanent(err) {
-			return fmt.Errorf("publish order %d to %s/%s was refused: %w", o.ID, cfg.PubSub, cfg.Topic, err)
+			return retry.Permanent(err)
 		}
-		if attempt >= cfg.Attempts || ctx.Err() != nil {
-			return fmt.Errorf("publish order %d to %s/%s failed after %d attempt(s) (is the sidecar at %s running?): %w",
-				o.ID, cfg.PubSub, cfg.Topic, attempt, cfg.DaprAddress, err)
-		}
-		p.Log.Warn("Publish failed, retrying", "id", o.ID, "attempt", attempt, "backoff", retry.Publish.Delay(attempt), "err", err)
-		if p.Metrics != nil {
-			p.Metrics.retries.Inc()
-		}
-		if err := retry.Sleep(ctx, retry.Publish.Delay(attempt)); err != nil {
-			return err
-		}
+		return err
+	}, onRetry)
+}
+
+// stopped reports whether err is ctx's own: the wait before a retry cut
+// short because the publisher is stopping.
+func stopped(ctx context.Context, err error) bool {
+	return ctx.Err() != nil && errors.Is(err, ctx.Err())
+}
+
+// countRetries adds n to the retries metric, when there is one.
+func (p *Publisher) countRetries(n int) {
+	if p.Metrics != nil {
+		p.Metrics.retries.Add(float64(n))
 	}
 }
 

@@ -3,6 +3,7 @@ package retry
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -35,4 +36,53 @@ func (b Backoff) Delay(attempt int) time.Duration {
 		d *= 2
 	}
 	return min(d, b.Max)
+}
+
+// permanentError marks an error no retry can mend.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as one that no retry can mend: Do returns it at once.
+// Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// IsPermanent reports whether err, or an error it wraps, was marked by
+// Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
+
+// Do calls op — with the attempt's number, 1 for the first — until it
+// returns nil, an error marked Permanent, or attempts (≥ 1) have been made,
+// or ctx is done; it waits b.Delay(n) after failed attempt n. Before each
+// wait it calls onRetry (when not nil) with the attempt that failed, the
+// wait and op's error, for a log line or a metric. It returns nil, or the
+// number of the last attempt and its error (still marked when permanent; a
+// wait cut short returns ctx's error). It blocks; op runs on the caller's
+// goroutine.
+func (b Backoff) Do(ctx context.Context, attempts int, op func(attempt int) error, onRetry func(attempt int, wait time.Duration, err error)) (int, error) {
+	for attempt := 1; ; attempt++ {
+		err := op(attempt)
+		if err == nil {
+			return attempt, nil
+		}
+		if IsPermanent(err) || attempt >= attempts || ctx.Err() != nil {
+			return attempt, err
+		}
+		wait := b.Delay(attempt)
+		if onRetry != nil {
+			onRetry(attempt, wait, err)
+		}
+		if err := Sleep(ctx, wait); err != nil {
+			return attempt, err
+		}
+	}
 }

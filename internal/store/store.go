@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -305,14 +306,20 @@ func (s *Store) index(ctx context.Context) (ids []string, etag string, err error
 	return ids, it.Etag, nil
 }
 
+// indexRace is the wait between tries of an index update that lost a race
+// to another writer: short, since the other writer is done.
+var indexRace = retry.Backoff{First: 5 * time.Millisecond, Max: 250 * time.Millisecond}
+
 // updateIndex applies change to the index with optimistic concurrency,
-// retrying when another writer got there first. change returns nil for
-// "nothing to do".
+// retrying (51 tries at most) when another writer got there first. change
+// returns nil for "nothing to do".
 func (s *Store) updateIndex(ctx context.Context, change func([]string) []string) error {
-	for attempt := 0; ; attempt++ {
+	var fatal error // not a lost race: returned as it is
+	_, err := indexRace.Do(ctx, 51, func(int) error {
 		ids, etag, err := s.index(ctx)
 		if err != nil {
-			return err
+			fatal = err
+			return retry.Permanent(err)
 		}
 		next := change(ids)
 		if next == nil {
@@ -320,19 +327,20 @@ func (s *Store) updateIndex(ctx context.Context, change func([]string) []string)
 		}
 		b, err := json.Marshal(next)
 		if err != nil {
-			return err
+			fatal = err
+			return retry.Permanent(err)
 		}
 		// With the ETag read, or none to create it; either way first-write,
 		// so a concurrent writer makes this fail and it is read again.
-		err = s.client.SaveStateWithETag(ctx, s.name, s.indexKey(), b, etag, nil, dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite))
-		if err == nil {
-			return nil
-		}
-		if attempt >= 50 {
-			return fmt.Errorf("update the dead-letter index: %w", err)
-		}
-		if err := retry.Sleep(ctx, time.Duration(attempt+1)*5*time.Millisecond); err != nil {
-			return err
-		}
+		return s.client.SaveStateWithETag(ctx, s.name, s.indexKey(), b, etag, nil, dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite))
+	}, nil)
+	switch {
+	case err == nil:
+		return nil
+	case fatal != nil:
+		return fatal
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		return err
 	}
+	return fmt.Errorf("update the dead-letter index: %w", err)
 }

@@ -3,7 +3,6 @@ package streamch
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -64,7 +63,7 @@ func subscriptions() []handler.Subscription {
 
 func TestRunRefusesAnOldDaprdAndOpensNoStream(t *testing.T) {
 	d := &fakeDaprd{version: "1.16.5", failFirst: 2}
-	s := New(Options{Client: d, Subscriptions: subscriptions(), Workers: 4, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s := New(Options{Client: d, Subscriptions: subscriptions(), Workers: 4, Log: slog.New(slog.DiscardHandler)})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	err := s.Run(ctx)
@@ -82,7 +81,7 @@ func TestRunRefusesAnOldDaprdAndOpensNoStream(t *testing.T) {
 func TestRunKeepsAskingForTheStreamsUntilStopped(t *testing.T) {
 	d := &fakeDaprd{version: "1.18.0"}
 	ready := new(handler.Readiness)
-	s := New(Options{Client: d, Subscriptions: subscriptions(), Workers: 4, Ready: ready, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s := New(Options{Client: d, Subscriptions: subscriptions(), Workers: 4, Ready: ready, Log: slog.New(slog.DiscardHandler)})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
