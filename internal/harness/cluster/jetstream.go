@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"dapr-pub-sub/internal/harness/hosts"
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 )
 
 // NATS ports on every host.
@@ -41,7 +41,7 @@ type NATSNode struct {
 	Host *hosts.Host
 	Addr string // host:port for clients
 	conf string
-	proc *launcher.Process
+	proc *proc.Process
 }
 
 // StartJetStream adds three hosts to n, starts a clustered nats-server with
@@ -89,7 +89,7 @@ func StartJetStream(ctx context.Context, n *hosts.Net, subjects []string, out io
 			return js, err
 		}
 		argv := h.Argv(bin, "-c", node.conf)
-		node.proc = &launcher.Process{Name: "nats-" + h.Name, Path: argv[0], Args: argv[1:], Out: out}
+		node.proc = &proc.Process{Name: "nats-" + h.Name, Path: argv[0], Args: argv[1:], Out: out}
 		if err := node.proc.Start(); err != nil {
 			return js, err
 		}
@@ -147,7 +147,13 @@ func (js *JetStream) WaitHealthy(ctx context.Context) error {
 }
 
 // createStreams makes one file-backed stream per subject, three replicas,
-// retried until the cluster has elected its meta leader.
+// retried until the cluster has elected its meta leader. Each attempt has
+// its own short deadline: while the meta group has no leader yet (and has
+// not lost one), nats-server answers a create request from no node at all
+// (jetstream_api.go: "Make sure we are meta leader" returns silently), so a
+// request bounded only by the whole minute waits out the minute — the CI
+// failure of 2026-12-06, "create stream orders with 3 replicas: context
+// deadline exceeded".
 func (js *JetStream) createStreams(ctx context.Context, subjects []string) error {
 	nc, jsc, err := js.client()
 	if err != nil {
@@ -158,7 +164,9 @@ func (js *JetStream) createStreams(ctx context.Context, subjects []string) error
 	defer cancel()
 	for _, s := range subjects {
 		for {
-			_, err := jsc.AddStream(&nats.StreamConfig{Name: s, Subjects: []string{s}, Replicas: 3, Storage: nats.FileStorage}, nats.Context(ctx))
+			attempt, cancelAttempt := context.WithTimeout(ctx, 2*time.Second)
+			_, err := jsc.AddStream(&nats.StreamConfig{Name: s, Subjects: []string{s}, Replicas: 3, Storage: nats.FileStorage}, nats.Context(attempt))
+			cancelAttempt()
 			if err == nil {
 				break
 			}
@@ -243,7 +251,7 @@ func (n *NATSNode) Start() error { return n.proc.Restart() }
 // Stop stops every node and removes the data.
 func (js *JetStream) Stop() {
 	for _, n := range js.Nodes {
-		n.proc.Stop(launcher.StopGrace)
+		n.proc.Stop(proc.StopGrace)
 	}
 	if js.dir != "" {
 		os.RemoveAll(js.dir)
