@@ -14,18 +14,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 )
 
 // startRedis starts a real redis-server for the test (the scripts use
 // XINFO and XTRIM MINID as Redis 7 answers them).
 func startRedis(t *testing.T) *redis.Client {
 	t.Helper()
-	ports, err := launcher.FreePorts(1)
+	ports, err := proc.FreePorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := launcher.StartRedis(t.Context(), launcher.RedisOptions{Source: launcher.RedisServer, Addr: "127.0.0.1:" + strconv.Itoa(ports[0]), Dir: t.TempDir(), Out: io.Discard})
+	r, err := proc.StartRedis(t.Context(), proc.RedisOptions{Source: proc.RedisServer, Addr: "127.0.0.1:" + strconv.Itoa(ports[0]), Dir: t.TempDir(), Out: io.Discard})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 	dapr "github.com/dapr/go-sdk/client"
 	"github.com/redis/go-redis/v9"
 
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/harness/system"
 	"dapr-pub-sub/internal/order"
 	"dapr-pub-sub/internal/publisher"
@@ -45,7 +45,7 @@ type daprScenario struct {
 	name    string
 	publish string         // publishGRPC, publishHTTP, publishBulk or publishOutbox
 	batch   int            // orders per PublishEvents call (publishBulk)
-	mode    launcher.Mode  // the subscriber's mode
+	mode    proc.Mode      // the subscriber's mode
 	channel system.Channel // how daprd delivers; "" is the mode's default
 	// daprArgs are more flags for the subscriber's daprd.
 	daprArgs []string
@@ -94,48 +94,48 @@ func (s daprScenario) Close() error {
 // way to publish.
 func daprScenarios(env *daprEnv) []Scenario {
 	return []Scenario{
-		daprScenario{name: "dapr-grpc", publish: publishGRPC, mode: launcher.ModeLatency, env: env},
+		daprScenario{name: "dapr-grpc", publish: publishGRPC, mode: proc.ModeLatency, env: env},
 		// The latency mode on the stream channel (streaming
 		// subscriptions), on the original example's HTTP app channel, and on that with
 		// the mitigation of its race (one delivery at a time).
-		daprScenario{name: "dapr-grpc-stream", publish: publishGRPC, mode: launcher.ModeLatency, channel: system.ChannelStream, env: env},
-		daprScenario{name: "dapr-grpc-httpch", publish: publishGRPC, mode: launcher.ModeLatency, channel: system.ChannelHTTP, env: env},
-		daprScenario{name: "dapr-grpc-httpch-mc1", publish: publishGRPC, mode: launcher.ModeLatency, channel: system.ChannelHTTP,
+		daprScenario{name: "dapr-grpc-stream", publish: publishGRPC, mode: proc.ModeLatency, channel: system.ChannelStream, env: env},
+		daprScenario{name: "dapr-grpc-httpch", publish: publishGRPC, mode: proc.ModeLatency, channel: system.ChannelHTTP, env: env},
+		daprScenario{name: "dapr-grpc-httpch-mc1", publish: publishGRPC, mode: proc.ModeLatency, channel: system.ChannelHTTP,
 			daprArgs: []string{"--app-max-concurrency", "1"}, env: env},
-		daprScenario{name: "dapr-http", publish: publishHTTP, mode: launcher.ModeLatency, env: env},
-		daprScenario{name: "dapr-bulk10", publish: publishBulk, batch: 10, mode: launcher.ModeThroughput, env: env},
-		daprScenario{name: "dapr-bulk100", publish: publishBulk, batch: 100, mode: launcher.ModeThroughput, env: env},
+		daprScenario{name: "dapr-http", publish: publishHTTP, mode: proc.ModeLatency, env: env},
+		daprScenario{name: "dapr-bulk10", publish: publishBulk, batch: 10, mode: proc.ModeThroughput, env: env},
+		daprScenario{name: "dapr-bulk100", publish: publishBulk, batch: 100, mode: proc.ModeThroughput, env: env},
 		// Both modes with the records in the record store (a pluggable
 		// state store inserting a batch in one Redis script) instead of
 		// Dapr's Redis store (an EVAL and an EXPIRE per record).
-		daprScenario{name: "dapr-grpc-records", publish: publishGRPC, mode: launcher.ModeLatency, records: true, env: env},
-		daprScenario{name: "dapr-bulk100-records", publish: publishBulk, batch: 100, mode: launcher.ModeThroughput, records: true, env: env},
+		daprScenario{name: "dapr-grpc-records", publish: publishGRPC, mode: proc.ModeLatency, records: true, env: env},
+		daprScenario{name: "dapr-bulk100-records", publish: publishBulk, batch: 100, mode: proc.ModeThroughput, records: true, env: env},
 		// The same path into an app that only acks: what Dapr itself costs.
-		daprScenario{name: "dapr-bare", publish: publishBulk, batch: 100, mode: launcher.ModeThroughput, bare: true, env: env},
+		daprScenario{name: "dapr-bare", publish: publishBulk, batch: 100, mode: proc.ModeThroughput, bare: true, env: env},
 		// The publisher's outbox mode against dapr-grpc: the order stored,
 		// Dapr's outbox publishing it. An experiment: its 1 s wait per
 		// event makes a fixed-rate run long.
-		daprScenario{name: "dapr-outbox", publish: publishOutbox, mode: launcher.ModeLatency, experiment: true, env: env},
+		daprScenario{name: "dapr-outbox", publish: publishOutbox, mode: proc.ModeLatency, experiment: true, env: env},
 		// Experiments: one setting against the default above.
-		daprScenario{name: "dapr-bulk100-rb1", publish: publishBulk, batch: 100, mode: launcher.ModeThroughput,
+		daprScenario{name: "dapr-bulk100-rb1", publish: publishBulk, batch: 100, mode: proc.ModeThroughput,
 			appEnv: []string{"RECORD_BATCH=1"}, experiment: true, env: env}, // records written one by one
-		daprScenario{name: "dapr-grpc-rb1", publish: publishGRPC, mode: launcher.ModeLatency,
+		daprScenario{name: "dapr-grpc-rb1", publish: publishGRPC, mode: proc.ModeLatency,
 			appEnv: []string{"RECORD_BATCH=1"}, experiment: true, env: env},
-		daprScenario{name: "dapr-grpc-nottl", publish: publishGRPC, mode: launcher.ModeLatency,
+		daprScenario{name: "dapr-grpc-nottl", publish: publishGRPC, mode: proc.ModeLatency,
 			appEnv: []string{"RETENTION_WINDOW=0"}, experiment: true, env: env}, // records without a TTL: no EXPIRE per record
-		daprScenario{name: "dapr-grpc-c32", publish: publishGRPC, mode: launcher.ModeLatency,
+		daprScenario{name: "dapr-grpc-c32", publish: publishGRPC, mode: proc.ModeLatency,
 			component: map[string]string{"concurrency": "32", "queueDepth": "32"}, experiment: true, env: env},
 		// The Go runtime of both sidecars and the app: a collection at
 		// twice the live heap instead of at once as much (less GC CPU,
 		// more memory), and one OS thread running Go each (four
 		// processes share two cores).
-		daprScenario{name: "dapr-bulk100-gogc200", publish: publishBulk, batch: 100, mode: launcher.ModeThroughput,
+		daprScenario{name: "dapr-bulk100-gogc200", publish: publishBulk, batch: 100, mode: proc.ModeThroughput,
 			goEnv: []string{"GOGC=200"}, experiment: true, env: env},
-		daprScenario{name: "dapr-bulk100-procs1", publish: publishBulk, batch: 100, mode: launcher.ModeThroughput,
+		daprScenario{name: "dapr-bulk100-procs1", publish: publishBulk, batch: 100, mode: proc.ModeThroughput,
 			goEnv: []string{"GOMAXPROCS=1"}, experiment: true, env: env},
-		daprScenario{name: "dapr-grpc-gogc200", publish: publishGRPC, mode: launcher.ModeLatency,
+		daprScenario{name: "dapr-grpc-gogc200", publish: publishGRPC, mode: proc.ModeLatency,
 			goEnv: []string{"GOGC=200"}, experiment: true, env: env},
-		daprScenario{name: "dapr-grpc-procs1", publish: publishGRPC, mode: launcher.ModeLatency,
+		daprScenario{name: "dapr-grpc-procs1", publish: publishGRPC, mode: proc.ModeLatency,
 			goEnv: []string{"GOMAXPROCS=1"}, experiment: true, env: env},
 	}
 }
@@ -154,7 +154,7 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 	if err := rdb.FlushDB(ctx).Err(); err != nil {
 		return Result{}, fmt.Errorf("empty redis: %w", err)
 	}
-	secrets := launcher.NewSecrets(func(string) string { return "" })
+	secrets := proc.NewSecrets(func(string) string { return "" })
 	prof, err := newProfiler(p.Profile)
 	if err != nil {
 		return Result{}, err
@@ -173,7 +173,7 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 	}
 	sys, err := system.Start(ctx, system.Spec{
 		Tools:          s.env.tools,
-		Redis:          launcher.RedisOptions{Source: launcher.RedisExisting, Addr: p.Redis.Addr, ExistingPassword: p.Redis.Password},
+		Redis:          proc.RedisOptions{Source: proc.RedisExisting, Addr: p.Redis.Addr, ExistingPassword: p.Redis.Password},
 		Mode:           s.mode,
 		Channel:        s.channel,
 		Secrets:        &secrets,
@@ -311,7 +311,7 @@ func collect(ctx context.Context, sys *system.Running, rdb *redis.Client, rec *R
 		pipe := rdb.Pipeline()
 		cmds := make([]*redis.SliceCmd, 0, chunk)
 		for id := first; id < min(first+chunk, p.Messages); id++ {
-			cmds = append(cmds, pipe.HMGet(ctx, "statestore||"+launcher.SubscriberID+"/order/"+strconv.Itoa(id), "data", "version"))
+			cmds = append(cmds, pipe.HMGet(ctx, "statestore||"+proc.SubscriberID+"/order/"+strconv.Itoa(id), "data", "version"))
 		}
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return fmt.Errorf("read records: %w", err)

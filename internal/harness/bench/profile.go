@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 )
 
 // profiler takes CPU profiles of a Dapr scenario's processes during a
@@ -31,7 +31,7 @@ func newProfiler(dir string) (*profiler, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	ports, err := launcher.FreePorts(3)
+	ports, err := proc.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}

@@ -18,7 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/logging"
 )
 
@@ -89,12 +89,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
-	ports, err := launcher.FreePorts(1)
+	ports, err := proc.FreePorts(1)
 	if err != nil {
 		return err
 	}
-	broker, err := launcher.StartRedis(ctx, launcher.RedisOptions{
-		Source:   launcher.RedisServer,
+	broker, err := proc.StartRedis(ctx, proc.RedisOptions{
+		Source:   proc.RedisServer,
 		Addr:     "127.0.0.1:" + strconv.Itoa(ports[0]),
 		Password: randomPassword(),
 		Out:      stderr,

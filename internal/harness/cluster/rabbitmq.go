@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"dapr-pub-sub/internal/harness/hosts"
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 )
 
 // RabbitMQ ports on every host.
@@ -50,7 +50,7 @@ type RabbitNode struct {
 	Addr string // host:port for AMQP clients
 	Name string // its Erlang node name, rabbit@<address>
 	env  []string
-	proc *launcher.Process
+	proc *proc.Process
 	out  io.Writer
 }
 
@@ -161,7 +161,7 @@ func (rq *RabbitMQ) URL() string {
 // the cluster from its data).
 func (r *RabbitNode) Start() error {
 	argv := r.Host.Argv(rabbitBin)
-	r.proc = &launcher.Process{Name: "rabbit-" + r.Host.Name, Path: argv[0], Args: argv[1:], Out: r.out, Env: r.env}
+	r.proc = &proc.Process{Name: "rabbit-" + r.Host.Name, Path: argv[0], Args: argv[1:], Out: r.out, Env: r.env}
 	return r.proc.Start()
 }
 
@@ -313,7 +313,7 @@ func (rq *RabbitMQ) Stop() {
 	}
 	for _, n := range rq.Nodes {
 		if n.proc != nil {
-			n.proc.Stop(launcher.StopGrace)
+			n.proc.Stop(proc.StopGrace)
 		}
 		_ = n.Host.Command("epmd", "-kill").Run() // best effort: epmd is a daemon, not our child
 	}

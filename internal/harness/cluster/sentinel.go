@@ -20,7 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"dapr-pub-sub/internal/harness/hosts"
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 )
 
 // Redis with failover: the ports and the master name the Sentinels know.
@@ -57,7 +57,7 @@ const MinReplicasMaxLag = 2
 type Sentinel struct {
 	Hosts     []*hosts.Host
 	Nodes     []*RedisNode // [0] starts as the primary, [1] and [2] as its replicas
-	Sentinels []*launcher.Process
+	Sentinels []*proc.Process
 	opts      SentinelOptions
 	dir       string
 }
@@ -67,7 +67,7 @@ type RedisNode struct {
 	Host *hosts.Host
 	Addr string // host:port
 	conf string
-	proc *launcher.Process
+	proc *proc.Process
 }
 
 // StartSentinel adds three hosts to n and starts the nodes and the
@@ -136,7 +136,7 @@ func StartSentinel(ctx context.Context, n *hosts.Net, opts SentinelOptions) (s *
 			return s, err
 		}
 		argv := h.Argv("redis-sentinel", path)
-		p := &launcher.Process{Name: "sentinel-" + h.Name, Path: argv[0], Args: argv[1:], Out: opts.Out}
+		p := &proc.Process{Name: "sentinel-" + h.Name, Path: argv[0], Args: argv[1:], Out: opts.Out}
 		if err := p.Start(); err != nil {
 			return s, err
 		}
@@ -149,7 +149,7 @@ func StartSentinel(ctx context.Context, n *hosts.Net, opts SentinelOptions) (s *
 // whatever its config says; Sentinel rewrites it on a failover).
 func (r *RedisNode) Start(out io.Writer) error {
 	argv := r.Host.Argv("redis-server", r.conf)
-	r.proc = &launcher.Process{Name: "redis-" + r.Host.Name, Path: argv[0], Args: argv[1:], Out: out}
+	r.proc = &proc.Process{Name: "redis-" + r.Host.Name, Path: argv[0], Args: argv[1:], Out: out}
 	return r.proc.Start()
 }
 
@@ -167,7 +167,7 @@ func (r *RedisNode) Kill() {
 func (r *RedisNode) Restart() error { return r.proc.Restart() }
 
 // Process is the node's redis-server.
-func (r *RedisNode) Process() *launcher.Process { return r.proc }
+func (r *RedisNode) Process() *proc.Process { return r.proc }
 
 // Password is what clients AUTH with.
 func (s *Sentinel) Password() string { return s.opts.Password }
@@ -402,11 +402,11 @@ func (s *Sentinel) WaitFailedOver(ctx context.Context, old *RedisNode) (*RedisNo
 // Stop stops every process and removes the data.
 func (s *Sentinel) Stop() {
 	for _, p := range s.Sentinels {
-		p.Stop(launcher.StopGrace)
+		p.Stop(proc.StopGrace)
 	}
 	for _, n := range s.Nodes {
 		if n.proc != nil {
-			n.proc.Stop(launcher.StopGrace)
+			n.proc.Stop(proc.StopGrace)
 		}
 	}
 	if s.dir != "" {

@@ -17,7 +17,7 @@ import (
 	subscriptionsapi "github.com/dapr/dapr/pkg/apis/subscriptions/v2alpha1"
 	corev1 "k8s.io/api/core/v1"
 
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/subscriber"
 	"dapr-pub-sub/internal/subscriber/handler"
 	"dapr-pub-sub/internal/subscriber/httpch"
@@ -161,9 +161,9 @@ func TestSubscriberAsDeployed(t *testing.T) {
 // runtimeVersion is the Dapr runtime the tests run against
 // (tools/daprd/go.mod): the one the manifests are checked for.
 func runtimeVersion() (string, error) {
-	root, err := launcher.RepoRoot()
+	root, err := proc.RepoRoot()
 	if err != nil {
 		return "", err
 	}
-	return launcher.RuntimeVersion(root)
+	return proc.RuntimeVersion(root)
 }

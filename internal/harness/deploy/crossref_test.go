@@ -22,7 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"dapr-pub-sub/internal/appenv"
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/publisher"
 	"dapr-pub-sub/internal/retention"
 	"dapr-pub-sub/internal/subscriber"
@@ -145,8 +145,8 @@ func (c *cluster) checkDeployment(p *problems, d *appsv1.Deployment) {
 	if got := flag("--config"); got != cfgName {
 		p.add("%s: daprd --config %q, want %q", where, got, cfgName)
 	}
-	if got := flag("--max-body-size"); got != launcher.MaxBodySize {
-		p.add("%s: daprd --max-body-size %q, want %q as with make run", where, got, launcher.MaxBodySize)
+	if got := flag("--max-body-size"); got != proc.MaxBodySize {
+		p.add("%s: daprd --max-body-size %q, want %q as with make run", where, got, proc.MaxBodySize)
 	}
 	if _, ok := argValue(daprd.Args, "--log-as-json"); !ok {
 		p.add("%s: daprd logs text, want --log-as-json", where)

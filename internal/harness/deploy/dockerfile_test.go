@@ -736,7 +736,7 @@ func TestDockerignoreRules(t *testing.T) {
 		"internal/subscriber/testdata/x":      true,
 		"internal/subscriber/tools/x.go":      false, // "tools" is the root's only
 		"internal/subscriber/notes.txt":       false, // "*.txt" too
-		"internal/harness/system/run.go":      true,  // no image runs the harness
+		"internal/harness/system/system.go":   true,  // no image runs the harness
 		"internal/harness/e2e/x.txt":          true,
 		"internal/subscriber/a_test.go/x":     true,
 		"internal/subscriber/live/web/app.js": false, // embedded in the binary

@@ -12,7 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"dapr-pub-sub/internal/appenv"
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/harness/system"
 	"dapr-pub-sub/internal/store"
 )
@@ -156,7 +156,7 @@ func TestDeadLettersReplayAfterTheFix(t *testing.T) {
 	// Deploy the fix: the same subscriber without the bug.
 	s.Sub.App.Env = withoutPrefix(s.Sub.App.Env, "FAULT_REJECT_FROM=")
 	restart(t, s.Sub.App)
-	if err := launcher.WaitApp(t.Context(), s.Sub.App, s.Sub.Port); err != nil {
+	if err := proc.WaitApp(t.Context(), s.Sub.App, s.Sub.Port); err != nil {
 		t.Fatal(err)
 	}
 	if out := s.deadletters("replay", "-id", "order-100"); !strings.Contains(out, "1 dead letter(s) replayed") {

@@ -10,26 +10,26 @@ import (
 	"testing"
 	"time"
 
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 )
 
 // brokersUnderTest is every broker, or the one BROKER names.
 func brokersUnderTest(t *testing.T) []string {
 	if b := os.Getenv("BROKER"); b != "" {
-		for _, known := range launcher.Brokers {
+		for _, known := range proc.Brokers {
 			if b == known {
 				return []string{b}
 			}
 		}
-		t.Fatalf("BROKER=%q: want one of %v", b, launcher.Brokers)
+		t.Fatalf("BROKER=%q: want one of %v", b, proc.Brokers)
 	}
-	return launcher.Brokers
+	return proc.Brokers
 }
 
 // competing reports whether a broker shares a topic among the replicas of
 // one app id. MQTT 3 has no consumer groups: replicas would share one
 // client id and knock each other off.
-func competing(broker string) bool { return broker != launcher.BrokerMQTT }
+func competing(broker string) bool { return broker != proc.BrokerMQTT }
 
 // TestBrokers is one behaviour suite, run unchanged against each broker
 // behind the "pubsub" component: N orders delivered, each processed once;
@@ -54,7 +54,7 @@ func brokerSuite(t *testing.T, broker string) {
 	s := startSystem(t, options{broker: broker, subEnv: []string{"FAULT_FAIL_FIRST_EVERY=10"}})
 	nodes := []*node{s.first()}
 	if competing(broker) {
-		nodes = append(nodes, s.addSubscriber(launcher.SubscriberID, "subscriber-2", []string{"FAULT_FAIL_FIRST_EVERY=10"}))
+		nodes = append(nodes, s.addSubscriber(proc.SubscriberID, "subscriber-2", []string{"FAULT_FAIL_FIRST_EVERY=10"}))
 	}
 	start := time.Now()
 	// Spread over seconds: a Kafka consumer group takes seconds to give the
@@ -85,15 +85,15 @@ func brokerSuite(t *testing.T, broker string) {
 	// JetStream drops a re-publish itself: the CloudEvent id is the
 	// Nats-Msg-Id, deduplicated within the stream's window (2 min).
 	wantDups := republished
-	if broker == launcher.BrokerJetStream {
+	if broker == proc.BrokerJetStream {
 		wantDups = 0
 	}
 	waitFor(t, 3*time.Minute, "drained", func() bool {
 		return s.countKeys("statestore||subscriber/order/*") >= n && len(s.deadLetterIndex()) >= poison && duplicates() >= wantDups &&
-			(broker != launcher.BrokerRedis || (s.pending("orders") == 0 && s.pending("orders-deadletter") == 0))
+			(broker != proc.BrokerRedis || (s.pending("orders") == 0 && s.pending("orders-deadletter") == 0))
 	})
-	s.checkProcessedOnce(launcher.SubscriberID, n)
-	if broker == launcher.BrokerJetStream && duplicates() != 0 {
+	s.checkProcessedOnce(proc.SubscriberID, n)
+	if broker == proc.BrokerJetStream && duplicates() != 0 {
 		t.Errorf("%d re-published orders reached the subscriber; JetStream should have dropped them as duplicates", duplicates())
 	}
 	if got := len(s.deadLetterIndex()); got != poison {
@@ -115,7 +115,7 @@ func brokerSuite(t *testing.T, broker string) {
 // in a folder it cannot write it logged "Error saving in-memory database"
 // every autosave and kept nothing over a restart.
 func TestMosquittoKeepsItsData(t *testing.T) {
-	b, err := launcher.StartBroker(t.Context(), root, launcher.BrokerMQTT, &testLog{t: t})
+	b, err := proc.StartBroker(t.Context(), root, proc.BrokerMQTT, &testLog{t: t})
 	if err != nil {
 		t.Fatal(err)
 	}

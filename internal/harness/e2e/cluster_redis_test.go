@@ -7,7 +7,7 @@ import (
 
 	"dapr-pub-sub/internal/harness/cluster"
 	"dapr-pub-sub/internal/harness/hosts"
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 )
 
 // TestClusterRedisSentinel runs the cluster scenarios on Redis with
@@ -119,7 +119,7 @@ func (s *sys) allRead(stream string) bool {
 		return false
 	}
 	for _, g := range groups {
-		if g.Name == launcher.SubscriberID {
+		if g.Name == proc.SubscriberID {
 			return g.LastDeliveredID == info.LastGeneratedID
 		}
 	}

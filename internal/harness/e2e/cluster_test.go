@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"dapr-pub-sub/internal/harness/cluster"
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/testutil"
 )
 
@@ -36,7 +36,7 @@ const clusterOrders = 1000
 func TestClusterJetStream(t *testing.T) {
 	var s *sys
 	start := func(t *testing.T) *sys {
-		s = startSystem(t, options{broker: launcher.BrokerJetStream})
+		s = startSystem(t, options{broker: proc.BrokerJetStream})
 		return s
 	}
 	leader := func(t *testing.T) *cluster.NATSNode {
@@ -53,7 +53,7 @@ func TestClusterJetStream(t *testing.T) {
 		})
 	}
 	idle := func(t *testing.T) bool {
-		ok, err := s.JetStream.ConsumerIdle(t.Context(), "orders", launcher.SubscriberID)
+		ok, err := s.JetStream.ConsumerIdle(t.Context(), "orders", proc.SubscriberID)
 		return err == nil && ok
 	}
 	runCluster(t, "jetstream", start, idle, []clusterFault{
@@ -109,9 +109,9 @@ func TestClusterJetStream(t *testing.T) {
 // nothing dead-lettered.
 func TestClusterRabbitMQ(t *testing.T) {
 	var s *sys
-	const queue = launcher.SubscriberID + "-orders" // Dapr's name: consumerID-topic
+	const queue = proc.SubscriberID + "-orders" // Dapr's name: consumerID-topic
 	start := func(t *testing.T) *sys {
-		s = startSystem(t, options{broker: launcher.BrokerRabbitMQCluster})
+		s = startSystem(t, options{broker: proc.BrokerRabbitMQCluster})
 		return s
 	}
 	leader := func(t *testing.T) *cluster.RabbitNode {
@@ -247,7 +247,7 @@ type clusterRow struct {
 // order was processed once.
 func clusterScenario(t *testing.T, broker, name string, s *sys, idle func() bool, fault func(*testing.T)) clusterRow {
 	n := testutil.EnvInt(t, "CLUSTER_ORDERS", clusterOrders)
-	second := s.addSubscriber(launcher.SubscriberID, "subscriber-2", nil)
+	second := s.addSubscriber(proc.SubscriberID, "subscriber-2", nil)
 	nodes := []*node{s.first(), second}
 	processed := func() int {
 		seen := map[int64]bool{}

@@ -18,7 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"dapr-pub-sub/internal/appenv"
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/harness/system"
 )
 
@@ -43,7 +43,7 @@ func chaosOrders(t *testing.T) int {
 
 // chaosSetup is one mode on one delivery channel.
 type chaosSetup struct {
-	mode    launcher.Mode
+	mode    proc.Mode
 	channel system.Channel
 	// appRestartsOnly runs only the scenarios that restart the subscriber
 	// app, in `make test`; `make chaos` (CHAOS_ORDERS set) runs them all.
@@ -68,17 +68,17 @@ func (s chaosSetup) String() string {
 // CHAOS_MODE and CHAOS_CHANNEL keep the setups that match.
 func chaosSetups(t *testing.T) []chaosSetup {
 	all := []chaosSetup{
-		{mode: launcher.ModeLatency, channel: system.ChannelGRPC},
-		{mode: launcher.ModeThroughput, channel: system.ChannelHTTP},
-		{mode: launcher.ModeLatency, channel: system.ChannelStream, appRestartsOnly: os.Getenv("CHAOS_ORDERS") == ""},
-		{mode: launcher.ModeLatency, channel: system.ChannelHTTP, appRestartsOnly: os.Getenv("CHAOS_ORDERS") == ""},
+		{mode: proc.ModeLatency, channel: system.ChannelGRPC},
+		{mode: proc.ModeThroughput, channel: system.ChannelHTTP},
+		{mode: proc.ModeLatency, channel: system.ChannelStream, appRestartsOnly: os.Getenv("CHAOS_ORDERS") == ""},
+		{mode: proc.ModeLatency, channel: system.ChannelHTTP, appRestartsOnly: os.Getenv("CHAOS_ORDERS") == ""},
 		// The throughput mode on the record store, where batches of
 		// records are inserted by one script.
-		{mode: launcher.ModeThroughput, channel: system.ChannelHTTP, records: true, recordsOnly: os.Getenv("CHAOS_ORDERS") == ""},
+		{mode: proc.ModeThroughput, channel: system.ChannelHTTP, records: true, recordsOnly: os.Getenv("CHAOS_ORDERS") == ""},
 	}
 	mode, channel := os.Getenv("CHAOS_MODE"), os.Getenv("CHAOS_CHANNEL")
 	if mode != "" {
-		if _, err := launcher.ParseMode(mode); err != nil {
+		if _, err := proc.ParseMode(mode); err != nil {
 			t.Fatalf("CHAOS_MODE: %v", err)
 		}
 	}
@@ -132,7 +132,7 @@ func TestFaults(t *testing.T) {
 			s.Sub.App.Signal(syscall.SIGKILL)
 			_ = waitExit(t, s.Sub.App) // killed: the exit error is the point
 			restart(t, s.Sub.App)
-			if err := launcher.WaitApp(t.Context(), s.Sub.App, s.Sub.Port); err != nil {
+			if err := proc.WaitApp(t.Context(), s.Sub.App, s.Sub.Port); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -165,7 +165,7 @@ func TestFaults(t *testing.T) {
 			s.Redis.Process().Signal(syscall.SIGCONT)
 		}},
 		{name: "consumer group deleted", fault: func(t *testing.T, s *sys) {
-			if err := s.redis.XGroupDestroy(t.Context(), "orders", launcher.SubscriberID).Err(); err != nil {
+			if err := s.redis.XGroupDestroy(t.Context(), "orders", proc.SubscriberID).Err(); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -177,7 +177,7 @@ func TestFaults(t *testing.T) {
 				t.Errorf("subscriber exited with %v on SIGTERM, want 0", err)
 			}
 			restart(t, s.Sub.App)
-			if err := launcher.WaitApp(t.Context(), s.Sub.App, s.Sub.Port); err != nil {
+			if err := proc.WaitApp(t.Context(), s.Sub.App, s.Sub.Port); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -248,7 +248,7 @@ func runScenario(t *testing.T, sc scenario, set chaosSetup, n int) {
 	}
 	drain := time.Since(start)
 
-	lost := s.checkProcessedOnce(launcher.SubscriberID, n)
+	lost := s.checkProcessedOnce(proc.SubscriberID, n)
 	if lost > 0 {
 		s.explainLost(n)
 	}
@@ -303,7 +303,7 @@ func publishPoison(ctx context.Context, s *sys, n int) error {
 	return nil
 }
 
-func killAndRestartSidecar(t *testing.T, sc *launcher.RunningSidecar) {
+func killAndRestartSidecar(t *testing.T, sc *proc.RunningSidecar) {
 	sc.Signal(syscall.SIGKILL)
 	_ = waitExit(t, sc.Process) // killed: the exit error is the point
 	restart(t, sc.Process)
@@ -312,14 +312,14 @@ func killAndRestartSidecar(t *testing.T, sc *launcher.RunningSidecar) {
 	}
 }
 
-func restart(t *testing.T, p *launcher.Process) {
+func restart(t *testing.T, p *proc.Process) {
 	if err := p.Restart(); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // waitExit waits for p to exit and returns its exit error.
-func waitExit(t *testing.T, p *launcher.Process) error {
+func waitExit(t *testing.T, p *proc.Process) error {
 	select {
 	case <-p.Done():
 		return p.Err()
@@ -343,7 +343,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 
 // pending is the subscriber's consumer group's count of delivered,
 // unacknowledged entries.
-func (s *sys) pending(stream string) int64 { return s.pendingOf(stream, launcher.SubscriberID) }
+func (s *sys) pending(stream string) int64 { return s.pendingOf(stream, proc.SubscriberID) }
 
 // pendingOf is pending for the consumer group of another app.
 func (s *sys) pendingOf(stream, group string) int64 {
@@ -412,7 +412,7 @@ func (s *sys) explainLost(n int) {
 		s.t.Logf("XRANGE orders: %v", err)
 		return
 	}
-	pending, _ := s.redis.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: "orders", Group: launcher.SubscriberID, Start: "-", End: "+", Count: 10000}).Result()
+	pending, _ := s.redis.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: "orders", Group: proc.SubscriberID, Start: "-", End: "+", Count: 10000}).Result()
 	for _, e := range entries {
 		data, _ := e.Values["data"].(string)
 		var ce struct{ ID string }

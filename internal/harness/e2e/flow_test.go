@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/order"
 )
 
@@ -152,8 +152,8 @@ func TestInvalidOrderIsDeadLetteredNotLost(t *testing.T) {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		n, _ := s.redis.XLen(t.Context(), "orders-deadletter").Result()
-		dlPending, _ := s.redis.XPending(t.Context(), "orders-deadletter", launcher.SubscriberID).Result()
-		pending, _ := s.redis.XPending(t.Context(), "orders", launcher.SubscriberID).Result()
+		dlPending, _ := s.redis.XPending(t.Context(), "orders-deadletter", proc.SubscriberID).Result()
+		pending, _ := s.redis.XPending(t.Context(), "orders", proc.SubscriberID).Result()
 		if n == 1 && dlPending != nil && dlPending.Count == 0 && pending != nil && pending.Count == 0 && logged(s, `"Dead letter"`) {
 			break
 		}

@@ -17,7 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"dapr-pub-sub/internal/harness/cluster"
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/harness/system"
 	"dapr-pub-sub/internal/order"
 )
@@ -66,14 +66,14 @@ type sys struct {
 	received *receipts
 	// brokerRedis is the Redis behind "pubsub" when options.brokerRedis
 	// asked for one apart from the state store's; nil otherwise.
-	brokerRedis *launcher.Redis
+	brokerRedis *proc.Redis
 }
 
 // options vary a system from the one `make run` starts.
 type options struct {
 	subEnv []string // more environment for the subscriber (appenv names), e.g. fault settings
-	broker string   // behind the pubsub component; default launcher.BrokerRedis
-	mode   launcher.Mode
+	broker string   // behind the pubsub component; default proc.BrokerRedis
+	mode   proc.Mode
 	// channel is how daprd delivers; "" is the spec's default (grpc in
 	// the latency mode), or E2E_CHANNEL when set.
 	channel system.Channel
@@ -103,25 +103,25 @@ func startSystem(t testing.TB, opts ...options) *sys {
 	if len(opts) > 0 {
 		o = opts[0]
 	}
-	ports, err := launcher.FreePorts(1)
+	ports, err := proc.FreePorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := &sys{t: t, received: newReceipts()}
 	sub := debugNode(system.Node{Env: o.subEnv, OnLine: s.received.observe, NoAppHealthCheck: o.noAppHealthCheck})
-	ro := launcher.RedisOptions{Source: launcher.RedisServer, Addr: "127.0.0.1:" + strconv.Itoa(ports[0]), Dir: t.TempDir()}
+	ro := proc.RedisOptions{Source: proc.RedisServer, Addr: "127.0.0.1:" + strconv.Itoa(ports[0]), Dir: t.TempDir()}
 	var sentinels string
 	if o.sentinel != nil {
-		ro = launcher.RedisOptions{Source: launcher.RedisExisting, Addr: o.sentinel.Nodes[0].Addr, ExistingPassword: o.sentinel.Password()}
+		ro = proc.RedisOptions{Source: proc.RedisExisting, Addr: o.sentinel.Nodes[0].Addr, ExistingPassword: o.sentinel.Password()}
 		sentinels = o.sentinel.SentinelAddrs()
 	}
 	var pubsubMeta map[string]string
 	if o.brokerRedis {
-		bp, err := launcher.FreePorts(1)
+		bp, err := proc.FreePorts(1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := launcher.StartRedis(t.Context(), launcher.RedisOptions{Source: launcher.RedisServer, Addr: "127.0.0.1:" + strconv.Itoa(bp[0]), Dir: t.TempDir(), Out: &testLog{t: t}})
+		b, err := proc.StartRedis(t.Context(), proc.RedisOptions{Source: proc.RedisServer, Addr: "127.0.0.1:" + strconv.Itoa(bp[0]), Dir: t.TempDir(), Out: &testLog{t: t}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -238,7 +238,7 @@ func (s *sys) waitDrained(want int, timeout time.Duration) {
 		got := s.received.distinct()
 		pending := int64(-1)
 		if got >= want {
-			if p, err := s.redis.XPending(s.t.Context(), "orders", launcher.SubscriberID).Result(); err == nil {
+			if p, err := s.redis.XPending(s.t.Context(), "orders", proc.SubscriberID).Result(); err == nil {
 				pending = p.Count
 			}
 			if pending == 0 {
@@ -326,7 +326,7 @@ func (s *sys) lag(stream string) int64 {
 		return -1
 	}
 	for _, g := range groups {
-		if g.Name == launcher.SubscriberID {
+		if g.Name == proc.SubscriberID {
 			return g.Lag
 		}
 	}

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"dapr-pub-sub/internal/harness/launcher"
-	"dapr-pub-sub/internal/harness/system"
+	"dapr-pub-sub/internal/harness/proc"
 )
 
 // TestStoppedSystemLeavesNoProcess runs the system, stops it, and checks in
@@ -50,7 +50,7 @@ func TestStoppedSystemLeavesNoProcess(t *testing.T) {
 // the original example's orders arrive, a curl-style publish arrives, and Ctrl-C
 // (cancelling the context) stops every process.
 func TestLocalRunShowsTheSeedFlow(t *testing.T) {
-	ports, err := launcher.FreePorts(7)
+	ports, err := proc.FreePorts(7)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestLocalRunShowsTheSeedFlow(t *testing.T) {
 		"-app-port", strconv.Itoa(ports[0]), "-sub-http-port", strconv.Itoa(ports[1]), "-sub-grpc-port", strconv.Itoa(ports[2]),
 		"-pub-http-port", strconv.Itoa(ports[3]), "-pub-grpc-port", strconv.Itoa(ports[4]), "-app-grpc-port", strconv.Itoa(ports[6])}
 	// Known secrets, to look for them where they must not be.
-	known := launcher.NewSecrets(func(string) string { return "" })
+	known := proc.NewSecrets(func(string) string { return "" })
 	apiToken, redisPassword := known.APIToken, known.RedisPassword
 	getenv := func(k string) string {
 		switch k {
@@ -74,7 +74,7 @@ func TestLocalRunShowsTheSeedFlow(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- system.Run(ctx, args, getenv, out, out) }()
+	go func() { done <- launcher.Run(ctx, args, getenv, out, out) }()
 
 	out.waitFor(t, done, "Press Ctrl-C to stop.")
 	if !out.has("make deadletters") {
@@ -104,7 +104,7 @@ func TestLocalRunShowsTheSeedFlow(t *testing.T) {
 
 	ctrlC(t, cancel, done)
 	for _, p := range ports {
-		if err := launcher.CheckPortFree(p, "", ""); err != nil {
+		if err := proc.CheckPortFree(p, "", ""); err != nil {
 			t.Errorf("after Ctrl-C: %v", err)
 		}
 	}
@@ -128,18 +128,18 @@ func TestLocalRunShowsTheSeedFlow(t *testing.T) {
 // TestLocalRunRefusesABusyPort checks that a port in use stops the run at
 // once with a message naming the port and the fix, before anything starts.
 func TestLocalRunRefusesABusyPort(t *testing.T) {
-	busy, err := launcher.FreePort()
+	busy, err := proc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Addr: "127.0.0.1:" + strconv.Itoa(busy)}
 	go srv.ListenAndServe() //nolint:errcheck // ends with Close below
 	defer srv.Close()
-	if err := launcher.WaitTCP(t.Context(), srv.Addr, nil); err != nil {
+	if err := proc.WaitTCP(t.Context(), srv.Addr, nil); err != nil {
 		t.Fatal(err)
 	}
 	out := &watchedOutput{t: t}
-	err = system.Run(t.Context(), []string{"-app-port", strconv.Itoa(busy)}, os.Getenv, out, out)
+	err = launcher.Run(t.Context(), []string{"-app-port", strconv.Itoa(busy)}, os.Getenv, out, out)
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("port %d (subscriber app) is already in use", busy)) {
 		t.Fatalf("Run with a busy port = %v", err)
 	}
@@ -226,7 +226,7 @@ func (w *watchedOutput) waitFor(t *testing.T, done chan error, s string) {
 func TestLocalRunOnTheEmbeddedBroker(t *testing.T) {
 	for _, outbox := range []bool{false, true} {
 		t.Run(map[bool]string{false: "plain", true: "outbox"}[outbox], func(t *testing.T) {
-			ports, err := launcher.FreePorts(7)
+			ports, err := proc.FreePorts(7)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -241,7 +241,7 @@ func TestLocalRunOnTheEmbeddedBroker(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			done := make(chan error, 1)
-			go func() { done <- system.Run(ctx, args, os.Getenv, out, out) }()
+			go func() { done <- launcher.Run(ctx, args, os.Getenv, out, out) }()
 			for id := range 3 {
 				out.waitFor(t, done, fmt.Sprintf(`Received message: {"id": %d,`, id))
 			}
@@ -274,18 +274,18 @@ func TestLocalRunOnTheEmbeddedBroker(t *testing.T) {
 // .run/rabbitmq.log, not to the console, which shows a broker's lines only
 // at an error level — none in a healthy run.
 func TestLocalRunOnRabbitMQIsQuiet(t *testing.T) {
-	ports, err := launcher.FreePorts(7)
+	ports, err := proc.FreePorts(7)
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"-count", "3", "-interval", "10ms", "-broker", launcher.BrokerRabbitMQ, "-redis", "redis-server", "-redis-addr", "127.0.0.1:" + strconv.Itoa(ports[5]),
+	args := []string{"-count", "3", "-interval", "10ms", "-broker", proc.BrokerRabbitMQ, "-redis", "redis-server", "-redis-addr", "127.0.0.1:" + strconv.Itoa(ports[5]),
 		"-app-port", strconv.Itoa(ports[0]), "-sub-http-port", strconv.Itoa(ports[1]), "-sub-grpc-port", strconv.Itoa(ports[2]),
 		"-pub-http-port", strconv.Itoa(ports[3]), "-pub-grpc-port", strconv.Itoa(ports[4]), "-app-grpc-port", strconv.Itoa(ports[6])}
 	out := &watchedOutput{t: t}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- system.Run(ctx, args, os.Getenv, out, out) }()
+	go func() { done <- launcher.Run(ctx, args, os.Getenv, out, out) }()
 	out.waitFor(t, done, "Press Ctrl-C to stop.")
 	for id := range 3 {
 		out.waitFor(t, done, fmt.Sprintf(`Received message: {"id": %d, "message": "Hello from publisher - message %d"}`, id, id))

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"dapr-pub-sub/internal/harness/bench"
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/harness/system"
 	"dapr-pub-sub/internal/store"
 	"dapr-pub-sub/internal/testutil"
@@ -101,7 +101,7 @@ func TestLongRun(t *testing.T) {
 	fmt.Fprintln(&b, "|---:|---:|---:|---:|---|")
 	for _, sm := range samples {
 		fmt.Fprintf(&b, "| %.0f | %.1f | %d | %d | %d, %d, %d |\n", sm.at.Seconds(), float64(sm.usedMemory)/(1<<20), sm.streamLen, sm.records,
-			sm.rssMiB[launcher.SubscriberID], sm.rssMiB["daprd-"+launcher.SubscriberID], sm.rssMiB["redis"])
+			sm.rssMiB[proc.SubscriberID], sm.rssMiB["daprd-"+proc.SubscriberID], sm.rssMiB["redis"])
 	}
 	t.Log("\n" + b.String())
 	if f := os.Getenv("LONGRUN_REPORT"); f != "" {

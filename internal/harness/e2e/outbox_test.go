@@ -14,7 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"dapr-pub-sub/internal/appenv"
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/harness/system"
 	"dapr-pub-sub/internal/publisher"
 )
@@ -78,7 +78,7 @@ func TestOutbox(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{name: "the broker (RabbitMQ) frozen 20 s while the store is up", broker: launcher.BrokerRabbitMQ, brokerFault: true, fault: func(t *testing.T, s *sys, n int, stored func() int) {
+		{name: "the broker (RabbitMQ) frozen 20 s while the store is up", broker: proc.BrokerRabbitMQ, brokerFault: true, fault: func(t *testing.T, s *sys, n int, stored func() int) {
 			waitFor(t, 2*time.Minute, "a quarter of the orders stored", func() bool { return stored() >= n/4 })
 			s.Broker.Process().Signal(syscall.SIGSTOP)
 			time.Sleep(20 * time.Second) // the fault itself
@@ -188,7 +188,7 @@ func runOutbox(t *testing.T, sc outboxScenario, n int) {
 // orderKey is the Redis key of the outbox mode's order id (a Redis glob
 // for "*"): the order store keeps it under the publisher's app id.
 func orderKey(id string) string {
-	return launcher.PublisherID + "||" + strings.TrimSuffix(publisher.OrderKey(0), "0") + id
+	return proc.PublisherID + "||" + strings.TrimSuffix(publisher.OrderKey(0), "0") + id
 }
 
 // outboxGhost is an entry pending in the outbox's internal topic.
@@ -203,7 +203,7 @@ type outboxGhost struct {
 // outboxPending lists the entries pending in the outbox's internal topic.
 func (s *sys) outboxPending() []outboxGhost {
 	ctx := s.t.Context()
-	pending, err := s.redis.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: system.OutboxStream, Group: launcher.PublisherID, Start: "-", End: "+", Count: 1000}).Result()
+	pending, err := s.redis.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: system.OutboxStream, Group: proc.PublisherID, Start: "-", End: "+", Count: 1000}).Result()
 	if err != nil {
 		return []outboxGhost{{id: "XPENDING: " + err.Error(), order: -1}}
 	}

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 )
 
 // TestReadmeQuickStart does what README.md's quick start says, as written:
@@ -90,7 +90,7 @@ func TestReadmeQuickStart(t *testing.T) {
 	if !term.has("==> Stopping") {
 		t.Error("Ctrl-C: no `==> Stopping`")
 	}
-	folded := regexp.MustCompile(`Known daprd lines folded: (\d+) × ` + regexp.QuoteMeta(launcher.IdleReadTimeout.Name)).FindStringSubmatch(term.text(0))
+	folded := regexp.MustCompile(`Known daprd lines folded: (\d+) × ` + regexp.QuoteMeta(proc.IdleReadTimeout.Name)).FindStringSubmatch(term.text(0))
 	if folded != nil {
 		// Two idle streams (orders, orders-deadletter), one read each per
 		// readTimeout (2 s) at most: more means something else matched.
@@ -105,7 +105,7 @@ func TestReadmeQuickStart(t *testing.T) {
 		}
 	}
 	for _, p := range []int{3500, 3501, 8001, 8002, 6379} {
-		if err := launcher.CheckPortFree(p, "", ""); err != nil {
+		if err := proc.CheckPortFree(p, "", ""); err != nil {
 			t.Errorf("after Ctrl-C: %v", err)
 		}
 	}
@@ -113,7 +113,7 @@ func TestReadmeQuickStart(t *testing.T) {
 
 // quietAllowed are the ERROR/WARN lines a healthy `make run` may print,
 // each with the reason it does not stand for a problem. daprd's own known
-// line (launcher.KnownDaprLines) is folded by the launcher before it gets
+// line (proc.KnownDaprLines) is folded by the launcher before it gets
 // here, and so is not listed.
 var quietAllowed = []struct {
 	match *regexp.Regexp
@@ -165,7 +165,7 @@ func TestNoisyLines(t *testing.T) {
 		"redis other warning":   {`[redis] 20615:M 04 Dec 2026 15:16:02.057 # Error accepting a client connection`, true},
 		"redis notice":          {`[redis] 20615:M 04 Dec 2026 15:16:02.058 * Ready to accept connections`, false},
 		"launcher warning":      {`WARNING: redis-server is not installed (apt-get install redis-server); using an embedded in-memory Redis (miniredis).`, true},
-		"launcher folding note": {`[daprd-subscriber] note: ` + launcher.IdleReadTimeout.Why, false},
+		"launcher folding note": {`[daprd-subscriber] note: ` + proc.IdleReadTimeout.Why, false},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if got := len(noisyLines([]string{tc.line})) == 1; got != tc.noisy {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/harness/system"
 )
 
@@ -63,7 +63,7 @@ func TestSameEventTwiceInFlight(t *testing.T) {
 			// stop of the old one, which may also have taken this order
 			// (seen once in seven runs: order 6 not there after 10 s).
 			s.waitDrained(2, drainWithin)
-			if p, err := s.redis.XPending(t.Context(), "orders", launcher.SubscriberID).Result(); err != nil || p.Count != 0 {
+			if p, err := s.redis.XPending(t.Context(), "orders", proc.SubscriberID).Result(); err != nil || p.Count != 0 {
 				t.Fatalf("pending = %+v, %v; want none", p, err)
 			}
 		})

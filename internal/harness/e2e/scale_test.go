@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 )
 
 // TestCompetingConsumers: three replicas of the subscriber (one app id,
@@ -18,7 +18,7 @@ func TestCompetingConsumers(t *testing.T) {
 	s := startSystem(t)
 	replicas := []*node{s.first()}
 	for i := 2; i <= 3; i++ {
-		replicas = append(replicas, s.addSubscriber(launcher.SubscriberID, "subscriber-"+strconv.Itoa(i), nil))
+		replicas = append(replicas, s.addSubscriber(proc.SubscriberID, "subscriber-"+strconv.Itoa(i), nil))
 	}
 	pub, err := s.StartPublisher([]string{"-count", strconv.Itoa(n), "-interval", "2ms"}, "")
 	if err != nil {
@@ -42,7 +42,7 @@ func TestCompetingConsumers(t *testing.T) {
 	waitFor(t, 2*time.Minute, "drained", func() bool {
 		return s.countKeys("statestore||subscriber/order/*") >= n && s.pending("orders") == 0
 	})
-	s.checkProcessedOnce(launcher.SubscriberID, n)
+	s.checkProcessedOnce(proc.SubscriberID, n)
 	split := make([]int, len(replicas))
 	for i, r := range replicas {
 		split[i] = r.received.distinct()
@@ -65,7 +65,7 @@ func TestFanOut(t *testing.T) {
 		return s.countKeys("statestore||subscriber/order/*") >= n && s.countKeys("statestore||audit/order/*") >= n &&
 			s.pending("orders") == 0 && s.pendingOf("orders", "audit") == 0
 	})
-	for _, app := range []string{launcher.SubscriberID, "audit"} {
+	for _, app := range []string{proc.SubscriberID, "audit"} {
 		s.checkProcessedOnce(app, n)
 	}
 	if got := audit.received.distinct(); got != n {

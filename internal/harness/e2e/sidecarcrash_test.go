@@ -13,7 +13,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"dapr-pub-sub/internal/appenv"
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/testutil"
 )
 
@@ -33,7 +33,7 @@ const crashOrders = 1000
 func TestSidecarCrash(t *testing.T) {
 	brokers := brokersUnderTest(t)
 	if os.Getenv("BROKER") == "" {
-		brokers = slices.Concat(brokers, []string{launcher.BrokerRabbitMQCluster})
+		brokers = slices.Concat(brokers, []string{proc.BrokerRabbitMQCluster})
 	}
 	var rows []crashRow
 	for _, broker := range brokers {
@@ -84,7 +84,7 @@ func sidecarCrash(t *testing.T, broker string) crashRow {
 	processed := func() int { return s.countKeys("statestore||subscriber/order/*") }
 	waitSettled(t, 4*time.Minute, "the kill", n, processed, idle)
 	drained := time.Since(killed)
-	lost := s.checkProcessedOnce(launcher.SubscriberID, n)
+	lost := s.checkProcessedOnce(proc.SubscriberID, n)
 	twice := 0
 	counts, _, bad := s.received.snapshot()
 	if len(bad) > 0 {
@@ -120,21 +120,21 @@ func sidecarCrash(t *testing.T, broker string) crashRow {
 // outside: true there, and the records alone judge.
 func (s *sys) brokerIdle(broker string) func() bool {
 	ctx := s.t.Context()
-	queue := launcher.SubscriberID + "-orders" // Dapr's name: consumerID-topic
+	queue := proc.SubscriberID + "-orders" // Dapr's name: consumerID-topic
 	switch broker {
-	case launcher.BrokerRedis:
+	case proc.BrokerRedis:
 		return func() bool { return s.pending("orders") == 0 && s.lag("orders") == 0 }
-	case launcher.BrokerJetStream:
+	case proc.BrokerJetStream:
 		return func() bool {
-			ok, err := s.JetStream.ConsumerIdle(ctx, "orders", launcher.SubscriberID)
+			ok, err := s.JetStream.ConsumerIdle(ctx, "orders", proc.SubscriberID)
 			return err == nil && ok
 		}
-	case launcher.BrokerRabbitMQCluster:
+	case proc.BrokerRabbitMQCluster:
 		return func() bool {
 			ok, err := s.RabbitMQ.QueueIdle(ctx, queue)
 			return err == nil && ok
 		}
-	case launcher.BrokerRabbitMQ:
+	case proc.BrokerRabbitMQ:
 		return func() bool {
 			conn, err := amqp.Dial("amqp://guest:guest@" + s.Broker.Addr)
 			if err != nil {

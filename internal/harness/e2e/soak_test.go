@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/harness/system"
 	"dapr-pub-sub/internal/order"
 	"dapr-pub-sub/internal/testutil"
@@ -58,7 +58,7 @@ func TestSoak(t *testing.T) {
 			time.Sleep(pause) // the app is down: the fault itself
 		}
 		restart(t, app)
-		if err := launcher.WaitApp(t.Context(), app, s.Sub.Port); err != nil {
+		if err := proc.WaitApp(t.Context(), app, s.Sub.Port); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(up) // the app runs before the next fault
@@ -88,7 +88,7 @@ func TestSoak(t *testing.T) {
 	processed := s.countKeys("statestore||subscriber/order/*")
 	t.Logf("at the end: %d Redis client connections", s.redisClients())
 	pending := s.pending("orders")
-	lost := s.checkProcessedOnce(launcher.SubscriberID, n)
+	lost := s.checkProcessedOnce(proc.SubscriberID, n)
 	dups := 0
 	for _, l := range s.received.logLines() {
 		if strings.Contains(l, "Duplicate delivery") {

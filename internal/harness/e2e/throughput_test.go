@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 )
 
 // TestThroughputModeKeepsTheGuarantees runs the high-throughput mode (bulk
@@ -18,7 +18,7 @@ import (
 // happens exactly once and each invalid one becomes a dead letter.
 func TestThroughputModeKeepsTheGuarantees(t *testing.T) {
 	const n = 2000
-	s := startSystem(t, options{mode: launcher.ModeThroughput, subEnv: []string{"FAULT_FAIL_FIRST_EVERY=10"}})
+	s := startSystem(t, options{mode: proc.ModeThroughput, subEnv: []string{"FAULT_FAIL_FIRST_EVERY=10"}})
 	for i := range 3 {
 		id := fmt.Sprintf("bad-%d", i)
 		if code, body := s.publishHTTP("pubsub", "orders?metadata.cloudevent.id="+id, "application/json", `{"id":-1,"message":"bad"}`); code != 204 {
@@ -30,7 +30,7 @@ func TestThroughputModeKeepsTheGuarantees(t *testing.T) {
 	waitFor(t, time.Minute, "3 dead letters kept", func() bool { return len(s.deadLetterIndex()) == 3 })
 	waitFor(t, time.Minute, "the orders stream drained", func() bool { return s.pending("orders") == 0 })
 
-	if lost := s.checkProcessedOnce(launcher.SubscriberID, n); lost > 0 {
+	if lost := s.checkProcessedOnce(proc.SubscriberID, n); lost > 0 {
 		t.Fatalf("%d orders lost", lost)
 	}
 	ids := s.deadLetterIndex()

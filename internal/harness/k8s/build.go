@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 )
 
 // ToolDir is where, relative to the repository root, the module that pins
@@ -46,7 +46,7 @@ var daprCommands = []string{
 // coredns, sentry, …), with daprd and the repository they go with.
 type Binaries struct {
 	K8s, Dapr string // folders
-	Daprd     launcher.Daprd
+	Daprd     proc.Daprd
 	Root      string // the repository: the apps are built from it
 }
 
@@ -63,11 +63,11 @@ func (b Binaries) Path(name string) string {
 // per machine into the launcher's cache (each set under the hash of what
 // it is built from), reporting progress to log; later calls find them.
 func Build(ctx context.Context, root string, log io.Writer) (Binaries, error) {
-	daprd, err := launcher.FindDaprd(ctx, root, "", log)
+	daprd, err := proc.FindDaprd(ctx, root, "", log)
 	if err != nil {
 		return Binaries{}, err
 	}
-	daprVersion, err := launcher.RuntimeVersion(root)
+	daprVersion, err := proc.RuntimeVersion(root)
 	if err != nil {
 		return Binaries{}, err
 	}
@@ -109,16 +109,16 @@ func k8sVersion(root string) (string, error) {
 
 // buildSet builds pkgs in the module at root/dir (with modfile) into a
 // folder of the cache named after name and the hash of files, pkgs and
-// ldflags (launcher.BuildOnce), unless it is there.
+// ldflags (proc.BuildOnce), unless it is there.
 func buildSet(ctx context.Context, root, dir string, files []string, name, modfile string, pkgs []string, ldflags string, log io.Writer) (string, error) {
 	complete := func(dst string) bool { _, err := os.Stat(filepath.Join(dst, ".complete")); return err == nil }
-	return launcher.BuildOnce(name, filepath.Join(root, dir), files, fmt.Sprint(pkgs, ldflags), complete, func(dst string) error {
+	return proc.BuildOnce(name, filepath.Join(root, dir), files, fmt.Sprint(pkgs, ldflags), complete, func(dst string) error {
 		fmt.Fprintf(log, "Building %s from %s into %s (once per machine; minutes)\n", name, dir, dst)
 		args := []string{"build", "-modfile", modfile, "-trimpath", "-ldflags", "-s -w " + ldflags, "-o", dst + string(filepath.Separator)}
 		cmd := exec.CommandContext(ctx, "go", append(args, pkgs...)...)
 		cmd.Dir = filepath.Join(root, dir)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := launcher.RunWithHeartbeat(cmd, log, name+" build"); err != nil {
+		if out, err := proc.RunWithHeartbeat(cmd, log, name+" build"); err != nil {
 			return fmt.Errorf("build %s in %s: %w\n%s", name, cmd.Dir, err, out)
 		}
 		return os.WriteFile(filepath.Join(dst, ".complete"), nil, 0o644)

@@ -15,18 +15,18 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 )
 
 // TestControlPlaneVersion: the control plane is built from the Dapr that
 // daprd is (tools/daprd's go.mod sets it; tools/dapr-control-plane must
 // follow).
 func TestControlPlaneVersion(t *testing.T) {
-	root, err := launcher.RepoRoot()
+	root, err := proc.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := launcher.RuntimeVersion(root)
+	want, err := proc.RuntimeVersion(root)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 )
 
 // Run is the k8s command: up, down, run or build. It takes the arguments,
@@ -26,7 +26,7 @@ func Run(ctx context.Context, args []string, _ func(string) string, stdout, _ io
 		fmt.Fprintln(out, "k8s: down; everything it changed is put back")
 		return nil
 	}
-	root, err := launcher.RepoRoot()
+	root, err := proc.RepoRoot()
 	if err != nil {
 		return err
 	}

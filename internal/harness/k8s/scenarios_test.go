@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/order"
 	"dapr-pub-sub/internal/store"
 	"dapr-pub-sub/internal/testutil"
@@ -45,7 +45,7 @@ const testNS = "k8stest"
 // pending for the subscriber and nothing unread in the stream, no dead
 // letter.
 func TestInCluster(t *testing.T) {
-	root, err := launcher.RepoRoot()
+	root, err := proc.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

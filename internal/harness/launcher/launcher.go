@@ -1,4 +1,8 @@
-package system
+// Package launcher runs the whole system locally, as `make run` does
+// (cmd/launcher): it reads the run's flags, prepares daprd and the apps,
+// starts the system (internal/harness/system), publishes the run's orders
+// and shows what the subscriber prints, with a hand-typed order to try.
+package launcher
 
 import (
 	"cmp"
@@ -15,7 +19,8 @@ import (
 	"time"
 
 	"dapr-pub-sub/internal/cli"
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
+	"dapr-pub-sub/internal/harness/system"
 	"dapr-pub-sub/internal/logging"
 	"dapr-pub-sub/internal/retention"
 	"dapr-pub-sub/internal/subscriber/httpch"
@@ -23,7 +28,7 @@ import (
 
 // local is what `make run` was asked for.
 type local struct {
-	spec        Spec
+	spec        system.Spec
 	daprVersion string
 	count       int
 	interval    time.Duration
@@ -37,15 +42,15 @@ func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (lo
 	// The original example's HTTP ports; the app↔sidecar gRPC ports are picked free
 	// (below the ephemeral range) unless given: a fixed port there can be
 	// held by any client socket.
-	l := local{spec: Spec{Ports: Ports{App: 8001, AppGRPC: 8002, SubHTTP: 3501, PubHTTP: 3500}}}
+	l := local{spec: system.Spec{Ports: system.Ports{App: 8001, AppGRPC: 8002, SubHTTP: 3501, PubHTTP: 3500}}}
 	p := &l.spec.Ports
 	var redisSource, mode, channel string
 	fs := cli.NewFlagSet("launcher", "Runs the whole system locally: Redis, the subscriber and the publisher, each\nwith its own daprd, on the original example's ports. Ctrl-C stops everything.", stderr)
-	fs.StringVar(&l.spec.Broker, "broker", str("BROKER", launcher.BrokerRedis), "the broker behind the pubsub component: redis, rabbitmq, mqtt, kafka; or a three-node cluster on network namespaces (root): jetstream, rabbitmq-cluster (quorum queues) [BROKER]")
-	fs.StringVar(&mode, "mode", str("MODE", string(launcher.ModeLatency)), "latency: one delivery per order; throughput: bulk subscribe, batches of "+strconv.Itoa(launcher.ThroughputBatch)+" [MODE]")
+	fs.StringVar(&l.spec.Broker, "broker", str("BROKER", proc.BrokerRedis), "the broker behind the pubsub component: redis, rabbitmq, mqtt, kafka; or a three-node cluster on network namespaces (root): jetstream, rabbitmq-cluster (quorum queues) [BROKER]")
+	fs.StringVar(&mode, "mode", str("MODE", string(proc.ModeLatency)), "latency: one delivery per order; throughput: bulk subscribe, batches of "+strconv.Itoa(proc.ThroughputBatch)+" [MODE]")
 	fs.StringVar(&channel, "channel", str("CHANNEL", ""), "how daprd delivers to the subscriber: grpc (default; never acknowledges what the app did not answer), stream (the app opens subscription streams; no app port; latency mode only) or http (the original example's shape; default and required in the throughput mode) [CHANNEL]")
 	fs.StringVar(&l.daprVersion, "dapr-version", str("DAPR_VERSION", ""), "Dapr runtime version to run (default: tools/daprd/go.mod's) [DAPR_VERSION]")
-	fs.StringVar(&redisSource, "redis", str("REDIS_MODE", string(launcher.RedisAuto)), "where Redis comes from: auto, existing, redis-server or embedded [REDIS_MODE]")
+	fs.StringVar(&redisSource, "redis", str("REDIS_MODE", string(proc.RedisAuto)), "where Redis comes from: auto, existing, redis-server or embedded [REDIS_MODE]")
 	fs.StringVar(&l.spec.Redis.Addr, "redis-addr", str("REDIS_ADDR", "127.0.0.1:6379"), "Redis address; replaces localhost:6379 in the components [REDIS_ADDR]")
 	fs.IntVar(&p.App, "app-port", p.App, "subscriber app port")
 	fs.IntVar(&p.AppGRPC, "app-grpc-port", p.AppGRPC, "subscriber app gRPC port, where daprd delivers on the grpc channel")
@@ -67,11 +72,11 @@ func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (lo
 	if env.Err != nil {
 		return l, env.Err
 	}
-	l.spec.Redis.Source = launcher.RedisSource(redisSource)
-	if l.spec.Mode, err = launcher.ParseMode(mode); err != nil {
+	l.spec.Redis.Source = proc.RedisSource(redisSource)
+	if l.spec.Mode, err = proc.ParseMode(mode); err != nil {
 		return l, err
 	}
-	l.spec.Channel, err = ParseChannel(channel)
+	l.spec.Channel, err = system.ParseChannel(channel)
 	return l, err
 }
 
@@ -89,11 +94,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	say := func(format string, a ...any) { fmt.Fprintf(stdout, "==> "+format+"\n", a...) }
 	if l.prepare {
-		root, err := launcher.RepoRoot()
+		root, err := proc.RepoRoot()
 		if err != nil {
 			return err
 		}
-		d, err := launcher.FindDaprd(ctx, root, l.daprVersion, stdout)
+		d, err := proc.FindDaprd(ctx, root, l.daprVersion, stdout)
 		if err != nil {
 			return err
 		}
@@ -103,17 +108,17 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := l.checkPorts(); err != nil {
 		return err
 	}
-	tools, cleanup, err := Prepare(ctx, l.daprVersion, stdout)
+	tools, cleanup, err := system.Prepare(ctx, l.daprVersion, stdout)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
 	say("Using daprd %s (%s)", tools.Daprd.Version, tools.Daprd.Path)
 
-	secrets := launcher.NewSecrets(getenv)
+	secrets := proc.NewSecrets(getenv)
 	// daprd's known lines (a Dapr defect we reported) are explained once
 	// and counted, not printed every 2 s.
-	folder := launcher.NewFolder(stdout, launcher.KnownDaprLines)
+	folder := proc.NewFolder(stdout, proc.KnownDaprLines)
 	l.spec.Tools, l.spec.Secrets, l.spec.Out = tools, &secrets, folder
 	l.spec.Redis.ExistingPassword = getenv("REDIS_PASSWORD")
 	appLog := ""
@@ -121,25 +126,25 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		appLog = "text" // the apps write to our pipe, not the terminal
 	}
 	l.spec.Subscriber.LogFormat = appLog
-	if l.spec.Broker == "" || l.spec.Broker == launcher.BrokerRedis {
+	if l.spec.Broker == "" || l.spec.Broker == proc.BrokerRedis {
 		say("Starting Redis, the subscriber with its sidecar, and the publisher's sidecar")
 	} else {
 		say("Starting Redis (the state store), %s behind the pubsub component, the subscriber with its sidecar, and the publisher's sidecar", l.spec.Broker)
 	}
 	// Another broker's own lines (hundreds at start-up) go to a file of
 	// their own; its error-level lines during the run are shown here.
-	var brokerLog *launcher.BrokerLog
-	if l.spec.Broker != "" && l.spec.Broker != launcher.BrokerRedis {
+	var brokerLog *proc.BrokerLog
+	if l.spec.Broker != "" && l.spec.Broker != proc.BrokerRedis {
 		if err := os.MkdirAll(filepath.Join(tools.Root, ".run"), 0o755); err != nil {
 			return err
 		}
-		if brokerLog, err = launcher.OpenBrokerLog(filepath.Join(tools.Root, ".run", l.spec.Broker+".log"), folder); err != nil {
+		if brokerLog, err = proc.OpenBrokerLog(filepath.Join(tools.Root, ".run", l.spec.Broker+".log"), folder); err != nil {
 			return err
 		}
 		defer brokerLog.Close()
 		l.spec.BrokerOut = brokerLog
 	}
-	sys, err := Start(ctx, l.spec)
+	sys, err := system.Start(ctx, l.spec)
 	if err != nil {
 		if brokerLog != nil {
 			return fmt.Errorf("%w (%s's own log: %s)", err, l.spec.Broker, brokerLog.Path)
@@ -174,7 +179,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer os.Remove(portFile)
 	say("Redis (%s) at %s", sys.Redis.Source, sys.Redis.Addr)
-	if sys.Redis.Source == launcher.RedisEmbedded {
+	if sys.Redis.Source == proc.RedisEmbedded {
 		fmt.Fprintln(stdout, "WARNING: with the embedded broker the state store is Dapr's in-memory one: deduplication holds while the subscriber's sidecar runs, and `make deadletters` (another sidecar) sees no dead letters.")
 	}
 	if sys.Broker != nil {
@@ -187,13 +192,13 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if sys.Keeper != nil {
 		say("Retention keeper: trims what every consumer group is done with after %s; backlog metrics at %s", cmp.Or(sys.Spec.Retention.Window, retention.DefaultWindow), sys.KeeperMetrics)
 	}
-	if l.spec.Mode == launcher.ModeThroughput {
-		say("Throughput mode: bulk subscribe, batches of up to %d orders, waiting at most %s", launcher.ThroughputBatch, launcher.ThroughputAwait)
+	if l.spec.Mode == proc.ModeThroughput {
+		say("Throughput mode: bulk subscribe, batches of up to %d orders, waiting at most %s", proc.ThroughputBatch, proc.ThroughputAwait)
 	}
 	switch sys.Spec.Channel {
-	case ChannelGRPC:
+	case system.ChannelGRPC:
 		say("Subscriber on :%d (daprd delivers over gRPC to :%d), its sidecar on :%d (gRPC :%d)", sys.Sub.Port, sys.Sub.GRPCPort, sys.Sub.Daprd.HTTPPort, sys.Sub.Daprd.GRPCPort)
-	case ChannelStream:
+	case system.ChannelStream:
 		say("Subscriber on :%d (it opens subscription streams to its sidecar), its sidecar on :%d (gRPC :%d)", sys.Sub.Port, sys.Sub.Daprd.HTTPPort, sys.Sub.Daprd.GRPCPort)
 	default:
 		say("Subscriber on :%d (daprd delivers over HTTP), its sidecar on :%d (gRPC :%d)", sys.Sub.Port, sys.Sub.Daprd.HTTPPort, sys.Sub.Daprd.GRPCPort)
@@ -254,7 +259,7 @@ func (l local) checkPorts() error {
 		if c.port == 0 {
 			continue
 		}
-		if err := launcher.CheckPortFree(c.port, c.what, "stop the earlier `make run` still running, or pick another port with the flag"); err != nil {
+		if err := proc.CheckPortFree(c.port, c.what, "stop the earlier `make run` still running, or pick another port with the flag"); err != nil {
 			return err
 		}
 	}
@@ -272,8 +277,8 @@ func writeSecretFile(path, secret string) error {
 
 // firstExit waits for ctx to end (nil) or the first of ps to exit. The
 // first process exiting is an error unless it is ps[0] ending with exit 0.
-func firstExit(ctx context.Context, ps ...*launcher.Process) error {
-	exited := make(chan *launcher.Process, len(ps))
+func firstExit(ctx context.Context, ps ...*proc.Process) error {
+	exited := make(chan *proc.Process, len(ps))
 	for _, p := range ps {
 		go func() {
 			select {

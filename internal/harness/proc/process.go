@@ -1,7 +1,9 @@
-// Package launcher starts and stops the real processes of the system — the
-// broker, one daprd per app, and the apps — for local runs (cmd/launcher)
-// and for the integration tests. It is the only place that knows how.
-package launcher
+// Package proc is the process library: it starts and stops the real
+// processes of the system — Redis and the other brokers, one daprd per app
+// (found or built per version), and the apps — with their readiness, ports
+// and output, for local runs (internal/harness/launcher), the integration
+// tests and the benchmark. It is the only place that knows how.
+package proc
 
 import (
 	"bufio"

@@ -1,11 +1,11 @@
 // Package system declares the whole system — Redis, the broker behind the
 // pubsub component, the subscriber app and its daprd, the publisher's daprd
-// — as one value, a Spec, and brings it up and down in order. `make run`,
-// the integration tests and the benchmark all start the system through it,
-// so a new dimension (a delivery channel, a Dapr version, a clustered broker)
-// is added here once.
+// — as one value, a Spec, and brings it up and down in order. `make run`
+// (internal/harness/launcher), the integration tests and the benchmark all
+// start the system through it, so a new dimension (a delivery channel, a
+// Dapr version, a clustered broker) is added here once.
 //
-// It sits above internal/harness/launcher, the process library (process groups,
+// It sits above internal/harness/proc, the process library (process groups,
 // readiness, ports, the daprd build), and is modelled on dapr/dapr's
 // tests/integration framework: processes declared, started in order, stopped
 // in reverse.
@@ -26,7 +26,7 @@ import (
 	"dapr-pub-sub/internal/appenv"
 	"dapr-pub-sub/internal/harness/cluster"
 	"dapr-pub-sub/internal/harness/hosts"
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/recordstore"
 	"dapr-pub-sub/internal/retention"
 	"dapr-pub-sub/internal/subscriber"
@@ -36,20 +36,20 @@ import (
 // Tools are what every system of one program run shares: the repository,
 // the daprd binary and the built apps. Prepare makes them.
 type Tools struct {
-	Root   string         // the repository root
-	Daprd  launcher.Daprd // the sidecar binary
-	BinDir string         // where the publisher, subscriber and deadletters binaries are
+	Root   string     // the repository root
+	Daprd  proc.Daprd // the sidecar binary
+	BinDir string     // where the publisher, subscriber and deadletters binaries are
 }
 
 // Prepare finds or builds daprd of the Dapr runtime version ("" for the
 // default, tools/daprd/go.mod) and builds the apps into a new temporary
 // folder; the returned func removes it.
 func Prepare(ctx context.Context, version string, log io.Writer) (Tools, func(), error) {
-	root, err := launcher.RepoRoot()
+	root, err := proc.RepoRoot()
 	if err != nil {
 		return Tools{}, nil, err
 	}
-	d, err := launcher.FindDaprd(ctx, root, version, log)
+	d, err := proc.FindDaprd(ctx, root, version, log)
 	if err != nil {
 		return Tools{}, nil, err
 	}
@@ -59,7 +59,7 @@ func Prepare(ctx context.Context, version string, log io.Writer) (Tools, func(),
 	}
 	cleanup := func() { os.RemoveAll(dir) }
 	fmt.Fprintln(log, "==> Building the publisher, the subscriber, the dead-letter tool and the retention keeper (about 30 s the first time)")
-	if err := launcher.BuildApps(ctx, root, dir); err != nil {
+	if err := proc.BuildApps(ctx, root, dir); err != nil {
 		cleanup()
 		return Tools{}, nil, err
 	}
@@ -119,11 +119,11 @@ type Ports struct {
 // latency mode, the HTTP channel.
 type Spec struct {
 	Tools   Tools
-	Redis   launcher.RedisOptions // where Redis (the state store, and the default broker) comes from; Out is set from Out
-	Broker  string                // behind the pubsub component: launcher.BrokerRedis ("") or another of launcher.Brokers
-	Mode    launcher.Mode         // latency ("") or throughput
-	Channel Channel               // how daprd delivers to the subscriber; "" is ChannelGRPC, or ChannelHTTP in the throughput mode
-	Secrets *launcher.Secrets     // nil: generated for this system
+	Redis   proc.RedisOptions // where Redis (the state store, and the default broker) comes from; Out is set from Out
+	Broker  string            // behind the pubsub component: proc.BrokerRedis ("") or another of proc.Brokers
+	Mode    proc.Mode         // latency ("") or throughput
+	Channel Channel           // how daprd delivers to the subscriber; "" is ChannelGRPC, or ChannelHTTP in the throughput mode
+	Secrets *proc.Secrets     // nil: generated for this system
 	Ports   Ports
 
 	// Subscriber is what the first subscriber app gets beyond what the
@@ -170,7 +170,7 @@ type Spec struct {
 // OutboxStream is the stream of the outbox's internal topic outside
 // Kubernetes: Dapr names it <namespace><app id><topic>outbox, and the
 // namespace is "default" there.
-const OutboxStream = "default" + launcher.PublisherID + "orders" + "outbox"
+const OutboxStream = "default" + proc.PublisherID + "orders" + "outbox"
 
 // Retention is the retention keeper's part of a spec.
 type Retention struct {
@@ -179,7 +179,7 @@ type Retention struct {
 
 // Node is one subscriber app with its sidecar, as asked for.
 type Node struct {
-	AppID        string   // "" is launcher.SubscriberID; the same id again is a replica
+	AppID        string   // "" is proc.SubscriberID; the same id again is a replica
 	Name         string   // log prefix; "" is the app id
 	Env          []string // more NAME=value pairs for the app (appenv names), e.g. faults
 	LogLevel     string   // the app's LOG_LEVEL; "" is its default
@@ -197,8 +197,8 @@ type Node struct {
 
 // Subscriber is a running subscriber app and its sidecar.
 type Subscriber struct {
-	App      *launcher.Process
-	Daprd    *launcher.RunningSidecar
+	App      *proc.Process
+	Daprd    *proc.RunningSidecar
 	Port     int // its HTTP port: probes, metrics, /stats, the live page
 	GRPCPort int // its gRPC port on the grpc channel, else 0
 	Node     Node
@@ -208,23 +208,23 @@ type Subscriber struct {
 // ends it.
 type Running struct {
 	Spec    Spec
-	Secrets launcher.Secrets
-	Redis   *launcher.Redis
-	Broker  *launcher.Broker // nil when Redis is the broker
+	Secrets proc.Secrets
+	Redis   *proc.Redis
+	Broker  *proc.Broker // nil when Redis is the broker
 	// JetStream is the cluster behind Broker when it is
-	// launcher.BrokerJetStream, for tests that fail its nodes.
+	// proc.BrokerJetStream, for tests that fail its nodes.
 	JetStream *cluster.JetStream
 	// RabbitMQ is the cluster behind Broker when it is
-	// launcher.BrokerRabbitMQCluster.
+	// proc.BrokerRabbitMQCluster.
 	RabbitMQ  *cluster.RabbitMQ
 	Resources string // the Dapr resources folder every sidecar reads
 	// RecordStore is the record store's process when Spec.Records, and
 	// Sockets the folder of its socket, which the subscribers' daprd read.
-	RecordStore *launcher.Process
+	RecordStore *proc.Process
 	Sockets     string
 	Sub         *Subscriber // the first subscriber
-	PubDaprd    *launcher.RunningSidecar
-	Keeper      *launcher.Process // the retention keeper; nil when it does not run
+	PubDaprd    *proc.RunningSidecar
+	Keeper      *proc.Process // the retention keeper; nil when it does not run
 	// KeeperMetrics and KeeperBacklog are the keeper's /metrics and
 	// /backlog URLs; the subscribers' live pages show the backlog.
 	KeeperMetrics, KeeperBacklog string
@@ -245,17 +245,17 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 	}
 	if spec.Channel == "" {
 		spec.Channel = ChannelGRPC
-		if spec.Mode == launcher.ModeThroughput {
+		if spec.Mode == proc.ModeThroughput {
 			spec.Channel = ChannelHTTP
 		}
 	}
 	if _, err := ParseChannel(string(spec.Channel)); err != nil {
 		return nil, err
 	}
-	if spec.Channel == ChannelGRPC && spec.Mode == launcher.ModeThroughput {
+	if spec.Channel == ChannelGRPC && spec.Mode == proc.ModeThroughput {
 		return nil, errors.New("the throughput mode needs the http channel: the Go SDK's gRPC service does not implement bulk delivery")
 	}
-	if spec.Channel == ChannelStream && spec.Mode == launcher.ModeThroughput {
+	if spec.Channel == ChannelStream && spec.Mode == proc.ModeThroughput {
 		return nil, errors.New("the throughput mode needs the http channel: daprd has no bulk delivery on subscription streams")
 	}
 	if spec.Channel == ChannelStream {
@@ -273,14 +273,14 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 	if spec.Secrets != nil {
 		r.Secrets = *spec.Secrets
 	} else {
-		r.Secrets = launcher.NewSecrets(func(string) string { return "" })
+		r.Secrets = proc.NewSecrets(func(string) string { return "" })
 	}
 	ro := spec.Redis
 	ro.Out = spec.Out
 	if ro.Password == "" {
 		ro.Password = r.Secrets.RedisPassword
 	}
-	if r.Redis, err = launcher.StartRedis(ctx, ro); err != nil {
+	if r.Redis, err = proc.StartRedis(ctx, ro); err != nil {
 		return r, err
 	}
 	r.stops = append(r.stops, r.Redis.Stop)
@@ -290,17 +290,17 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 		return r, err
 	}
 	r.stops = append(r.stops, func() { os.RemoveAll(r.Resources) })
-	if err := launcher.CopyComponents(filepath.Join(spec.Tools.Root, "components"), r.Resources, r.Redis.Addr); err != nil {
+	if err := proc.CopyComponents(filepath.Join(spec.Tools.Root, "components"), r.Resources, r.Redis.Addr); err != nil {
 		return r, err
 	}
-	if r.Redis.Source == launcher.RedisEmbedded {
-		if err := launcher.UseInMemoryStateStore(r.Resources); err != nil {
+	if r.Redis.Source == proc.RedisEmbedded {
+		if err := proc.UseInMemoryStateStore(r.Resources); err != nil {
 			return r, err
 		}
 	}
 	var sentinelled []string // more Redis components to point at the Sentinels
 	if spec.Records {
-		if err := launcher.CopyComponents(filepath.Join(spec.Tools.Root, "components", "records"), r.Resources, r.Redis.Addr); err != nil {
+		if err := proc.CopyComponents(filepath.Join(spec.Tools.Root, "components", "records"), r.Resources, r.Redis.Addr); err != nil {
 			return r, err
 		}
 		sentinelled = append(sentinelled, recordStoreName+".yaml")
@@ -309,16 +309,16 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 		if spec.Outbox {
 			return r, errors.New("the outbox mode runs on one Redis, not with Sentinels")
 		}
-		if err := launcher.UseSentinels(r.Resources, spec.Sentinels, spec.SentinelMaster, sentinelled...); err != nil {
+		if err := proc.UseSentinels(r.Resources, spec.Sentinels, spec.SentinelMaster, sentinelled...); err != nil {
 			return r, err
 		}
 	}
 	if spec.Outbox {
-		if err := launcher.CopyComponents(filepath.Join(spec.Tools.Root, "components", "outbox"), r.Resources, r.Redis.Addr); err != nil {
+		if err := proc.CopyComponents(filepath.Join(spec.Tools.Root, "components", "outbox"), r.Resources, r.Redis.Addr); err != nil {
 			return r, err
 		}
-		if r.Redis.Source == launcher.RedisEmbedded {
-			if err := launcher.UseInMemoryOrderStore(r.Resources); err != nil {
+		if r.Redis.Source == proc.RedisEmbedded {
+			if err := proc.UseInMemoryOrderStore(r.Resources); err != nil {
 				return r, err
 			}
 		}
@@ -327,19 +327,19 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 	// it is stopped after them.
 	brokerOut := cmp.Or(spec.BrokerOut, spec.Out)
 	switch spec.Broker {
-	case launcher.BrokerJetStream:
+	case proc.BrokerJetStream:
 		r.Broker, r.JetStream, err = startJetStream(ctx, brokerOut)
-	case launcher.BrokerRabbitMQCluster:
+	case proc.BrokerRabbitMQCluster:
 		r.Broker, r.RabbitMQ, err = startRabbitMQCluster(ctx, brokerOut)
 	default:
-		r.Broker, err = launcher.StartBroker(ctx, spec.Tools.Root, spec.Broker, brokerOut)
+		r.Broker, err = proc.StartBroker(ctx, spec.Tools.Root, spec.Broker, brokerOut)
 	}
 	if err != nil {
 		return r, err
 	}
 	if r.Broker != nil {
 		r.stops = append(r.stops, r.Broker.Stop)
-		if err := launcher.UseBroker(spec.Tools.Root, r.Resources, r.Broker); err != nil {
+		if err := proc.UseBroker(spec.Tools.Root, r.Resources, r.Broker); err != nil {
 			return r, err
 		}
 	}
@@ -347,7 +347,7 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 		return r, err
 	}
 	if len(spec.PubSubMetadata) > 0 {
-		if err := launcher.SetComponentMetadata(filepath.Join(r.Resources, "pubsub.yaml"), spec.PubSubMetadata); err != nil {
+		if err := proc.SetComponentMetadata(filepath.Join(r.Resources, "pubsub.yaml"), spec.PubSubMetadata); err != nil {
 			return r, err
 		}
 	}
@@ -356,7 +356,7 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 			return r, err
 		}
 	}
-	if spec.Broker == "" && r.Redis.Source != launcher.RedisEmbedded {
+	if spec.Broker == "" && r.Redis.Source != proc.RedisEmbedded {
 		if err := r.startKeeper(ctx); err != nil {
 			return r, err
 		}
@@ -364,8 +364,8 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 	if r.Sub, err = r.startSubscriber(ctx, spec.Subscriber, spec.Ports.App, spec.Ports.AppGRPC, spec.Ports.SubHTTP, spec.Ports.SubGRPC); err != nil {
 		return r, err
 	}
-	if r.PubDaprd, err = r.startSidecar(ctx, launcher.Sidecar{
-		AppID: launcher.PublisherID, HTTPPort: spec.Ports.PubHTTP, GRPCPort: spec.Ports.PubGRPC, Extra: spec.PubDaprArgs,
+	if r.PubDaprd, err = r.startSidecar(ctx, proc.Sidecar{
+		AppID: proc.PublisherID, HTTPPort: spec.Ports.PubHTTP, GRPCPort: spec.Ports.PubGRPC, Extra: spec.PubDaprArgs,
 	}); err != nil {
 		return r, err
 	}
@@ -381,12 +381,12 @@ func (r *Running) AddSubscriber(ctx context.Context, n Node) (*Subscriber, error
 
 func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCPort, httpPort, grpcPort int) (*Subscriber, error) {
 	if n.AppID == "" {
-		n.AppID = launcher.SubscriberID
+		n.AppID = proc.SubscriberID
 	}
 	if n.Name == "" {
 		n.Name = n.AppID
 	}
-	free, err := launcher.FreePorts(3)
+	free, err := proc.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}
@@ -412,21 +412,21 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCP
 		BacklogURL:      r.KeeperBacklog,
 	}
 	var daprEnv []string
-	if r.Sockets != "" && n.AppID == launcher.SubscriberID { // the component is scoped to it
+	if r.Sockets != "" && n.AppID == proc.SubscriberID { // the component is scoped to it
 		env.RecordStore = recordStoreName
 		daprEnv = []string{recordstore.SocketsFolderEnv + "=" + r.Sockets}
 	}
-	if r.Spec.Broker == launcher.BrokerRabbitMQCluster {
+	if r.Spec.Broker == proc.BrokerRabbitMQCluster {
 		env.SubscriptionMetadata = "queueType=quorum" // replicated on the three nodes
 	}
-	app, err := launcher.StartSubscriberApp(ctx, launcher.SubscriberApp{
+	app, err := proc.StartSubscriberApp(ctx, proc.SubscriberApp{
 		Name: n.Name, BinDir: r.Spec.Tools.BinDir, Command: n.Command, Port: appPort, Env: env.Env(), Out: r.Spec.Out, OnLine: n.OnLine,
 	})
 	if err != nil {
 		return nil, err
 	}
-	r.stops = append(r.stops, func() { app.Stop(launcher.StopGrace) })
-	d, err := r.startSidecar(ctx, launcher.Sidecar{
+	r.stops = append(r.stops, func() { app.Stop(proc.StopGrace) })
+	d, err := r.startSidecar(ctx, proc.Sidecar{
 		Name: "daprd-" + n.Name, AppID: n.AppID, AppPort: deliverPort, AppProto: proto, HTTPPort: httpPort, GRPCPort: grpcPort, LogLevel: n.DaprLogLevel,
 		Extra: n.DaprArgs, NoAppHealthCheck: n.NoAppHealthCheck, Env: daprEnv,
 	})
@@ -436,7 +436,7 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCP
 	if r.Spec.Channel == ChannelStream {
 		// daprd is ready before the app has opened its streams; the
 		// app's readiness says when it has.
-		if err := launcher.WaitAppReady(ctx, app, appPort); err != nil {
+		if err := proc.WaitAppReady(ctx, app, appPort); err != nil {
 			return nil, err
 		}
 	}
@@ -455,13 +455,13 @@ func (r *Running) startRecordStore(ctx context.Context) error {
 		return err
 	}
 	r.stops = append(r.stops, func() { os.RemoveAll(dir) })
-	p := &launcher.Process{Name: "recordstore", Path: filepath.Join(r.Spec.Tools.BinDir, "recordstore"), Out: r.Spec.Out,
+	p := &proc.Process{Name: "recordstore", Path: filepath.Join(r.Spec.Tools.BinDir, "recordstore"), Out: r.Spec.Out,
 		Env: []string{recordstore.SocketsFolderEnv + "=" + dir, appenv.LogFormat + "=json"}}
 	if err := p.Start(); err != nil {
 		return err
 	}
-	r.stops = append(r.stops, func() { p.Stop(launcher.StopGrace) })
-	if err := launcher.WaitUnix(ctx, recordstore.SocketPath(func(string) string { return dir }), p); err != nil {
+	r.stops = append(r.stops, func() { p.Stop(proc.StopGrace) })
+	if err := proc.WaitUnix(ctx, recordstore.SocketPath(func(string) string { return dir }), p); err != nil {
 		return err
 	}
 	r.RecordStore, r.Sockets = p, dir
@@ -471,7 +471,7 @@ func (r *Running) startRecordStore(ctx context.Context) error {
 // startKeeper starts the retention keeper on Redis and waits until it
 // serves.
 func (r *Running) startKeeper(ctx context.Context) error {
-	ports, err := launcher.FreePorts(1)
+	ports, err := proc.FreePorts(1)
 	if err != nil {
 		return err
 	}
@@ -484,12 +484,12 @@ func (r *Running) startKeeper(ctx context.Context) error {
 	if r.Spec.Outbox {
 		env.Streams = []string{"orders", "orders-deadletter", OutboxStream}
 	}
-	p := &launcher.Process{Name: "retention", Path: filepath.Join(r.Spec.Tools.BinDir, "retention"), Out: r.Spec.Out, Env: env.Env()}
+	p := &proc.Process{Name: "retention", Path: filepath.Join(r.Spec.Tools.BinDir, "retention"), Out: r.Spec.Out, Env: env.Env()}
 	if err := p.Start(); err != nil {
 		return err
 	}
-	r.stops = append(r.stops, func() { p.Stop(launcher.StopGrace) })
-	if err := launcher.WaitApp(ctx, p, ports[0]); err != nil { // it serves /healthz
+	r.stops = append(r.stops, func() { p.Stop(proc.StopGrace) })
+	if err := proc.WaitApp(ctx, p, ports[0]); err != nil { // it serves /healthz
 		return err
 	}
 	r.Keeper, r.KeeperMetrics, r.KeeperBacklog = p, "http://"+env.MetricsAddress+"/metrics", "http://"+env.MetricsAddress+"/backlog"
@@ -498,7 +498,7 @@ func (r *Running) startKeeper(ctx context.Context) error {
 
 // startSidecar starts a daprd with what every sidecar of the system shares:
 // the secrets, the Configuration, the resources, the log level.
-func (r *Running) startSidecar(ctx context.Context, sc launcher.Sidecar) (*launcher.RunningSidecar, error) {
+func (r *Running) startSidecar(ctx context.Context, sc proc.Sidecar) (*proc.RunningSidecar, error) {
 	sc.Secrets = r.Secrets
 	sc.Config = filepath.Join(r.Spec.Tools.Root, "config", "config.yaml")
 	sc.Resources = r.Resources
@@ -506,34 +506,34 @@ func (r *Running) startSidecar(ctx context.Context, sc launcher.Sidecar) (*launc
 	if sc.LogLevel == "" {
 		sc.LogLevel = r.Spec.DaprLogLevel
 	}
-	d, err := launcher.StartSidecar(ctx, r.Spec.Tools.Daprd, sc, r.Spec.Out)
+	d, err := proc.StartSidecar(ctx, r.Spec.Tools.Daprd, sc, r.Spec.Out)
 	if err != nil {
 		return nil, err
 	}
-	r.stops = append(r.stops, func() { d.Stop(launcher.StopGrace) })
+	r.stops = append(r.stops, func() { d.Stop(proc.StopGrace) })
 	return d, nil
 }
 
 // StartPublisher starts the publisher binary with args (its flags) against
 // the publisher's sidecar; it runs until it has published, so the caller
 // waits for it. Stop stops it if it still runs.
-func (r *Running) StartPublisher(args []string, logFormat string) (*launcher.Process, error) {
+func (r *Running) StartPublisher(args []string, logFormat string) (*proc.Process, error) {
 	env := appenv.Publisher{SidecarGRPC: r.PubDaprd.GRPCAddr(), APIToken: r.Secrets.APIToken, LogFormat: logFormat, Outbox: r.Spec.Outbox}
-	p := &launcher.Process{
-		Name: launcher.PublisherID, Path: filepath.Join(r.Spec.Tools.BinDir, launcher.PublisherID), Args: args, Out: r.Spec.Out, Env: env.Env(),
+	p := &proc.Process{
+		Name: proc.PublisherID, Path: filepath.Join(r.Spec.Tools.BinDir, proc.PublisherID), Args: args, Out: r.Spec.Out, Env: env.Env(),
 	}
 	if err := p.Start(); err != nil {
 		return nil, err
 	}
-	r.stops = append(r.stops, func() { p.Stop(launcher.StopGrace) })
+	r.stops = append(r.stops, func() { p.Stop(proc.StopGrace) })
 	return p, nil
 }
 
 // Processes are the system's long-running processes: Redis (when started
 // here), the other broker, the retention keeper, the first subscriber and
 // its daprd, the publisher's daprd.
-func (r *Running) Processes() []*launcher.Process {
-	var ps []*launcher.Process
+func (r *Running) Processes() []*proc.Process {
+	var ps []*proc.Process
 	if p := r.Redis.Process(); p != nil {
 		ps = append(ps, p)
 	}
@@ -565,7 +565,7 @@ var jetStreamSubjects = []string{"orders", "orders-deadletter", "audit-deadlette
 
 // startRabbitMQCluster starts RabbitMQ as three nodes on test hosts of our
 // own, with a user "orders" and a password of its own.
-func startRabbitMQCluster(ctx context.Context, out io.Writer) (*launcher.Broker, *cluster.RabbitMQ, error) {
+func startRabbitMQCluster(ctx context.Context, out io.Writer) (*proc.Broker, *cluster.RabbitMQ, error) {
 	n, err := hosts.New("rqb", hosts.DefaultSubnet)
 	if err != nil {
 		return nil, nil, err
@@ -575,12 +575,12 @@ func startRabbitMQCluster(ctx context.Context, out io.Writer) (*launcher.Broker,
 		n.Close()
 		return nil, nil, err
 	}
-	return launcher.NewBroker(launcher.BrokerRabbitMQCluster, rq.URL(), func() { rq.Stop(); n.Close() }), rq, nil
+	return proc.NewBroker(proc.BrokerRabbitMQCluster, rq.URL(), func() { rq.Stop(); n.Close() }), rq, nil
 }
 
 // startJetStream starts NATS JetStream as three nodes on test hosts of our
 // own, with a three-replica stream per topic.
-func startJetStream(ctx context.Context, out io.Writer) (*launcher.Broker, *cluster.JetStream, error) {
+func startJetStream(ctx context.Context, out io.Writer) (*proc.Broker, *cluster.JetStream, error) {
 	n, err := hosts.New("jsb", hosts.DefaultSubnet)
 	if err != nil {
 		return nil, nil, err
@@ -590,5 +590,5 @@ func startJetStream(ctx context.Context, out io.Writer) (*launcher.Broker, *clus
 		n.Close()
 		return nil, nil, err
 	}
-	return launcher.NewBroker(launcher.BrokerJetStream, js.URLs(), func() { js.Stop(); n.Close() }), js, nil
+	return proc.NewBroker(proc.BrokerJetStream, js.URLs(), func() { js.Stop(); n.Close() }), js, nil
 }

@@ -5,23 +5,23 @@ import (
 	"strings"
 	"testing"
 
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 )
 
 // TestStartRefusesWhatCannotRun: a spec that cannot run is refused before
 // any process starts, with the reason.
 func TestStartRefusesWhatCannotRun(t *testing.T) {
-	tools := Tools{Root: t.TempDir(), Daprd: launcher.Daprd{Path: "/nonexistent/daprd"}, BinDir: t.TempDir()}
+	tools := Tools{Root: t.TempDir(), Daprd: proc.Daprd{Path: "/nonexistent/daprd"}, BinDir: t.TempDir()}
 	tests := map[string]struct {
 		spec Spec
 		want string
 	}{
 		"no tools":        {spec: Spec{}, want: "not prepared"},
 		"unknown channel": {spec: Spec{Tools: tools, Channel: "smoke"}, want: `unknown channel "smoke"`},
-		"bulk over grpc":  {spec: Spec{Tools: tools, Mode: launcher.ModeThroughput, Channel: ChannelGRPC}, want: "needs the http channel"},
-		"bulk on streams": {spec: Spec{Tools: tools, Mode: launcher.ModeThroughput, Channel: ChannelStream}, want: "no bulk delivery on subscription streams"},
-		"stream on 1.16":  {spec: Spec{Tools: Tools{Root: tools.Root, BinDir: tools.BinDir, Daprd: launcher.Daprd{Path: "/nonexistent/daprd", Version: "1.16.5"}}, Channel: ChannelStream}, want: "needs daprd 1.18 or later"},
-		"unknown redis":   {spec: Spec{Tools: tools, Redis: launcher.RedisOptions{Source: "floppy"}}, want: "unknown Redis source"},
+		"bulk over grpc":  {spec: Spec{Tools: tools, Mode: proc.ModeThroughput, Channel: ChannelGRPC}, want: "needs the http channel"},
+		"bulk on streams": {spec: Spec{Tools: tools, Mode: proc.ModeThroughput, Channel: ChannelStream}, want: "no bulk delivery on subscription streams"},
+		"stream on 1.16":  {spec: Spec{Tools: Tools{Root: tools.Root, BinDir: tools.BinDir, Daprd: proc.Daprd{Path: "/nonexistent/daprd", Version: "1.16.5"}}, Channel: ChannelStream}, want: "needs daprd 1.18 or later"},
+		"unknown redis":   {spec: Spec{Tools: tools, Redis: proc.RedisOptions{Source: "floppy"}}, want: "unknown Redis source"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

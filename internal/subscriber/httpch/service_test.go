@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"dapr-pub-sub/internal/harness/launcher"
+	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/subscriber/handler"
 	"dapr-pub-sub/internal/subscriber/handler/handlertest"
 )
@@ -151,7 +151,7 @@ func waitServing(t *testing.T, base string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	if err := launcher.WaitHTTP(ctx, base+"/healthz", http.StatusOK, nil); err != nil {
+	if err := proc.WaitHTTP(ctx, base+"/healthz", http.StatusOK, nil); err != nil {
 		t.Fatalf("service did not start listening: %v", err)
 	}
 }
