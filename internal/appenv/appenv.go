@@ -1,12 +1,11 @@
-// Package appenv names, once, the environment variables the apps read, and
-// renders the settings a launcher gives them across the process boundary.
-// The apps' flag parsers and every program that starts them use these names,
-// so a variable cannot be spelled two ways.
+// Package appenv names, once, the environment variables the apps share,
+// and renders NAME=value pairs (Vars). Each app's Config reads its
+// variables and renders itself back (its Env method), so a program that
+// starts an app never spells one.
 package appenv
 
 import (
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -76,6 +75,13 @@ const (
 	FaultAlwaysFail     = "FAULT_ALWAYS_FAIL"
 )
 
+// Vars is a process environment being rendered, NAME=value pairs: an
+// app's Config renders itself into one (its Env method).
+type Vars []string
+
+// Set adds one variable; value is rendered as Set renders it.
+func (v *Vars) Set(name string, value any) { *v = append(*v, Set(name, value)) }
+
 // Set renders one variable as NAME=value.
 func Set(name string, value any) string {
 	switch v := value.(type) {
@@ -89,108 +95,8 @@ func Set(name string, value any) string {
 		return name + "=" + v.String()
 	case bool:
 		return name + "=" + strconv.FormatBool(v)
+	case float64:
+		return name + "=" + strconv.FormatFloat(v, 'g', -1, 64)
 	}
 	panic("appenv.Set: unsupported value type")
-}
-
-// Subscriber is what a launcher tells the subscriber app. Zero fields are
-// left out, so the app's own defaults apply.
-type Subscriber struct {
-	AppID        string
-	Port         int
-	Channel      string // grpc, stream or http
-	GRPCPort     int    // the gRPC app port on the grpc channel
-	SidecarGRPC  string // its sidecar's gRPC API, host:port
-	APIToken     string
-	AppToken     string
-	BulkMessages int           // > 0 turns on bulk subscribe (the throughput mode)
-	BulkAwait    time.Duration // the longest a batch waits to fill
-	LogLevel     string
-	LogFormat    string
-	// RetentionWindow is W: its processed-order records live W + W/24 (≥ 1 min).
-	RetentionWindow time.Duration
-	BacklogURL      string // the retention keeper's /backlog, for the live page
-	RecordStore     string // the state store of the processed-order records; "" is the state store
-	// SubscriptionMetadata is more metadata on every subscription
-	// (name=value,…).
-	SubscriptionMetadata string
-	Extra                []string // more NAME=value pairs, e.g. fault settings; last wins
-}
-
-// Env renders s as NAME=value pairs.
-func (s Subscriber) Env() []string {
-	var env []string
-	add := func(name string, v any, set bool) {
-		if set {
-			env = append(env, Set(name, v))
-		}
-	}
-	add(AppID, s.AppID, s.AppID != "")
-	add(AppPort, s.Port, s.Port != 0)
-	add(AppChannel, s.Channel, s.Channel != "")
-	add(AppGRPCPort, s.GRPCPort, s.GRPCPort != 0)
-	add(DaprGRPCEndpoint, s.SidecarGRPC, s.SidecarGRPC != "")
-	add(DaprAPIToken, s.APIToken, s.APIToken != "")
-	add(AppAPIToken, s.AppToken, s.AppToken != "")
-	add(BulkMaxMessages, s.BulkMessages, s.BulkMessages != 0)
-	add(BulkMaxAwait, s.BulkAwait, s.BulkAwait != 0)
-	add(LogLevel, s.LogLevel, s.LogLevel != "")
-	add(LogFormat, s.LogFormat, s.LogFormat != "")
-	add(RetentionWindow, s.RetentionWindow, s.RetentionWindow != 0)
-	add(RecordStore, s.RecordStore, s.RecordStore != "")
-	add(BacklogURL, s.BacklogURL, s.BacklogURL != "")
-	add(SubscriptionMetadata, s.SubscriptionMetadata, s.SubscriptionMetadata != "")
-	return append(env, s.Extra...)
-}
-
-// Publisher is what a launcher tells the publisher app; its flags (count,
-// rate, …) go on the command line.
-type Publisher struct {
-	SidecarGRPC string
-	APIToken    string
-	LogFormat   string
-	Outbox      bool // store each order; Dapr's outbox publishes it
-	Extra       []string
-}
-
-// Env renders p as NAME=value pairs.
-func (p Publisher) Env() []string {
-	env := []string{Set(DaprGRPCEndpoint, p.SidecarGRPC), Set(DaprAPIToken, p.APIToken)}
-	if p.LogFormat != "" {
-		env = append(env, Set(LogFormat, p.LogFormat))
-	}
-	if p.Outbox {
-		env = append(env, Set(PublishOutbox, true))
-	}
-	return append(env, p.Extra...)
-}
-
-// Keeper is what a launcher tells the retention keeper. Zero durations are
-// left out, so the keeper's own defaults apply.
-type Keeper struct {
-	RedisAddr, RedisPassword string
-	Window, Interval         time.Duration
-	MetricsAddress           string // host:port of /metrics and /healthz
-	// Sentinels and SentinelMaster: Redis with failover ("" for none).
-	Sentinels, SentinelMaster string
-	// Streams it keeps; nil for its default (the topics).
-	Streams []string
-}
-
-// Env renders k as NAME=value pairs.
-func (k Keeper) Env() []string {
-	env := []string{Set(RedisAddr, k.RedisAddr), Set(RedisPassword, k.RedisPassword), Set(MetricsAddress, k.MetricsAddress)}
-	if k.Window != 0 {
-		env = append(env, Set(RetentionWindow, k.Window))
-	}
-	if k.Interval != 0 {
-		env = append(env, Set(RetentionInterval, k.Interval))
-	}
-	if k.Sentinels != "" {
-		env = append(env, Set(RedisSentinels, k.Sentinels), Set(RedisMasterName, k.SentinelMaster))
-	}
-	if len(k.Streams) > 0 {
-		env = append(env, Set(RetentionStreams, strings.Join(k.Streams, ",")))
-	}
-	return env
 }

@@ -18,8 +18,25 @@ import (
 // is stopped (Ctrl-C, SIGTERM), at -rate or -interval.
 const Forever = -1
 
-// Config is what one publisher run does. Every field has a flag, and a
-// default taken from an environment variable when that is set.
+// The publisher's own environment variables (the shared ones are in
+// appenv).
+const (
+	envCount          = "PUBLISH_COUNT"
+	envStartID        = "PUBLISH_START_ID"
+	envFile           = "PUBLISH_FILE"
+	envRate           = "PUBLISH_RATE"
+	envInterval       = "PUBLISH_INTERVAL"
+	envBulk           = "PUBLISH_BULK"
+	envAttempts       = "PUBLISH_ATTEMPTS"
+	envOrderStore     = "ORDER_STORE"
+	envMetricsAddress = "PUBLISH_METRICS_ADDRESS"
+)
+
+// Config is what one publisher run does, declared once: every field has an
+// environment variable (and all but the secret and the log settings a
+// flag, the flag winning), ParseConfig reads and checks them, and Env
+// renders them back for a child process. A program that starts the
+// publisher builds a Config from DefaultConfig and passes Env.
 type Config struct {
 	Count          int           // orders to publish, Forever for until stopped; PUBLISH_COUNT, default 10
 	StartID        int64         // id of the first order; PUBLISH_START_ID, default 0
@@ -35,8 +52,44 @@ type Config struct {
 	// Outbox stores each order in OrderStore in a state transaction instead
 	// of publishing it, and Dapr's transactional outbox publishes it when
 	// the transaction commits; PUBLISH_OUTBOX, default false.
-	Outbox     bool
-	OrderStore string // the state store of the outbox mode; ORDER_STORE, default "orderstore"
+	Outbox       bool
+	OrderStore   string // the state store of the outbox mode; ORDER_STORE, default "orderstore"
+	DaprAPIToken string // the token sent to the sidecar; DAPR_API_TOKEN, a secret: no flag
+	LogLevel     string // LOG_LEVEL: debug, info, warn, error; "" is info
+	LogFormat    string // LOG_FORMAT: text, json, or "" for text on a terminal and JSON otherwise
+}
+
+// DefaultConfig is what the publisher does when nothing is set: what
+// ParseConfig gives for no flags and an empty environment.
+func DefaultConfig() Config {
+	c, err := ParseConfig(nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		panic("publisher: the defaults do not parse: " + err.Error())
+	}
+	return c
+}
+
+// Env renders c as the environment of a publisher process: every setting,
+// so that ParseConfig(nil, that environment) gives c back.
+func (c Config) Env() []string {
+	var v appenv.Vars
+	v.Set(envCount, c.Count)
+	v.Set(envStartID, c.StartID)
+	v.Set(envFile, c.File)
+	v.Set(envRate, c.Rate)
+	v.Set(envInterval, c.Interval)
+	v.Set(envBulk, c.Bulk)
+	v.Set(appenv.DaprGRPCEndpoint, c.DaprAddress)
+	v.Set(appenv.PubSubName, c.PubSub)
+	v.Set(appenv.TopicName, c.Topic)
+	v.Set(envAttempts, c.Attempts)
+	v.Set(appenv.PublishOutbox, c.Outbox)
+	v.Set(envOrderStore, c.OrderStore)
+	v.Set(envMetricsAddress, c.MetricsAddress)
+	v.Set(appenv.DaprAPIToken, c.DaprAPIToken)
+	v.Set(appenv.LogLevel, c.LogLevel)
+	v.Set(appenv.LogFormat, c.LogFormat)
+	return v
 }
 
 // pause is the time between two orders: 1/Rate when a rate is set.
@@ -86,19 +139,19 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	env := &cli.Env{Getenv: getenv}
 	var c Config
 	fs := cli.NewFlagSet("publisher", about, stderr)
-	fs.IntVar(&c.Count, "count", env.Int("PUBLISH_COUNT", 10), "number of orders to generate; -1 publishes until stopped (Ctrl-C, SIGTERM), at -rate or -interval [PUBLISH_COUNT]")
-	fs.Int64Var(&c.StartID, "start-id", env.Int64("PUBLISH_START_ID", 0), "id of the first generated order [PUBLISH_START_ID]")
-	fs.StringVar(&c.File, "file", env.Str("PUBLISH_FILE", ""), "publish the orders in this JSON-lines file instead (-count and -start-id are ignored); - reads stdin. Every line is checked before any is sent [PUBLISH_FILE]")
-	fs.Float64Var(&c.Rate, "rate", env.Float64("PUBLISH_RATE", 0), "orders per second, e.g. 500; overrides -interval [PUBLISH_RATE]")
-	fs.DurationVar(&c.Interval, "interval", env.Duration("PUBLISH_INTERVAL", time.Second), "pause between orders when -rate is 0, e.g. 1s, 10ms, 0 for as fast as possible [PUBLISH_INTERVAL]")
-	fs.IntVar(&c.Bulk, "bulk", env.Int("PUBLISH_BULK", 1), "orders per publish call; above 1 uses Dapr's bulk publish API, each batch sent when its last order is due [PUBLISH_BULK]")
+	fs.IntVar(&c.Count, "count", env.Int(envCount, 10), "number of orders to generate; -1 publishes until stopped (Ctrl-C, SIGTERM), at -rate or -interval [PUBLISH_COUNT]")
+	fs.Int64Var(&c.StartID, "start-id", env.Int64(envStartID, 0), "id of the first generated order [PUBLISH_START_ID]")
+	fs.StringVar(&c.File, "file", env.Str(envFile, ""), "publish the orders in this JSON-lines file instead (-count and -start-id are ignored); - reads stdin. Every line is checked before any is sent [PUBLISH_FILE]")
+	fs.Float64Var(&c.Rate, "rate", env.Float64(envRate, 0), "orders per second, e.g. 500; overrides -interval [PUBLISH_RATE]")
+	fs.DurationVar(&c.Interval, "interval", env.Duration(envInterval, time.Second), "pause between orders when -rate is 0, e.g. 1s, 10ms, 0 for as fast as possible [PUBLISH_INTERVAL]")
+	fs.IntVar(&c.Bulk, "bulk", env.Int(envBulk, 1), "orders per publish call; above 1 uses Dapr's bulk publish API, each batch sent when its last order is due [PUBLISH_BULK]")
 	fs.StringVar(&c.DaprAddress, "dapr-address", sidecar.Address(getenv), "the sidecar's gRPC address [DAPR_GRPC_ENDPOINT, or DAPR_GRPC_PORT on 127.0.0.1]")
 	fs.StringVar(&c.PubSub, "pubsub", env.Str(appenv.PubSubName, "pubsub"), "Dapr pub/sub component name [PUBSUB_NAME]")
 	fs.StringVar(&c.Topic, "topic", env.Str(appenv.TopicName, "orders"), "topic to publish to [TOPIC_NAME]")
-	fs.IntVar(&c.Attempts, "attempts", env.Int("PUBLISH_ATTEMPTS", 5), "tries per order before the publisher gives up [PUBLISH_ATTEMPTS]")
-	fs.BoolVar(&c.Outbox, "outbox", env.Bool("PUBLISH_OUTBOX", false), "store each order in -order-store (key orders/<id>) in a state transaction; Dapr's transactional outbox publishes it when the transaction commits [PUBLISH_OUTBOX]")
-	fs.StringVar(&c.OrderStore, "order-store", env.Str("ORDER_STORE", "orderstore"), "the state store of -outbox: a transactional one whose component sets outboxPublishPubsub and outboxPublishTopic [ORDER_STORE]")
-	fs.StringVar(&c.MetricsAddress, "metrics-address", env.Str("PUBLISH_METRICS_ADDRESS", ""), "serve Prometheus metrics at http://ADDRESS/metrics while running, e.g. 127.0.0.1:9091; empty for none [PUBLISH_METRICS_ADDRESS]")
+	fs.IntVar(&c.Attempts, "attempts", env.Int(envAttempts, 5), "tries per order before the publisher gives up [PUBLISH_ATTEMPTS]")
+	fs.BoolVar(&c.Outbox, "outbox", env.Bool(appenv.PublishOutbox, false), "store each order in -order-store (key orders/<id>) in a state transaction; Dapr's transactional outbox publishes it when the transaction commits [PUBLISH_OUTBOX]")
+	fs.StringVar(&c.OrderStore, "order-store", env.Str(envOrderStore, "orderstore"), "the state store of -outbox: a transactional one whose component sets outboxPublishPubsub and outboxPublishTopic [ORDER_STORE]")
+	fs.StringVar(&c.MetricsAddress, "metrics-address", env.Str(envMetricsAddress, ""), "serve Prometheus metrics at http://ADDRESS/metrics while running, e.g. 127.0.0.1:9091; empty for none [PUBLISH_METRICS_ADDRESS]")
 	fs.Usage = func() { usage(fs, stderr) }
 
 	if err := cli.Parse(fs, args); err != nil {
@@ -107,6 +160,8 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	if env.Err != nil {
 		return Config{}, env.Err
 	}
+	c.DaprAPIToken = getenv(appenv.DaprAPIToken) // a secret: no flag, so it is not in ps
+	c.LogLevel, c.LogFormat = getenv(appenv.LogLevel), getenv(appenv.LogFormat)
 	return c, c.validate()
 }
 

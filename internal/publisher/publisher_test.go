@@ -305,3 +305,16 @@ func TestPublishOrdersReportsHowManyWereSent(t *testing.T) {
 		t.Fatalf("PublishOrders = %d, %v (published %d); want 1 sent, then the invalid order's error", sent, err, len(f.Got))
 	}
 }
+
+// TestConfigEnvRoundTrip: Env renders every setting, so a child process
+// started with it reads the same Config back.
+func TestConfigEnvRoundTrip(t *testing.T) {
+	all := Config{Count: Forever, StartID: 40, Interval: 2 * time.Millisecond, PubSub: "ps", Topic: "t", DaprAddress: "10.0.0.1:50009",
+		Attempts: 60, Rate: 12.5, File: "orders.jsonl", Bulk: 1, MetricsAddress: "127.0.0.1:9091", Outbox: true, OrderStore: "orders2",
+		DaprAPIToken: "secret", LogLevel: "debug", LogFormat: "json"}
+	testutil.EnvRoundTrip(t, DefaultConfig(), all, Config.Env, ParseConfig, "Bulk") // -outbox takes no -bulk; bulk is tried below
+	bulk := DefaultConfig()
+	bulk.Bulk = 100
+	testutil.EnvRoundTrip(t, DefaultConfig(), bulk, Config.Env, ParseConfig, "Count", "StartID", "Interval", "PubSub", "Topic", "DaprAddress", "Attempts", "Rate",
+		"File", "MetricsAddress", "Outbox", "OrderStore", "DaprAPIToken", "LogLevel", "LogFormat")
+}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"time"
 
-	"dapr-pub-sub/internal/appenv"
 	"dapr-pub-sub/internal/logging"
 	"dapr-pub-sub/internal/order"
 	"dapr-pub-sub/internal/sidecar"
@@ -26,7 +25,6 @@ import (
 // stderr a terminal, a progress bar shows instead of a line per order (those
 // go to the debug level).
 func Run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stderr io.Writer) error {
-	log := logging.New(stderr, getenv(appenv.LogFormat), getenv(appenv.LogLevel))
 	cfg, err := ParseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -34,6 +32,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	if err != nil {
 		return err
 	}
+	log := logging.New(stderr, cfg.LogFormat, cfg.LogLevel)
 	var orders []order.Order
 	next, total := generated(cfg), cfg.Count
 	if cfg.File != "" {
@@ -50,7 +49,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		}
 		defer stop()
 	}
-	client, err := sidecar.Dial(cfg.DaprAddress, getenv(appenv.DaprAPIToken), log)
+	client, err := sidecar.Dial(cfg.DaprAddress, cfg.DaprAPIToken, log)
 	if err != nil {
 		return err
 	}

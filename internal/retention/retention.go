@@ -43,6 +43,17 @@ type Config struct {
 	ConsumerIdle time.Duration
 	// Interval between passes; 0 is 10 s.
 	Interval time.Duration
+
+	// The program's settings (Run), beside the keeper's own above.
+
+	RedisAddr     string   // the Redis of the pubsub component (REDIS_ADDR)
+	RedisPassword string   // REDIS_PASSWORD; a secret, no flag
+	Sentinels     []string // Redis with failover: the Sentinels, host:port (REDIS_SENTINELS), instead of RedisAddr
+	MasterName    string   // the master name the Sentinels watch (REDIS_MASTER_NAME)
+	// MetricsAddress is where /metrics, /backlog and /healthz are served
+	// (METRICS_ADDRESS).
+	MetricsAddress      string
+	LogLevel, LogFormat string // LOG_LEVEL, LOG_FORMAT
 }
 
 // Keeper runs the passes.

@@ -24,63 +24,113 @@ import (
 // DefaultWindow is W unless RETENTION_WINDOW says otherwise.
 const DefaultWindow = 24 * time.Hour
 
-// Run is the retention program: it makes a pass every interval until ctx
-// is done and serves /metrics, /backlog (JSON) and /healthz. It returns an error for bad
-// settings or when it cannot listen.
-func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// DefaultConfig is the keeper program's settings when nothing is set: what
+// ParseConfig gives for no flags and an empty environment.
+func DefaultConfig() Config {
+	c, err := ParseConfig(nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		panic("retention: the defaults do not parse: " + err.Error())
+	}
+	return c
+}
+
+// Env renders c as the environment of a keeper process: every setting
+// but ConsumerIdle (a flag alone), so that ParseConfig(nil, that
+// environment) gives c back when ConsumerIdle is its default.
+func (c Config) Env() []string {
+	var v appenv.Vars
+	v.Set(appenv.RedisAddr, c.RedisAddr)
+	v.Set(appenv.RedisPassword, c.RedisPassword)
+	v.Set(appenv.RedisSentinels, strings.Join(c.Sentinels, ","))
+	v.Set(appenv.RedisMasterName, c.MasterName)
+	v.Set(appenv.RetentionStreams, strings.Join(c.Streams, ","))
+	v.Set(appenv.RetentionWindow, c.Window)
+	v.Set(appenv.RetentionInterval, c.Interval)
+	v.Set(appenv.MetricsAddress, c.MetricsAddress)
+	v.Set(appenv.LogLevel, c.LogLevel)
+	v.Set(appenv.LogFormat, c.LogFormat)
+	return v
+}
+
+// ParseConfig reads the keeper program's settings from args (without the
+// program name) with defaults from getenv; usage and errors go to stderr,
+// and -h gives flag.ErrHelp.
+func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	env := &cli.Env{Getenv: getenv}
 	var cfg Config
-	var addr, sentinels, master, streams, metricsAddr, logLevel string
+	var sentinels, streams string
 	fs := cli.NewFlagSet("retention", "Keeps Redis bounded: trims the topic streams to what no consumer group still needs\nand to the retention window, removes idle consumers that hold nothing, and serves\nthe backlog as Prometheus metrics. It talks to Redis directly; the apps do not need it.", stderr)
-	fs.StringVar(&addr, "redis-addr", env.Str(appenv.RedisAddr, "127.0.0.1:6379"), "the Redis of the pubsub component [REDIS_ADDR]; its password comes from REDIS_PASSWORD")
+	fs.StringVar(&cfg.RedisAddr, "redis-addr", env.Str(appenv.RedisAddr, "127.0.0.1:6379"), "the Redis of the pubsub component [REDIS_ADDR]; its password comes from REDIS_PASSWORD")
 	fs.StringVar(&sentinels, "redis-sentinels", env.Str(appenv.RedisSentinels, ""), "Redis with failover: the Sentinels (comma-separated host:port) to find the primary through, instead of -redis-addr [REDIS_SENTINELS]")
-	fs.StringVar(&master, "redis-master-name", env.Str(appenv.RedisMasterName, ""), "the master name the Sentinels watch (sentinelMasterName in the components) [REDIS_MASTER_NAME]")
+	fs.StringVar(&cfg.MasterName, "redis-master-name", env.Str(appenv.RedisMasterName, ""), "the master name the Sentinels watch (sentinelMasterName in the components) [REDIS_MASTER_NAME]")
 	fs.StringVar(&streams, "streams", env.Str(appenv.RetentionStreams, "orders,orders-deadletter"), "comma-separated streams (topics) to keep [RETENTION_STREAMS]")
 	fs.DurationVar(&cfg.Window, "window", env.Duration(appenv.RetentionWindow, DefaultWindow), "W: entries older than this go once no group needs them; keep it equal to the subscriber's [RETENTION_WINDOW]")
 	fs.DurationVar(&cfg.ConsumerIdle, "consumer-idle", 0, "remove consumers idle this long that hold nothing (default: the window)")
 	fs.DurationVar(&cfg.Interval, "interval", env.Duration(appenv.RetentionInterval, 10*time.Second), "time between passes [RETENTION_INTERVAL]")
-	fs.StringVar(&metricsAddr, "metrics-address", env.Str(appenv.MetricsAddress, "127.0.0.1:9091"), "where /metrics, /backlog and /healthz are served [METRICS_ADDRESS]")
-	fs.StringVar(&logLevel, "log-level", env.Str(appenv.LogLevel, "info"), "debug, info, warn or error [LOG_LEVEL]")
+	fs.StringVar(&cfg.MetricsAddress, "metrics-address", env.Str(appenv.MetricsAddress, "127.0.0.1:9091"), "where /metrics, /backlog and /healthz are served [METRICS_ADDRESS]")
+	fs.StringVar(&cfg.LogLevel, "log-level", env.Str(appenv.LogLevel, "info"), "debug, info, warn or error [LOG_LEVEL]")
 	if err := cli.Parse(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
+		return Config{}, err
 	}
 	if env.Err != nil {
-		return env.Err
+		return Config{}, env.Err
 	}
-	for _, s := range strings.Split(streams, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			cfg.Streams = append(cfg.Streams, s)
+	cfg.RedisPassword = getenv(appenv.RedisPassword) // a secret: no flag, so it is not in ps
+	cfg.LogFormat = getenv(appenv.LogFormat)
+	cfg.Streams = splitList(streams)
+	cfg.Sentinels = splitList(sentinels)
+	switch {
+	case len(cfg.Sentinels) > 0 && cfg.MasterName == "":
+		return Config{}, errors.New("-redis-sentinels needs -redis-master-name")
+	case len(cfg.Streams) == 0:
+		return Config{}, errors.New("-streams must name at least one stream")
+	case cfg.Window < 0 || cfg.ConsumerIdle < 0:
+		return Config{}, errors.New("-window and -consumer-idle must be ≥ 0")
+	case cfg.Interval < 100*time.Millisecond:
+		return Config{}, fmt.Errorf("-interval must be ≥ 100ms, got %s", cfg.Interval)
+	}
+	return cfg, nil
+}
+
+// splitList reads a comma-separated list, blanks left out.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
 		}
 	}
-	switch {
-	case sentinels != "" && master == "":
-		return errors.New("-redis-sentinels needs -redis-master-name")
-	case len(cfg.Streams) == 0:
-		return errors.New("-streams must name at least one stream")
-	case cfg.Window < 0 || cfg.ConsumerIdle < 0:
-		return errors.New("-window and -consumer-idle must be ≥ 0")
-	case cfg.Interval < 100*time.Millisecond:
-		return fmt.Errorf("-interval must be ≥ 100ms, got %s", cfg.Interval)
+	return out
+}
+
+// Run is the retention program: it makes a pass every interval until ctx
+// is done and serves /metrics, /backlog (JSON) and /healthz. It returns an error for bad
+// settings or when it cannot listen.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := ParseConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
 	}
-	log := logging.New(stderr, getenv(appenv.LogFormat), logLevel)
+	if err != nil {
+		return err
+	}
+	log := logging.New(stderr, cfg.LogFormat, cfg.LogLevel)
 	var rdb *redis.Client
-	if sentinels != "" {
-		addr = "sentinels " + sentinels + " (" + master + ")"
-		rdb = redis.NewFailoverClient(&redis.FailoverOptions{MasterName: master, SentinelAddrs: strings.Split(sentinels, ","), Password: getenv(appenv.RedisPassword)})
+	addr := cfg.RedisAddr
+	if len(cfg.Sentinels) > 0 {
+		addr = "sentinels " + strings.Join(cfg.Sentinels, ",") + " (" + cfg.MasterName + ")"
+		rdb = redis.NewFailoverClient(&redis.FailoverOptions{MasterName: cfg.MasterName, SentinelAddrs: cfg.Sentinels, Password: cfg.RedisPassword})
 	} else {
-		rdb = redis.NewClient(&redis.Options{Addr: addr, Password: getenv(appenv.RedisPassword)})
+		rdb = redis.NewClient(&redis.Options{Addr: addr, Password: cfg.RedisPassword})
 	}
 	defer rdb.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	k := New(rdb, cfg, NewMetrics(reg), log)
 
-	lis, err := net.Listen("tcp", metricsAddr)
+	lis, err := net.Listen("tcp", cfg.MetricsAddress)
 	if err != nil {
-		return fmt.Errorf("listen on %s (set -metrics-address): %w", metricsAddr, err)
+		return fmt.Errorf("listen on %s (set -metrics-address): %w", cfg.MetricsAddress, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

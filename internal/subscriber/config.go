@@ -3,8 +3,10 @@ package subscriber
 import (
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,8 +41,11 @@ const (
 // Channels lists the channels, the default first.
 var Channels = []string{ChannelGRPC, ChannelStream, ChannelHTTP}
 
-// Config is the subscriber's settings. Every field has a flag, defaulting to
-// an environment variable when that is set.
+// Config is the subscriber's settings, declared once: every field has an
+// environment variable (and all but the secrets a flag, the flag winning),
+// ParseConfig reads and checks them, and Env renders them back for a child
+// process. A program that starts the subscriber builds a Config from
+// DefaultConfig and passes Env; it never spells a variable.
 type Config struct {
 	Address         string        // listen host; APP_ADDRESS, default 127.0.0.1 (Dapr calls the app on loopback)
 	Port            int           // HTTP listen port (probes, metrics, the live page; daprd's --app-port on the http channel); APP_PORT, default 8001
@@ -77,7 +82,10 @@ type Config struct {
 	// queues. Empty: none.
 	SubscriptionMetadata map[string]string
 	LogLevel             string         // LOG_LEVEL: debug, info, warn, error
+	LogFormat            string         // LOG_FORMAT: text, json, or "" for text on a terminal and JSON otherwise
 	AppToken             string         // APP_API_TOKEN: the token daprd sends; required on every route but /healthz when set
+	DaprAPIToken         string         // DAPR_API_TOKEN: the token the app sends its daprd; a secret, no flag
+	PprofAddress         string         // PPROF_ADDRESS: serves Go's profiles there (host:port); "" is off; no flag
 	Faults               handler.Faults // FAULT_*: for fault tests and demos only
 	// Bulk is the high-throughput mode: BULK_MAX_MESSAGES (default 0, off),
 	// BULK_MAX_AWAIT (default 10ms), BULK_WORKERS (default 32).
@@ -106,6 +114,54 @@ func grpcAddr(c Config) string {
 		return ""
 	}
 	return c.GRPCListenAddr()
+}
+
+// DefaultConfig is the subscriber's settings when nothing is set: what
+// ParseConfig gives for no flags and an empty environment.
+func DefaultConfig() Config {
+	c, err := ParseConfig(nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		panic("subscriber: the defaults do not parse: " + err.Error())
+	}
+	return c
+}
+
+// Env renders c as the environment of a subscriber process: every
+// setting, so that ParseConfig(nil, that environment) gives c back.
+func (c Config) Env() []string {
+	var v appenv.Vars
+	v.Set(appenv.AppAddress, c.Address)
+	v.Set(appenv.AppPort, c.Port)
+	v.Set(appenv.AppChannel, c.Channel)
+	v.Set(appenv.StreamWorkers, c.StreamWorkers)
+	v.Set(appenv.AppGRPCPort, c.GRPCPort)
+	v.Set(appenv.AppID, c.AppID)
+	v.Set(appenv.PubSubName, c.PubSub)
+	v.Set(appenv.TopicName, c.Topic)
+	v.Set(appenv.DeadLetterTopic, c.DeadLetterTopic)
+	v.Set(appenv.StateStore, c.StateStore)
+	v.Set(appenv.RecordStore, c.RecordStore)
+	v.Set(appenv.DaprGRPCEndpoint, c.DaprAddress)
+	v.Set(appenv.HandlerTimeout, c.Timeout)
+	v.Set(appenv.RetentionWindow, c.RetentionWindow)
+	v.Set(appenv.DeadLetterRetention, c.DeadLetterRetention)
+	v.Set(appenv.RecordBatch, c.RecordBatch)
+	v.Set(appenv.RecordFlushers, c.RecordFlushers)
+	v.Set(appenv.BacklogURL, c.BacklogURL)
+	v.Set(appenv.SubscriptionMetadata, formatPairs(c.SubscriptionMetadata))
+	v.Set(appenv.LogLevel, c.LogLevel)
+	v.Set(appenv.LogFormat, c.LogFormat)
+	v.Set(appenv.AppAPIToken, c.AppToken)
+	v.Set(appenv.DaprAPIToken, c.DaprAPIToken)
+	v.Set(appenv.PprofAddress, c.PprofAddress)
+	v.Set(appenv.FaultFailFirstEvery, c.Faults.FailFirstEvery)
+	v.Set(appenv.FaultDelay, c.Faults.Delay)
+	v.Set(appenv.FaultRejectFrom, c.Faults.RejectFrom)
+	v.Set(appenv.FaultAlwaysFail, c.Faults.AlwaysFail)
+	v.Set(appenv.BulkMaxMessages, c.Bulk.MaxMessages)
+	v.Set(appenv.BulkMaxAwait, c.Bulk.MaxAwait)
+	v.Set(appenv.BulkWorkers, c.Bulk.Workers)
+	return v
 }
 
 // ParseConfig reads args (without the program name) with defaults from
@@ -153,6 +209,9 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		return Config{}, fmt.Errorf("-subscription-metadata: %w", err)
 	}
 	c.AppToken = getenv(appenv.AppAPIToken) // a secret: no flag, so it is not in ps
+	c.DaprAPIToken = getenv(appenv.DaprAPIToken)
+	c.LogFormat = getenv(appenv.LogFormat)
+	c.PprofAddress = getenv(appenv.PprofAddress)
 	if c.Channel == "" {
 		c.Channel = ChannelGRPC
 		if c.Bulk.MaxMessages > 0 {
@@ -208,6 +267,15 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 func isHTTPURL(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// formatPairs renders m as parsePairs reads it, sorted by name.
+func formatPairs(m map[string]string) string {
+	pairs := make([]string, 0, len(m))
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		pairs = append(pairs, name+"="+m[name])
+	}
+	return strings.Join(pairs, ",")
 }
 
 // parsePairs reads name=value,… (empty: nil); names must be unique and

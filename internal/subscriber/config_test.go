@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"dapr-pub-sub/internal/subscriber/handler"
 	"dapr-pub-sub/internal/subscriber/httpch"
+	"dapr-pub-sub/internal/testutil"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -69,4 +71,19 @@ func TestParseConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestConfigEnvRoundTrip: Env renders every setting, so a child process
+// started with it reads the same Config back — the defaults, and a Config
+// whose every field differs from them (but the retention window, whose 0
+// "keep for good" is tried here).
+func TestConfigEnvRoundTrip(t *testing.T) {
+	all := Config{Address: "0.0.0.0", Port: 9001, Channel: ChannelHTTP, StreamWorkers: 3, GRPCPort: 9002, AppID: "audit", PubSub: "ps", Topic: "t",
+		DeadLetterTopic: "dl", StateStore: "st", RecordStore: "records", DaprAddress: "10.0.0.1:50009", Timeout: time.Second,
+		RetentionWindow: 0, DeadLetterRetention: time.Hour, RecordBatch: 7, RecordFlushers: 2, BacklogURL: "http://k:9091/backlog",
+		SubscriptionMetadata: map[string]string{"queueType": "quorum", "a": "b"}, LogLevel: "debug", LogFormat: "json",
+		AppToken: "app-secret", DaprAPIToken: "dapr-secret", PprofAddress: "127.0.0.1:6060",
+		Faults: handler.Faults{FailFirstEvery: 10, Delay: 5 * time.Millisecond, RejectFrom: 100, AlwaysFail: 21},
+		Bulk:   httpch.Bulk{MaxMessages: 200, MaxAwait: 5 * time.Millisecond, Workers: 8}}
+	testutil.EnvRoundTrip(t, DefaultConfig(), all, Config.Env, ParseConfig, "RetentionWindow")
 }

@@ -22,7 +22,6 @@ import (
 	dapr "github.com/dapr/go-sdk/client"
 	"github.com/dapr/go-sdk/service/common"
 
-	"dapr-pub-sub/internal/appenv"
 	"dapr-pub-sub/internal/logging"
 	"dapr-pub-sub/internal/sidecar"
 	"dapr-pub-sub/internal/store"
@@ -62,8 +61,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	log := logging.New(stderr, getenv(appenv.LogFormat), cfg.LogLevel)
-	client, err := sidecar.Dial(cfg.DaprAddress, getenv(appenv.DaprAPIToken), log)
+	log := logging.New(stderr, cfg.LogFormat, cfg.LogLevel)
+	client, err := sidecar.Dial(cfg.DaprAddress, cfg.DaprAPIToken, log)
 	if err != nil {
 		return err
 	}
@@ -81,8 +80,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			log.Warn("Flushing traces failed", "err", err)
 		}
 	}()
-	if addr := getenv(appenv.PprofAddress); addr != "" {
-		if err := servePprof(ctx, addr, log); err != nil {
+	if cfg.PprofAddress != "" {
+		if err := servePprof(ctx, cfg.PprofAddress, log); err != nil {
 			return err
 		}
 	}

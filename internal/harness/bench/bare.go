@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"dapr-pub-sub/internal/appenv"
+	"dapr-pub-sub/internal/subscriber"
 )
 
 // BareAppArg is the argument that makes cmd/bench the dapr-bare scenario's
@@ -34,12 +34,11 @@ type bareDeliveries struct {
 // /healthz, /stats ({"processed": distinct ids}) and /deliveries on
 // APP_PORT until ctx ends.
 func BareApp(ctx context.Context, getenv func(string) string) error {
-	port, err := strconv.Atoi(getenv(appenv.AppPort))
+	cfg, err := subscriber.ParseConfig(nil, getenv, io.Discard) // the settings the subscriber would get
 	if err != nil {
-		return fmt.Errorf("%s: %w", appenv.AppPort, err)
+		return err
 	}
-	batch, _ := strconv.Atoi(getenv(appenv.BulkMaxMessages))
-	await, _ := time.ParseDuration(getenv(appenv.BulkMaxAwait))
+	port, batch, await := cfg.Port, cfg.Bulk.MaxMessages, cfg.Bulk.MaxAwait
 	var (
 		mu   sync.Mutex
 		seen = map[int64]bool{}

@@ -24,6 +24,7 @@ import (
 	"dapr-pub-sub/internal/publisher"
 	"dapr-pub-sub/internal/sidecar"
 	"dapr-pub-sub/internal/store"
+	"dapr-pub-sub/internal/subscriber"
 )
 
 // Publish paths to the publisher's sidecar.
@@ -51,9 +52,9 @@ type daprScenario struct {
 	daprArgs []string
 	// bare runs BareApp instead of the subscriber: Dapr's own floor.
 	bare bool
-	// appEnv is more settings for the subscriber app (NAME=value), and
-	// component overrides of the pubsub component's metadata.
-	appEnv    []string
+	// app changes the subscriber app's settings (nil: none), and
+	// component overrides items of the pubsub component's metadata.
+	app       func(*subscriber.Config)
 	component map[string]string
 	// goEnv is Go runtime settings (GOGC=…, GOMAXPROCS=…) for both
 	// daprd and the subscriber app.
@@ -118,11 +119,11 @@ func daprScenarios(env *daprEnv) []Scenario {
 		daprScenario{name: "dapr-outbox", publish: publishOutbox, mode: proc.ModeLatency, experiment: true, env: env},
 		// Experiments: one setting against the default above.
 		daprScenario{name: "dapr-bulk100-rb1", publish: publishBulk, batch: 100, mode: proc.ModeThroughput,
-			appEnv: []string{"RECORD_BATCH=1"}, experiment: true, env: env}, // records written one by one
+			app: recordsOneByOne, experiment: true, env: env}, // records written one by one
 		daprScenario{name: "dapr-grpc-rb1", publish: publishGRPC, mode: proc.ModeLatency,
-			appEnv: []string{"RECORD_BATCH=1"}, experiment: true, env: env},
+			app: recordsOneByOne, experiment: true, env: env},
 		daprScenario{name: "dapr-grpc-nottl", publish: publishGRPC, mode: proc.ModeLatency,
-			appEnv: []string{"RETENTION_WINDOW=0"}, experiment: true, env: env}, // records without a TTL: no EXPIRE per record
+			app: func(c *subscriber.Config) { c.RetentionWindow = 0 }, experiment: true, env: env}, // records without a TTL: no EXPIRE per record
 		daprScenario{name: "dapr-grpc-c32", publish: publishGRPC, mode: proc.ModeLatency,
 			component: map[string]string{"concurrency": "32", "queueDepth": "32"}, experiment: true, env: env},
 		// The Go runtime of both sidecars and the app: a collection at
@@ -139,6 +140,10 @@ func daprScenarios(env *daprEnv) []Scenario {
 			goEnv: []string{"GOMAXPROCS=1"}, experiment: true, env: env},
 	}
 }
+
+// recordsOneByOne writes each processed-order record in a state call of
+// its own.
+func recordsOneByOne(c *subscriber.Config) { c.RecordBatch = 1 }
 
 func (s daprScenario) Name() string { return s.name }
 
@@ -162,8 +167,14 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 	if p.Rate <= 0 {
 		prof = nil // profiles of fixed-rate runs only
 	}
-	node := system.Node{LogFormat: "json", DaprArgs: append(slices.Clone(s.daprArgs), prof.daprArgs("daprd-subscriber")...),
-		Env: slices.Concat(s.appEnv, s.goEnv, prof.appEnv())}
+	node := system.Node{DaprArgs: append(slices.Clone(s.daprArgs), prof.daprArgs("daprd-subscriber")...), RuntimeEnv: s.goEnv,
+		Config: func(c *subscriber.Config) {
+			c.LogFormat = "json"
+			prof.appConfig(c)
+			if s.app != nil {
+				s.app(c)
+			}
+		}}
 	if s.bare {
 		exe, err := os.Executable()
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"dapr-pub-sub/internal/harness/proc"
+	"dapr-pub-sub/internal/subscriber"
 )
 
 // profiler takes CPU profiles of a Dapr scenario's processes during a
@@ -46,12 +47,11 @@ func (pr *profiler) daprArgs(process string) []string {
 	return []string{"--enable-profiling", "--profile-port", strconv.Itoa(pr.ports[process])}
 }
 
-// appEnv is what makes the subscriber serve its profiles.
-func (pr *profiler) appEnv() []string {
-	if pr == nil {
-		return nil
+// appConfig makes the subscriber serve its profiles.
+func (pr *profiler) appConfig(c *subscriber.Config) {
+	if pr != nil {
+		c.PprofAddress = "127.0.0.1:" + strconv.Itoa(pr.ports["subscriber"])
 	}
-	return []string{"PPROF_ADDRESS=127.0.0.1:" + strconv.Itoa(pr.ports["subscriber"])}
 }
 
 // start profiles every process for d, in the background; the returned

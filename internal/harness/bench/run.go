@@ -18,6 +18,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"dapr-pub-sub/internal/appenv"
 	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/logging"
 )
@@ -67,7 +68,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	log := logging.New(stderr, getenv("LOG_FORMAT"), getenv("LOG_LEVEL"))
+	log := logging.New(stderr, getenv(appenv.LogFormat), getenv(appenv.LogLevel))
 	if cfg.DaprVersion == "" {
 		cfg.DaprVersion = getenv("DAPR_VERSION")
 	}

@@ -14,7 +14,9 @@ import (
 	"dapr-pub-sub/internal/appenv"
 	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/harness/system"
+	"dapr-pub-sub/internal/publisher"
 	"dapr-pub-sub/internal/store"
+	"dapr-pub-sub/internal/subscriber"
 )
 
 // TestBadInputIsRefusedOrDeadLettered sends every kind of bad input the
@@ -121,8 +123,8 @@ func badInput(t *testing.T, channel system.Channel) {
 // message once the retries are spent, so only the dead-letter topic keeps
 // it (on 1.16 it was left pending and re-claimed forever).
 func TestBadInputRetriesRunOutIntoTheDeadLetterTopic(t *testing.T) {
-	s := startSystem(t, options{subEnv: []string{appenv.Set(appenv.FaultAlwaysFail, 21)}})
-	s.publish("-count", "3", "-start-id", "20", "-interval", "0")
+	s := startSystem(t, options{sub: func(c *subscriber.Config) { c.Faults.AlwaysFail = 21 }})
+	s.publish(func(c *publisher.Config) { c.Count, c.StartID, c.Interval = 3, 20, 0 })
 	// Ten retries, 0.5 s growing to 4 s apart: about 26 s.
 	waitFor(t, 2*time.Minute, "orders 20 and 22 processed, order 21 dead-lettered, nothing pending", func() bool {
 		return s.received.distinct() == 2 && slices.Contains(s.deadLetterIndex(), "order-21") &&
@@ -143,8 +145,8 @@ func TestBadInputRetriesRunOutIntoTheDeadLetterTopic(t *testing.T) {
 // deployed; `deadletters replay` sends them back and they are processed
 // once; an order published again after processing is not applied twice.
 func TestDeadLettersReplayAfterTheFix(t *testing.T) {
-	s := startSystem(t, options{subEnv: []string{"FAULT_REJECT_FROM=100"}})
-	s.publish("-count", "4", "-start-id", "98", "-interval", "0")
+	s := startSystem(t, options{sub: func(c *subscriber.Config) { c.Faults.RejectFrom = 100 }})
+	s.publish(func(c *publisher.Config) { c.Count, c.StartID, c.Interval = 4, 98, 0 })
 	waitFor(t, time.Minute, "two processed and two dead-lettered", func() bool {
 		return s.received.distinct() == 2 && len(s.deadLetterIndex()) == 2 && s.pending("orders-deadletter") == 0
 	})
@@ -154,7 +156,7 @@ func TestDeadLettersReplayAfterTheFix(t *testing.T) {
 	}
 
 	// Deploy the fix: the same subscriber without the bug.
-	s.Sub.App.Env = withoutPrefix(s.Sub.App.Env, "FAULT_REJECT_FROM=")
+	s.Sub.Reconfigure(func(c *subscriber.Config) { c.Faults.RejectFrom = 0 })
 	restart(t, s.Sub.App)
 	if err := proc.WaitApp(t.Context(), s.Sub.App, s.Sub.Port); err != nil {
 		t.Fatal(err)
@@ -172,7 +174,7 @@ func TestDeadLettersReplayAfterTheFix(t *testing.T) {
 	})
 
 	// The same order again (a replay of an id already processed): no second effect.
-	s.publish("-count", "1", "-start-id", "100", "-interval", "0")
+	s.publish(func(c *publisher.Config) { c.Count, c.StartID, c.Interval = 1, 100, 0 })
 	waitFor(t, time.Minute, "the duplicate acknowledged", func() bool {
 		return logged(s, "Duplicate delivery") && s.pending("orders") == 0
 	})
@@ -193,7 +195,7 @@ func TestDeadLettersReplayAfterTheFix(t *testing.T) {
 func (s *sys) deadletters(args ...string) string {
 	s.t.Helper()
 	cmd := exec.CommandContext(s.t.Context(), binDir+"/deadletters", args...)
-	cmd.Env = append(cmd.Environ(), "DAPR_GRPC_ENDPOINT="+s.PubDaprd.GRPCAddr(), "DAPR_API_TOKEN="+s.Secrets.APIToken)
+	cmd.Env = append(cmd.Environ(), appenv.Set(appenv.DaprGRPCEndpoint, s.PubDaprd.GRPCAddr()), appenv.Set(appenv.DaprAPIToken, s.Secrets.APIToken))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		s.t.Fatalf("deadletters %v: %v\n%s", args, err, out)
@@ -214,16 +216,6 @@ func (s *sys) listDeadLetters() []store.DeadLetter {
 			s.t.Fatal(err)
 		}
 		out = append(out, dl)
-	}
-	return out
-}
-
-func withoutPrefix(env []string, prefix string) []string {
-	var out []string
-	for _, e := range env {
-		if !strings.HasPrefix(e, prefix) {
-			out = append(out, e)
-		}
 	}
 	return out
 }

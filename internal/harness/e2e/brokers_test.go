@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"dapr-pub-sub/internal/harness/proc"
+	"dapr-pub-sub/internal/publisher"
+	"dapr-pub-sub/internal/subscriber"
 )
 
 // brokersUnderTest is every broker, or the one BROKER names.
@@ -51,26 +53,27 @@ func brokerSuite(t *testing.T, broker string) {
 			t.Fatalf("BROKER_ORDERS=%q: want a number ≥ %d", v, republished)
 		}
 	}
-	s := startSystem(t, options{broker: broker, subEnv: []string{"FAULT_FAIL_FIRST_EVERY=10"}})
+	failOnce := func(c *subscriber.Config) { c.Faults.FailFirstEvery = 10 }
+	s := startSystem(t, options{broker: broker, sub: failOnce})
 	nodes := []*node{s.first()}
 	if competing(broker) {
-		nodes = append(nodes, s.addSubscriber(proc.SubscriberID, "subscriber-2", []string{"FAULT_FAIL_FIRST_EVERY=10"}))
+		nodes = append(nodes, s.addSubscriber(proc.SubscriberID, "subscriber-2", failOnce))
 	}
 	start := time.Now()
 	// Spread over seconds: a Kafka consumer group takes seconds to give the
 	// second replica its partitions.
-	interval := "25ms"
+	interval := 25 * time.Millisecond
 	if n > 200 {
-		interval = "2ms"
+		interval = 2 * time.Millisecond
 	}
-	s.publish("-count", strconv.Itoa(n), "-interval", interval, "-attempts", "30")
+	s.publish(func(c *publisher.Config) { c.Count, c.Interval, c.Attempts = n, interval, 30 })
 	for i := range poison {
 		body := fmt.Sprintf(`{"id":-%d,"message":"poison"}`, i+1)
 		if code, answer := s.publishHTTP("pubsub", "orders", "application/json", body); code != http.StatusNoContent {
 			t.Fatalf("poison publish = %d %s", code, answer)
 		}
 	}
-	s.publish("-count", strconv.Itoa(republished), "-interval", "0") // orders 0–9 again
+	s.publish(func(c *publisher.Config) { c.Count, c.Interval = republished, 0 }) // orders 0–9 again
 	duplicates := func() int {
 		d := 0
 		for _, nd := range nodes {

@@ -3,13 +3,13 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"dapr-pub-sub/internal/harness/cluster"
 	"dapr-pub-sub/internal/harness/proc"
+	"dapr-pub-sub/internal/publisher"
 	"dapr-pub-sub/internal/testutil"
 )
 
@@ -261,7 +261,7 @@ func clusterScenario(t *testing.T, broker, name string, s *sys, idle func() bool
 	}
 
 	rate := max(n/20, 1) // twenty seconds of publishing
-	pub, err := s.StartPublisher([]string{"-count", strconv.Itoa(n), "-rate", strconv.Itoa(rate), "-attempts", "60"}, "")
+	pub, err := s.StartPublisher(func(c *publisher.Config) { c.Count, c.Rate, c.Attempts = n, float64(rate), 60 })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,9 +17,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"dapr-pub-sub/internal/appenv"
 	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/harness/system"
+	"dapr-pub-sub/internal/publisher"
+	"dapr-pub-sub/internal/subscriber"
 )
 
 // The fault scenarios publish N orders while something breaks, wait until
@@ -107,7 +108,7 @@ type scenario struct {
 	// Redis it writes to, or makes records conflict); recordsOnly: it
 	// needs the record store.
 	recordsPath, recordsOnly bool
-	subEnv                   []string
+	sub                      func(*subscriber.Config)
 	poison                   int                        // invalid orders published beside the N valid ones
 	fault                    func(t *testing.T, s *sys) // runs once, mid-stream; nil for none
 }
@@ -169,9 +170,9 @@ func TestFaults(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{name: "every 10th order fails once", recordsPath: true, subEnv: []string{"FAULT_FAIL_FIRST_EVERY=10"}},
+		{name: "every 10th order fails once", recordsPath: true, sub: func(c *subscriber.Config) { c.Faults.FailFirstEvery = 10 }},
 		{name: "50 poison orders mixed in", poison: 50},
-		{name: "subscriber SIGTERM in flight", appRestart: true, subEnv: []string{"FAULT_DELAY=20ms"}, fault: func(t *testing.T, s *sys) {
+		{name: "subscriber SIGTERM in flight", appRestart: true, sub: func(c *subscriber.Config) { c.Faults.Delay = 20 * time.Millisecond }, fault: func(t *testing.T, s *sys) {
 			s.Sub.App.Signal(syscall.SIGTERM)
 			if err := waitExit(t, s.Sub.App); err != nil {
 				t.Errorf("subscriber exited with %v on SIGTERM, want 0", err)
@@ -204,12 +205,17 @@ func runScenario(t *testing.T, sc scenario, set chaosSetup, n int) {
 	// The keeper trims with a 3 s window, but the records must outlive the
 	// scenario (they are counted at the end): a longer window for the
 	// subscriber's records is safe, a shorter one would not be.
-	env := append(slices.Clone(sc.subEnv), appenv.RetentionWindow+"=24h")
-	s := startSystem(t, options{subEnv: env, mode: set.mode, channel: set.channel, retention: keeperWindow, records: set.records})
+	sub := func(c *subscriber.Config) {
+		if sc.sub != nil {
+			sc.sub(c)
+		}
+		c.RetentionWindow = 24 * time.Hour
+	}
+	s := startSystem(t, options{sub: sub, mode: set.mode, channel: set.channel, retention: keeperWindow, records: set.records})
 	ctx := t.Context()
 	start := time.Now()
 	// Enough attempts, 2 s apart at most, to ride out every fault here.
-	pub, err := s.StartPublisher([]string{"-count", strconv.Itoa(n), "-interval", "1ms", "-attempts", "60"}, "")
+	pub, err := s.StartPublisher(func(c *publisher.Config) { c.Count, c.Interval, c.Attempts = n, time.Millisecond, 60 })
 	if err != nil {
 		t.Fatal(err)
 	}

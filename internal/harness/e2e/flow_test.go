@@ -13,6 +13,7 @@ import (
 
 	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/order"
+	"dapr-pub-sub/internal/publisher"
 )
 
 // TestHundredOrdersArriveExactlyOnce is the original example's flow at scale: 100 orders
@@ -21,7 +22,7 @@ import (
 func TestHundredOrdersArriveExactlyOnce(t *testing.T) {
 	const n = 100
 	s := startSystem(t)
-	s.publish("-count", "100", "-interval", "0")
+	s.publish(func(c *publisher.Config) { c.Count, c.Interval = 100, 0 })
 	s.waitDrained(n, time.Minute)
 
 	counts, orders, bad := s.received.snapshot()
@@ -71,7 +72,7 @@ func httpGet(t *testing.T, url string) (int, string) {
 // application/json, under the publisher's stable id.
 func TestDataIsStoredAsAJSONObject(t *testing.T) {
 	s := startSystem(t)
-	s.publish("-count", "3", "-interval", "0", "-start-id", "40")
+	s.publish(func(c *publisher.Config) { c.Count, c.Interval, c.StartID = 3, 0, 40 })
 	s.waitDrained(3, time.Minute)
 
 	entries, err := s.redis.XRange(t.Context(), "orders", "-", "+").Result()
@@ -133,7 +134,7 @@ func TestPublishFromAFile(t *testing.T) {
 	if err := os.WriteFile(file, []byte(lines), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s.publish("-file", file, "-rate", "100")
+	s.publish(func(c *publisher.Config) { c.File, c.Rate = file, 100 })
 	s.waitDrained(2, time.Minute)
 	_, orders, _ := s.received.snapshot()
 	if orders[500].Message != "from a file" || orders[501].Message != "line three" {

@@ -20,6 +20,8 @@ import (
 	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/harness/system"
 	"dapr-pub-sub/internal/order"
+	"dapr-pub-sub/internal/publisher"
+	"dapr-pub-sub/internal/subscriber"
 )
 
 // Shared by every test: found or built once in TestMain.
@@ -71,8 +73,8 @@ type sys struct {
 
 // options vary a system from the one `make run` starts.
 type options struct {
-	subEnv []string // more environment for the subscriber (appenv names), e.g. fault settings
-	broker string   // behind the pubsub component; default proc.BrokerRedis
+	sub    func(*subscriber.Config) // changes the subscriber's settings, e.g. faults; nil: none
+	broker string                   // behind the pubsub component; default proc.BrokerRedis
 	mode   proc.Mode
 	// channel is how daprd delivers; "" is the spec's default (grpc in
 	// the latency mode), or E2E_CHANNEL when set.
@@ -108,7 +110,7 @@ func startSystem(t testing.TB, opts ...options) *sys {
 		t.Fatal(err)
 	}
 	s := &sys{t: t, received: newReceipts()}
-	sub := debugNode(system.Node{Env: o.subEnv, OnLine: s.received.observe, NoAppHealthCheck: o.noAppHealthCheck})
+	sub := debugNode(system.Node{Config: o.sub, OnLine: s.received.observe, NoAppHealthCheck: o.noAppHealthCheck})
 	ro := proc.RedisOptions{Source: proc.RedisServer, Addr: "127.0.0.1:" + strconv.Itoa(ports[0]), Dir: t.TempDir()}
 	var sentinels string
 	if o.sentinel != nil {
@@ -156,12 +158,19 @@ func startSystem(t testing.TB, opts ...options) *sys {
 // its daprd, app in the subscriber only, for chasing a failure (the logs
 // are shown when a test fails).
 func debugNode(n system.Node) system.Node {
-	switch os.Getenv("E2E_DEBUG") {
-	case "":
-	case "app":
-		n.LogLevel = "debug"
-	default:
-		n.LogLevel, n.DaprLogLevel = "debug", "debug"
+	debug := os.Getenv("E2E_DEBUG")
+	if debug == "" {
+		return n
+	}
+	if debug != "app" {
+		n.DaprLogLevel = "debug"
+	}
+	change := n.Config
+	n.Config = func(c *subscriber.Config) {
+		c.LogLevel = "debug"
+		if change != nil {
+			change(c)
+		}
 	}
 	return n
 }
@@ -177,11 +186,11 @@ func (s *sys) first() *node { return &node{Subscriber: s.Sub, received: s.receiv
 
 // addSubscriber starts a subscriber app with app id appID (a replica of
 // another when the id is the same) and its sidecar; name tells replicas
-// apart in the logs.
-func (s *sys) addSubscriber(appID, name string, env []string) *node {
+// apart in the logs; change changes its settings (nil: none).
+func (s *sys) addSubscriber(appID, name string, change func(*subscriber.Config)) *node {
 	s.t.Helper()
 	rec := newReceipts()
-	sub, err := s.AddSubscriber(s.t.Context(), debugNode(system.Node{AppID: appID, Name: name, Env: env, OnLine: rec.observe}))
+	sub, err := s.AddSubscriber(s.t.Context(), debugNode(system.Node{AppID: appID, Name: name, Config: change, OnLine: rec.observe}))
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -214,10 +223,11 @@ func daprPost(t testing.TB, url, token, contentType, body string) (int, string) 
 	return resp.StatusCode, string(b)
 }
 
-// publish runs the publisher binary with args to completion.
-func (s *sys) publish(args ...string) {
+// publish runs the publisher binary to completion, its settings changed by
+// change.
+func (s *sys) publish(change func(*publisher.Config)) {
 	s.t.Helper()
-	p, err := s.StartPublisher(args, "")
+	p, err := s.StartPublisher(change)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -225,7 +235,7 @@ func (s *sys) publish(args ...string) {
 	defer cancel()
 	if err := p.Wait(ctx); err != nil {
 		p.Stop(time.Second)
-		s.t.Fatalf("publisher %v: %v\n%s", args, err, p.Tail())
+		s.t.Fatalf("publisher: %v\n%s", err, p.Tail())
 	}
 }
 

@@ -13,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"dapr-pub-sub/internal/appenv"
 	"dapr-pub-sub/internal/harness/launcher"
 	"dapr-pub-sub/internal/harness/proc"
+	"dapr-pub-sub/internal/publisher"
 )
 
 // TestStoppedSystemLeavesNoProcess runs the system, stops it, and checks in
@@ -25,7 +27,7 @@ func TestStoppedSystemLeavesNoProcess(t *testing.T) {
 	var resources string
 	t.Run("run", func(t *testing.T) {
 		s := startSystem(t)
-		s.publish("-count", "1", "-interval", "0")
+		s.publish(func(c *publisher.Config) { c.Count, c.Interval = 1, 0 })
 		s.waitDrained(1, time.Minute)
 		for _, p := range s.Processes() {
 			pids = append(pids, p.Pid())
@@ -63,7 +65,7 @@ func TestLocalRunShowsTheSeedFlow(t *testing.T) {
 	apiToken, redisPassword := known.APIToken, known.RedisPassword
 	getenv := func(k string) string {
 		switch k {
-		case "DAPR_API_TOKEN":
+		case appenv.DaprAPIToken:
 			return apiToken
 		case "REDIS_PASSWORD":
 			return redisPassword

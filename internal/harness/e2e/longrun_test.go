@@ -14,6 +14,7 @@ import (
 	"dapr-pub-sub/internal/harness/bench"
 	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/harness/system"
+	"dapr-pub-sub/internal/publisher"
 	"dapr-pub-sub/internal/store"
 	"dapr-pub-sub/internal/testutil"
 )
@@ -40,7 +41,7 @@ func TestLongRun(t *testing.T) {
 	}
 	n := rate * int(duration.Seconds())
 	s := startSystem(t, options{retention: system.Retention{Window: window, Interval: time.Second}})
-	pub, err := s.StartPublisher([]string{"-count", strconv.Itoa(n), "-rate", strconv.Itoa(rate), "-attempts", "60"}, "")
+	pub, err := s.StartPublisher(func(c *publisher.Config) { c.Count, c.Rate, c.Attempts = n, float64(rate), 60 })
 	if err != nil {
 		t.Fatal(err)
 	}

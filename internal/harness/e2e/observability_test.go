@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"dapr-pub-sub/internal/harness/system"
+	"dapr-pub-sub/internal/subscriber"
 )
 
 // TestTraceContextReachesTheHandler publishes an order under a trace of the
@@ -16,7 +17,7 @@ import (
 // carries the context through Redis to the subscriber's daprd, which sends
 // it to the app, whose handler span is its child.
 func TestTraceContextReachesTheHandler(t *testing.T) {
-	s := startSystem(t, options{subEnv: []string{"LOG_LEVEL=debug"}})
+	s := startSystem(t, options{sub: func(c *subscriber.Config) { c.LogLevel = "debug" }})
 	const traceID = "5d2a3c1e0f9b4a7c8e6d5f4a3b2c1d0e"
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost,
 		s.PubDaprd.HTTPURL()+"/v1.0/publish/pubsub/orders?metadata.cloudevent.id=traced-7",

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,10 +12,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"dapr-pub-sub/internal/appenv"
 	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/harness/system"
 	"dapr-pub-sub/internal/publisher"
+	"dapr-pub-sub/internal/subscriber"
 )
 
 // The outbox scenarios run the publisher in its outbox mode — each order
@@ -93,11 +92,11 @@ func TestOutbox(t *testing.T) {
 }
 
 func runOutbox(t *testing.T, sc outboxScenario, n int) {
-	env := []string{appenv.RetentionWindow + "=24h"} // the records outlive the run
-	s := startSystem(t, options{outbox: true, broker: sc.broker, brokerRedis: sc.brokerRedis, subEnv: env})
+	recordsOutliveTheRun := func(c *subscriber.Config) { c.RetentionWindow = 24 * time.Hour }
+	s := startSystem(t, options{outbox: true, broker: sc.broker, brokerRedis: sc.brokerRedis, sub: recordsOutliveTheRun})
 	ctx := t.Context()
 	start := time.Now()
-	pub, err := s.StartPublisher([]string{"-count", strconv.Itoa(n), "-interval", "1ms", "-attempts", "60"}, "")
+	pub, err := s.StartPublisher(func(c *publisher.Config) { c.Count, c.Interval, c.Attempts = n, time.Millisecond, 60 })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/harness/system"
+	"dapr-pub-sub/internal/subscriber"
 )
 
 // TestSameEventTwiceInFlight publishes one order twice under the same
@@ -33,7 +34,7 @@ func TestSameEventTwiceInFlight(t *testing.T) {
 				// an old delivery's claim can restart once.
 				drainWithin = 100 * time.Second
 			}
-			s := startSystem(t, options{channel: channel, subEnv: []string{"FAULT_DELAY=1s"}})
+			s := startSystem(t, options{channel: channel, sub: func(c *subscriber.Config) { c.Faults.Delay = time.Second }})
 			url := s.PubDaprd.HTTPURL() + "/v1.0/publish/pubsub/orders?metadata.cloudevent.id=order-5"
 			var wg sync.WaitGroup
 			for range 2 {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"dapr-pub-sub/internal/harness/proc"
+	"dapr-pub-sub/internal/publisher"
+	"dapr-pub-sub/internal/subscriber"
 )
 
 // TestCompetingConsumers: three replicas of the subscriber (one app id,
@@ -20,7 +22,7 @@ func TestCompetingConsumers(t *testing.T) {
 	for i := 2; i <= 3; i++ {
 		replicas = append(replicas, s.addSubscriber(proc.SubscriberID, "subscriber-"+strconv.Itoa(i), nil))
 	}
-	pub, err := s.StartPublisher([]string{"-count", strconv.Itoa(n), "-interval", "2ms"}, "")
+	pub, err := s.StartPublisher(func(c *publisher.Config) { c.Count, c.Interval = n, 2*time.Millisecond })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,8 +61,8 @@ func TestCompetingConsumers(t *testing.T) {
 func TestFanOut(t *testing.T) {
 	const n = 100
 	s := startSystem(t)
-	audit := s.addSubscriber("audit", "", []string{"DEAD_LETTER_TOPIC=audit-deadletter"})
-	s.publish("-count", strconv.Itoa(n), "-interval", "0")
+	audit := s.addSubscriber("audit", "", func(c *subscriber.Config) { c.DeadLetterTopic = "audit-deadletter" })
+	s.publish(func(c *publisher.Config) { c.Count, c.Interval = n, 0 })
 	waitFor(t, time.Minute, "both apps drained", func() bool {
 		return s.countKeys("statestore||subscriber/order/*") >= n && s.countKeys("statestore||audit/order/*") >= n &&
 			s.pending("orders") == 0 && s.pendingOf("orders", "audit") == 0

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -12,8 +11,9 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"dapr-pub-sub/internal/appenv"
 	"dapr-pub-sub/internal/harness/proc"
+	"dapr-pub-sub/internal/publisher"
+	"dapr-pub-sub/internal/subscriber"
 	"dapr-pub-sub/internal/testutil"
 )
 
@@ -58,9 +58,9 @@ type crashRow struct {
 
 func sidecarCrash(t *testing.T, broker string) crashRow {
 	n := testutil.EnvInt(t, "CRASH_ORDERS", crashOrders)
-	s := startSystem(t, options{broker: broker, subEnv: []string{appenv.FaultFailFirstEvery + "=10", appenv.FaultDelay + "=50ms"}})
+	s := startSystem(t, options{broker: broker, sub: func(c *subscriber.Config) { c.Faults.FailFirstEvery, c.Faults.Delay = 10, 50*time.Millisecond }})
 	idle := s.brokerIdle(broker)
-	pub, err := s.StartPublisher([]string{"-count", strconv.Itoa(n), "-interval", "2ms", "-attempts", "60"}, "")
+	pub, err := s.StartPublisher(func(c *publisher.Config) { c.Count, c.Interval, c.Attempts = n, 2*time.Millisecond, 60 })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/harness/system"
 	"dapr-pub-sub/internal/order"
+	"dapr-pub-sub/internal/publisher"
 	"dapr-pub-sub/internal/testutil"
 )
 
@@ -36,7 +36,7 @@ func TestSoak(t *testing.T) {
 	restarts, rate := testutil.EnvInt(t, "SOAK_RESTARTS", 500), testutil.EnvInt(t, "SOAK_RATE", 400)
 	up, down := testutil.EnvDuration(t, "SOAK_UP", time.Second), testutil.EnvDuration(t, "SOAK_DOWN", 0)
 	s := startSystem(t, options{channel: channel, noAppHealthCheck: os.Getenv("SOAK_NO_HEALTH_CHECK") != ""})
-	pub, err := s.StartPublisher([]string{"-count", "-1", "-rate", strconv.Itoa(rate), "-attempts", "60"}, "")
+	pub, err := s.StartPublisher(func(c *publisher.Config) { c.Count, c.Rate, c.Attempts = publisher.Forever, float64(rate), 60 })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"dapr-pub-sub/internal/harness/proc"
+	"dapr-pub-sub/internal/publisher"
+	"dapr-pub-sub/internal/subscriber"
 )
 
 // TestThroughputModeKeepsTheGuarantees runs the high-throughput mode (bulk
@@ -18,14 +20,14 @@ import (
 // happens exactly once and each invalid one becomes a dead letter.
 func TestThroughputModeKeepsTheGuarantees(t *testing.T) {
 	const n = 2000
-	s := startSystem(t, options{mode: proc.ModeThroughput, subEnv: []string{"FAULT_FAIL_FIRST_EVERY=10"}})
+	s := startSystem(t, options{mode: proc.ModeThroughput, sub: func(c *subscriber.Config) { c.Faults.FailFirstEvery = 10 }})
 	for i := range 3 {
 		id := fmt.Sprintf("bad-%d", i)
 		if code, body := s.publishHTTP("pubsub", "orders?metadata.cloudevent.id="+id, "application/json", `{"id":-1,"message":"bad"}`); code != 204 {
 			t.Fatalf("publish %s = %d %s", id, code, body)
 		}
 	}
-	s.publish("-count", strconv.Itoa(n), "-rate", "0", "-interval", "0", "-bulk", "100")
+	s.publish(func(c *publisher.Config) { c.Count, c.Rate, c.Interval, c.Bulk = n, 0, 0, 100 })
 	s.waitDrained(n, 2*time.Minute)
 	waitFor(t, time.Minute, "3 dead letters kept", func() bool { return len(s.deadLetterIndex()) == 3 })
 	waitFor(t, time.Minute, "the orders stream drained", func() bool { return s.pending("orders") == 0 })

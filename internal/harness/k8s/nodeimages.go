@@ -2,6 +2,7 @@ package k8s
 
 import (
 	"context"
+	"dapr-pub-sub/internal/appenv"
 	"fmt"
 	"os"
 	"os/exec"
@@ -51,7 +52,7 @@ func (n *Node) importImages(ctx context.Context) error {
 	for _, a := range Apps {
 		env := []string(nil)
 		if a == "subscriber" {
-			env = []string{"APP_ADDRESS=0.0.0.0"}
+			env = []string{appenv.Set(appenv.AppAddress, "0.0.0.0")} // as its Dockerfile sets it
 		}
 		images = append(images, image{Refs: []string{"dapr-pub-sub-" + a + ":" + appTag}, Files: map[string]string{"/" + a: filepath.Join(build, a)},
 			Entrypoint: []string{"/" + a}, Env: env, User: "65532:65532"})

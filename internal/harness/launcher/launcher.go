@@ -22,7 +22,9 @@ import (
 	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/harness/system"
 	"dapr-pub-sub/internal/logging"
+	"dapr-pub-sub/internal/publisher"
 	"dapr-pub-sub/internal/retention"
+	"dapr-pub-sub/internal/subscriber"
 	"dapr-pub-sub/internal/subscriber/httpch"
 )
 
@@ -125,7 +127,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if logging.IsTerminal(stdout) {
 		appLog = "text" // the apps write to our pipe, not the terminal
 	}
-	l.spec.Subscriber.LogFormat = appLog
+	l.spec.Subscriber.Config = func(c *subscriber.Config) { c.LogFormat = appLog }
 	if l.spec.Broker == "" || l.spec.Broker == proc.BrokerRedis {
 		say("Starting Redis, the subscriber with its sidecar, and the publisher's sidecar")
 	} else {
@@ -212,7 +214,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	say("Publisher sidecar on :%d (gRPC :%d); publishing %d orders", sys.PubDaprd.HTTPPort, sys.PubDaprd.GRPCPort, l.count)
 
-	pub, err := sys.StartPublisher([]string{"-count", strconv.Itoa(l.count), "-interval", l.interval.String()}, appLog)
+	pub, err := sys.StartPublisher(func(c *publisher.Config) { c.Count, c.Interval, c.LogFormat = l.count, l.interval, appLog })
 	if err != nil {
 		return err
 	}

@@ -21,12 +21,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
-	"dapr-pub-sub/internal/appenv"
 	"dapr-pub-sub/internal/harness/cluster"
 	"dapr-pub-sub/internal/harness/hosts"
 	"dapr-pub-sub/internal/harness/proc"
+	"dapr-pub-sub/internal/publisher"
 	"dapr-pub-sub/internal/recordstore"
 	"dapr-pub-sub/internal/retention"
 	"dapr-pub-sub/internal/subscriber"
@@ -179,11 +180,15 @@ type Retention struct {
 
 // Node is one subscriber app with its sidecar, as asked for.
 type Node struct {
-	AppID        string   // "" is proc.SubscriberID; the same id again is a replica
-	Name         string   // log prefix; "" is the app id
-	Env          []string // more NAME=value pairs for the app (appenv names), e.g. faults
-	LogLevel     string   // the app's LOG_LEVEL; "" is its default
-	LogFormat    string   // the app's LOG_FORMAT; "" is its default
+	AppID string // "" is proc.SubscriberID; the same id again is a replica
+	Name  string // log prefix; "" is the app id
+	// Config changes the app's settings after the system has set its
+	// own (ports, tokens, mode, channel, records), e.g. faults or the log
+	// level. Nil: none.
+	Config func(*subscriber.Config)
+	// RuntimeEnv is the Go runtime's variables for the app (GOGC=…,
+	// GOMAXPROCS=…), beside its settings.
+	RuntimeEnv   []string
 	DaprLogLevel string   // its daprd's --log-level; "" is the spec's
 	DaprArgs     []string // more flags for its daprd, e.g. --app-max-concurrency 1
 	// NoAppHealthCheck turns its daprd's app health check off.
@@ -202,6 +207,14 @@ type Subscriber struct {
 	Port     int // its HTTP port: probes, metrics, /stats, the live page
 	GRPCPort int // its gRPC port on the grpc channel, else 0
 	Node     Node
+	Config   subscriber.Config // what the app was started with
+}
+
+// Reconfigure changes the settings the app gets from its next start on
+// (App.Restart).
+func (s *Subscriber) Reconfigure(change func(*subscriber.Config)) {
+	change(&s.Config)
+	s.App.Env = append(s.Config.Env(), s.Node.RuntimeEnv...)
 }
 
 // Running is a started system. Its fields are for the callers to read; Stop
@@ -402,25 +415,30 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCP
 	case ChannelStream:
 		deliverPort, proto = 0, ""
 	}
-	batch, await := r.Spec.Mode.Bulk()
-	env := appenv.Subscriber{
-		AppID: n.AppID, Port: appPort, Channel: string(r.Spec.Channel), GRPCPort: appGRPC, SidecarGRPC: "127.0.0.1:" + strconv.Itoa(grpcPort),
-		APIToken: r.Secrets.APIToken, AppToken: r.Secrets.AppToken,
-		BulkMessages: batch, BulkAwait: await,
-		LogLevel: n.LogLevel, LogFormat: n.LogFormat, Extra: n.Env,
-		RetentionWindow: cmp.Or(r.Spec.Retention.Window, retention.DefaultWindow),
-		BacklogURL:      r.KeeperBacklog,
+	c := subscriber.DefaultConfig()
+	c.AppID, c.Port, c.Channel, c.DaprAddress = n.AppID, appPort, string(r.Spec.Channel), "127.0.0.1:"+strconv.Itoa(grpcPort)
+	if appGRPC != 0 {
+		c.GRPCPort = appGRPC
 	}
+	c.DaprAPIToken, c.AppToken = r.Secrets.APIToken, r.Secrets.AppToken
+	if batch, await := r.Spec.Mode.Bulk(); batch > 0 {
+		c.Bulk.MaxMessages, c.Bulk.MaxAwait = batch, await
+	}
+	c.RetentionWindow = cmp.Or(r.Spec.Retention.Window, retention.DefaultWindow)
+	c.BacklogURL = r.KeeperBacklog
 	var daprEnv []string
 	if r.Sockets != "" && n.AppID == proc.SubscriberID { // the component is scoped to it
-		env.RecordStore = recordStoreName
+		c.RecordStore = recordStoreName
 		daprEnv = []string{recordstore.SocketsFolderEnv + "=" + r.Sockets}
 	}
 	if r.Spec.Broker == proc.BrokerRabbitMQCluster {
-		env.SubscriptionMetadata = "queueType=quorum" // replicated on the three nodes
+		c.SubscriptionMetadata = map[string]string{"queueType": "quorum"} // replicated on the three nodes
+	}
+	if n.Config != nil {
+		n.Config(&c)
 	}
 	app, err := proc.StartSubscriberApp(ctx, proc.SubscriberApp{
-		Name: n.Name, BinDir: r.Spec.Tools.BinDir, Command: n.Command, Port: appPort, Env: env.Env(), Out: r.Spec.Out, OnLine: n.OnLine,
+		Name: n.Name, BinDir: r.Spec.Tools.BinDir, Command: n.Command, Port: appPort, Env: append(c.Env(), n.RuntimeEnv...), Out: r.Spec.Out, OnLine: n.OnLine,
 	})
 	if err != nil {
 		return nil, err
@@ -440,7 +458,7 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCP
 			return nil, err
 		}
 	}
-	return &Subscriber{App: app, Daprd: d, Port: appPort, GRPCPort: appGRPC, Node: n}, nil
+	return &Subscriber{App: app, Daprd: d, Port: appPort, GRPCPort: appGRPC, Node: n, Config: c}, nil
 }
 
 // recordStoreName is the record store's component (components/records/).
@@ -456,7 +474,7 @@ func (r *Running) startRecordStore(ctx context.Context) error {
 	}
 	r.stops = append(r.stops, func() { os.RemoveAll(dir) })
 	p := &proc.Process{Name: "recordstore", Path: filepath.Join(r.Spec.Tools.BinDir, "recordstore"), Out: r.Spec.Out,
-		Env: []string{recordstore.SocketsFolderEnv + "=" + dir, appenv.LogFormat + "=json"}}
+		Env: []string{recordstore.SocketsFolderEnv + "=" + dir}} // Dapr's variable, which daprd reads too
 	if err := p.Start(); err != nil {
 		return err
 	}
@@ -475,16 +493,18 @@ func (r *Running) startKeeper(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	env := appenv.Keeper{
-		RedisAddr: r.Redis.Addr, RedisPassword: r.Redis.Password,
-		Window: cmp.Or(r.Spec.Retention.Window, retention.DefaultWindow), Interval: r.Spec.Retention.Interval,
-		MetricsAddress: "127.0.0.1:" + strconv.Itoa(ports[0]),
-		Sentinels:      r.Spec.Sentinels, SentinelMaster: r.Spec.SentinelMaster,
+	c := retention.DefaultConfig()
+	c.RedisAddr, c.RedisPassword = r.Redis.Addr, r.Redis.Password
+	c.Window = cmp.Or(r.Spec.Retention.Window, retention.DefaultWindow)
+	c.Interval = cmp.Or(r.Spec.Retention.Interval, c.Interval)
+	c.MetricsAddress = "127.0.0.1:" + strconv.Itoa(ports[0])
+	if r.Spec.Sentinels != "" {
+		c.Sentinels, c.MasterName = strings.Split(r.Spec.Sentinels, ","), r.Spec.SentinelMaster
 	}
 	if r.Spec.Outbox {
-		env.Streams = []string{"orders", "orders-deadletter", OutboxStream}
+		c.Streams = append(c.Streams, OutboxStream)
 	}
-	p := &proc.Process{Name: "retention", Path: filepath.Join(r.Spec.Tools.BinDir, "retention"), Out: r.Spec.Out, Env: env.Env()}
+	p := &proc.Process{Name: "retention", Path: filepath.Join(r.Spec.Tools.BinDir, "retention"), Out: r.Spec.Out, Env: c.Env()}
 	if err := p.Start(); err != nil {
 		return err
 	}
@@ -492,7 +512,7 @@ func (r *Running) startKeeper(ctx context.Context) error {
 	if err := proc.WaitApp(ctx, p, ports[0]); err != nil { // it serves /healthz
 		return err
 	}
-	r.Keeper, r.KeeperMetrics, r.KeeperBacklog = p, "http://"+env.MetricsAddress+"/metrics", "http://"+env.MetricsAddress+"/backlog"
+	r.Keeper, r.KeeperMetrics, r.KeeperBacklog = p, "http://"+c.MetricsAddress+"/metrics", "http://"+c.MetricsAddress+"/backlog"
 	return nil
 }
 
@@ -514,13 +534,18 @@ func (r *Running) startSidecar(ctx context.Context, sc proc.Sidecar) (*proc.Runn
 	return d, nil
 }
 
-// StartPublisher starts the publisher binary with args (its flags) against
-// the publisher's sidecar; it runs until it has published, so the caller
-// waits for it. Stop stops it if it still runs.
-func (r *Running) StartPublisher(args []string, logFormat string) (*proc.Process, error) {
-	env := appenv.Publisher{SidecarGRPC: r.PubDaprd.GRPCAddr(), APIToken: r.Secrets.APIToken, LogFormat: logFormat, Outbox: r.Spec.Outbox}
+// StartPublisher starts the publisher binary against the publisher's
+// sidecar, with the system's settings (its sidecar, token, outbox mode)
+// changed by change (nil: none); it runs until it has published, so the
+// caller waits for it. Stop stops it if it still runs.
+func (r *Running) StartPublisher(change func(*publisher.Config)) (*proc.Process, error) {
+	c := publisher.DefaultConfig()
+	c.DaprAddress, c.DaprAPIToken, c.Outbox = r.PubDaprd.GRPCAddr(), r.Secrets.APIToken, r.Spec.Outbox
+	if change != nil {
+		change(&c)
+	}
 	p := &proc.Process{
-		Name: proc.PublisherID, Path: filepath.Join(r.Spec.Tools.BinDir, proc.PublisherID), Args: args, Out: r.Spec.Out, Env: env.Env(),
+		Name: proc.PublisherID, Path: filepath.Join(r.Spec.Tools.BinDir, proc.PublisherID), Out: r.Spec.Out, Env: c.Env(),
 	}
 	if err := p.Start(); err != nil {
 		return nil, err
