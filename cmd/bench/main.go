@@ -6,26 +6,19 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
+	"dapr-pub-sub/internal/cli"
 	"dapr-pub-sub/internal/harness/bench"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	run := bench.Run
 	if len(os.Args) > 1 && os.Args[1] == bench.BareAppArg { // the dapr-bare scenario's app
-		run = func(ctx context.Context, _ []string, getenv func(string) string, _, _ io.Writer) error {
+		cli.Main("bench", func(ctx context.Context, _ []string, getenv func(string) string, _, _ io.Writer) error {
 			return bench.BareApp(ctx, getenv)
-		}
+		})
+		return
 	}
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
+	cli.Main("bench", bench.Run)
 }

@@ -5,20 +5,8 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-
+	"dapr-pub-sub/internal/cli"
 	"dapr-pub-sub/internal/harness/launcher"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := launcher.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "launcher:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("launcher", launcher.Run) }

@@ -4,19 +4,15 @@ package main
 
 import (
 	"context"
-	"fmt"
+	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
+	"dapr-pub-sub/internal/cli"
 	"dapr-pub-sub/internal/publisher"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := publisher.Run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "publisher:", err)
-		os.Exit(1)
-	}
+	cli.Main("publisher", func(ctx context.Context, args []string, getenv func(string) string, _, stderr io.Writer) error {
+		return publisher.Run(ctx, args, getenv, os.Stdin, stderr) // it reads orders from stdin (-file -)
+	})
 }

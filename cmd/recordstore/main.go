@@ -4,20 +4,8 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-
+	"dapr-pub-sub/internal/cli"
 	"dapr-pub-sub/internal/recordstore"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := recordstore.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "recordstore:", err)
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("recordstore", recordstore.Run) }

@@ -61,13 +61,7 @@ type Config struct {
 
 // DefaultConfig is what the publisher does when nothing is set: what
 // ParseConfig gives for no flags and an empty environment.
-func DefaultConfig() Config {
-	c, err := ParseConfig(nil, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		panic("publisher: the defaults do not parse: " + err.Error())
-	}
-	return c
-}
+func DefaultConfig() Config { return cli.Defaults(ParseConfig) }
 
 // Env renders c as the environment of a publisher process: every setting,
 // so that ParseConfig(nil, that environment) gives c back.

@@ -26,13 +26,7 @@ const DefaultWindow = 24 * time.Hour
 
 // DefaultConfig is the keeper program's settings when nothing is set: what
 // ParseConfig gives for no flags and an empty environment.
-func DefaultConfig() Config {
-	c, err := ParseConfig(nil, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		panic("retention: the defaults do not parse: " + err.Error())
-	}
-	return c
-}
+func DefaultConfig() Config { return cli.Defaults(ParseConfig) }
 
 // Env renders c as the environment of a keeper process: every setting
 // but ConsumerIdle (a flag alone), so that ParseConfig(nil, that

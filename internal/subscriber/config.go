@@ -118,13 +118,7 @@ func grpcAddr(c Config) string {
 
 // DefaultConfig is the subscriber's settings when nothing is set: what
 // ParseConfig gives for no flags and an empty environment.
-func DefaultConfig() Config {
-	c, err := ParseConfig(nil, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		panic("subscriber: the defaults do not parse: " + err.Error())
-	}
-	return c
-}
+func DefaultConfig() Config { return cli.Defaults(ParseConfig) }
 
 // Env renders c as the environment of a subscriber process: every
 // setting, so that ParseConfig(nil, that environment) gives c back.
