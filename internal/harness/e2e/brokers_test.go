@@ -28,11 +28,6 @@ func brokersUnderTest(t *testing.T) []string {
 	return proc.Brokers
 }
 
-// competing reports whether a broker shares a topic among the replicas of
-// one app id. MQTT 3 has no consumer groups: replicas would share one
-// client id and knock each other off.
-func competing(broker string) bool { return broker != proc.BrokerMQTT }
-
 // TestBrokers is one behaviour suite, run unchanged against each broker
 // behind the "pubsub" component: N orders delivered, each processed once;
 // every 10th failing once and retried; poison orders dead-lettered;
@@ -53,10 +48,11 @@ func brokerSuite(t *testing.T, broker string) {
 			t.Fatalf("BROKER_ORDERS=%q: want a number ≥ %d", v, republished)
 		}
 	}
+	features := proc.Features(broker)
 	failOnce := func(c *subscriber.Config) { c.Faults.FailFirstEvery = 10 }
 	s := startSystem(t, options{broker: broker, sub: failOnce})
 	nodes := []*node{s.first()}
-	if competing(broker) {
+	if features.ConsumerGroups {
 		nodes = append(nodes, s.addSubscriber(proc.SubscriberID, "subscriber-2", failOnce))
 	}
 	start := time.Now()
@@ -85,10 +81,8 @@ func brokerSuite(t *testing.T, broker string) {
 		}
 		return d
 	}
-	// JetStream drops a re-publish itself: the CloudEvent id is the
-	// Nats-Msg-Id, deduplicated within the stream's window (2 min).
 	wantDups := republished
-	if broker == proc.BrokerJetStream {
+	if features.DedupesPublishes {
 		wantDups = 0
 	}
 	waitFor(t, 3*time.Minute, "drained", func() bool {
@@ -96,8 +90,8 @@ func brokerSuite(t *testing.T, broker string) {
 			(broker != proc.BrokerRedis || (s.pending("orders") == 0 && s.pending("orders-deadletter") == 0))
 	})
 	s.checkProcessedOnce(proc.SubscriberID, n)
-	if broker == proc.BrokerJetStream && duplicates() != 0 {
-		t.Errorf("%d re-published orders reached the subscriber; JetStream should have dropped them as duplicates", duplicates())
+	if features.DedupesPublishes && duplicates() != 0 {
+		t.Errorf("%d re-published orders reached the subscriber; %s should have dropped them as duplicates", duplicates(), broker)
 	}
 	if got := len(s.deadLetterIndex()); got != poison {
 		t.Errorf("%d dead letters, want exactly the %d poison orders", got, poison)

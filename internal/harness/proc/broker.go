@@ -34,6 +34,44 @@ const (
 // Brokers lists the broker names in the order the tests use them.
 var Brokers = []string{BrokerRedis, BrokerRabbitMQ, BrokerMQTT, BrokerKafka, BrokerJetStream}
 
+// BrokerFeatures is what a broker behind "pubsub" does, for the system and
+// the tests to ask instead of its name — as Watermill's pub/sub test
+// suite has each backend declare its Features.
+type BrokerFeatures struct {
+	// ConsumerGroups: the replicas of one app id share a topic's
+	// messages. MQTT 3 has none: replicas would share one client id and
+	// knock each other off.
+	ConsumerGroups bool
+	// DedupesPublishes: the broker itself drops a re-publish of a
+	// CloudEvent id it has stored (JetStream: the id is the Nats-Msg-Id,
+	// deduplicated within the stream's window, 2 min).
+	DedupesPublishes bool
+	// KeeperTrims: what is acknowledged stays until the retention keeper
+	// trims it (Redis Streams); the other brokers delete it themselves.
+	KeeperTrims bool
+	// Clustered: three nodes on test hosts of our own (root), started
+	// through internal/harness/cluster.
+	Clustered bool
+	// SubscriptionMetadata is what every subscription must carry on this
+	// broker (RabbitMQ's quorum queues, replicated on the three nodes).
+	SubscriptionMetadata map[string]string
+}
+
+// Features is what broker does ("" is Redis); an unknown name has none.
+func Features(broker string) BrokerFeatures {
+	switch broker {
+	case "", BrokerRedis:
+		return BrokerFeatures{ConsumerGroups: true, KeeperTrims: true}
+	case BrokerRabbitMQ, BrokerKafka:
+		return BrokerFeatures{ConsumerGroups: true}
+	case BrokerJetStream:
+		return BrokerFeatures{ConsumerGroups: true, DedupesPublishes: true, Clustered: true}
+	case BrokerRabbitMQCluster:
+		return BrokerFeatures{ConsumerGroups: true, Clustered: true, SubscriptionMetadata: map[string]string{"queueType": "quorum"}}
+	}
+	return BrokerFeatures{}
+}
+
 // Broker is a running broker other than Redis.
 type Broker struct {
 	Kind string

@@ -369,7 +369,7 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 			return r, err
 		}
 	}
-	if spec.Broker == "" && r.Redis.Source != proc.RedisEmbedded {
+	if proc.Features(spec.Broker).KeeperTrims && r.Redis.Source != proc.RedisEmbedded {
 		if err := r.startKeeper(ctx); err != nil {
 			return r, err
 		}
@@ -431,9 +431,7 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCP
 		c.RecordStore = recordStoreName
 		daprEnv = []string{recordstore.SocketsFolderEnv + "=" + r.Sockets}
 	}
-	if r.Spec.Broker == proc.BrokerRabbitMQCluster {
-		c.SubscriptionMetadata = map[string]string{"queueType": "quorum"} // replicated on the three nodes
-	}
+	c.SubscriptionMetadata = proc.Features(r.Spec.Broker).SubscriptionMetadata
 	if n.Config != nil {
 		n.Config(&c)
 	}
