@@ -245,36 +245,12 @@ type Running struct {
 	stops []func()
 }
 
-// Start brings the system up in order — Redis, the other broker if any, the
-// resources folder, the retention keeper, the subscriber and its daprd, the
-// publisher's daprd —
-// and waits for each to be ready. On error it stops what it started.
+// Start brings the system up part by part, in order (parts), and waits
+// for each to be ready; Stop takes it down in reverse. On error it stops
+// what it started and says which part failed.
 func Start(ctx context.Context, spec Spec) (r *Running, err error) {
-	if spec.Tools.Root == "" || spec.Tools.Daprd.Path == "" || spec.Tools.BinDir == "" {
-		return nil, errors.New("system.Start: Spec.Tools is not prepared (call system.Prepare)")
-	}
-	if spec.Out == nil {
-		spec.Out = io.Discard
-	}
-	if spec.Channel == "" {
-		spec.Channel = ChannelGRPC
-		if spec.Mode == proc.ModeThroughput {
-			spec.Channel = ChannelHTTP
-		}
-	}
-	if _, err := ParseChannel(string(spec.Channel)); err != nil {
+	if spec, err = spec.withDefaults(); err != nil {
 		return nil, err
-	}
-	if spec.Channel == ChannelGRPC && spec.Mode == proc.ModeThroughput {
-		return nil, errors.New("the throughput mode needs the http channel: the Go SDK's gRPC service does not implement bulk delivery")
-	}
-	if spec.Channel == ChannelStream && spec.Mode == proc.ModeThroughput {
-		return nil, errors.New("the throughput mode needs the http channel: daprd has no bulk delivery on subscription streams")
-	}
-	if spec.Channel == ChannelStream {
-		if err := streamch.CheckStreamRuntime(spec.Tools.Daprd.Version); err != nil {
-			return nil, err
-		}
 	}
 	r = &Running{Spec: spec} // with the defaults filled in
 	defer func() {
@@ -288,101 +264,175 @@ func Start(ctx context.Context, spec Spec) (r *Running, err error) {
 	} else {
 		r.Secrets = proc.NewSecrets(func(string) string { return "" })
 	}
-	ro := spec.Redis
-	ro.Out = spec.Out
+	for _, p := range r.parts() {
+		if err := p.start(ctx); err != nil {
+			return r, fmt.Errorf("%s: %w", p.name, err)
+		}
+	}
+	return r, nil
+}
+
+// part is one step of bringing a system up: it starts something, waits
+// until it is ready, and appends to r.stops how to take it down.
+type part struct {
+	name  string
+	start func(context.Context) error
+}
+
+// parts are the system's parts in the order they start: each needs those
+// before it (the resources name Redis and the broker; the sidecars read
+// the resources; the subscribers' daprd find the record store's socket
+// and the keeper's backlog URL), and stops after those behind it.
+func (r *Running) parts() []part {
+	return []part{
+		{"redis", r.startRedis},
+		{"resources", r.writeResources},
+		{"broker", r.startBroker},
+		{"pubsub component", r.tunePubSub},
+		{"record store", r.startRecordStore},
+		{"retention keeper", r.startKeeper},
+		{"subscriber", r.startFirstSubscriber},
+		{"publisher's daprd", r.startPublisherSidecar},
+	}
+}
+
+// withDefaults checks spec and fills in its defaults.
+func (spec Spec) withDefaults() (Spec, error) {
+	if spec.Tools.Root == "" || spec.Tools.Daprd.Path == "" || spec.Tools.BinDir == "" {
+		return spec, errors.New("system.Start: Spec.Tools is not prepared (call system.Prepare)")
+	}
+	if spec.Out == nil {
+		spec.Out = io.Discard
+	}
+	if spec.Channel == "" {
+		spec.Channel = ChannelGRPC
+		if spec.Mode == proc.ModeThroughput {
+			spec.Channel = ChannelHTTP
+		}
+	}
+	if _, err := ParseChannel(string(spec.Channel)); err != nil {
+		return spec, err
+	}
+	switch {
+	case spec.Channel == ChannelGRPC && spec.Mode == proc.ModeThroughput:
+		return spec, errors.New("the throughput mode needs the http channel: the Go SDK's gRPC service does not implement bulk delivery")
+	case spec.Channel == ChannelStream && spec.Mode == proc.ModeThroughput:
+		return spec, errors.New("the throughput mode needs the http channel: daprd has no bulk delivery on subscription streams")
+	case spec.Sentinels != "" && spec.Outbox:
+		return spec, errors.New("the outbox mode runs on one Redis, not with Sentinels")
+	}
+	if spec.Channel == ChannelStream {
+		if err := streamch.CheckStreamRuntime(spec.Tools.Daprd.Version); err != nil {
+			return spec, err
+		}
+	}
+	return spec, nil
+}
+
+// startRedis starts Redis (or finds the existing one): the state stores,
+// and the broker unless another is asked for.
+func (r *Running) startRedis(ctx context.Context) (err error) {
+	ro := r.Spec.Redis
+	ro.Out = r.Spec.Out
 	if ro.Password == "" {
 		ro.Password = r.Secrets.RedisPassword
 	}
 	if r.Redis, err = proc.StartRedis(ctx, ro); err != nil {
-		return r, err
+		return err
 	}
 	r.stops = append(r.stops, r.Redis.Stop)
 	r.Secrets.RedisPassword = r.Redis.Password
+	return nil
+}
 
+// writeResources writes the Dapr resources folder every sidecar reads:
+// components/ on this Redis, with the record store's and the outbox's
+// components when asked for, through the Sentinels when there are some.
+func (r *Running) writeResources(context.Context) (err error) {
+	spec := r.Spec
 	if r.Resources, err = os.MkdirTemp("", "dapr-pub-sub-resources-"); err != nil {
-		return r, err
+		return err
 	}
 	r.stops = append(r.stops, func() { os.RemoveAll(r.Resources) })
+	embedded := r.Redis.Source == proc.RedisEmbedded
 	if err := proc.CopyComponents(filepath.Join(spec.Tools.Root, "components"), r.Resources, r.Redis.Addr); err != nil {
-		return r, err
+		return err
 	}
-	if r.Redis.Source == proc.RedisEmbedded {
+	if embedded {
 		if err := proc.UseInMemoryStateStore(r.Resources); err != nil {
-			return r, err
+			return err
 		}
 	}
 	var sentinelled []string // more Redis components to point at the Sentinels
 	if spec.Records {
 		if err := proc.CopyComponents(filepath.Join(spec.Tools.Root, "components", "records"), r.Resources, r.Redis.Addr); err != nil {
-			return r, err
+			return err
 		}
 		sentinelled = append(sentinelled, recordStoreName+".yaml")
 	}
 	if spec.Sentinels != "" {
-		if spec.Outbox {
-			return r, errors.New("the outbox mode runs on one Redis, not with Sentinels")
-		}
 		if err := proc.UseSentinels(r.Resources, spec.Sentinels, spec.SentinelMaster, sentinelled...); err != nil {
-			return r, err
+			return err
 		}
 	}
 	if spec.Outbox {
 		if err := proc.CopyComponents(filepath.Join(spec.Tools.Root, "components", "outbox"), r.Resources, r.Redis.Addr); err != nil {
-			return r, err
+			return err
 		}
-		if r.Redis.Source == proc.RedisEmbedded {
-			if err := proc.UseInMemoryOrderStore(r.Resources); err != nil {
-				return r, err
-			}
+		if embedded {
+			return proc.UseInMemoryOrderStore(r.Resources)
 		}
 	}
-	// Another broker behind "pubsub": started before the sidecars, so that
-	// it is stopped after them.
-	brokerOut := cmp.Or(spec.BrokerOut, spec.Out)
-	switch spec.Broker {
+	return nil
+}
+
+// startBroker starts the broker behind "pubsub" when it is not Redis —
+// before the sidecars, so that it stops after them — and points the
+// component at it.
+func (r *Running) startBroker(ctx context.Context) (err error) {
+	out := cmp.Or(r.Spec.BrokerOut, r.Spec.Out)
+	switch r.Spec.Broker {
 	case proc.BrokerJetStream:
-		r.Broker, r.JetStream, err = startJetStream(ctx, brokerOut)
+		r.Broker, r.JetStream, err = startJetStream(ctx, out)
 	case proc.BrokerRabbitMQCluster:
-		r.Broker, r.RabbitMQ, err = startRabbitMQCluster(ctx, brokerOut)
+		r.Broker, r.RabbitMQ, err = startRabbitMQCluster(ctx, out)
 	default:
-		r.Broker, err = proc.StartBroker(ctx, spec.Tools.Root, spec.Broker, brokerOut)
+		r.Broker, err = proc.StartBroker(ctx, r.Spec.Tools.Root, r.Spec.Broker, out)
 	}
-	if err != nil {
-		return r, err
+	if err != nil || r.Broker == nil {
+		return err
 	}
-	if r.Broker != nil {
-		r.stops = append(r.stops, r.Broker.Stop)
-		if err := proc.UseBroker(spec.Tools.Root, r.Resources, r.Broker); err != nil {
-			return r, err
-		}
+	r.stops = append(r.stops, r.Broker.Stop)
+	return proc.UseBroker(r.Spec.Tools.Root, r.Resources, r.Broker)
+}
+
+// tunePubSub sets the pubsub component's metadata for the mode, then the
+// spec's own overrides.
+func (r *Running) tunePubSub(context.Context) error {
+	if err := r.Spec.Mode.Apply(r.Resources, r.Spec.Broker); err != nil {
+		return err
 	}
-	if err := spec.Mode.Apply(r.Resources, spec.Broker); err != nil {
-		return r, err
+	if len(r.Spec.PubSubMetadata) == 0 {
+		return nil
 	}
-	if len(spec.PubSubMetadata) > 0 {
-		if err := proc.SetComponentMetadata(filepath.Join(r.Resources, "pubsub.yaml"), spec.PubSubMetadata); err != nil {
-			return r, err
-		}
-	}
-	if spec.Records {
-		if err := r.startRecordStore(ctx); err != nil {
-			return r, err
-		}
-	}
-	if proc.Features(spec.Broker).KeeperTrims && r.Redis.Source != proc.RedisEmbedded {
-		if err := r.startKeeper(ctx); err != nil {
-			return r, err
-		}
-	}
-	if r.Sub, err = r.startSubscriber(ctx, spec.Subscriber, spec.Ports.App, spec.Ports.AppGRPC, spec.Ports.SubHTTP, spec.Ports.SubGRPC); err != nil {
-		return r, err
-	}
-	if r.PubDaprd, err = r.startSidecar(ctx, proc.Sidecar{
-		AppID: proc.PublisherID, HTTPPort: spec.Ports.PubHTTP, GRPCPort: spec.Ports.PubGRPC, Extra: spec.PubDaprArgs,
-	}); err != nil {
-		return r, err
-	}
-	return r, nil
+	return proc.SetComponentMetadata(filepath.Join(r.Resources, "pubsub.yaml"), r.Spec.PubSubMetadata)
+}
+
+// startFirstSubscriber starts the first subscriber app and its daprd on
+// the spec's ports.
+func (r *Running) startFirstSubscriber(ctx context.Context) (err error) {
+	p := r.Spec.Ports
+	r.Sub, err = r.startSubscriber(ctx, r.Spec.Subscriber, p.App, p.AppGRPC, p.SubHTTP, p.SubGRPC)
+	return err
+}
+
+// startPublisherSidecar starts the publisher's daprd; the publisher app
+// runs later, per run (StartPublisher).
+func (r *Running) startPublisherSidecar(ctx context.Context) (err error) {
+	r.PubDaprd, err = r.startSidecar(ctx, proc.Sidecar{
+		AppID: proc.PublisherID, HTTPPort: r.Spec.Ports.PubHTTP, GRPCPort: r.Spec.Ports.PubGRPC, Extra: r.Spec.PubDaprArgs,
+	})
+	return err
 }
 
 // AddSubscriber starts one more subscriber app with its sidecar on free
@@ -462,10 +512,14 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCP
 // recordStoreName is the record store's component (components/records/).
 const recordStoreName = "records"
 
-// startRecordStore starts the record store (its component is in the
-// resources already) on a socket folder of its own, waiting until it
-// serves: daprd looks for pluggable components once, at start-up.
+// startRecordStore starts the record store when Spec.Records (its
+// component is in the resources already) on a socket folder of its own,
+// waiting until it serves: daprd looks for pluggable components once, at
+// start-up.
 func (r *Running) startRecordStore(ctx context.Context) error {
+	if !r.Spec.Records {
+		return nil
+	}
 	dir, err := os.MkdirTemp("", "dapr-pub-sub-sockets-")
 	if err != nil {
 		return err
@@ -484,9 +538,12 @@ func (r *Running) startRecordStore(ctx context.Context) error {
 	return nil
 }
 
-// startKeeper starts the retention keeper on Redis and waits until it
-// serves.
+// startKeeper starts the retention keeper on Redis, when Redis is the
+// broker (and not the embedded one), and waits until it serves.
 func (r *Running) startKeeper(ctx context.Context) error {
+	if !proc.Features(r.Spec.Broker).KeeperTrims || r.Redis.Source == proc.RedisEmbedded {
+		return nil // another broker deletes what is acknowledged; the embedded one is for a demo
+	}
 	ports, err := proc.FreePorts(1)
 	if err != nil {
 		return err
