@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,12 +17,13 @@ import (
 type Program func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error
 
 // Main runs run as the process's program: ctx ends on SIGINT or SIGTERM;
-// an error is printed as "name: error" and exits with status 1.
+// flag.ErrHelp (the usage was printed after -h) exits with status 0, any
+// other error is printed as "name: error" and exits with status 1.
 func Main(name string, run Program) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, name+":", err)
 		os.Exit(1)
 	}

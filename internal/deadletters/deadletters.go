@@ -9,7 +9,6 @@ import (
 
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -115,10 +114,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.StringVar(&storeName, "state-store", env.Str(appenv.StateStore, "statestore"), "Dapr state store the subscriber keeps dead letters in [STATE_STORE]")
 	fs.StringVar(&appID, "app-id", env.Str("SUBSCRIBER_APP_ID", "subscriber"), "whose dead letters [SUBSCRIBER_APP_ID]")
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
+		return err // flag.ErrHelp after -h: cli.Main exits 0
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()

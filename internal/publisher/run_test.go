@@ -53,7 +53,7 @@ func TestHelpIsForNewcomers(t *testing.T) {
 		t.Errorf("usage shows %d flags, groups name %d, Config has 13", defined, n)
 	}
 	var runOut strings.Builder
-	if err := Run(t.Context(), []string{"-help"}, func(string) string { return "" }, nil, &runOut); err != nil || !strings.Contains(runOut.String(), "Examples:") {
+	if err := Run(t.Context(), []string{"-help"}, func(string) string { return "" }, nil, &runOut); !errors.Is(err, flag.ErrHelp) || !strings.Contains(runOut.String(), "Examples:") {
 		t.Fatalf("Run(-help) = %v, printed %q; want nil and the usage", err, runOut.String())
 	}
 }

@@ -2,8 +2,6 @@ package recordstore
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -52,10 +50,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.StringVar(&logLevel, "log-level", env.Str(appenv.LogLevel, "info"), "debug, info, warn or error [LOG_LEVEL]")
 	fs.StringVar(&logFormat, "log-format", env.Str(appenv.LogFormat, ""), "text or json; default: text on a terminal [LOG_FORMAT]")
 	if err := cli.Parse(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
+		return err // flag.ErrHelp after -h: cli.Main exits 0
 	}
 	if env.Err != nil {
 		return env.Err

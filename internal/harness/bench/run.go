@@ -62,9 +62,6 @@ func defaultScenarios(cfg Config) []Scenario {
 // run, so that an interrupted run still leaves its results.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := ParseConfig(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
 	if err != nil {
 		return err
 	}

@@ -7,8 +7,6 @@ package launcher
 import (
 	"cmp"
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -88,9 +86,6 @@ func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (lo
 // reverse order.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	l, err := parseLocal(args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
 	if err != nil {
 		return err
 	}
