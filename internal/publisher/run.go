@@ -15,7 +15,7 @@ import (
 
 // Run is the publisher program: it parses args, connects to the sidecar and
 // publishes. It returns nil when every order was published, and for
-// -count -1 when ctx ends; -h is not an error.
+// -count -1 when ctx ends; after -h it returns flag.ErrHelp (cli.Main exits 0).
 //
 // Orders come from -file (stdin for "-") or are generated. Logs go to stderr
 // (LOG_FORMAT and LOG_LEVEL shape them), ending with a summary: sent,
