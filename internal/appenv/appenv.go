@@ -73,6 +73,7 @@ const (
 	FaultDelay          = "FAULT_DELAY"
 	FaultRejectFrom     = "FAULT_REJECT_FROM"
 	FaultAlwaysFail     = "FAULT_ALWAYS_FAIL"
+	FaultNoRecord       = "FAULT_NO_RECORD"
 )
 
 // Vars is a process environment being rendered, NAME=value pairs: an

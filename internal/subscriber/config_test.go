@@ -83,7 +83,7 @@ func TestConfigEnvRoundTrip(t *testing.T) {
 		RetentionWindow: 0, DeadLetterRetention: time.Hour, RecordBatch: 7, RecordFlushers: 2, BacklogURL: "http://k:9091/backlog",
 		SubscriptionMetadata: map[string]string{"queueType": "quorum", "a": "b"}, LogLevel: "debug", LogFormat: "json",
 		AppToken: "app-secret", DaprAPIToken: "dapr-secret", PprofAddress: "127.0.0.1:6060",
-		Faults: handler.Faults{FailFirstEvery: 10, Delay: 5 * time.Millisecond, RejectFrom: 100, AlwaysFail: 21},
+		Faults: handler.Faults{FailFirstEvery: 10, Delay: 5 * time.Millisecond, RejectFrom: 100, AlwaysFail: 21, NoRecord: true},
 		Bulk:   httpch.Bulk{MaxMessages: 200, MaxAwait: 5 * time.Millisecond, Workers: 8}}
 	testutil.EnvRoundTrip(t, DefaultConfig(), all, Config.Env, ParseConfig, "RetentionWindow")
 }

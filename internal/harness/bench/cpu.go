@@ -100,3 +100,35 @@ func parseStatTicks(stat string) (int64, error) {
 	}
 	return utime + stime, nil
 }
+
+// MachineTicks returns the machine's busy and total CPU ticks so far, over
+// all cores, from the first line of /proc/stat: busy is every field but
+// idle and iowait.
+func MachineTicks() (busy, total int64, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	return parseMachineTicks(string(b))
+}
+
+// parseMachineTicks reads the "cpu" line of /proc/stat's text: user nice
+// system idle iowait irq softirq steal (guest time is inside user).
+func parseMachineTicks(stat string) (busy, total int64, err error) {
+	line, _, _ := strings.Cut(stat, "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("/proc/stat: first line %q is not the cpu totals", line)
+	}
+	for i, v := range f[1:9] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/stat: %w", err)
+		}
+		total += n
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return busy, total, nil
+}

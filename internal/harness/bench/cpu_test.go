@@ -59,3 +59,24 @@ func TestCPUExitedProcess(t *testing.T) {
 		t.Error("Start should fail for a process that does not exist")
 	}
 }
+
+func TestParseMachineTicks(t *testing.T) {
+	busy, total, err := parseMachineTicks("cpu  100 5 50 800 20 3 2 1 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n")
+	if err != nil || busy != 161 || total != 981 {
+		t.Fatalf("parseMachineTicks = %d, %d, %v; want busy 161 (all but idle and iowait), total 981", busy, total, err)
+	}
+	if _, _, err := parseMachineTicks("intr 1 2 3\n"); err == nil {
+		t.Fatal("a first line that is not the cpu totals: want an error")
+	}
+}
+
+func TestReceivedID(t *testing.T) {
+	if id, ok := receivedID(`Received message: {"id": 42, "message": "Hello from publisher - message 42"}`); !ok || id != 42 {
+		t.Fatalf("receivedID = %d, %v; want 42", id, ok)
+	}
+	for _, line := range []string{`Received message: {"id": x, "message": "m"}`, `{"level":"INFO","msg":"Received message"}`, `Received message: {"id": 7}`} {
+		if _, ok := receivedID(line); ok {
+			t.Errorf("receivedID(%q): want not a delivery", line)
+		}
+	}
+}

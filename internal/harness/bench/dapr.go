@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,6 +53,9 @@ type daprScenario struct {
 	daprArgs []string
 	// bare runs BareApp instead of the subscriber: Dapr's own floor.
 	bare bool
+	// byLines times each delivery by the subscriber's "Received message"
+	// line (as the harness reads it) instead of its record.
+	byLines bool
 	// app changes the subscriber app's settings (nil: none), and
 	// component overrides items of the pubsub component's metadata.
 	app       func(*subscriber.Config)
@@ -111,6 +115,12 @@ func daprScenarios(env *daprEnv) []Scenario {
 		// Dapr's Redis store (an EVAL and an EXPIRE per record).
 		daprScenario{name: "dapr-grpc-records", publish: publishGRPC, mode: proc.ModeLatency, records: true, env: env},
 		daprScenario{name: "dapr-bulk100-records", publish: publishBulk, batch: 100, mode: proc.ModeThroughput, records: true, env: env},
+		// Calibration: the throughput mode without the record (no
+		// exactly-once), so that the record's whole cost, in every
+		// process it touches, is one subtraction from dapr-bulk100.
+		// Deliveries are timed by the subscriber's lines.
+		daprScenario{name: NoRecordScenario, publish: publishBulk, batch: 100, mode: proc.ModeThroughput,
+			app: func(c *subscriber.Config) { c.Faults.NoRecord = true }, byLines: true, env: env},
 		// The same path into an app that only acks: what Dapr itself costs.
 		daprScenario{name: "dapr-bare", publish: publishBulk, batch: 100, mode: proc.ModeThroughput, bare: true, env: env},
 		// The publisher's outbox mode against dapr-grpc: the order stored,
@@ -167,6 +177,7 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 	if p.Rate <= 0 {
 		prof = nil // profiles of fixed-rate runs only
 	}
+	rec := NewRecorder(p.Messages)
 	node := system.Node{DaprArgs: append(slices.Clone(s.daprArgs), prof.daprArgs("daprd-subscriber")...), RuntimeEnv: s.goEnv,
 		Config: func(c *subscriber.Config) {
 			c.LogFormat = "json"
@@ -175,6 +186,13 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 				s.app(c)
 			}
 		}}
+	if s.byLines {
+		node.OnLine = func(line string) {
+			if id, ok := receivedID(line); ok {
+				rec.Deliver(id, time.Now())
+			}
+		}
+	}
 	if s.bare {
 		exe, err := os.Executable()
 		if err != nil {
@@ -208,9 +226,11 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 		return Result{}, err
 	}
 	defer closeSend()
-	rec := NewRecorder(p.Messages)
 	collectFn := func(ctx context.Context, rec *Recorder) error { return collect(ctx, sys, rdb, rec, p) }
-	if s.bare {
+	switch {
+	case s.byLines:
+		collectFn = nil // the Recorder has them: wait until they are in
+	case s.bare:
 		collectFn = func(ctx context.Context, rec *Recorder) error {
 			return collectBare(ctx, sys.Sub.Port, sys.Secrets.AppToken, rec, p)
 		}
@@ -235,6 +255,25 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 	}
 	res.PayloadBytes = len(Payload(int64(p.Messages-1), p.Size, time.Now()))
 	return res, err
+}
+
+// NoRecordScenario is the calibration: the throughput mode without the
+// record.
+const NoRecordScenario = "dapr-bulk100-norecord"
+
+// receivedID is the order id of a subscriber's "Received message: {"id":
+// N, ...}" line.
+func receivedID(line string) (int64, bool) {
+	rest, ok := strings.CutPrefix(line, `Received message: {"id": `)
+	if !ok {
+		return 0, false
+	}
+	end := strings.IndexByte(rest, ',')
+	if end < 0 {
+		return 0, false
+	}
+	id, err := strconv.ParseInt(rest[:end], 10, 64)
+	return id, err == nil
 }
 
 // sender returns the SendFunc for the scenario's publish path.

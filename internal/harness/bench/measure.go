@@ -35,6 +35,10 @@ func Measure(ctx context.Context, p Params, m Measurement) (Result, error) {
 	if err := cpu.Start(); err != nil {
 		return Result{}, err
 	}
+	busy0, total0, err := MachineTicks()
+	if err != nil {
+		return Result{}, err
+	}
 	load := Load{Messages: p.Messages, Rate: p.Rate, Senders: p.Senders, Batch: m.Batch}
 	stats, err := Generate(ctx, load, m.Recorder, m.Send)
 	if err != nil {
@@ -49,7 +53,14 @@ func Measure(ctx context.Context, p Params, m Measurement) (Result, error) {
 		return Result{}, fmt.Errorf("wait for deliveries: %w", err)
 	}
 	used, cpuErr := cpu.Stop()
+	busy1, total1, err := MachineTicks()
+	if err != nil {
+		return Result{}, err
+	}
 	res := m.Recorder.Result()
+	if total1 > total0 {
+		res.Busy = float64(busy1-busy0) / float64(total1-total0)
+	}
 	res.SendSeconds = stats.Elapsed.Seconds()
 	res.MaxLagMs = float64(stats.MaxLag.Microseconds()) / 1000
 	res.CPUSeconds = used

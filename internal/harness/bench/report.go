@@ -74,6 +74,9 @@ type Summary struct {
 	Lost, Dup      int
 	Failed         int
 	CPUPer1k       map[string]Stat
+	// CPUTotal is the median over repetitions of every process's CPU
+	// summed (Result.CPUTotal); Busy the machine's median busy share.
+	CPUTotal, Busy Stat
 }
 
 // Summarize groups results by scenario, mode, rate and size; rows come in the
@@ -137,6 +140,8 @@ func Summarize(results []Result) []Summary {
 		s.P99 = pick(func(r Result) float64 { return r.Latency.P99 })
 		s.P999 = pick(func(r Result) float64 { return r.Latency.P999 })
 		s.Max = pick(func(r Result) float64 { return r.Latency.Max })
+		s.CPUTotal = pick(Result.CPUTotal)
+		s.Busy = pick(func(r Result) float64 { return r.Busy })
 		procs := map[string]bool{}
 		for _, r := range rs {
 			s.Lost += r.Lost
@@ -185,7 +190,7 @@ func (r Report) Markdown() string {
 	fmt.Fprintf(&b, "- Repetitions: %d, interleaved (repetition 1 of every run, then 2, …); %d senders; message ids 0..N-1.\n", r.Config.Reps, r.Config.Senders)
 	fmt.Fprintf(&b, "- Mode `max`: %d messages sent as fast as possible; throughput = delivered / (last delivery − first send), latency from the actual send.\n", r.Config.Messages)
 	fmt.Fprintf(&b, "- Mode `N/s`: an open-loop schedule at N msg/s for %s; latency from each message's *intended* send time (no coordinated omission), to its first delivery in the consumer.\n", r.Config.Duration)
-	fmt.Fprintf(&b, "- Cells: median over repetitions, (min–max) for throughput; latency in ms (HDR histogram, µs resolution); lost/dup/failed are totals over all repetitions; CPU is seconds per 1,000 messages per process (utime+stime from /proc), median. `bench (publisher)` is the load generator, which also publishes: its CPU is shown but counted in no sum.\n")
+	fmt.Fprintf(&b, "- Cells: median over repetitions, (min–max) for throughput; latency in ms (HDR histogram, µs resolution); lost/dup/failed are totals over all repetitions; busy is the machine's busy share over the run (all cores, every process: /proc/stat); CPU is seconds per 1,000 messages (utime+stime from /proc), median: the total of every process the scenario runs, the broker and the load generator included (the whole price), then each process. `bench (publisher)` is the load generator, which also publishes: it counts in the total, and in no other sum.\n")
 	sums := Summarize(r.Results)
 	var policies []string
 	for _, s := range sums {
@@ -202,8 +207,8 @@ func (r Report) Markdown() string {
 		}
 		fmt.Fprintf(&b, "\n## appendfsync %s\n\n", cmp.Or(policy, "always"))
 		b.WriteString(GoalsMarkdown(policy, ps))
-		b.WriteString("\n| scenario | mode | size (B) | msgs | throughput msg/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | lost | dup | CPU s/1k msgs |\n")
-		b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		b.WriteString("\n| scenario | mode | size (B) | msgs | throughput msg/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | lost | dup | busy | CPU total s/1k | CPU s/1k msgs by process |\n")
+		b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 		for _, s := range ps {
 			lost := fmt.Sprint(s.Lost)
 			if s.Failed > 0 {
@@ -213,11 +218,11 @@ func (r Report) Markdown() string {
 			if s.Errors > 0 {
 				name += fmt.Sprintf(" ⚠ %d error(s)", s.Errors)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %d | %s |\n",
+			fmt.Fprintf(&b, "| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %d | %.0f%% | %.3f | %s |\n",
 				name, s.Label(), s.PayloadBytes, s.Messages,
 				fmt.Sprintf("%.0f (%.0f–%.0f)", s.Throughput.Median, s.Throughput.Min, s.Throughput.Max),
 				ms(s.P50.Median), ms(s.P90.Median), ms(s.P99.Median), ms(s.P999.Median), ms(s.Max.Median),
-				lost, s.Dup, cpuCell(s.CPUPer1k))
+				lost, s.Dup, 100*s.Busy.Median, s.CPUTotal.Median, cpuCell(s.CPUPer1k))
 		}
 	}
 	var errs bytes.Buffer

@@ -96,7 +96,7 @@ func TestReportWrite(t *testing.T) {
 	}
 	for _, want := range []string{
 		"Test CPU, 2 cores", "`go run ./cmd/bench -reps 3`", "appendfsync always",
-		"| redis | max | 66 | 1000 | 20000 (10000–30000) | 10.0 | 20.0 | 30.0 | 40.0 | 50.0 | 0 | 0 | bench (producer+consumer) 0.020; redis-server 0.010 |",
+		"| redis | max | 66 | 1000 | 20000 (10000–30000) | 10.0 | 20.0 | 30.0 | 40.0 | 50.0 | 0 | 0 | 0% | 0.030 | bench (producer+consumer) 0.020; redis-server 0.010 |",
 		"| dapr-bulk-100 | 1000/s | 66 | 1000 | 1000 (1000–1000) | 2.00 | 1.00 | 3.00 | 9.00 | 12.0 | 3 | 3 |",
 		"redis ⚠ 1 error(s)", "redis went away", "plot.svg",
 	} {
@@ -168,9 +168,14 @@ func TestGoalsPerPolicy(t *testing.T) {
 		thr("redis", 10000, nil), thr("watermill", 9500, nil), thr("watermill-dedupe", 8000, nil), thr("dapr-bare", 9000, nil),
 		thr("dapr-bulk100", 8500, map[string]Stat{"daprd (publisher)": {Median: 0.05}, "daprd (subscriber)": {Median: 0.1}, "subscriber": {Median: 0.04}, "bench (publisher)": {Median: 1}}),
 		lat("redis", 0.7, 3.5), lat("dapr-grpc", 1.9, 6.6),
+		thr(NoRecordScenario, 9000, nil),
 		thr("dapr-bulk100-records", 9200, map[string]Stat{"daprd (publisher)": {Median: 0.05}, "daprd (subscriber)": {Median: 0.08}, "subscriber": {Median: 0.04}, RecordStoreCPU: {Median: 0.02}}),
 	}
 	sums[4].Dup = 1
+	sums[3].CPUTotal, sums[4].CPUTotal, sums[7].CPUTotal = Stat{Median: 0.5}, Stat{Median: 1.19}, Stat{Median: 0.8} // dapr-bare, dapr-bulk100, no record
+	sums[6].Busy = Stat{Median: 0.85}
+	sums[6].CPUPer1k = map[string]Stat{"daprd (publisher)": {Median: 0.2}, "daprd (subscriber)": {Median: 0.25}, "subscriber": {Median: 0.1}, "bench (publisher)": {Median: 1}}
+	sums[2].CPUTotal = Stat{Median: 1.0} // watermill-dedupe
 	byName := func(gs []Goal) map[string]Goal {
 		m := map[string]Goal{}
 		for _, g := range gs {
@@ -204,6 +209,18 @@ func TestGoalsPerPolicy(t *testing.T) {
 	}
 	if g := every["latency mode (dapr-grpc) p99 at 1000/s"]; g.Met || !strings.Contains(g.Measured, "+3.10") {
 		t.Errorf("p99: %+v, want +3.10 ms, missed", g)
+	}
+	if g := every["latency mode (dapr-grpc) p99 at 1000/s below 80% busy"]; g.Met || !strings.Contains(g.Measured, "85% busy") {
+		t.Errorf("p99 below 80%% busy: %+v, want +3.10 ms at 85%% busy, missed (too busy to count)", g)
+	}
+	if g := every["total CPU per 1,000 orders, every process, throughput mode (dapr-bulk100) vs watermill-dedupe"]; g.Met || !strings.HasPrefix(g.Measured, "1.19 ×") {
+		t.Errorf("whole CPU vs the peer: %+v, want 1.19 ×, missed (≤ 1.1)", g)
+	}
+	if g := every["CPU s per 1,000 orders, latency mode (dapr-grpc at 1000/s: both daprd and the apps)"]; g.Met || g.Measured != "0.550" {
+		t.Errorf("latency mode's own CPU: %+v, want 0.550 without the load generator, missed (≤ 0.5)", g)
+	}
+	if p := RecordPrice(sums); !strings.Contains(p, "0.390 CPU-s per 1,000 orders") || !strings.Contains(p, "8500 vs 9000 msg/s (0.94 ×)") {
+		t.Errorf("record price: %q, want 0.390 (1.190 − 0.800) and 8500 vs 9000", p)
 	}
 	if g := every["lost and duplicate effects, every run"]; g.Met {
 		t.Errorf("a duplicate must miss the goal: %+v", g)

@@ -41,6 +41,19 @@ type Result struct {
 	// during the run; CPUPer1k is the same per 1,000 messages sent.
 	CPUSeconds map[string]float64 `json:"cpu_seconds"`
 	CPUPer1k   map[string]float64 `json:"cpu_s_per_1k"`
+	// Busy is the machine's busy share over the same interval, 0–1, all
+	// cores and every process (/proc/stat).
+	Busy float64 `json:"busy"`
+}
+
+// CPUTotal is the CPU seconds per 1,000 messages of every process the
+// run accounted, the load generator and the broker included.
+func (r Result) CPUTotal() float64 {
+	sum := 0.0
+	for _, v := range r.CPUPer1k {
+		sum += v
+	}
+	return sum
 }
 
 // Latency is end-to-end latency in milliseconds, from each message's stamp

@@ -317,3 +317,22 @@ func counterValue(t *testing.T, m *handler.Metrics, name, outcome string) float6
 	}
 	return 0
 }
+
+// TestNoRecordAppliesWithoutTheRecord: the benchmark's calibration writes
+// no record, so a second delivery is applied again — what the record
+// prevents, and what it costs, priced by difference.
+func TestNoRecordAppliesWithoutTheRecord(t *testing.T) {
+	f := handlertest.New(handler.Faults{NoRecord: true})
+	for range 2 {
+		e := common.TopicEvent{ID: "order-9", RawData: []byte(`{"id":9,"message":"m"}`)}
+		if retry, err := f.H.HandleOrder(t.Context(), &e); retry || err != nil {
+			t.Fatalf("delivery answered retry=%v err=%v, want SUCCESS", retry, err)
+		}
+	}
+	if got := strings.Count(f.Out.String(), "Received message"); got != 2 {
+		t.Fatalf("effect applied %d times, want 2 (no record, no dedupe)", got)
+	}
+	if v := f.Mem.Version("subscriber/order/9"); v != 0 {
+		t.Fatalf("record written %d times, want none", v)
+	}
+}
