@@ -132,6 +132,15 @@ func daprScenarios(env *daprEnv) []Scenario {
 			app: recordsOneByOne, experiment: true, env: env}, // records written one by one
 		daprScenario{name: "dapr-grpc-rb1", publish: publishGRPC, mode: proc.ModeLatency,
 			app: recordsOneByOne, experiment: true, env: env},
+		// Fuller record writes: fewer flushers in flight (each call
+		// carries more records), or fewer bulk workers (fewer records
+		// waiting at once), against the shipped 4 flushers and 32 workers.
+		daprScenario{name: "dapr-bulk100-rf1", publish: publishBulk, batch: 100, mode: proc.ModeThroughput,
+			app: func(c *subscriber.Config) { c.RecordFlushers = 1 }, experiment: true, env: env},
+		daprScenario{name: "dapr-bulk100-rf2", publish: publishBulk, batch: 100, mode: proc.ModeThroughput,
+			app: func(c *subscriber.Config) { c.RecordFlushers = 2 }, experiment: true, env: env},
+		daprScenario{name: "dapr-bulk100-w100", publish: publishBulk, batch: 100, mode: proc.ModeThroughput,
+			app: func(c *subscriber.Config) { c.Bulk.Workers = 100 }, experiment: true, env: env},
 		daprScenario{name: "dapr-grpc-nottl", publish: publishGRPC, mode: proc.ModeLatency,
 			app: func(c *subscriber.Config) { c.RetentionWindow = 0 }, experiment: true, env: env}, // records without a TTL: no EXPIRE per record
 		daprScenario{name: "dapr-grpc-c32", publish: publishGRPC, mode: proc.ModeLatency,
