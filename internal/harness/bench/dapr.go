@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,6 +64,9 @@ type daprScenario struct {
 	// goEnv is Go runtime settings (GOGC=…, GOMAXPROCS=…) for both
 	// daprd and the subscriber app.
 	goEnv []string
+	// samplingRate, when set, replaces the Configuration's tracing
+	// samplingRate ("1" in config/config.yaml) in both sidecars.
+	samplingRate string
 	// records keeps the records in the record store (system.Spec.Records).
 	records bool
 	// experiment: run only when named in -scenarios (a setting measured
@@ -139,6 +143,12 @@ func daprScenarios(env *daprEnv) []Scenario {
 			app: func(c *subscriber.Config) { c.RecordFlushers = 1 }, experiment: true, env: env},
 		daprScenario{name: "dapr-bulk100-rf2", publish: publishBulk, batch: 100, mode: proc.ModeThroughput,
 			app: func(c *subscriber.Config) { c.RecordFlushers = 2 }, experiment: true, env: env},
+		// Tracing off in both sidecars (config/config.yaml samples every
+		// request): what building the spans costs.
+		daprScenario{name: "dapr-bulk100-sample0", publish: publishBulk, batch: 100, mode: proc.ModeThroughput,
+			samplingRate: "0", experiment: true, env: env},
+		daprScenario{name: "dapr-grpc-sample0", publish: publishGRPC, mode: proc.ModeLatency,
+			samplingRate: "0", experiment: true, env: env},
 		daprScenario{name: "dapr-bulk100-w100", publish: publishBulk, batch: 100, mode: proc.ModeThroughput,
 			app: func(c *subscriber.Config) { c.Bulk.Workers = 100 }, experiment: true, env: env},
 		daprScenario{name: "dapr-grpc-nottl", publish: publishGRPC, mode: proc.ModeLatency,
@@ -209,7 +219,15 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 		}
 		node.Command = []string{exe, BareAppArg}
 	}
+	daprConfig, err := s.daprConfig()
+	if err != nil {
+		return Result{}, err
+	}
+	if daprConfig != "" {
+		defer os.Remove(daprConfig)
+	}
 	sys, err := system.Start(ctx, system.Spec{
+		DaprConfig:     daprConfig,
 		Tools:          s.env.tools,
 		Redis:          proc.RedisOptions{Source: proc.RedisExisting, Addr: p.Redis.Addr, ExistingPassword: p.Redis.Password},
 		Mode:           s.mode,
@@ -264,6 +282,30 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 	}
 	res.PayloadBytes = len(Payload(int64(p.Messages-1), p.Size, time.Now()))
 	return res, err
+}
+
+// daprConfig writes the Configuration of a scenario that changes it to a
+// temporary file, and returns its path; "" for config/config.yaml.
+func (s daprScenario) daprConfig() (string, error) {
+	if s.samplingRate == "" {
+		return "", nil
+	}
+	src := filepath.Join(s.env.tools.Root, "config", "config.yaml")
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return "", err
+	}
+	const shipped = `samplingRate: "1"`
+	if !bytes.Contains(b, []byte(shipped)) {
+		return "", fmt.Errorf("%s has no %s to replace", src, shipped)
+	}
+	f, err := os.CreateTemp("", "dapr-pub-sub-config-*.yaml")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	_, err = f.Write(bytes.Replace(b, []byte(shipped), []byte(`samplingRate: "`+s.samplingRate+`"`), 1))
+	return f.Name(), err
 }
 
 // NoRecordScenario is the calibration: the throughput mode without the

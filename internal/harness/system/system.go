@@ -138,6 +138,9 @@ type Spec struct {
 	// DaprEnv is more environment for every daprd (NAME=value), e.g.
 	// GOGC or GOMAXPROCS.
 	DaprEnv []string
+	// DaprConfig is the Configuration file every daprd reads (--config);
+	// "" is config/config.yaml.
+	DaprConfig string
 	// Sentinels, when set, are Redis Sentinels (comma-separated
 	// host:port) watching SentinelMaster: the Redis components and the
 	// retention keeper follow the primary through them (Redis is then an
@@ -575,7 +578,7 @@ func (r *Running) startKeeper(ctx context.Context) error {
 // the secrets, the Configuration, the resources, the log level.
 func (r *Running) startSidecar(ctx context.Context, sc proc.Sidecar) (*proc.RunningSidecar, error) {
 	sc.Secrets = r.Secrets
-	sc.Config = filepath.Join(r.Spec.Tools.Root, "config", "config.yaml")
+	sc.Config = cmp.Or(r.Spec.DaprConfig, filepath.Join(r.Spec.Tools.Root, "config", "config.yaml"))
 	sc.Resources = r.Resources
 	sc.Env = append(sc.Env, r.Spec.DaprEnv...)
 	if sc.LogLevel == "" {
