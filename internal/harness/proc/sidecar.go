@@ -164,7 +164,7 @@ type SubscriberApp struct {
 	// environment and must serve /healthz on Port.
 	Command []string
 	Port    int          // its listen port, the sidecar's --app-port
-	Env     []string     // its whole configuration, e.g. appenv.Subscriber.Env()
+	Env     []string     // its whole configuration: subscriber.Config.Env()
 	Out     io.Writer    // its output, each line prefixed with Name
 	OnLine  func(string) // sees every output line
 }
