@@ -5,6 +5,7 @@ package deploy
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,8 +16,11 @@ import (
 	componentsapi "github.com/dapr/dapr/pkg/apis/components/v1alpha1"
 	resiliencyapi "github.com/dapr/dapr/pkg/apis/resiliency/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	"sigs.k8s.io/yaml"
+
+	"dapr-pub-sub/internal/publisher"
 )
 
 // outboxDir is the kustomize Component of the outbox mode, relative to
@@ -185,14 +189,11 @@ func TestOutboxComponentMatchesLocal(t *testing.T) {
 	if pub == nil {
 		t.Fatal("no Deployment publisher")
 	}
-	env := envOf(&pub.Spec.Template.Spec.Containers[0])
-	if env("PUBLISH_OUTBOX") != "true" {
-		t.Errorf("the publisher with deploy/%s: PUBLISH_OUTBOX %q, want true", outboxDir, env("PUBLISH_OUTBOX"))
+	cfg := publisherConfig(t, &pub.Spec.Template.Spec.Containers[0])
+	if !cfg.Outbox {
+		t.Errorf("the publisher with deploy/%s is not in its outbox mode (PUBLISH_OUTBOX)", outboxDir)
 	}
-	store := env("ORDER_STORE")
-	if store == "" {
-		store = "orderstore" // the publisher's default
-	}
+	store := cfg.OrderStore
 	if s := c.components[store]; s == nil || !strings.HasPrefix(s.Spec.Type, "state.") || meta(s, "outboxPublishPubsub") == "" {
 		t.Errorf("the publisher's order store %s is not a state store with outboxPublishPubsub", store)
 	}
@@ -209,9 +210,20 @@ func TestOutboxComponentMatchesLocal(t *testing.T) {
 			t.Errorf("component %s of the outbox: scopes %q, want the publisher alone", name, s.Scopes)
 		}
 	}
-	if e := envOf(&base.deployments["publisher"].Spec.Template.Spec.Containers[0]); e("PUBLISH_OUTBOX") == "true" {
+	if publisherConfig(t, &base.deployments["publisher"].Spec.Template.Spec.Containers[0]).Outbox {
 		t.Error("deploy/ alone runs the publisher in its outbox mode; the plain mode is the default")
 	}
+}
+
+// publisherConfig is the publisher's Config as the container's environment
+// gives it (the publisher's own ParseConfig: its defaults, its checks).
+func publisherConfig(t *testing.T, ctr *corev1.Container) publisher.Config {
+	t.Helper()
+	cfg, err := publisher.ParseConfig(nil, envOf(ctr), io.Discard)
+	if err != nil {
+		t.Fatalf("the publisher's environment in the manifest: %v", err)
+	}
+	return cfg
 }
 
 // TestOutboxComponentIsOneEditAway: uncommenting the two lines that
