@@ -12,6 +12,14 @@
 // fields are ignored, so a newer publisher can add fields without breaking an
 // older subscriber. id and message are required; sent_at, the time the
 // publisher published the order, is optional.
+//
+// An order has a life of events, each one JSON object with the order's id:
+// "seq", its place in the order's life (1, 2, 3 …), and "type", what
+// happened (order.created, order.paid, order.shipped, order.delivered,
+// order.cancelled). Both are optional: an event without them is the
+// original example's order, sequence 1, order.created; an event after the
+// first must name its type. The CloudEvent id of an event is stable per
+// (order, sequence): "order-N" for the first, "order-N-S" after.
 package order
 
 import (
@@ -28,11 +36,66 @@ import (
 // daprd gives an event (instead of a random one).
 const CloudEventIDKey = "cloudevent.id"
 
-// CloudEventID is the CloudEvent id an order is published under. It is a
-// stable key: a retried publish of the same order carries the same id, so a
-// subscriber can recognise the duplicate.
+// CloudEventID is the CloudEvent id an order's first event is published
+// under. It is a stable key: a retried publish of the same order carries
+// the same id, so a subscriber can recognise the duplicate.
 func CloudEventID(id int64) string {
 	return "order-" + strconv.FormatInt(id, 10)
+}
+
+// EventID is the CloudEvent id o is published under: CloudEventID for an
+// order's first event, "order-N-S" for its event S > 1. Stable per (order,
+// sequence), as CloudEventID is per order.
+func (o Order) EventID() string {
+	if s := o.Sequence(); s > 1 {
+		return CloudEventID(o.ID) + "-" + strconv.FormatInt(s, 10)
+	}
+	return CloudEventID(o.ID)
+}
+
+// Event types: what happened to an order. An order's life starts with
+// TypeCreated; Next lists what may follow each.
+const (
+	TypeCreated   = "order.created"
+	TypePaid      = "order.paid"
+	TypeShipped   = "order.shipped"
+	TypeDelivered = "order.delivered"
+	TypeCancelled = "order.cancelled"
+)
+
+// Life is the usual life of an order, in sequence: its event i+1 is Life[i].
+var Life = []string{TypeCreated, TypePaid, TypeShipped, TypeDelivered}
+
+// next lists the event types allowed after an order's state (the type of
+// its last applied event; "" before any): delivered and cancelled end it.
+var next = map[string][]string{
+	"":          {TypeCreated},
+	TypeCreated: {TypePaid, TypeCancelled},
+	TypePaid:    {TypeShipped, TypeCancelled},
+	TypeShipped: {TypeDelivered},
+}
+
+// Allowed says why event type typ may not follow state (the type of the
+// order's last applied event, "" for none), "" when it may.
+func Allowed(state, typ string) string {
+	for _, t := range next[state] {
+		if t == typ {
+			return ""
+		}
+	}
+	if state == "" {
+		return fmt.Sprintf("%s before the order was created", typ)
+	}
+	return fmt.Sprintf("%s is not allowed after %s", typ, state)
+}
+
+// knownType reports whether typ is one of the event types.
+func knownType(typ string) bool {
+	switch typ {
+	case TypeCreated, TypePaid, TypeShipped, TypeDelivered, TypeCancelled:
+		return true
+	}
+	return false
 }
 
 // MaxMessageBytes bounds Order.Message. Larger orders are invalid: they are
@@ -56,6 +119,42 @@ type Order struct {
 	// only: no value of it makes an order invalid, not even one in the
 	// future (the publisher's clock may be ahead).
 	SentAt time.Time `json:"sent_at,omitzero"`
+	// Seq is the event's place in the order's life, ≥ 1; 0 when the event
+	// did not say, which reads as 1 (Sequence). Left out of the JSON then.
+	Seq int64 `json:"seq,omitzero"`
+	// Type is what happened (a Type* constant); "" when the event did not
+	// say, which reads as TypeCreated (Kind). Left out of the JSON then.
+	Type string `json:"type,omitempty"`
+}
+
+// Sequence is o's place in its order's life: Seq, or 1 when unset.
+func (o Order) Sequence() int64 { return max(o.Seq, 1) }
+
+// Name names event o in log lines and reasons: "order 5" for an order's
+// first event, "order 5 event 2 (order.paid)" for a later one.
+func (o Order) Name() string {
+	if o.Sequence() == 1 {
+		return "order " + strconv.FormatInt(o.ID, 10)
+	}
+	return fmt.Sprintf("order %d event %d (%s)", o.ID, o.Sequence(), o.Kind())
+}
+
+// Kind is o's event type: Type, or TypeCreated when unset.
+func (o Order) Kind() string {
+	if o.Type == "" {
+		return TypeCreated
+	}
+	return o.Type
+}
+
+// Event is o as its order's event seq of type typ: e.g. Event(2,
+// TypePaid) is the second event of the order's life.
+func (o Order) Event(seq int64, typ string) Order {
+	o.Seq, o.Type = seq, typ
+	if seq == 1 && typ == TypeCreated {
+		o.Seq, o.Type = 0, "" // the original example's form on the wire
+	}
+	return o
 }
 
 // New returns the original example's order number id.
@@ -74,6 +173,12 @@ func (o Order) Validate() error {
 		return invalid("message is %d bytes, the limit is %d", len(o.Message), MaxMessageBytes)
 	case !utf8.ValidString(o.Message):
 		return invalid("message is not valid UTF-8")
+	case o.Seq < 0:
+		return invalid("seq must be ≥ 1, got %d", o.Seq)
+	case o.Type != "" && !knownType(o.Type):
+		return invalid("type %q is not an order event type (order.created, order.paid, order.shipped, order.delivered, order.cancelled)", o.Type)
+	case o.Seq > 1 && o.Type == "":
+		return invalid("event %d of order %d has no type; only an order's first event may leave it out", o.Seq, o.ID)
 	}
 	return nil
 }
@@ -85,14 +190,19 @@ func (o Order) Conflict(other Order) string {
 	switch {
 	case o.ID != other.ID:
 		return fmt.Sprintf("order %d is not order %d", other.ID, o.ID)
+	case o.Sequence() != other.Sequence():
+		return fmt.Sprintf("event %d is not event %d", other.Sequence(), o.Sequence())
+	case o.Kind() != other.Kind():
+		return fmt.Sprintf("type differs (%s, first %s)", other.Kind(), o.Kind())
 	case o.Message != other.Message:
 		return "message differs"
 	}
 	return ""
 }
 
-// String formats o as the original example prints it: {"id": 0, "message": "..."}.
-// SentAt is not part of it.
+// String formats o as the original example prints it: {"id": 0, "message": "..."},
+// with "seq" and "type" after the message for an event other than the
+// original example's (sequence 1, order.created). SentAt is not part of it.
 func (o Order) String() string {
 	return string(o.AppendSeed(make([]byte, 0, 40+len(o.Message))))
 }
@@ -105,6 +215,13 @@ func (o Order) AppendSeed(dst []byte) []byte {
 	dst = strconv.AppendInt(dst, o.ID, 10)
 	dst = append(dst, `, "message": `...)
 	dst = append(dst, msg...)
+	if o.Sequence() != 1 || o.Kind() != TypeCreated {
+		dst = append(dst, `, "seq": `...)
+		dst = strconv.AppendInt(dst, o.Sequence(), 10)
+		dst = append(dst, `, "type": "`...)
+		dst = append(dst, o.Kind()...) // a known type: nothing to escape
+		dst = append(dst, '"')
+	}
 	return append(dst, '}')
 }
 
@@ -138,18 +255,22 @@ func Decode(raw []byte) (Order, error) {
 		ID      *int64     `json:"id"`
 		Message *string    `json:"message"`
 		SentAt  *time.Time `json:"sent_at"`
+		Seq     *int64     `json:"seq"`
+		Type    *string    `json:"type"`
 	}
 	if json.Unmarshal(raw, &fast) == nil && fast.ID != nil && fast.Message != nil {
 		o := Order{ID: *fast.ID, Message: *fast.Message}
 		if fast.SentAt != nil {
 			o.SentAt = fast.SentAt.UTC()
 		}
-		return o, o.Validate()
+		return o.withEvent(fast.Seq, fast.Type)
 	}
 	var wire struct {
 		ID      json.RawMessage `json:"id"`
 		Message *string         `json:"message"`
 		SentAt  json.RawMessage `json:"sent_at"`
+		Seq     json.RawMessage `json:"seq"`
+		Type    *string         `json:"type"`
 	}
 	if err := json.Unmarshal(raw, &wire); err != nil {
 		return Order{}, invalid("%s", describe(raw, err))
@@ -169,6 +290,29 @@ func Decode(raw []byte) (Order, error) {
 	if wire.SentAt != nil && json.Unmarshal(wire.SentAt, &sent) == nil {
 		o.SentAt = sent.UTC()
 	}
+	var seq *int64
+	if wire.Seq != nil && string(wire.Seq) != "null" {
+		n, err := strconv.ParseInt(string(wire.Seq), 10, 64)
+		if err != nil {
+			return Order{}, invalid(`field "seq" must be an integer ≥ 1, got %s`, wire.Seq)
+		}
+		seq = &n
+	}
+	return o.withEvent(seq, wire.Type)
+}
+
+// withEvent sets o's sequence and type as an event gave them (nil: not
+// given) and validates o. An explicit 0 is not "unset": it is invalid.
+func (o Order) withEvent(seq *int64, typ *string) (Order, error) {
+	if seq != nil {
+		if *seq < 1 {
+			return Order{}, invalid("seq must be ≥ 1, got %d", *seq)
+		}
+		o.Seq = *seq
+	}
+	if typ != nil {
+		o.Type = *typ
+	}
 	return o, o.Validate()
 }
 
@@ -185,7 +329,7 @@ func describe(raw []byte, err error) string {
 	case raw[0] != '{':
 		return fmt.Sprintf("data is a JSON %s, not an object; %s", jsonKind(raw[0]), shape)
 	case errors.As(err, &typ) && typ.Field != "":
-		return fmt.Sprintf("field %q must be %s, got a JSON %s", typ.Field, map[string]string{"message": "text", "id": "an integer"}[typ.Field], typ.Value)
+		return fmt.Sprintf("field %q must be %s, got a JSON %s", typ.Field, map[string]string{"message": "text", "id": "an integer", "seq": "an integer ≥ 1", "type": "text"}[typ.Field], typ.Value)
 	}
 	return "data is not an order object; " + shape
 }

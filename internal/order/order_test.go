@@ -114,3 +114,82 @@ func TestSentAtIsOptionalOnTheWire(t *testing.T) {
 		})
 	}
 }
+
+func TestDecodeEvent(t *testing.T) {
+	tests := map[string]struct {
+		in      string
+		want    Order
+		wantErr string
+	}{
+		"no seq: the first event":  {in: `{"id": 1, "message": "m"}`, want: Order{ID: 1, Message: "m"}},
+		"second event":             {in: `{"id": 1, "message": "m", "seq": 2, "type": "order.paid"}`, want: Order{ID: 1, Message: "m", Seq: 2, Type: TypePaid}},
+		"seq in a string":          {in: `"{\"id\": 1, \"message\": \"m\", \"seq\": 3, \"type\": \"order.shipped\"}"`, want: Order{ID: 1, Message: "m", Seq: 3, Type: TypeShipped}},
+		"seq 0":                    {in: `{"id": 1, "message": "m", "seq": 0}`, wantErr: "seq must be ≥ 1, got 0"},
+		"negative seq":             {in: `{"id": 1, "message": "m", "seq": -2, "type": "order.paid"}`, wantErr: "seq must be ≥ 1, got -2"},
+		"seq a string":             {in: `{"id": 1, "message": "m", "seq": "2", "type": "order.paid"}`, wantErr: `field "seq" must be an integer ≥ 1`},
+		"unknown type":             {in: `{"id": 1, "message": "m", "seq": 2, "type": "order.lost"}`, wantErr: `type "order.lost" is not an order event type`},
+		"later event without type": {in: `{"id": 7, "message": "m", "seq": 2}`, wantErr: "event 2 of order 7 has no type"},
+		"type a number":            {in: `{"id": 1, "message": "m", "type": 5}`, wantErr: `field "type" must be text`},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := Decode([]byte(tc.in))
+			if tc.wantErr != "" {
+				if err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Decode(%q) error = %v, want ErrInvalid containing %q", tc.in, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("Decode(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestEventForms(t *testing.T) {
+	first := New(4)
+	if first.EventID() != "order-4" || first.String() != `{"id": 4, "message": "Hello from publisher - message 4"}` {
+		t.Errorf("first event: id %s, line %s", first.EventID(), first)
+	}
+	if e := first.Event(1, TypeCreated); e != first {
+		t.Errorf("Event(1, created) = %+v, want the original example's order %+v", e, first)
+	}
+	paid := first.Event(2, TypePaid)
+	if paid.EventID() != "order-4-2" {
+		t.Errorf("EventID of event 2 = %s", paid.EventID())
+	}
+	if want := `{"id": 4, "message": "Hello from publisher - message 4", "seq": 2, "type": "order.paid"}`; paid.String() != want {
+		t.Errorf("String() = %s, want %s", paid, want)
+	}
+	b, _ := json.Marshal(paid)
+	if back, err := Decode(b); err != nil || back != paid {
+		t.Errorf("round trip of %s = %+v, %v", b, back, err)
+	}
+	if c := paid.Conflict(first.Event(2, TypeCancelled)); !strings.Contains(c, "type differs") {
+		t.Errorf("Conflict of two types = %q", c)
+	}
+}
+
+func TestAllowed(t *testing.T) {
+	for _, tc := range []struct{ state, typ, want string }{
+		{"", TypeCreated, ""},
+		{"", TypePaid, "order.paid before the order was created"},
+		{TypeCreated, TypePaid, ""},
+		{TypeCreated, TypeCancelled, ""},
+		{TypePaid, TypeShipped, ""},
+		{TypeShipped, TypeDelivered, ""},
+		{TypeShipped, TypeCancelled, "order.cancelled is not allowed after order.shipped"},
+		{TypeCancelled, TypeShipped, "order.shipped is not allowed after order.cancelled"},
+		{TypeDelivered, TypeCreated, "order.created is not allowed after order.delivered"},
+	} {
+		if got := Allowed(tc.state, tc.typ); got != tc.want {
+			t.Errorf("Allowed(%q, %q) = %q, want %q", tc.state, tc.typ, got, tc.want)
+		}
+	}
+	for i := 1; i < len(Life); i++ {
+		if r := Allowed(Life[i-1], Life[i]); r != "" {
+			t.Errorf("the usual life is refused at %d: %s", i+1, r)
+		}
+	}
+}

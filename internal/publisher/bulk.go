@@ -18,7 +18,7 @@ import (
 // orders the sidecar acknowledged, in batch order.
 //
 // Each entry is application/json with entry metadata cloudevent.id =
-// order.CloudEventID(order id): daprd (pkg/api/grpc BulkPublishEventAlpha1) merges
+// its o.EventID(): daprd (pkg/api/grpc BulkPublishEventAlpha1) merges
 // entry metadata over the request's and builds each entry's CloudEvent from
 // it, so the id is the one a single publish uses. Entry ids are the orders'
 // positions in the batch: unique, as daprd requires, even when a file repeats
@@ -45,7 +45,7 @@ func (p *Publisher) publishBulk(ctx context.Context, batch []order.Order) ([]ord
 			EntryID:     strconv.Itoa(i),
 			Data:        data,
 			ContentType: "application/json",
-			Metadata:    map[string]string{order.CloudEventIDKey: order.CloudEventID(o.ID)},
+			Metadata:    map[string]string{order.CloudEventIDKey: o.EventID()},
 		}
 	}
 	ok := make([]bool, len(batch))

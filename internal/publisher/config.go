@@ -7,10 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
 	"dapr-pub-sub/internal/cli"
+	"dapr-pub-sub/internal/order"
 	"dapr-pub-sub/internal/sidecar"
 )
 
@@ -30,6 +32,9 @@ const (
 	envAttempts       = "PUBLISH_ATTEMPTS"
 	envOrderStore     = "ORDER_STORE"
 	envMetricsAddress = "PUBLISH_METRICS_ADDRESS"
+	envEvents         = "PUBLISH_EVENTS"
+	envShuffle        = "PUBLISH_SHUFFLE"
+	envShare          = "PUBLISH_SHARE"
 )
 
 // Config is what one publisher run does, declared once: every field has an
@@ -49,6 +54,18 @@ type Config struct {
 	File           string        // JSON-lines file of orders ("-" for stdin) instead of generated ones; PUBLISH_FILE
 	Bulk           int           // orders per bulk publish call; PUBLISH_BULK, default 1 = one PublishEvent per order
 	MetricsAddress string        // host:port serving Prometheus /metrics; PUBLISH_METRICS_ADDRESS, default "" = none
+	// Events is the events of each generated order's life, 1 to
+	// len(order.Life): order.created, then order.paid, order.shipped,
+	// order.delivered; PUBLISH_EVENTS, default 1 (the original example).
+	Events int
+	// Shuffle publishes the generated events in a random order within
+	// each run of this many (a fixed shuffle, the same every run); 0 or 1
+	// publishes them in order; PUBLISH_SHUFFLE.
+	Shuffle int
+	// Share is this publisher's part of the generated events, "i/n": the
+	// i-th of every n (1 ≤ i ≤ n), so that n publishers together publish
+	// each event once; "" publishes all; PUBLISH_SHARE.
+	Share string
 	// Outbox stores each order in OrderStore in a state transaction instead
 	// of publishing it, and Dapr's transactional outbox publishes it when
 	// the transaction commits; PUBLISH_OUTBOX, default false.
@@ -80,6 +97,9 @@ func (c Config) Env() []string {
 	v.Set(appenv.PublishOutbox, c.Outbox)
 	v.Set(envOrderStore, c.OrderStore)
 	v.Set(envMetricsAddress, c.MetricsAddress)
+	v.Set(envEvents, c.Events)
+	v.Set(envShuffle, c.Shuffle)
+	v.Set(envShare, c.Share)
 	v.Set(appenv.DaprAPIToken, c.DaprAPIToken)
 	v.Set(appenv.LogLevel, c.LogLevel)
 	v.Set(appenv.LogFormat, c.LogFormat)
@@ -108,6 +128,8 @@ not be published.
 
 Examples:
   publisher -count 100 -rate 50                  100 orders, 50 per second
+  publisher -count 100 -events 4 -shuffle 16     100 orders' lives (created, paid, shipped,
+                                                 delivered), shuffled within each 16 events
   publisher -file orders.jsonl                   the orders in a file, one {"id":…,"message":…} per line
   cat orders.jsonl | publisher -file -           the same, from stdin
   publisher -count 10000 -rate 2000 -bulk 100    bulk publish, 100 orders per call
@@ -120,7 +142,7 @@ var flagGroups = []struct {
 	title string
 	names []string
 }{
-	{"What to publish", []string{"count", "start-id", "file"}},
+	{"What to publish", []string{"count", "start-id", "events", "shuffle", "share", "file"}},
 	{"How fast", []string{"rate", "interval", "bulk"}},
 	{"Where to", []string{"dapr-address", "pubsub", "topic", "outbox", "order-store"}},
 	{"Reliability and monitoring", []string{"attempts", "metrics-address"}},
@@ -135,6 +157,9 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs := cli.NewFlagSet("publisher", about, stderr)
 	fs.IntVar(&c.Count, "count", env.Int(envCount, 10), "number of orders to generate; -1 publishes until stopped (Ctrl-C, SIGTERM), at -rate or -interval [PUBLISH_COUNT]")
 	fs.Int64Var(&c.StartID, "start-id", env.Int64(envStartID, 0), "id of the first generated order [PUBLISH_START_ID]")
+	fs.IntVar(&c.Events, "events", env.Int(envEvents, 1), "events of each generated order's life, in sequence: 1 order.created (the original example), 2 … order.paid, 3 … order.shipped, 4 … order.delivered [PUBLISH_EVENTS]")
+	fs.IntVar(&c.Shuffle, "shuffle", env.Int(envShuffle, 0), "publish the generated events shuffled within each run of this many (the same shuffle every run); 0 keeps them in order [PUBLISH_SHUFFLE]")
+	fs.StringVar(&c.Share, "share", env.Str(envShare, ""), "publish only this publisher's share of the generated events, i/n: the i-th of every n, so that n publishers publish each once [PUBLISH_SHARE]")
 	fs.StringVar(&c.File, "file", env.Str(envFile, ""), "publish the orders in this JSON-lines file instead (-count and -start-id are ignored); - reads stdin. Every line is checked before any is sent [PUBLISH_FILE]")
 	fs.Float64Var(&c.Rate, "rate", env.Float64(envRate, 0), "orders per second, e.g. 500; overrides -interval [PUBLISH_RATE]")
 	fs.DurationVar(&c.Interval, "interval", env.Duration(envInterval, time.Second), "pause between orders when -rate is 0, e.g. 1s, 10ms, 0 for as fast as possible [PUBLISH_INTERVAL]")
@@ -179,6 +204,20 @@ func usage(fs *flag.FlagSet, w io.Writer) {
 	}
 }
 
+// share is Share as (i, n), 0-based i; (0, 1) when unset.
+func (c Config) share() (i, n int, err error) {
+	if c.Share == "" {
+		return 0, 1, nil
+	}
+	a, b, ok := strings.Cut(c.Share, "/")
+	i, erri := strconv.Atoi(a)
+	n, errn := strconv.Atoi(b)
+	if !ok || erri != nil || errn != nil || n < 1 || i < 1 || i > n {
+		return 0, 0, fmt.Errorf("-share must be i/n with 1 ≤ i ≤ n, e.g. 1/2, got %q", c.Share)
+	}
+	return i - 1, n, nil
+}
+
 func (c Config) validate() error {
 	var errs []error
 	if c.Count < Forever {
@@ -204,6 +243,15 @@ func (c Config) validate() error {
 	}
 	if c.Outbox && c.Bulk > 1 {
 		errs = append(errs, errors.New("-outbox stores one order per transaction: it takes no -bulk"))
+	}
+	if c.Events < 1 || c.Events > len(order.Life) {
+		errs = append(errs, fmt.Errorf("-events must be 1–%d (an order's usual life), got %d", len(order.Life), c.Events))
+	}
+	if c.Shuffle < 0 {
+		errs = append(errs, fmt.Errorf("-shuffle must be ≥ 0, got %d", c.Shuffle))
+	}
+	if _, _, err := c.share(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Outbox && c.OrderStore == "" {
 		errs = append(errs, errors.New("-outbox needs -order-store"))

@@ -84,7 +84,8 @@ func OutboxOps(key string, data []byte) []*dapr.StateOperation {
 // An order already stored with the same id and message is not written again
 // (its event went when it was stored; an order service never replaces an
 // order): it counts as published. One stored with another message is
-// refused, as a conflict. The transaction carries no ETag: on the Redis
+// refused, as a conflict. An order's later event (a life, -events) is
+// stored over its earlier one: the key holds the order's latest event. The transaction carries no ETag: on the Redis
 // store a refused ETag fails only its own write and the outbox still
 // publishes (docs/upstream-outbox.md).
 //
@@ -158,10 +159,17 @@ func (p *Publisher) alreadyStored(ctx context.Context, key string, o order.Order
 	if err != nil {
 		return false, fmt.Errorf("order %d: %s holds %q under %s, which is not an order: %w", o.ID, p.Config.OrderStore, item.Value, key, err)
 	}
-	if c := stored.Conflict(o); c != "" {
-		return false, fmt.Errorf("order %d is already stored with other content (%s); an order is never replaced", o.ID, c)
+	switch {
+	case stored.Sequence() < o.Sequence():
+		return false, nil // the order's next event: stored over its last
+	case stored.Sequence() > o.Sequence():
+		p.Log.Info("A later event of this order is stored already; this one not written again", "id", o.ID, "seq", o.Sequence(), "stored_seq", stored.Sequence())
+		return true, nil
 	}
-	p.Log.Info("Order already stored; not written again", "id", o.ID)
+	if c := stored.Conflict(o); c != "" {
+		return false, fmt.Errorf("%s is already stored with other content (%s); an order event is never replaced", o.Name(), c)
+	}
+	p.Log.Info("Order already stored; not written again", "id", o.ID, "seq", o.Sequence())
 	return true, nil
 }
 

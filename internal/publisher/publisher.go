@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -97,13 +98,41 @@ func fromSlice(orders []order.Order) source {
 }
 
 // generated is the original example's orders cfg.StartID, cfg.StartID+1, …: cfg.Count
-// of them, or without end for Forever.
+// of them, or without end for Forever; each a life of cfg.Events events in
+// sequence (order.Life), the events of one order one after the other. With
+// cfg.Share only this publisher's share of them, with cfg.Shuffle in a fixed
+// random order within each run of that many.
 func generated(cfg Config) source {
+	events := max(cfg.Events, 1)
+	part, parts, _ := cfg.share() // checked by ParseConfig
+	total := -1                   // this publisher's events; -1 for no end
+	if cfg.Count != Forever {
+		all := cfg.Count * events
+		total = max(0, (all-part+parts-1)/parts)
+	}
+	window := max(cfg.Shuffle, 1)
+	var perm []int // the shuffle of the window last asked for
+	permOf := -1
 	return func(i int) (order.Order, bool) {
-		if cfg.Count != Forever && i >= cfg.Count {
+		if total >= 0 && i >= total {
 			return order.Order{}, false
 		}
-		return order.New(cfg.StartID + int64(i)), true
+		if window > 1 {
+			w := i / window
+			if w != permOf {
+				size := window
+				if total >= 0 {
+					size = min(window, total-w*window)
+				}
+				perm = rand.New(rand.NewPCG(uint64(cfg.StartID), uint64(w))).Perm(size)
+				permOf = w
+			}
+			i = w*window + perm[i%window]
+		}
+		k := int64(i*parts + part) // the event's place among all of them
+		o := order.New(cfg.StartID + k/int64(events))
+		seq := k%int64(events) + 1
+		return o.Event(seq, order.Life[seq-1]), true
 	}
 }
 
@@ -190,6 +219,10 @@ func (p *Publisher) publishBatch(ctx context.Context, batch []order.Order) (int,
 		line = "Stored order; the outbox publishes it"
 	}
 	for _, o := range acked {
+		if o.Sequence() > 1 || o.Type != "" {
+			p.Log.Log(ctx, p.OrderLevel, line, "id", o.ID, "seq", o.Sequence(), "type", o.Kind(), "message", o.Message, "topic", p.Config.Topic)
+			continue
+		}
 		p.Log.Log(ctx, p.OrderLevel, line, "id", o.ID, "message", o.Message, "topic", p.Config.Topic)
 	}
 	if p.Progress != nil && len(acked) > 0 {
@@ -209,7 +242,7 @@ func (p *Publisher) publishOne(ctx context.Context, o order.Order) error {
 	}
 	opts := []dapr.PublishEventOption{
 		dapr.PublishEventWithContentType("application/json"),
-		dapr.PublishEventWithMetadata(map[string]string{order.CloudEventIDKey: order.CloudEventID(o.ID)}),
+		dapr.PublishEventWithMetadata(map[string]string{order.CloudEventIDKey: o.EventID()}),
 	}
 	n, err := p.try(ctx, func() error { return p.Client.PublishEvent(ctx, cfg.PubSub, cfg.Topic, data, opts...) },
 		func(attempt int, wait time.Duration, err error) {

@@ -182,6 +182,55 @@ func TestBulkRetriesOnlyTheFailedEntries(t *testing.T) {
 	}
 }
 
+// TestGeneratedLives: -events, -shuffle and -share publish every event of
+// every order's life once over the publishers, in sequence without
+// -shuffle, and out of it with.
+func TestGeneratedLives(t *testing.T) {
+	base := testConfig()
+	base.Count, base.StartID, base.Events = 50, 100, 4
+	inOrder := generateN(base)
+	if len(inOrder) != 200 || inOrder[0] != order.New(100) || inOrder[1] != order.New(100).Event(2, order.TypePaid) || inOrder[7].EventID() != "order-101-4" {
+		t.Fatalf("lives in order: %d events, first %+v %+v, eighth %s", len(inOrder), inOrder[0], inOrder[1], inOrder[7].EventID())
+	}
+	for _, shuffle := range []int{0, 7} {
+		seen := map[string]int{}
+		outOfOrder := 0
+		for _, share := range []string{"1/3", "2/3", "3/3"} {
+			cfg := base
+			cfg.Shuffle, cfg.Share = shuffle, share
+			last := map[int64]int64{}
+			for _, o := range generateN(cfg) {
+				if err := o.Validate(); err != nil {
+					t.Fatal(err)
+				}
+				seen[o.EventID()]++
+				if o.Sequence() < last[o.ID] {
+					outOfOrder++
+				}
+				last[o.ID] = o.Sequence()
+			}
+		}
+		if len(seen) != 200 {
+			t.Errorf("shuffle %d: %d distinct events over three shares, want 200", shuffle, len(seen))
+		}
+		for id, n := range seen {
+			if n != 1 {
+				t.Errorf("shuffle %d: %s published %d times", shuffle, id, n)
+			}
+		}
+		if (shuffle > 1) != (outOfOrder > 0) {
+			t.Errorf("shuffle %d: %d events came after a later one of their order", shuffle, outOfOrder)
+		}
+	}
+	for _, bad := range []string{"0/2", "3/2", "1", "a/b"} {
+		cfg := base
+		cfg.Share = bad
+		if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), "-share") {
+			t.Errorf("-share %s: %v", bad, err)
+		}
+	}
+}
+
 // generateN is cfg's generated orders as a slice.
 func generateN(cfg Config) []order.Order {
 	var orders []order.Order
@@ -311,10 +360,10 @@ func TestPublishOrdersReportsHowManyWereSent(t *testing.T) {
 func TestConfigEnvRoundTrip(t *testing.T) {
 	all := Config{Count: Forever, StartID: 40, Interval: 2 * time.Millisecond, PubSub: "ps", Topic: "t", DaprAddress: "10.0.0.1:50009",
 		Attempts: 60, Rate: 12.5, File: "orders.jsonl", Bulk: 1, MetricsAddress: "127.0.0.1:9091", Outbox: true, OrderStore: "orders2",
-		DaprAPIToken: "secret", LogLevel: "debug", LogFormat: "json"}
+		DaprAPIToken: "secret", LogLevel: "debug", LogFormat: "json", Events: 3, Shuffle: 8, Share: "2/3"}
 	testutil.EnvRoundTrip(t, DefaultConfig(), all, Config.Env, ParseConfig, "Bulk") // -outbox takes no -bulk; bulk is tried below
 	bulk := DefaultConfig()
 	bulk.Bulk = 100
 	testutil.EnvRoundTrip(t, DefaultConfig(), bulk, Config.Env, ParseConfig, "Count", "StartID", "Interval", "PubSub", "Topic", "DaprAddress", "Attempts", "Rate",
-		"File", "MetricsAddress", "Outbox", "OrderStore", "DaprAPIToken", "LogLevel", "LogFormat")
+		"File", "MetricsAddress", "Outbox", "OrderStore", "DaprAPIToken", "LogLevel", "LogFormat", "Events", "Shuffle", "Share")
 }

@@ -49,8 +49,8 @@ func TestHelpIsForNewcomers(t *testing.T) {
 			defined++
 		}
 	}
-	if defined != n || n != 13 {
-		t.Errorf("usage shows %d flags, groups name %d, Config has 13", defined, n)
+	if defined != n || n != 16 {
+		t.Errorf("usage shows %d flags, groups name %d, Config has 16", defined, n)
 	}
 	var runOut strings.Builder
 	if err := Run(t.Context(), []string{"-help"}, func(string) string { return "" }, nil, &runOut); !errors.Is(err, flag.ErrHelp) || !strings.Contains(runOut.String(), "Examples:") {

@@ -110,15 +110,24 @@ type Processed struct {
 	Attempt string `json:"attempt,omitempty"`
 }
 
-// ProcessedKey is the state key of order id's record, without the store's
-// own prefix.
+// ProcessedKey is the state key of the record of order id's first event
+// (its only one in the original example), without the store's own prefix.
 func (s *Store) ProcessedKey(id int64) string {
 	return s.appID + "/order/" + strconv.FormatInt(id, 10)
 }
 
-// MarkProcessed records o as processed, once, under the caller's attempt
-// token: it returns true if this call wrote the record, false if a record
-// for o.ID was already there (a duplicate delivery), and an error if the
+// EventKey is the state key of the record of event o: ProcessedKey for an
+// order's first event, ProcessedKey + "/S" for its event S > 1.
+func (s *Store) EventKey(o order.Order) string {
+	if seq := o.Sequence(); seq > 1 {
+		return s.ProcessedKey(o.ID) + "/" + strconv.FormatInt(seq, 10)
+	}
+	return s.ProcessedKey(o.ID)
+}
+
+// MarkProcessed records event o as processed, once, under the caller's
+// attempt token: it returns true if this call wrote the record, false if a
+// record for o's id and sequence was already there (a duplicate delivery), and an error if the
 // store could not be reached, in which case the caller should retry. After
 // an error the write may still have landed (the call broke after the
 // store applied it): the record's Attempt then says so.
@@ -128,15 +137,22 @@ func (s *Store) MarkProcessed(ctx context.Context, o order.Order, eventID, attem
 		return false, err
 	}
 	if s.batch != nil {
-		return s.batch.insert(ctx, s.ProcessedKey(o.ID), b, s.recordTTL)
+		return s.batch.insert(ctx, s.EventKey(o), b, s.recordTTL)
 	}
-	return s.insertOne(ctx, s.records, s.ProcessedKey(o.ID), b, s.recordTTL)
+	return s.insertOne(ctx, s.records, s.EventKey(o), b, s.recordTTL)
 }
 
-// ProcessedRecord reads order id's record: found is false when the order
-// was never processed; an error means the store could not be read.
+// ProcessedRecord reads the record of order id's first event: found is
+// false when the order was never processed; an error means the store
+// could not be read.
 func (s *Store) ProcessedRecord(ctx context.Context, id int64) (rec Processed, found bool, err error) {
-	key := s.ProcessedKey(id)
+	return s.EventRecord(ctx, order.Order{ID: id})
+}
+
+// EventRecord reads event o's record (by o's id and sequence), as
+// ProcessedRecord does an order's first.
+func (s *Store) EventRecord(ctx context.Context, o order.Order) (rec Processed, found bool, err error) {
+	key := s.EventKey(o)
 	it, err := s.client.GetState(ctx, s.records, key, nil)
 	if err != nil {
 		return Processed{}, false, fmt.Errorf("read %s from state store %s: %w", key, s.records, err)

@@ -123,9 +123,9 @@ type Handler struct {
 	mu         sync.Mutex // serialises writes to Out, and guards line
 	line       []byte     // the "Received message" line being written
 	failedOnce sync.Map   // order ids that Faults.FailFirstEvery already failed
-	// unsure maps an order id to the attempt token of a record write
-	// whose call failed; an entry lives until the order's next delivery
-	// here.
+	// unsure maps an event id (order.EventID) to the attempt token of a
+	// record write whose call failed; an entry lives until the event's
+	// next delivery here.
 	unsure sync.Map
 	// orders and deadLetters are handleOrder and handleDeadLetter in the
 	// middleware (chain).
@@ -238,11 +238,11 @@ func (h *Handler) handleOrder(ctx context.Context, d *delivery) (retry bool, err
 		// connection broke after the store applied it): remember this
 		// attempt, so that its redelivery completes the order instead of
 		// taking it for a duplicate.
-		h.unsure.Store(o.ID, attempt)
+		h.unsure.Store(o.EventID(), attempt)
 		return h.retry(d, o, err)
 	}
 	if !first {
-		landed, err := h.landedUnseen(ctx, o.ID)
+		landed, err := h.landedUnseen(ctx, o)
 		if err != nil {
 			return h.retry(d, o, err)
 		}
@@ -257,13 +257,13 @@ func (h *Handler) handleOrder(ctx context.Context, d *delivery) (retry bool, err
 			d.outcome = OutcomeConflict
 			h.Log.Warn("Conflicting duplicate: an order with this id was already processed with other content; the first stays, this one goes to the dead-letter topic",
 				"event_id", e.ID, "id", o.ID, "difference", conflict)
-			return false, fmt.Errorf("conflicting duplicate of order %d: %s", o.ID, conflict)
+			return false, fmt.Errorf("conflicting duplicate of %s: %s", o.Name(), conflict)
 		}
 		d.outcome = OutcomeDuplicate
 		h.Log.Info("Duplicate delivery of an order already processed; acknowledged without effect", "event_id", e.ID, "id", o.ID)
 		return false, nil
 	}
-	h.unsure.Delete(o.ID)
+	h.unsure.Delete(o.EventID())
 	return h.applied(d, o)
 }
 
@@ -279,20 +279,21 @@ func (h *Handler) applied(d *delivery, o order.Order) (bool, error) {
 	return false, nil
 }
 
-// landedUnseen reports whether order id's record was written by an attempt
-// of this process whose call failed: the write landed, and the order's
+// landedUnseen reports whether event o's record was written by an attempt
+// of this process whose call failed: the write landed, and the event's
 // effect has not run yet.
-func (h *Handler) landedUnseen(ctx context.Context, id int64) (bool, error) {
+func (h *Handler) landedUnseen(ctx context.Context, o order.Order) (bool, error) {
+	id := o.EventID()
 	attempt, ok := h.unsure.Load(id)
 	if !ok {
 		return false, nil
 	}
-	rec, found, err := h.Store.ProcessedRecord(ctx, id)
+	rec, found, err := h.Store.EventRecord(ctx, o)
 	if err != nil {
 		return false, err
 	}
 	if found && rec.Attempt == attempt {
-		h.Log.Warn("An earlier attempt's record write landed although its call failed; completing the order now", "id", id)
+		h.Log.Warn("An earlier attempt's record write landed although its call failed; completing the order now", "id", o.ID, "seq", o.Sequence())
 		return true, nil
 	}
 	h.unsure.Delete(id) // written by someone else: a plain duplicate
@@ -303,7 +304,7 @@ func (h *Handler) landedUnseen(ctx context.Context, id int64) (bool, error) {
 // when it does not (or was never processed); an error when the record
 // cannot be read.
 func (h *Handler) conflict(ctx context.Context, o order.Order) (string, error) {
-	rec, found, err := h.Store.ProcessedRecord(ctx, o.ID)
+	rec, found, err := h.Store.EventRecord(ctx, o)
 	if err != nil || !found {
 		return "", err
 	}
@@ -351,7 +352,7 @@ func (h *Handler) handleDeadLetter(ctx context.Context, d *delivery) (retry bool
 	if o, err := order.Decode(dl.Data); err == nil {
 		d.order = &o
 		if c, err := h.conflict(ctx, o); err == nil && c != "" {
-			dl.Reason = fmt.Sprintf("conflicting duplicate of order %d: %s (the first one was processed and stays)", o.ID, c)
+			dl.Reason = fmt.Sprintf("conflicting duplicate of %s: %s (the first one was processed and stays)", o.Name(), c)
 		}
 	}
 	first, err := h.Store.AddDeadLetter(ctx, dl)
