@@ -234,7 +234,7 @@ func (s *Store) AddDeadLetter(ctx context.Context, dl DeadLetter) (bool, error) 
 	}
 	// Also when it was there already: an earlier try may have stopped
 	// between the two writes.
-	return first, s.updateIndex(ctx, func(ids []string) []string {
+	return first, s.updateIndex(ctx, s.indexKey(), func(ids []string) []string {
 		if slices.Contains(ids, dl.EventID) {
 			return nil
 		}
@@ -244,7 +244,7 @@ func (s *Store) AddDeadLetter(ctx context.Context, dl DeadLetter) (bool, error) 
 
 // DeadLetters lists the dead letters kept, oldest first.
 func (s *Store) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
-	ids, _, err := s.index(ctx)
+	ids, _, err := s.index(ctx, s.indexKey())
 	if err != nil || len(ids) == 0 {
 		return nil, err
 	}
@@ -279,7 +279,7 @@ func (s *Store) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	}
 	if len(gone) > 0 {
 		// Forget expired dead letters in the index too, or it would grow.
-		err = s.updateIndex(ctx, func(ids []string) []string {
+		err = s.updateIndex(ctx, s.indexKey(), func(ids []string) []string {
 			kept := slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return slices.Contains(gone, id) })
 			if len(kept) == len(ids) {
 				return nil
@@ -292,7 +292,7 @@ func (s *Store) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 
 // RemoveDeadLetter forgets the dead letter with eventID, after a replay.
 func (s *Store) RemoveDeadLetter(ctx context.Context, eventID string) error {
-	err := s.updateIndex(ctx, func(ids []string) []string {
+	err := s.updateIndex(ctx, s.indexKey(), func(ids []string) []string {
 		i := slices.Index(ids, eventID)
 		if i < 0 {
 			return nil
@@ -308,16 +308,18 @@ func (s *Store) RemoveDeadLetter(ctx context.Context, eventID string) error {
 	return nil
 }
 
-func (s *Store) index(ctx context.Context) (ids []string, etag string, err error) {
-	it, err := s.client.GetState(ctx, s.name, s.indexKey(), nil)
+// index reads the list of ids under key (the dead letters', or a shard of
+// the held lives').
+func (s *Store) index(ctx context.Context, key string) (ids []string, etag string, err error) {
+	it, err := s.client.GetState(ctx, s.name, key, nil)
 	if err != nil {
-		return nil, "", fmt.Errorf("read the dead-letter index from state store %s: %w", s.name, err)
+		return nil, "", fmt.Errorf("read the index %s from state store %s: %w", key, s.name, err)
 	}
 	if it == nil || len(it.Value) == 0 {
 		return nil, "", nil
 	}
 	if err := json.Unmarshal(it.Value, &ids); err != nil {
-		return nil, "", fmt.Errorf("decode the dead-letter index: %w", err)
+		return nil, "", fmt.Errorf("decode the index %s: %w", key, err)
 	}
 	return ids, it.Etag, nil
 }
@@ -326,13 +328,13 @@ func (s *Store) index(ctx context.Context) (ids []string, etag string, err error
 // to another writer: short, since the other writer is done.
 var indexRace = retry.Backoff{First: 5 * time.Millisecond, Max: 250 * time.Millisecond}
 
-// updateIndex applies change to the index with optimistic concurrency,
-// retrying (51 tries at most) when another writer got there first. change
-// returns nil for "nothing to do".
-func (s *Store) updateIndex(ctx context.Context, change func([]string) []string) error {
+// updateIndex applies change to the index under key with optimistic
+// concurrency, retrying (51 tries at most) when another writer got there
+// first. change returns nil for "nothing to do".
+func (s *Store) updateIndex(ctx context.Context, key string, change func([]string) []string) error {
 	var fatal error // not a lost race: returned as it is
 	_, err := indexRace.Do(ctx, 51, func(int) error {
-		ids, etag, err := s.index(ctx)
+		ids, etag, err := s.index(ctx, key)
 		if err != nil {
 			fatal = err
 			return retry.Permanent(err)
@@ -348,7 +350,7 @@ func (s *Store) updateIndex(ctx context.Context, change func([]string) []string)
 		}
 		// With the ETag read, or none to create it; either way first-write,
 		// so a concurrent writer makes this fail and it is read again.
-		return s.client.SaveStateWithETag(ctx, s.name, s.indexKey(), b, etag, nil, dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite))
+		return s.client.SaveStateWithETag(ctx, s.name, key, b, etag, nil, dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite))
 	}, nil)
 	switch {
 	case err == nil:
@@ -358,5 +360,5 @@ func (s *Store) updateIndex(ctx context.Context, change func([]string) []string)
 	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
 		return err
 	}
-	return fmt.Errorf("update the dead-letter index: %w", err)
+	return fmt.Errorf("update the index %s: %w", key, err)
 }
