@@ -69,6 +69,9 @@ const (
 	BulkMaxAwait        = "BULK_MAX_AWAIT"
 	BulkWorkers         = "BULK_WORKERS"
 	StreamWorkers       = "STREAM_WORKERS" // events in hand at once on the stream channel
+	Ordered             = "ORDERED"        // the ordered mode: each order's events applied in sequence
+	GapTimeout          = "GAP_TIMEOUT"    // the ordered mode: how long a held event waits for its predecessor
+	HoldLimit           = "HOLD_LIMIT"     // the ordered mode: how far ahead an event may be held
 	FaultFailFirstEvery = "FAULT_FAIL_FIRST_EVERY"
 	FaultDelay          = "FAULT_DELAY"
 	FaultRejectFrom     = "FAULT_REJECT_FROM"

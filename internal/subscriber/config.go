@@ -73,6 +73,14 @@ type Config struct {
 	// store.WithBatching). Needs a state store whose bulk save honours
 	// first-write per item, as Redis and in-memory do.
 	RecordBatch, RecordFlushers int
+	// Ordered applies each order's events in sequence (ORDERED, default
+	// false): an event whose predecessor has not been applied is held in
+	// the state store until it is, or until GapTimeout (GAP_TIMEOUT,
+	// default 5m) has passed, then kept as a dead letter; one more than
+	// HoldLimit (HOLD_LIMIT, default 100) ahead is a dead letter at once.
+	Ordered    bool
+	GapTimeout time.Duration
+	HoldLimit  int64
 	// BacklogURL is the retention keeper's GET /backlog (BACKLOG_URL); the
 	// live page shows it. Empty: the page says the backlog is not known.
 	BacklogURL string
@@ -141,6 +149,9 @@ func (c Config) Env() []string {
 	v.Set(appenv.DeadLetterRetention, c.DeadLetterRetention)
 	v.Set(appenv.RecordBatch, c.RecordBatch)
 	v.Set(appenv.RecordFlushers, c.RecordFlushers)
+	v.Set(appenv.Ordered, c.Ordered)
+	v.Set(appenv.GapTimeout, c.GapTimeout)
+	v.Set(appenv.HoldLimit, c.HoldLimit)
 	v.Set(appenv.BacklogURL, c.BacklogURL)
 	v.Set(appenv.SubscriptionMetadata, formatPairs(c.SubscriptionMetadata))
 	v.Set(appenv.LogLevel, c.LogLevel)
@@ -182,6 +193,9 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.DurationVar(&c.DeadLetterRetention, "dead-letter-retention", env.Duration(appenv.DeadLetterRetention, 30*24*time.Hour), "how long a kept dead letter lives; 0 for good [DEAD_LETTER_RETENTION]")
 	fs.IntVar(&c.RecordBatch, "record-batch", env.Int(appenv.RecordBatch, 100), "most processed-order records written in one state call; records of orders handled at once go together, a lone one at once; 1 writes each alone. The state store's bulk save must honour first-write per item (Redis, in-memory do) [RECORD_BATCH]")
 	fs.IntVar(&c.RecordFlushers, "record-flushers", env.Int(appenv.RecordFlushers, 4), "record writes in flight at once; more waits less, fewer batches more [RECORD_FLUSHERS]")
+	fs.BoolVar(&c.Ordered, "ordered", env.Bool(appenv.Ordered, false), "apply each order's events in sequence (seq 1, 2, …), exactly once, at full concurrency across orders: an event that arrives before its predecessor is held in the state store until the predecessor is applied [ORDERED]")
+	fs.DurationVar(&c.GapTimeout, "gap-timeout", env.Duration(appenv.GapTimeout, 5*time.Minute), "-ordered: how long a held event waits for its predecessor before it is kept as a dead letter (replay it once the predecessor arrived) [GAP_TIMEOUT]")
+	fs.Int64Var(&c.HoldLimit, "hold-limit", env.Int64(appenv.HoldLimit, 100), "-ordered: how far ahead of the event its order waits for an event may be and still be held; further is a dead letter [HOLD_LIMIT]")
 	fs.StringVar(&c.BacklogURL, "backlog-url", env.Str(appenv.BacklogURL, ""), "the retention keeper's /backlog (http://host:port/backlog): the live page shows its lag and pending next to the counts [BACKLOG_URL]")
 	var subMeta string
 	fs.StringVar(&subMeta, "subscription-metadata", env.Str(appenv.SubscriptionMetadata, ""), "more metadata on every subscription, name=value,… — e.g. queueType=quorum for RabbitMQ quorum queues (a cluster) [SUBSCRIPTION_METADATA]")
@@ -243,6 +257,8 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		return Config{}, fmt.Errorf("-retention-window and -dead-letter-retention must be ≥ 0")
 	case c.RecordBatch < 1 || c.RecordFlushers < 1:
 		return Config{}, fmt.Errorf("-record-batch and -record-flushers must be ≥ 1, got %d and %d", c.RecordBatch, c.RecordFlushers)
+	case c.GapTimeout < time.Second || c.HoldLimit < 1:
+		return Config{}, fmt.Errorf("-gap-timeout must be ≥ 1s and -hold-limit ≥ 1, got %s and %d", c.GapTimeout, c.HoldLimit)
 	case c.BacklogURL != "" && !isHTTPURL(c.BacklogURL):
 		return Config{}, fmt.Errorf("-backlog-url must be an http:// or https:// URL, got %q", c.BacklogURL)
 	case c.Timeout <= 0:

@@ -15,7 +15,7 @@ import (
 func TestParseConfig(t *testing.T) {
 	defaults := Config{Address: "127.0.0.1", Port: 8001, Channel: ChannelGRPC, StreamWorkers: 32, GRPCPort: 8002, AppID: "subscriber", PubSub: "pubsub", Topic: "orders",
 		DeadLetterTopic: "orders-deadletter", StateStore: "statestore", DaprAddress: "127.0.0.1:50001",
-		Timeout: 4 * time.Second, RetentionWindow: 24 * time.Hour, DeadLetterRetention: 30 * 24 * time.Hour, RecordBatch: 100, RecordFlushers: 4, LogLevel: "info", Bulk: httpch.Bulk{MaxAwait: 10 * time.Millisecond, Workers: 32}}
+		Timeout: 4 * time.Second, RetentionWindow: 24 * time.Hour, DeadLetterRetention: 30 * 24 * time.Hour, RecordBatch: 100, RecordFlushers: 4, GapTimeout: 5 * time.Minute, HoldLimit: 100, LogLevel: "info", Bulk: httpch.Bulk{MaxAwait: 10 * time.Millisecond, Workers: 32}}
 	with := func(change func(*Config)) Config {
 		c := defaults
 		change(&c)
@@ -81,6 +81,7 @@ func TestConfigEnvRoundTrip(t *testing.T) {
 	all := Config{Address: "0.0.0.0", Port: 9001, Channel: ChannelHTTP, StreamWorkers: 3, GRPCPort: 9002, AppID: "audit", PubSub: "ps", Topic: "t",
 		DeadLetterTopic: "dl", StateStore: "st", RecordStore: "records", DaprAddress: "10.0.0.1:50009", Timeout: time.Second,
 		RetentionWindow: 0, DeadLetterRetention: time.Hour, RecordBatch: 7, RecordFlushers: 2, BacklogURL: "http://k:9091/backlog",
+		Ordered: true, GapTimeout: time.Minute, HoldLimit: 8,
 		SubscriptionMetadata: map[string]string{"queueType": "quorum", "a": "b"}, LogLevel: "debug", LogFormat: "json",
 		AppToken: "app-secret", DaprAPIToken: "dapr-secret", PprofAddress: "127.0.0.1:6060",
 		Faults: handler.Faults{FailFirstEvery: 10, Delay: 5 * time.Millisecond, RejectFrom: 100, AlwaysFail: 21, NoRecord: true},

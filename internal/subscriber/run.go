@@ -87,6 +87,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Timeout: cfg.Timeout, PubSub: cfg.PubSub, Topic: cfg.Topic, Faults: cfg.Faults,
 		Observe: feed.Publish,
 	})
+	if cfg.Ordered {
+		h.Lives = st.Lives(cfg.HoldLimit, cfg.PubSub, cfg.Topic)
+		go sweep(ctx, h, cfg.GapTimeout, log)
+	}
 	page := live.New(live.Options{Feed: feed, Stats: &h.Stats, Store: st, BacklogURL: cfg.BacklogURL, Log: log})
 	ready := handler.NewReadiness(daprdSubscribed(client, cfg), st.Ping)
 	stopDeliveries := func() error { return nil }
@@ -127,7 +131,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log.Info("Subscriber listening", "address", cfg.ListenAddr(), "channel", cfg.Channel, "grpc_address", grpcAddr(cfg), "app_id", cfg.AppID,
 		"pubsub", cfg.PubSub, "topic", cfg.Topic, "dead_letter_topic", cfg.DeadLetterTopic,
 		"state_store", cfg.StateStore, "record_store", cmp.Or(cfg.RecordStore, cfg.StateStore), "sidecar", cfg.DaprAddress, "exporting_traces", tp.Exporting,
-		"bulk_max_messages", cfg.Bulk.MaxMessages)
+		"bulk_max_messages", cfg.Bulk.MaxMessages, "ordered", cfg.Ordered)
 	if cfg.AppToken == "" {
 		log.Warn("APP_API_TOKEN is not set: any local process can call the subscriber's routes")
 	}
@@ -176,5 +180,33 @@ func daprdSubscribed(client dapr.Client, cfg Config) func(context.Context) bool 
 			}
 		}
 		return false
+	}
+}
+
+// sweep gives up on the ordered mode's gaps that have not filled within
+// gap (store.Lives.Sweep), every gap/4 (1 s to 30 s), until ctx is done.
+// Every subscriber instance sweeps; the store keeps each dead letter once.
+func sweep(ctx context.Context, h *handler.Handler, gap time.Duration, log *slog.Logger) {
+	every := min(max(gap/4, time.Second), 30*time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		sw, err := h.Lives.Sweep(ctx, gap)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("Looking for held events whose gap did not fill failed; trying again", "err", err, "in", every.String())
+			}
+			continue
+		}
+		for _, x := range sw.Expired {
+			h.Stats.DeadLetters.Add(1)
+			log.Error("Dead letter", "event_id", x.EventID, "reason", x.Reason)
+		}
+		h.Metrics.ObserveSweep(sw.Held, sw.Oldest, len(sw.Expired))
 	}
 }

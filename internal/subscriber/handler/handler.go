@@ -69,19 +69,26 @@ type Stats struct {
 	Dropped     atomic.Int64 // invalid orders sent to the dead-letter topic
 	Retried     atomic.Int64 // deliveries answered RETRY (store down, timeout, panic)
 	DeadLetters atomic.Int64 // dead letters stored (first time)
+	// The ordered mode's (Config.Lives):
+	Held atomic.Int64 // events held on arrival, their predecessor not yet applied
+	Late atomic.Int64 // events applied after a later event of their order had arrived
 }
 
 // MarshalJSON reports the counts as a JSON object.
 func (s *Stats) MarshalJSON() ([]byte, error) {
 	return json.Marshal(map[string]int64{
 		"processed": s.Processed.Load(), "duplicates": s.Duplicates.Load(), "conflicts": s.Conflicts.Load(), "dropped": s.Dropped.Load(),
-		"retried": s.Retried.Load(), "dead_letters": s.DeadLetters.Load(),
+		"retried": s.Retried.Load(), "dead_letters": s.DeadLetters.Load(), "held": s.Held.Load(), "late": s.Late.Load(),
 	})
 }
 
 // Config is what a Handler needs.
 type Config struct {
-	Store   *store.Store  // processed orders and dead letters
+	Store *store.Store // processed orders and dead letters
+	// Lives, when set, is the ordered mode: each order's events are
+	// applied in sequence, exactly once (see handleOrdered); nil records
+	// each event on its own, in any order.
+	Lives   *store.Lives
 	Out     io.Writer     // one "Received message: {...}" line per processed order
 	Log     *slog.Logger  // everything else
 	Timeout time.Duration // per event; below the component's processingTimeout
@@ -231,6 +238,9 @@ func (h *Handler) handleOrder(ctx context.Context, d *delivery) (retry bool, err
 	if h.Faults.NoRecord {
 		return h.applied(d, o)
 	}
+	if h.Lives != nil {
+		return h.handleOrdered(ctx, d, o)
+	}
 	attempt := rand.Text()
 	first, err := h.Store.MarkProcessed(ctx, o, e.ID, attempt)
 	if err != nil {
@@ -265,6 +275,79 @@ func (h *Handler) handleOrder(ctx context.Context, d *delivery) (retry bool, err
 	}
 	h.unsure.Delete(o.EventID())
 	return h.applied(d, o)
+}
+
+// handleOrdered is handleOrder's ordered mode: event o is offered to its
+// order's life (store.Lives), which applies it only after its predecessor
+// and makes the decision durable before the answer. Its answers:
+//
+//   - SUCCESS with the "Received message" line of o and of every held
+//     event it let through, in sequence, when o was next;
+//   - SUCCESS, held: o waits in the store (not in memory) for its
+//     predecessor, which applies it; or, after the gap time, the sweeper
+//     keeps it as a dead letter;
+//   - SUCCESS without effect for a duplicate;
+//   - SUCCESS for an event not allowed after the order's state, a
+//     conflicting duplicate, or one beyond the hold limit: each is kept as
+//     a dead letter with its reason before the answer (the dead-letter
+//     topic would lose the reason);
+//   - RETRY when the store cannot be reached.
+func (h *Handler) handleOrdered(ctx context.Context, d *delivery, o order.Order) (bool, error) {
+	e := d.event
+	v, err := h.Lives.Offer(ctx, o, e.ID)
+	if err != nil {
+		return h.retry(d, o, err)
+	}
+	switch v.Kind {
+	case store.VerdictHeld:
+		d.outcome = OutcomeHeld
+		h.Stats.Held.Add(1)
+		h.Log.Info("Held: an earlier event of this order has not been applied yet", "event_id", e.ID, "id", o.ID, "seq", o.Sequence(), "type", o.Kind())
+		return false, nil
+	case store.VerdictDuplicate:
+		d.outcome = OutcomeDuplicate
+		h.Log.Info("Duplicate delivery of an order event already applied or held; acknowledged without effect", "event_id", e.ID, "id", o.ID, "seq", o.Sequence())
+		return false, nil
+	case store.VerdictConflict, store.VerdictBeyond:
+		d.outcome, d.reason = OutcomeConflict, v.Reason
+		if v.Kind == store.VerdictBeyond {
+			d.outcome = OutcomeDrop
+		}
+		h.keptDeadLetter(e.ID, v.Reason)
+		return false, nil
+	}
+	applied := 0
+	for _, x := range v.Decided {
+		if x.Step.Late {
+			h.Stats.Late.Add(1)
+			h.Metrics.late()
+		}
+		if x.Step.Rejected != "" {
+			h.keptDeadLetter(x.EventID, x.Step.Rejected)
+			continue
+		}
+		h.applied(d, x.Event)
+		applied++
+	}
+	// The delivery is counted by its own event's outcome (counted); the
+	// held events it let through are counted here.
+	d.outcome = OutcomeSuccess
+	if r := v.Decided[0].Step.Rejected; r != "" {
+		d.outcome, d.reason = OutcomeDrop, r
+	} else {
+		applied--
+	}
+	h.Stats.Processed.Add(int64(applied))
+	return false, nil
+}
+
+// keptDeadLetter logs and counts a dead letter the ordered mode kept.
+func (h *Handler) keptDeadLetter(eventID, reason string) {
+	h.Stats.DeadLetters.Add(1)
+	if h.Metrics != nil {
+		h.Metrics.deadLetters.Inc()
+	}
+	h.Log.Error("Dead letter", "event_id", eventID, "reason", reason)
 }
 
 // applied is SUCCESS for order o, recorded (or Faults.NoRecord): its

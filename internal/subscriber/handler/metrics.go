@@ -17,6 +17,9 @@ const (
 	// other content: the first write stays, this one goes to the
 	// dead-letter topic.
 	OutcomeConflict = "conflict"
+	// OutcomeHeld is the ordered mode's delivery of an event whose
+	// predecessor has not been applied: kept in the store until it is.
+	OutcomeHeld = "held"
 )
 
 // Metrics are the subscriber's Prometheus metrics, in a registry of their
@@ -28,6 +31,11 @@ type Metrics struct {
 	endToEnd       prometheus.Histogram
 	batchEntries   prometheus.Histogram
 	deadLetters    prometheus.Counter
+	// The ordered mode's.
+	appliedLate prometheus.Counter
+	held        prometheus.Gauge
+	oldestHeld  prometheus.Gauge
+	gapsExpired prometheus.Counter
 }
 
 // NewMetrics registers the subscriber's metrics and the Go runtime's.
@@ -36,7 +44,7 @@ func NewMetrics() *Metrics {
 		Registry: prometheus.NewRegistry(),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "orders_deliveries_total",
-			Help: "Order deliveries by outcome: success, duplicate, conflict, drop, retry.",
+			Help: "Order deliveries by outcome: success, duplicate, conflict, drop, retry; held in the ordered mode.",
 		}, []string{"outcome"}),
 		handlerSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "orders_handler_seconds",
@@ -58,7 +66,24 @@ func NewMetrics() *Metrics {
 			Help: "Dead letters stored for the first time.",
 		}),
 	}
+	m.appliedLate = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "orders_applied_out_of_arrival_order_total",
+		Help: "Ordered mode: events applied after a later event of their order had arrived (held, or filling a gap).",
+	})
+	m.held = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "orders_held_events",
+		Help: "Ordered mode: events held in the store for their predecessor, over all orders, at the last sweep.",
+	})
+	m.oldestHeld = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "orders_oldest_held_seconds",
+		Help: "Ordered mode: how long the oldest held event had waited at the last sweep; 0 for none.",
+	})
+	m.gapsExpired = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "orders_gap_dead_letters_total",
+		Help: "Ordered mode: held events kept as dead letters because their gap did not fill within the gap time.",
+	})
 	m.Registry.MustRegister(m.deliveries, m.handlerSeconds, m.endToEnd, m.batchEntries, m.deadLetters,
+		m.appliedLate, m.held, m.oldestHeld, m.gapsExpired,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, o := range []string{OutcomeSuccess, OutcomeDuplicate, OutcomeDrop, OutcomeRetry} {
 		m.deliveries.WithLabelValues(o) // present at 0 from the start
@@ -92,4 +117,23 @@ func (m *Metrics) ObserveBatch(entries int) {
 	if m != nil {
 		m.batchEntries.Observe(float64(entries))
 	}
+}
+
+// late counts an event applied out of arrival order. A nil m counts nothing.
+func (m *Metrics) late() {
+	if m != nil {
+		m.appliedLate.Inc()
+	}
+}
+
+// ObserveSweep records what a sweep of the held events found: held events,
+// the oldest one's wait, and how many it dead-lettered. A nil m records
+// nothing.
+func (m *Metrics) ObserveSweep(held int, oldest time.Duration, expired int) {
+	if m == nil {
+		return
+	}
+	m.held.Set(float64(held))
+	m.oldestHeld.Set(oldest.Seconds())
+	m.gapsExpired.Add(float64(expired))
 }
