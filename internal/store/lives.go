@@ -75,10 +75,19 @@ func (s *Store) heldShard(id int64) string { return s.heldKey(int(uint64(id) % h
 // long: nothing may be assumed, and the delivery should be retried (a
 // redelivery is recognised). The Life of a write whose call failed but
 // landed is recognised by its Attempt.
-func (ls *Lives) Offer(ctx context.Context, e order.Order, eventID string) (Verdict, error) {
+//
+// then, if not nil, is called with the verdict once it is durable, while
+// no other Offer of this process for the same order runs: effects done
+// there (printing the events applied) happen in each order's sequence.
+func (ls *Lives) Offer(ctx context.Context, e order.Order, eventID string, then func(Verdict)) (v Verdict, err error) {
 	stripe := &ls.stripes[uint64(e.ID)%uint64(len(ls.stripes))]
 	stripe.Lock()
 	defer stripe.Unlock()
+	defer func() {
+		if err == nil && then != nil {
+			then(v)
+		}
+	}()
 	life, etag, known := ls.remembered(e.ID)
 	if !known {
 		var err error

@@ -126,7 +126,7 @@ func TestLivesInSequenceUnderConcurrency(t *testing.T) {
 	for w := range 8 {
 		wg.Go(func() {
 			for e := range work {
-				v, err := procs[w%2].Offer(t.Context(), e, e.EventID())
+				v, err := procs[w%2].Offer(t.Context(), e, e.EventID(), nil)
 				if err != nil {
 					t.Error(err)
 					continue
@@ -168,11 +168,11 @@ func TestLivesWriteThatLandedUnseen(t *testing.T) {
 		return nil
 	}
 	ls := newLives(mem)
-	v, err := ls.Offer(t.Context(), event(5, 1), "order-5")
+	v, err := ls.Offer(t.Context(), event(5, 1), "order-5", nil)
 	if err != nil || kinds(v) != "applied 1" {
 		t.Fatalf("Offer = %s, %v; want applied 1 (the write landed)", kinds(v), err)
 	}
-	if v, _ := ls.Offer(t.Context(), event(5, 1), "order-5"); v.Kind != VerdictDuplicate {
+	if v, _ := ls.Offer(t.Context(), event(5, 1), "order-5", nil); v.Kind != VerdictDuplicate {
 		t.Fatalf("redelivery: %s", v.Kind)
 	}
 }
@@ -184,17 +184,17 @@ func TestLivesStoreDown(t *testing.T) {
 	mem := &storetest.Mem{}
 	a, b := newLives(mem), newLives(mem)
 	ctx := t.Context()
-	if _, err := a.Offer(ctx, event(1, 1), "order-1"); err != nil {
+	if _, err := a.Offer(ctx, event(1, 1), "order-1", nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Offer(ctx, event(1, 2), "order-1-2"); err != nil { // a's memory is stale now
+	if _, err := b.Offer(ctx, event(1, 2), "order-1-2", nil); err != nil { // a's memory is stale now
 		t.Fatal(err)
 	}
-	if v, err := a.Offer(ctx, event(1, 3), "order-1-3"); err != nil || kinds(v) != "applied 3" {
+	if v, err := a.Offer(ctx, event(1, 3), "order-1-3", nil); err != nil || kinds(v) != "applied 3" {
 		t.Fatalf("after another process's write: %s, %v", kinds(v), err)
 	}
 	mem.Fail = func(string, string) error { return storetest.ErrUnavailable }
-	if _, err := a.Offer(ctx, event(2, 1), "order-2"); !errors.Is(err, storetest.ErrUnavailable) {
+	if _, err := a.Offer(ctx, event(2, 1), "order-2", nil); !errors.Is(err, storetest.ErrUnavailable) {
 		t.Fatalf("store down: %v", err)
 	}
 }
@@ -206,7 +206,7 @@ func TestLivesSweep(t *testing.T) {
 	ls := newLives(mem)
 	ctx := context.Background()
 	for _, e := range []order.Order{event(42, 1), event(42, 3), event(42, 4)} {
-		if _, err := ls.Offer(ctx, e, e.EventID()); err != nil {
+		if _, err := ls.Offer(ctx, e, e.EventID(), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -225,7 +225,7 @@ func TestLivesSweep(t *testing.T) {
 	// The gap fills late, then the dead letters are replayed: in sequence.
 	var got []string
 	for _, e := range []order.Order{event(42, 2), event(42, 4), event(42, 3)} {
-		v, err := ls.Offer(ctx, e, e.EventID())
+		v, err := ls.Offer(ctx, e, e.EventID(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -294,7 +294,12 @@ func (h *Handler) handleOrder(ctx context.Context, d *delivery) (retry bool, err
 //   - RETRY when the store cannot be reached.
 func (h *Handler) handleOrdered(ctx context.Context, d *delivery, o order.Order) (bool, error) {
 	e := d.event
-	v, err := h.Lives.Offer(ctx, o, e.ID)
+	applied := 0
+	v, err := h.Lives.Offer(ctx, o, e.ID, func(v store.Verdict) {
+		if v.Kind == store.VerdictApplied { // printed in each order's sequence
+			applied = h.decided(d, v)
+		}
+	})
 	if err != nil {
 		return h.retry(d, o, err)
 	}
@@ -316,7 +321,22 @@ func (h *Handler) handleOrdered(ctx context.Context, d *delivery, o order.Order)
 		h.keptDeadLetter(e.ID, v.Reason)
 		return false, nil
 	}
-	applied := 0
+	// The delivery is counted by its own event's outcome (counted); the
+	// held events it let through are counted here.
+	d.outcome = OutcomeSuccess
+	if r := v.Decided[0].Step.Rejected; r != "" {
+		d.outcome, d.reason = OutcomeDrop, r
+	} else {
+		applied--
+	}
+	h.Stats.Processed.Add(int64(applied))
+	return false, nil
+}
+
+// decided does the effects of the events v decided, in sequence: the
+// "Received message" line of each one applied, the dead letter's log line
+// of each one rejected. It returns how many were applied.
+func (h *Handler) decided(d *delivery, v store.Verdict) (applied int) {
 	for _, x := range v.Decided {
 		if x.Step.Late {
 			h.Stats.Late.Add(1)
@@ -329,16 +349,7 @@ func (h *Handler) handleOrdered(ctx context.Context, d *delivery, o order.Order)
 		h.applied(d, x.Event)
 		applied++
 	}
-	// The delivery is counted by its own event's outcome (counted); the
-	// held events it let through are counted here.
-	d.outcome = OutcomeSuccess
-	if r := v.Decided[0].Step.Rejected; r != "" {
-		d.outcome, d.reason = OutcomeDrop, r
-	} else {
-		applied--
-	}
-	h.Stats.Processed.Add(int64(applied))
-	return false, nil
+	return applied
 }
 
 // keptDeadLetter logs and counts a dead letter the ordered mode kept.
