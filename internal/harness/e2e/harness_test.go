@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -267,12 +268,14 @@ type receipts struct {
 	mu     sync.Mutex
 	counts map[int64]int
 	orders map[int64]order.Order
-	lines  []string // every output line, for assertions on logs
-	bad    []string // Received lines that did not decode
+	lines  []string          // every output line, for assertions on logs
+	bad    []string          // Received lines that did not decode
+	seqs   map[int64][]int64 // each order's event sequences, as printed
+	nev    int               // Received lines that decoded
 }
 
 func newReceipts() *receipts {
-	return &receipts{counts: map[int64]int{}, orders: map[int64]order.Order{}}
+	return &receipts{counts: map[int64]int{}, orders: map[int64]order.Order{}, seqs: map[int64][]int64{}}
 }
 
 const receivedPrefix = "Received message: "
@@ -292,6 +295,26 @@ func (r *receipts) observe(line string) {
 	}
 	r.counts[o.ID]++
 	r.orders[o.ID] = o
+	r.seqs[o.ID] = append(r.seqs[o.ID], o.Sequence())
+	r.nev++
+}
+
+// events is how many events were printed (an order's life counts each).
+func (r *receipts) events() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.nev
+}
+
+// sequences is a copy of each order's event sequences, in the order printed.
+func (r *receipts) sequences() map[int64][]int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[int64][]int64, len(r.seqs))
+	for id, s := range r.seqs {
+		out[id] = slices.Clone(s)
+	}
+	return out
 }
 
 func (r *receipts) distinct() int {
