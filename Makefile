@@ -8,9 +8,9 @@ GOLANGCI_LINT ?= $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lin
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-run: ## run the whole system: Redis, both sidecars, subscriber, publisher (Ctrl-C stops); BROKER=rabbitmq|mqtt|kafka|jetstream|rabbitmq-cluster, MODE=throughput, CHANNEL=http, OUTBOX=1, RECORDS=1, DAPR_VERSION=1.16.5
+run: ## run the whole system: Redis, both sidecars, subscriber, publisher (Ctrl-C stops); BROKER=rabbitmq|mqtt|kafka|jetstream|rabbitmq-cluster, MODE=throughput, CHANNEL=http, OUTBOX=1, RECORDS=1, ORDERED=1, DAPR_VERSION=1.16.5
 	@$(LAUNCHER_BUILD)
-	@bin/launcher $(if $(BROKER),-broker $(BROKER)) $(if $(MODE),-mode $(MODE)) $(if $(CHANNEL),-channel $(CHANNEL)) $(if $(OUTBOX),-outbox) $(if $(RECORDS),-records) $(ARGS)
+	@bin/launcher $(if $(BROKER),-broker $(BROKER)) $(if $(MODE),-mode $(MODE)) $(if $(CHANNEL),-channel $(CHANNEL)) $(if $(OUTBOX),-outbox) $(if $(RECORDS),-records) $(if $(ORDERED),-ordered) $(ARGS)
 
 # Builds bin/launcher. The first time on a machine the go command fetches the
 # launcher's modules (~2 min on 2 cores) and then compiles without a word:

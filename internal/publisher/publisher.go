@@ -84,6 +84,15 @@ func (p *Publisher) PublishOrders(ctx context.Context, orders []order.Order) (in
 	return p.publish(ctx, fromSlice(orders))
 }
 
+// events is how many events generated(c) gives: Forever for no end.
+func (c Config) events() int {
+	if c.Count == Forever {
+		return Forever
+	}
+	part, parts, _ := c.share()
+	return max(0, (c.Count*max(c.Events, 1)-part+parts-1)/parts)
+}
+
 // source returns the order at position i, or false past the last one.
 type source func(i int) (order.Order, bool)
 
@@ -105,11 +114,7 @@ func fromSlice(orders []order.Order) source {
 func generated(cfg Config) source {
 	events := max(cfg.Events, 1)
 	part, parts, _ := cfg.share() // checked by ParseConfig
-	total := -1                   // this publisher's events; -1 for no end
-	if cfg.Count != Forever {
-		all := cfg.Count * events
-		total = max(0, (all-part+parts-1)/parts)
-	}
+	total := cfg.events()
 	window := max(cfg.Shuffle, 1)
 	var perm []int // the shuffle of the window last asked for
 	permOf := -1

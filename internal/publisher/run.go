@@ -29,7 +29,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	log := logging.New(stderr, cfg.LogFormat, cfg.LogLevel)
 	var orders []order.Order
-	next, total := generated(cfg), cfg.Count
+	next, total := generated(cfg), cfg.events()
 	if cfg.File != "" {
 		if orders, err = loadOrders(cfg.File, stdin); err != nil {
 			return err

@@ -20,6 +20,7 @@ import (
 	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/harness/system"
 	"dapr-pub-sub/internal/logging"
+	"dapr-pub-sub/internal/order"
 	"dapr-pub-sub/internal/publisher"
 	"dapr-pub-sub/internal/retention"
 	"dapr-pub-sub/internal/subscriber"
@@ -34,6 +35,9 @@ type local struct {
 	interval    time.Duration
 	stay        bool
 	prepare     bool
+	ordered     bool // the subscriber's ordered mode, and lives to show it
+	events      int  // events per order's life; 0: 4 when ordered, else 1
+	shuffle     int  // publish shuffled within runs of this many; 0: the whole run when ordered
 }
 
 func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (local, error) {
@@ -63,6 +67,9 @@ func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (lo
 	fs.StringVar(&l.spec.DaprLogLevel, "dapr-log-level", str("DAPR_LOG_LEVEL", "error"), "daprd --log-level: debug, info, warn, error [DAPR_LOG_LEVEL]")
 	fs.BoolVar(&l.spec.Outbox, "outbox", env.Bool("OUTBOX", false), "the publisher stores each order in the order store (components/outbox/), and Dapr's transactional outbox publishes it [OUTBOX]")
 	fs.BoolVar(&l.spec.Records, "records", env.Bool("RECORDS", false), "the subscriber keeps its processed-order records in the record store (components/records/, cmd/recordstore): a Dapr pluggable state store that inserts a batch of records in one Redis step [RECORDS]")
+	fs.BoolVar(&l.ordered, "ordered", env.Bool("ORDERED", false), "the subscriber applies each order's events in sequence; the publisher publishes each order's life (created, paid, shipped, delivered) shuffled, to show it [ORDERED]")
+	fs.IntVar(&l.events, "events", 0, "events of each order's life, 1–4 (default 4 with -ordered, else 1)")
+	fs.IntVar(&l.shuffle, "shuffle", 0, "publish the events shuffled within runs of this many (default: the whole run with -ordered, else in order)")
 	fs.BoolVar(&l.stay, "stay", true, "keep the subscriber running after the publisher is done, until Ctrl-C")
 	fs.BoolVar(&l.prepare, "prepare", false, "only find or build daprd (the slow part of a first run), print it and exit")
 	err := cli.Parse(fs, args)
@@ -122,7 +129,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if logging.IsTerminal(stdout) {
 		appLog = "text" // the apps write to our pipe, not the terminal
 	}
-	l.spec.Subscriber.Config = func(c *subscriber.Config) { c.LogFormat = appLog }
+	l.spec.Subscriber.Config = func(c *subscriber.Config) { c.LogFormat, c.Ordered = appLog, l.ordered }
 	if l.spec.Broker == "" || l.spec.Broker == proc.BrokerRedis {
 		say("Starting Redis, the subscriber with its sidecar, and the publisher's sidecar")
 	} else {
@@ -207,9 +214,17 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if l.spec.Outbox {
 		say("Outbox mode: the publisher stores each order in state store orderstore (key orders/<id>), and Dapr's outbox publishes it to orders when the transaction commits")
 	}
+	events, shuffle := cmp.Or(l.events, 1), l.shuffle
+	if l.ordered {
+		events = cmp.Or(l.events, len(order.Life))
+		shuffle = cmp.Or(l.shuffle, l.count*events)
+		say("Ordered mode: the subscriber applies each order's events in sequence; the publisher publishes each order's life of %d events shuffled", events)
+	}
 	say("Publisher sidecar on :%d (gRPC :%d); publishing %d orders", sys.PubDaprd.HTTPPort, sys.PubDaprd.GRPCPort, l.count)
 
-	pub, err := sys.StartPublisher(func(c *publisher.Config) { c.Count, c.Interval, c.LogFormat = l.count, l.interval, appLog })
+	pub, err := sys.StartPublisher(func(c *publisher.Config) {
+		c.Count, c.Interval, c.LogFormat, c.Events, c.Shuffle = l.count, l.interval, appLog, events, shuffle
+	})
 	if err != nil {
 		return err
 	}
