@@ -38,8 +38,17 @@ type Lives struct {
 	PubSub, Topic string
 
 	stripes [64]sync.Mutex // one writer per order in this process
-	mu      sync.Mutex     // guards cache
+	mu      sync.Mutex     // guards cache and unsure
 	cache   map[int64]cachedLife
+	// unsure is, per order, a write of applied events whose call failed
+	// and could not be read back: it may have landed. The order's next
+	// Offer here tells (the Life's Attempt) and does its effects.
+	unsure map[int64]unsureWrite
+}
+
+type unsureWrite struct {
+	attempt string
+	verdict Verdict
 }
 
 type cachedLife struct {
@@ -56,7 +65,7 @@ const cacheSize = 100_000
 // Lives returns the order lives of s's app, holding events up to
 // holdLimit ahead, recording dead letters as from pubsub/topic.
 func (s *Store) Lives(holdLimit int64, pubsub, topic string) *Lives {
-	return &Lives{s: s, HoldLimit: holdLimit, PubSub: pubsub, Topic: topic, cache: map[int64]cachedLife{}}
+	return &Lives{s: s, HoldLimit: holdLimit, PubSub: pubsub, Topic: topic, cache: map[int64]cachedLife{}, unsure: map[int64]unsureWrite{}}
 }
 
 // LifeKey is the state key of order id's life, without the store's prefix.
@@ -95,6 +104,17 @@ func (ls *Lives) Offer(ctx context.Context, e order.Order, eventID string, then 
 			return Verdict{}, err
 		}
 	}
+	if u, ok := ls.takeUnsure(e.ID); ok && life.Attempt == u.attempt {
+		// An earlier write here landed although its call failed: its
+		// events were applied, their effects not done yet. A redelivery
+		// of its event completes it; another event does its effects first.
+		if u.verdict.Decided[0].EventID == eventID {
+			return u.verdict, nil
+		}
+		if then != nil {
+			then(u.verdict)
+		}
+	}
 	for range 50 {
 		next := life.clone()
 		v := next.Offer(e, eventID, time.Now().UTC(), ls.HoldLimit)
@@ -122,6 +142,9 @@ func (ls *Lives) Offer(ctx context.Context, e order.Order, eventID string, then 
 		ls.forget(e.ID)
 		var rerr error
 		if life, etag, rerr = ls.read(ctx, e.ID); rerr != nil {
+			if v.Kind == VerdictApplied {
+				ls.setUnsure(e.ID, unsureWrite{attempt: next.Attempt, verdict: v})
+			}
 			return Verdict{}, fmt.Errorf("%w (and reading it back: %v)", err, rerr)
 		}
 		if life.Attempt == next.Attempt {
@@ -240,6 +263,21 @@ func (ls *Lives) remember(l Life, etag string) {
 		clear(ls.cache)
 	}
 	ls.cache[l.ID] = cachedLife{life: l, etag: strconv.FormatInt(n+1, 10)}
+}
+
+func (ls *Lives) setUnsure(id int64, u unsureWrite) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	ls.unsure[id] = u
+}
+
+// takeUnsure returns and forgets order id's unsure write, if any.
+func (ls *Lives) takeUnsure(id int64) (unsureWrite, bool) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	u, ok := ls.unsure[id]
+	delete(ls.unsure, id)
+	return u, ok
 }
 
 func (ls *Lives) forget(id int64) {

@@ -177,6 +177,50 @@ func TestLivesWriteThatLandedUnseen(t *testing.T) {
 	}
 }
 
+// TestLivesWriteThatLandedWhileTheStoreWentAway: a write that landed
+// although its call failed, and could not be read back (the sidecar
+// killed after it wrote), is completed by the order's next offer here: the
+// redelivery of its event returns its verdict (its effects are done then),
+// another event of the order gets them done first.
+func TestLivesWriteThatLandedWhileTheStoreWentAway(t *testing.T) {
+	for _, next := range []order.Order{event(6, 2), event(6, 3)} {
+		mem := &storetest.Mem{}
+		down, saves := false, 0
+		mem.FailAfterSave = func(key string) error {
+			if strings.Contains(key, "/life/") {
+				if saves++; saves == 2 { // event 2's write lands, then the store goes
+					down = true
+					return storetest.ErrUnavailable
+				}
+			}
+			return nil
+		}
+		mem.Fail = func(op, key string) error {
+			if down && op == "get" {
+				return storetest.ErrUnavailable
+			}
+			return nil
+		}
+		ls := newLives(mem)
+		ctx := t.Context()
+		if _, err := ls.Offer(ctx, event(6, 1), "order-6", nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ls.Offer(ctx, event(6, 2), "order-6-2", nil); err == nil {
+			t.Fatal("a write whose call failed and could not be read back is an error (the delivery is retried)")
+		}
+		mem.Fail = nil
+		var effects []string
+		v, err := ls.Offer(ctx, next, next.EventID(), func(v Verdict) { effects = append(effects, kinds(v)) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(effects) != fmt.Sprintf("[applied 2 %s]", kinds(v)) && !(next.Sequence() == 2 && fmt.Sprint(effects) == "[applied 2]") {
+			t.Errorf("then %s: effects %v, verdict %s; want the landed event 2's effects first", next.EventID(), effects, kinds(v))
+		}
+	}
+}
+
 // TestLivesStoreDown: a store that cannot be reached is an error (the
 // delivery is retried), and a stale memory of another process's write is
 // read again, not written over.

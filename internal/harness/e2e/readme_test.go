@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"dapr-pub-sub/internal/harness/proc"
+	"dapr-pub-sub/internal/order"
 )
 
 // TestReadmeQuickStart does what README.md's quick start says, as written:
@@ -446,4 +448,49 @@ func (m *terminal) interrupt(t *testing.T) {
 		t.Errorf("the run did not end within 30 s of Ctrl-C")
 	}
 	_ = m.keys.Close()
+}
+
+// TestReadmeOrderedLife does what README.md's guarantee section shows for
+// the ordered mode: its `make run ORDERED=1 …` in a terminal, the output it
+// shows, and — the point — every order's events printed in sequence,
+// although they were published shuffled. Then Ctrl-C.
+func TestReadmeOrderedLife(t *testing.T) {
+	steps := quickStart(t, readmeSection(t, "The guarantee"))
+	if len(steps) != 1 || len(steps[0].cmds) != 1 || !strings.HasPrefix(steps[0].cmds[0], "make run ORDERED=1") {
+		t.Fatalf("the guarantee section should show one `make run ORDERED=1 …` and its output; found %+v", steps)
+	}
+	term := startInTerminal(t, steps[0].cmds[0], "REDIS_MODE=redis-server")
+	term.expect(t, steps[0].want, 0, 5*time.Minute)
+	term.expect(t, []string{"==> Publisher done. …"}, 0, time.Minute)
+	// The last events may still be on their way when the publisher is
+	// done: wait for all twelve lines.
+	received := regexp.MustCompile(`\[subscriber\] Received message: (\{.*\})`)
+	var seqs map[int64][]int64
+	waitFor(t, time.Minute, "the three lives applied", func() bool {
+		seqs = map[int64][]int64{}
+		n := 0
+		for _, l := range term.lines(0) {
+			if m := received.FindStringSubmatch(l); m != nil {
+				o, err := order.Decode([]byte(m[1]))
+				if err != nil {
+					t.Fatalf("%s: %v", l, err)
+				}
+				seqs[o.ID] = append(seqs[o.ID], o.Sequence())
+				n++
+			}
+		}
+		return n >= 12
+	})
+	for id, s := range seqs {
+		if fmt.Sprint(s) != "[1 2 3 4]" {
+			t.Errorf("order %d's events were printed as %v, want [1 2 3 4]", id, s)
+		}
+	}
+	if held := strings.Count(term.text(0), "Held: "); held == 0 {
+		t.Error("no event was held: the lives did not arrive shuffled, the run shows nothing")
+	}
+	for _, line := range noisyLines(term.lines(0)) {
+		t.Errorf("an unexplained ERROR/WARN line in a healthy run: %s", line)
+	}
+	term.interrupt(t)
 }

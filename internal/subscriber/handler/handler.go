@@ -297,37 +297,32 @@ func (h *Handler) handleOrdered(ctx context.Context, d *delivery, o order.Order)
 	applied := 0
 	v, err := h.Lives.Offer(ctx, o, e.ID, func(v store.Verdict) {
 		if v.Kind == store.VerdictApplied { // printed in each order's sequence
-			applied = h.decided(d, v)
+			applied += h.decided(d, v)
 		}
 	})
-	if err != nil {
+	switch {
+	case err != nil:
 		return h.retry(d, o, err)
-	}
-	switch v.Kind {
-	case store.VerdictHeld:
+	case v.Kind == store.VerdictHeld:
 		d.outcome = OutcomeHeld
 		h.Stats.Held.Add(1)
 		h.Log.Info("Held: an earlier event of this order has not been applied yet", "event_id", e.ID, "id", o.ID, "seq", o.Sequence(), "type", o.Kind())
-		return false, nil
-	case store.VerdictDuplicate:
+	case v.Kind == store.VerdictDuplicate:
 		d.outcome = OutcomeDuplicate
 		h.Log.Info("Duplicate delivery of an order event already applied or held; acknowledged without effect", "event_id", e.ID, "id", o.ID, "seq", o.Sequence())
-		return false, nil
-	case store.VerdictConflict, store.VerdictBeyond:
+	case v.Kind == store.VerdictConflict || v.Kind == store.VerdictBeyond:
 		d.outcome, d.reason = OutcomeConflict, v.Reason
 		if v.Kind == store.VerdictBeyond {
 			d.outcome = OutcomeDrop
 		}
 		h.keptDeadLetter(e.ID, v.Reason)
-		return false, nil
+	case v.Decided[0].Step.Rejected != "":
+		d.outcome, d.reason = OutcomeDrop, v.Decided[0].Step.Rejected
+	default:
+		d.outcome = OutcomeSuccess
 	}
-	// The delivery is counted by its own event's outcome (counted); the
-	// held events it let through are counted here.
-	d.outcome = OutcomeSuccess
-	if r := v.Decided[0].Step.Rejected; r != "" {
-		d.outcome, d.reason = OutcomeDrop, r
-	} else {
-		applied--
+	if d.outcome == OutcomeSuccess {
+		applied-- // the delivery itself is counted by its outcome (counted)
 	}
 	h.Stats.Processed.Add(int64(applied))
 	return false, nil
