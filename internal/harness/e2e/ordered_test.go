@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -178,4 +179,76 @@ func (s *sys) lives(n int) map[int64]store.Life {
 		}
 	}
 	return out
+}
+
+// TestOrderedGapsAndBadInput: in the ordered mode, an event withheld on
+// purpose leaves its successors held, then dead-lettered with the reason
+// after the gap time; the withheld event published late is applied, and
+// the replay applies the rest in sequence. Bad input — seq 0, a sequence
+// beyond the hold limit, an unknown type, a forbidden transition, the
+// same (order, sequence) with other content — is each a dead letter with
+// its reason; nothing is lost or retried.
+func TestOrderedGapsAndBadInput(t *testing.T) {
+	s := startSystem(t, options{sub: func(c *subscriber.Config) { c.Ordered, c.GapTimeout, c.HoldLimit = true, 2*time.Second, 5 }})
+	publish := func(body string) {
+		t.Helper()
+		if code, resp := s.publishHTTP("pubsub", "orders", "application/json", body); code/100 != 2 {
+			t.Fatalf("publish %s: %d %s", body, code, resp)
+		}
+	}
+	ev := func(id, seq int64, typ, msg string) string {
+		return fmt.Sprintf(`{"id":%d,"message":%q,"seq":%d,"type":%q}`, id, msg, seq, typ)
+	}
+	// Order 7 without its event 2.
+	publish(ev(7, 1, order.TypeCreated, "m"))
+	publish(ev(7, 3, order.TypeShipped, "m"))
+	publish(ev(7, 4, order.TypeDelivered, "m"))
+	waitFor(t, time.Minute, "events 3 and 4 given up on after the gap time", func() bool { return len(s.deadLetterIndex()) == 2 })
+	for _, dl := range s.listDeadLetters() {
+		if !strings.HasPrefix(dl.Reason, "order 7: event ") || !strings.HasSuffix(dl.Reason, "for event 2") || !strings.Contains(dl.Reason, " waited ") {
+			t.Errorf("gap dead letter %s: reason %q", dl.EventID, dl.Reason)
+		}
+	}
+	publish(ev(7, 2, order.TypePaid, "m")) // late
+	waitFor(t, time.Minute, "event 2 applied", func() bool { return s.received.events() == 2 })
+	if out := s.deadletters("replay"); !strings.Contains(out, "2 dead letter(s) replayed") {
+		t.Fatalf("replay:\n%s", out)
+	}
+	waitFor(t, time.Minute, "the replayed events applied", func() bool { return s.received.events() == 4 })
+	if got := fmt.Sprint(s.received.sequences()[7]); got != "[1 2 3 4]" {
+		t.Errorf("order 7 printed as %s, want [1 2 3 4]", got)
+	}
+
+	// Bad input, each kept with its reason.
+	publish(`{"id":8,"message":"m","seq":0}`)
+	publish(ev(8, 1, order.TypeCreated, "m"))
+	publish(ev(8, 9, order.TypeShipped, "m")) // 7 ahead of event 2: the hold limit is 5
+	publish(ev(8, 2, "order.lost", "m"))
+	publish(ev(9, 1, order.TypeCreated, "m"))
+	publish(ev(9, 2, order.TypeCancelled, "m"))
+	publish(ev(9, 3, order.TypeShipped, "m"))
+	publish(ev(9, 2, order.TypeCancelled, "other"))
+	want := []string{
+		"seq must be ≥ 1, got 0",
+		"order 8: event 9 (order.shipped) is 7 ahead of event 2, which the order waits for; the hold limit is 5",
+		`type "order.lost" is not an order event type`,
+		"order 9: event 3: order.shipped is not allowed after order.cancelled",
+		"conflicting duplicate of order 9 event 2 (order.cancelled): message differs (the first one was decided and stays)",
+	}
+	var reasons []string
+	waitFor(t, time.Minute, "five dead letters with their reasons", func() bool {
+		reasons = nil
+		for _, dl := range s.listDeadLetters() {
+			reasons = append(reasons, dl.Reason)
+		}
+		return len(reasons) == len(want) && s.pending("orders") == 0 && s.pending("orders-deadletter") == 0
+	})
+	for _, w := range want {
+		if !slices.ContainsFunc(reasons, func(r string) bool { return strings.Contains(r, w) }) {
+			t.Errorf("no dead letter says %q; they say:\n%s", w, strings.Join(reasons, "\n"))
+		}
+	}
+	if got := fmt.Sprint(s.received.sequences()[9]); got != "[1 2]" {
+		t.Errorf("order 9 printed as %s, want [1 2] (created, cancelled)", got)
+	}
 }
