@@ -145,7 +145,7 @@ func (ls *Lives) Offer(ctx context.Context, e order.Order, eventID string, then 
 			if v.Kind == VerdictApplied {
 				ls.setUnsure(e.ID, unsureWrite{attempt: next.Attempt, verdict: v})
 			}
-			return Verdict{}, fmt.Errorf("%w (and reading it back: %v)", err, rerr)
+			return Verdict{}, fmt.Errorf("%w (and reading it back: %w)", err, rerr)
 		}
 		if life.Attempt == next.Attempt {
 			return v, nil

@@ -341,7 +341,7 @@ func (h *Handler) decided(d *delivery, v store.Verdict) (applied int) {
 			h.keptDeadLetter(x.EventID, x.Step.Rejected)
 			continue
 		}
-		h.applied(d, x.Event)
+		_, _ = h.applied(d, x.Event) // SUCCESS, nil: its line
 		applied++
 	}
 	return applied
