@@ -135,3 +135,28 @@ func TestCheckOrderStoreSaysWhatIsWrong(t *testing.T) {
 		})
 	}
 }
+
+// TestOutboxPublishesLives: with -events, each event of an order's life is
+// stored over the order's last one and published once; publishing the
+// lives again stores and publishes nothing (each order is at its last
+// event already).
+func TestOutboxPublishesLives(t *testing.T) {
+	st := &testutil.OrderStore{}
+	cfg := outboxConfig()
+	cfg.Events = 3
+	if sent, err := outboxRun(t, cfg, st); err != nil || sent != 9 {
+		t.Fatalf("sent %d, %v; want 9", sent, err)
+	}
+	if st.Writes != 9 || len(st.Events) != 9 {
+		t.Fatalf("%d writes, %d events; want 9 and 9", st.Writes, len(st.Events))
+	}
+	for _, id := range []int64{5, 6, 7} {
+		o, err := order.Decode(st.Data[OrderKey(id)])
+		if err != nil || o.Sequence() != 3 || o.Kind() != order.TypeShipped {
+			t.Errorf("orders/%d = %s (%v), want its third event", id, st.Data[OrderKey(id)], err)
+		}
+	}
+	if sent, err := outboxRun(t, cfg, st); err != nil || sent != 9 || st.Writes != 9 {
+		t.Fatalf("again: sent %d, %v, %d writes; want 9 counted as published and no write", sent, err, st.Writes)
+	}
+}
