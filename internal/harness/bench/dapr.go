@@ -125,6 +125,13 @@ func daprScenarios(env *daprEnv) []Scenario {
 		// Deliveries are timed by the subscriber's lines.
 		daprScenario{name: NoRecordScenario, publish: publishBulk, batch: 100, mode: proc.ModeThroughput,
 			app: func(c *subscriber.Config) { c.Faults.NoRecord = true }, byLines: true, env: env},
+		// The ordered mode (each order's events applied in sequence,
+		// store.Lives) in both modes: each order here is a life of one
+		// event, so the rows price the ordered path against the record's
+		// on the same traffic. Timed by the subscriber's lines (there is
+		// no record to count).
+		daprScenario{name: "dapr-grpc-ordered", publish: publishGRPC, mode: proc.ModeLatency, app: orderedMode, byLines: true, env: env},
+		daprScenario{name: "dapr-bulk100-ordered", publish: publishBulk, batch: 100, mode: proc.ModeThroughput, app: orderedMode, byLines: true, env: env},
 		// The same path into an app that only acks: what Dapr itself costs.
 		daprScenario{name: "dapr-bare", publish: publishBulk, batch: 100, mode: proc.ModeThroughput, bare: true, env: env},
 		// The publisher's outbox mode against dapr-grpc: the order stored,
@@ -169,6 +176,9 @@ func daprScenarios(env *daprEnv) []Scenario {
 			goEnv: []string{"GOMAXPROCS=1"}, experiment: true, env: env},
 	}
 }
+
+// orderedMode is the subscriber's ordered mode.
+func orderedMode(c *subscriber.Config) { c.Ordered = true }
 
 // recordsOneByOne writes each processed-order record in a state call of
 // its own.

@@ -103,7 +103,7 @@ func TestQuickBench(t *testing.T) {
 		t.Fatal("the benchmark smoke test needs redis-server on PATH: apt-get install -y redis-server")
 	}
 	out := t.TempDir()
-	args := []string{"-quick", "-scenarios", "redis,redis-pipelined,watermill,watermill-dedupe,dapr-grpc,dapr-bulk100,dapr-bulk100-records,dapr-bulk100-norecord,dapr-bare", "-messages", "300", "-out", out}
+	args := []string{"-quick", "-scenarios", "redis,redis-pipelined,watermill,watermill-dedupe,dapr-grpc,dapr-bulk100,dapr-bulk100-records,dapr-bulk100-norecord,dapr-grpc-ordered,dapr-bare", "-messages", "300", "-out", out}
 	if err := Run(t.Context(), args, func(string) string { return "" }, io.Discard, io.Discard); err != nil {
 		t.Fatal(err)
 	}
@@ -120,8 +120,8 @@ func TestQuickBench(t *testing.T) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Results) != 18 { // 9 scenarios × (max + 200/s)
-		t.Errorf("%d results, want 18", len(r.Results))
+	if len(r.Results) != 20 { // 10 scenarios × (max + 200/s)
+		t.Errorf("%d results, want 20", len(r.Results))
 	}
 	for _, res := range r.Results {
 		if res.Error != "" || res.Lost != 0 || res.Dup != 0 || res.Unknown != 0 || res.Delivered != res.Messages {
