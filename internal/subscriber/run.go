@@ -208,5 +208,7 @@ func sweep(ctx context.Context, h *handler.Handler, gap time.Duration, log *slog
 			log.Error("Dead letter", "event_id", x.EventID, "reason", x.Reason)
 		}
 		h.Metrics.ObserveSweep(sw.Held, sw.Oldest, len(sw.Expired))
+		h.Stats.HeldNow.Store(int64(sw.Held))
+		h.Stats.OldestHeldMillis.Store(sw.Oldest.Milliseconds())
 	}
 }

@@ -72,6 +72,9 @@ type Stats struct {
 	// The ordered mode's (Config.Lives):
 	Held atomic.Int64 // events held on arrival, their predecessor not yet applied
 	Late atomic.Int64 // events applied after a later event of their order had arrived
+	// HeldNow and OldestHeldMillis are the events held over all orders and
+	// how long the oldest has waited, at the last sweep.
+	HeldNow, OldestHeldMillis atomic.Int64
 }
 
 // MarshalJSON reports the counts as a JSON object.
@@ -79,6 +82,7 @@ func (s *Stats) MarshalJSON() ([]byte, error) {
 	return json.Marshal(map[string]int64{
 		"processed": s.Processed.Load(), "duplicates": s.Duplicates.Load(), "conflicts": s.Conflicts.Load(), "dropped": s.Dropped.Load(),
 		"retried": s.Retried.Load(), "dead_letters": s.DeadLetters.Load(), "held": s.Held.Load(), "late": s.Late.Load(),
+		"held_now": s.HeldNow.Load(), "oldest_held_ms": s.OldestHeldMillis.Load(),
 	})
 }
 

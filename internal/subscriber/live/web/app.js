@@ -5,9 +5,9 @@
 "use strict";
 
 const MAX_ROWS = 50;
-const OUTCOMES = ["success", "duplicate", "drop", "retry", "dead_letter"];
+const OUTCOMES = ["success", "duplicate", "held", "drop", "retry", "dead_letter"];
 // The handler's counters (GET /stats) by the outcome they count.
-const COUNTERS = { success: "processed", duplicate: "duplicates", drop: "dropped", retry: "retried", dead_letter: "dead_letters" };
+const COUNTERS = { success: "processed", duplicate: "duplicates", held: "held", drop: "dropped", retry: "retried", dead_letter: "dead_letters" };
 
 const $ = (id) => document.getElementById(id);
 const deadLetters = new Map(); // event id -> element
@@ -83,6 +83,9 @@ function setStats(s) {
   for (const o of OUTCOMES) {
     $("count-" + o).textContent = (s.counts[COUNTERS[o]] ?? 0).toLocaleString();
   }
+  // The ordered mode's held events (at the subscriber's last sweep).
+  const now = s.counts.held_now ?? 0;
+  $("held-now").textContent = now > 0 ? now.toLocaleString() + " waiting, oldest " + ((s.counts.oldest_held_ms ?? 0) / 1000).toFixed(0) + " s" : "";
   drawSparkline(s.rate || []);
   $("missed").textContent = s.missed > 0 ? s.missed.toLocaleString() + " deliveries not shown: this page fell behind" : "";
 }
