@@ -98,7 +98,14 @@ func (ls *Lives) Offer(ctx context.Context, e order.Order, eventID string, then 
 		}
 	}()
 	life, etag, known := ls.remembered(e.ID)
-	if !known {
+	// An order's first event, from an order this process does not know, is
+	// most often the order's first sight: it is tried as such, insert-if-
+	// absent, without reading; a store that has the order refuses it, and
+	// it is read then. Only a verdict that writes is tried so.
+	guessed := !known && e.Sequence() == 1 && !ls.isUnsure(e.ID)
+	if guessed {
+		life = Life{ID: e.ID}
+	} else if !known {
 		var err error
 		if life, etag, err = ls.read(ctx, e.ID); err != nil {
 			return Verdict{}, err
@@ -118,6 +125,15 @@ func (ls *Lives) Offer(ctx context.Context, e order.Order, eventID string, then 
 	for range 50 {
 		next := life.clone()
 		v := next.Offer(e, eventID, time.Now().UTC(), ls.HoldLimit)
+		if guessed && (v.Kind != VerdictApplied || v.Decided[0].Step.Rejected != "") {
+			// Not a plain first write: decide on what the store has.
+			guessed = false
+			var err error
+			if life, etag, err = ls.read(ctx, e.ID); err != nil {
+				return Verdict{}, err
+			}
+			continue
+		}
 		if err := ls.keepDeadLetters(ctx, v, e, eventID); err != nil {
 			return Verdict{}, err
 		}
@@ -137,8 +153,10 @@ func (ls *Lives) Offer(ctx context.Context, e order.Order, eventID string, then 
 			ls.remember(next, etag)
 			return v, nil
 		}
-		// Refused (another writer got there first: read it again), or the
-		// call broke, maybe after the store applied it (the Attempt says).
+		// Refused (another writer got there first, or the order was not
+		// new: read it again), or the call broke, maybe after the store
+		// applied it (the Attempt says).
+		guessed = false
 		ls.forget(e.ID)
 		var rerr error
 		if life, etag, rerr = ls.read(ctx, e.ID); rerr != nil {
@@ -269,6 +287,14 @@ func (ls *Lives) setUnsure(id int64, u unsureWrite) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	ls.unsure[id] = u
+}
+
+// isUnsure reports whether order id has an unsure write.
+func (ls *Lives) isUnsure(id int64) bool {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	_, ok := ls.unsure[id]
+	return ok
 }
 
 // takeUnsure returns and forgets order id's unsure write, if any.

@@ -226,6 +226,35 @@ func TestLivesWriteThatLandedWhileTheStoreWentAway(t *testing.T) {
 	}
 }
 
+// TestLivesFirstEventWritesWithoutReading: an order's first event from an
+// order not seen is one insert-if-absent and no read; the same event from
+// another process (the order exists) is read and found a duplicate.
+func TestLivesFirstEventWritesWithoutReading(t *testing.T) {
+	mem := &storetest.Mem{RedisStyle: true}
+	gets := 0
+	mem.Fail = func(op, key string) error {
+		if op == "get" && strings.Contains(key, "/life/") {
+			gets++
+		}
+		return nil
+	}
+	ctx := t.Context()
+	if v, err := newLives(mem).Offer(ctx, event(3, 1), "order-3", nil); err != nil || v.Kind != VerdictApplied || gets != 0 {
+		t.Fatalf("first event: %s, %v, %d reads; want applied and no read", kinds(v), err, gets)
+	}
+	if v, err := newLives(mem).Offer(ctx, event(3, 1), "order-3", nil); err != nil || v.Kind != VerdictDuplicate {
+		t.Fatalf("the same event in another process: %s, %v; want a duplicate", kinds(v), err)
+	}
+	wrong := order.New(4).Event(1, order.TypePaid)
+	ls := newLives(mem)
+	if v, err := ls.Offer(ctx, wrong, "order-4", nil); err != nil || kinds(v) != "applied 1!" {
+		t.Fatalf("a first event that is not allowed: %s, %v", kinds(v), err)
+	}
+	if dls, _ := ls.s.DeadLetters(ctx); len(dls) != 1 || !strings.Contains(dls[0].Reason, "order.paid before the order was created") {
+		t.Fatalf("dead letters: %+v", dls)
+	}
+}
+
 // TestLivesStoreDown: a store that cannot be reached is an error (the
 // delivery is retried), and a stale memory of another process's write is
 // read again, not written over.
