@@ -113,7 +113,8 @@ func (c Config) GRPCListenAddr() string {
 
 // Topics are what the app subscribes to.
 func (c Config) Topics() handler.Topics {
-	return handler.Topics{PubSub: c.PubSub, Topic: c.Topic, DeadLetterTopic: c.DeadLetterTopic, Metadata: c.SubscriptionMetadata}
+	return handler.Topics{PubSub: c.PubSub, Topic: c.Topic, DeadLetterTopic: c.DeadLetterTopic, Metadata: c.SubscriptionMetadata,
+		RouteByType: c.Ordered && (c.Channel == ChannelGRPC || c.Channel == ChannelHTTP && c.Bulk.MaxMessages == 0)}
 }
 
 // grpcAddr is GRPCListenAddr on the grpc channel, else "" (for logs).

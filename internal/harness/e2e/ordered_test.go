@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"dapr-pub-sub/internal/harness/proc"
+	"dapr-pub-sub/internal/harness/system"
 	"dapr-pub-sub/internal/order"
 	"dapr-pub-sub/internal/publisher"
 	"dapr-pub-sub/internal/store"
 	"dapr-pub-sub/internal/subscriber"
+	"dapr-pub-sub/internal/subscriber/handler"
 )
 
 // ordered is the subscriber's ordered mode.
@@ -155,6 +157,29 @@ func orderedLives(t *testing.T, broker string, orders int, rate float64, freeze 
 			}
 		}
 	}
+	// daprd routed each type after the first to its own route (the CEL
+	// rules of handler.TypeRoutes), over the replicas still running their
+	// first process (the killed app's counts went with it).
+	routed := map[string]float64{}
+	for i, r := range replicas {
+		if i == 1 {
+			continue
+		}
+		_, metrics := httpGet(t, "http://127.0.0.1:"+strconv.Itoa(r.Port)+"/metrics")
+		for _, l := range strings.Split(metrics, "\n") {
+			var route string
+			var n float64
+			if _, err := fmt.Sscanf(l, `orders_routed_deliveries_total{route=%q} %g`, &route, &n); err == nil {
+				routed[route] += n
+			}
+		}
+	}
+	for _, r := range append([]string{handler.OrdersRoute}, handler.TypeRoutes[0].Path, handler.TypeRoutes[1].Path, handler.TypeRoutes[2].Path) {
+		if routed[r] == 0 {
+			t.Errorf("no delivery routed to %s: %v", r, routed)
+		}
+	}
+	t.Logf("deliveries by route (two replicas): %v", routed)
 	t.Logf("%s: %d orders × %d events over 3 replicas: %d lives wrong, %d events printed twice, %d of %d lines printed (a line lost with the app killed after its write is not an effect lost), %d applied out of arrival order",
 		broker, orders, events, wrong, twice, len(printed), orders*events, late)
 	if late == 0 {
@@ -187,9 +212,12 @@ func (s *sys) lives(n int) map[int64]store.Life {
 // the replay applies the rest in sequence. Bad input — seq 0, a sequence
 // beyond the hold limit, an unknown type, a forbidden transition, the
 // same (order, sequence) with other content — is each a dead letter with
-// its reason; nothing is lost or retried.
+// its reason; nothing is lost or retried. On the http channel (the other
+// tests of the mode run on grpc), where an order published as text/plain
+// — data no JSON object, which the routing rules must let through to the
+// default route — is applied too.
 func TestOrderedGapsAndBadInput(t *testing.T) {
-	s := startSystem(t, options{sub: func(c *subscriber.Config) { c.Ordered, c.GapTimeout, c.HoldLimit = true, 2*time.Second, 5 }})
+	s := startSystem(t, options{channel: system.ChannelHTTP, sub: func(c *subscriber.Config) { c.Ordered, c.GapTimeout, c.HoldLimit = true, 2*time.Second, 5 }})
 	publish := func(body string) {
 		t.Helper()
 		if code, resp := s.publishHTTP("pubsub", "orders", "application/json", body); code/100 != 2 {
@@ -250,5 +278,12 @@ func TestOrderedGapsAndBadInput(t *testing.T) {
 	}
 	if got := fmt.Sprint(s.received.sequences()[9]); got != "[1 2]" {
 		t.Errorf("order 9 printed as %s, want [1 2] (created, cancelled)", got)
+	}
+	if code, resp := s.publishHTTP("pubsub", "orders", "text/plain", `{"id":10,"message":"m"}`); code/100 != 2 {
+		t.Fatalf("publish as text/plain: %d %s", code, resp)
+	}
+	waitFor(t, time.Minute, "the text/plain order applied", func() bool { return len(s.received.sequences()[10]) == 1 })
+	if n := len(s.deadLetterIndex()); n != len(want) {
+		t.Errorf("%d dead letters after the text/plain order, want %d", n, len(want))
 	}
 }

@@ -36,6 +36,7 @@ type Metrics struct {
 	held        prometheus.Gauge
 	oldestHeld  prometheus.Gauge
 	gapsExpired prometheus.Counter
+	routed      *prometheus.CounterVec
 }
 
 // NewMetrics registers the subscriber's metrics and the Go runtime's.
@@ -82,8 +83,12 @@ func NewMetrics() *Metrics {
 		Name: "orders_gap_dead_letters_total",
 		Help: "Ordered mode: held events kept as dead letters because their gap did not fill within the gap time.",
 	})
+	m.routed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "orders_routed_deliveries_total",
+		Help: "Ordered mode: deliveries by the route daprd's routing rules chose (each event type after the first its own).",
+	}, []string{"route"})
 	m.Registry.MustRegister(m.deliveries, m.handlerSeconds, m.endToEnd, m.batchEntries, m.deadLetters,
-		m.appliedLate, m.held, m.oldestHeld, m.gapsExpired,
+		m.appliedLate, m.held, m.oldestHeld, m.gapsExpired, m.routed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, o := range []string{OutcomeSuccess, OutcomeDuplicate, OutcomeDrop, OutcomeRetry} {
 		m.deliveries.WithLabelValues(o) // present at 0 from the start
@@ -136,4 +141,11 @@ func (m *Metrics) ObserveSweep(held int, oldest time.Duration, expired int) {
 	m.held.Set(float64(held))
 	m.oldestHeld.Set(oldest.Seconds())
 	m.gapsExpired.Add(float64(expired))
+}
+
+// routedTo counts a delivery daprd routed to route. A nil m counts nothing.
+func (m *Metrics) routedTo(route string) {
+	if m != nil {
+		m.routed.WithLabelValues(route).Inc()
+	}
 }

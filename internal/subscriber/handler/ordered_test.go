@@ -51,3 +51,27 @@ Received message: {"id": 5, "message": "m", "seq": 3, "type": "order.shipped"}
 		t.Errorf("stats: %s", got)
 	}
 }
+
+// TestRouteByTypeSubscriptions: the ordered mode's rules — one route per
+// event type after the first, each of its own priority, guarded so that
+// data that is no JSON object takes the default route; the dead-letter
+// topic on every orders subscription.
+func TestRouteByTypeSubscriptions(t *testing.T) {
+	f := handlertest.New(handler.Faults{})
+	subs := f.H.Subscriptions(handler.Topics{PubSub: "pubsub", Topic: "orders", DeadLetterTopic: "orders-deadletter", RouteByType: true})
+	if len(subs) != 2+len(handler.TypeRoutes) {
+		t.Fatalf("%d subscriptions", len(subs))
+	}
+	seen := map[int]bool{}
+	for i, r := range handler.TypeRoutes {
+		s := subs[1+i].Sub
+		if s.Topic != "orders" || s.Route != r.Path || s.Priority < 1 || seen[s.Priority] || s.DeadLetterTopic != "orders-deadletter" ||
+			!strings.Contains(s.Match, `event.data.type == "`+r.Type+`"`) || !strings.HasPrefix(s.Match, `has(event.data) && type(event.data) == map && "type" in event.data`) {
+			t.Errorf("rule %d: %+v", i, s)
+		}
+		seen[s.Priority] = true
+	}
+	if plain := f.H.Subscriptions(handler.Topics{PubSub: "pubsub", Topic: "orders", DeadLetterTopic: "orders-deadletter"}); len(plain) != 2 || plain[0].Sub.Match != "" {
+		t.Errorf("without RouteByType: %d subscriptions", len(plain))
+	}
+}

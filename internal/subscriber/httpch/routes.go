@@ -46,6 +46,9 @@ func routes(mux *chi.Mux, o Options) {
 	mux.Use(traceContext)
 	mux.Use(markSubscribed(o.Subscriptions, o.Bulk, o.Ready))
 	mux.Use(guardRoute(handler.OrdersRoute, o.Log))
+	for _, r := range handler.TypeRoutes {
+		mux.Use(guardRoute(r.Path, o.Log))
+	}
 
 	mux.Get(healthzRoute, func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
