@@ -62,31 +62,14 @@ func NewMetrics() *Metrics {
 			Help:    "Entries per bulk delivery (throughput mode only).",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12), // 1 … 2048
 		}),
-		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "orders_dead_letters_total",
-			Help: "Dead letters stored for the first time.",
-		}),
+		deadLetters: counter("orders_dead_letters_total", "Dead letters stored for the first time."),
 	}
-	m.appliedLate = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "orders_applied_out_of_arrival_order_total",
-		Help: "Ordered mode: events applied after a later event of their order had arrived (held, or filling a gap).",
-	})
-	m.held = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "orders_held_events",
-		Help: "Ordered mode: events held in the store for their predecessor, over all orders, at the last sweep.",
-	})
-	m.oldestHeld = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "orders_oldest_held_seconds",
-		Help: "Ordered mode: how long the oldest held event had waited at the last sweep; 0 for none.",
-	})
-	m.gapsExpired = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "orders_gap_dead_letters_total",
-		Help: "Ordered mode: held events kept as dead letters because their gap did not fill within the gap time.",
-	})
-	m.routed = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "orders_routed_deliveries_total",
-		Help: "Ordered mode: deliveries by the route daprd's routing rules chose (each event type after the first its own).",
-	}, []string{"route"})
+	m.appliedLate = counter("orders_applied_out_of_arrival_order_total", "Ordered mode: events applied after a later event of their order had arrived (held, or filling a gap).")
+	m.held = gauge("orders_held_events", "Ordered mode: events held in the store for their predecessor, over all orders, at the last sweep.")
+	m.oldestHeld = gauge("orders_oldest_held_seconds", "Ordered mode: how long the oldest held event had waited at the last sweep; 0 for none.")
+	m.gapsExpired = counter("orders_gap_dead_letters_total", "Ordered mode: held events kept as dead letters because their gap did not fill within the gap time.")
+	m.routed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "orders_routed_deliveries_total",
+		Help: "Ordered mode: deliveries by the route daprd's routing rules chose (each event type after the first its own)."}, []string{"route"})
 	m.Registry.MustRegister(m.deliveries, m.handlerSeconds, m.endToEnd, m.batchEntries, m.deadLetters,
 		m.appliedLate, m.held, m.oldestHeld, m.gapsExpired, m.routed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -94,6 +77,14 @@ func NewMetrics() *Metrics {
 		m.deliveries.WithLabelValues(o) // present at 0 from the start
 	}
 	return m
+}
+
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+}
+
+func gauge(name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
 }
 
 func (m *Metrics) observe(outcome string, since time.Time) {
