@@ -318,6 +318,7 @@ func (h *Handler) handleOrdered(ctx context.Context, d *delivery, o order.Order)
 		d.outcome, d.reason = OutcomeConflict, v.Reason
 		if v.Kind == store.VerdictBeyond {
 			d.outcome = OutcomeDrop
+			h.Metrics.beyond()
 		}
 		h.keptDeadLetter(e.ID, v.Reason)
 	case v.Decided[0].Step.Rejected != "":

@@ -36,6 +36,7 @@ type Metrics struct {
 	held        prometheus.Gauge
 	oldestHeld  prometheus.Gauge
 	gapsExpired prometheus.Counter
+	beyondLimit prometheus.Counter
 	routed      *prometheus.CounterVec
 }
 
@@ -68,10 +69,11 @@ func NewMetrics() *Metrics {
 	m.held = gauge("orders_held_events", "Ordered mode: events held in the store for their predecessor, over all orders, at the last sweep.")
 	m.oldestHeld = gauge("orders_oldest_held_seconds", "Ordered mode: how long the oldest held event had waited at the last sweep; 0 for none.")
 	m.gapsExpired = counter("orders_gap_dead_letters_total", "Ordered mode: held events kept as dead letters because their gap did not fill within the gap time.")
+	m.beyondLimit = counter("orders_beyond_hold_limit_total", "Ordered mode: events further ahead of the event their order waits for than the hold limit: dead letters at once.")
 	m.routed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "orders_routed_deliveries_total",
 		Help: "Ordered mode: deliveries by the route daprd's routing rules chose (each event type after the first its own)."}, []string{"route"})
 	m.Registry.MustRegister(m.deliveries, m.handlerSeconds, m.endToEnd, m.batchEntries, m.deadLetters,
-		m.appliedLate, m.held, m.oldestHeld, m.gapsExpired, m.routed,
+		m.appliedLate, m.held, m.oldestHeld, m.gapsExpired, m.beyondLimit, m.routed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, o := range []string{OutcomeSuccess, OutcomeDuplicate, OutcomeDrop, OutcomeRetry} {
 		m.deliveries.WithLabelValues(o) // present at 0 from the start
@@ -112,6 +114,13 @@ func (m *Metrics) observeEndToEnd(sentAt, now time.Time) {
 func (m *Metrics) ObserveBatch(entries int) {
 	if m != nil {
 		m.batchEntries.Observe(float64(entries))
+	}
+}
+
+// beyond counts an event beyond the hold limit. A nil m counts nothing.
+func (m *Metrics) beyond() {
+	if m != nil {
+		m.beyondLimit.Inc()
 	}
 }
 
