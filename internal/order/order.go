@@ -89,6 +89,10 @@ func Allowed(state, typ string) string {
 	return fmt.Sprintf("%s is not allowed after %s", typ, state)
 }
 
+// Final reports whether state (the type of an order's last applied event)
+// ends its life: nothing may follow it.
+func Final(state string) bool { return state != "" && len(next[state]) == 0 }
+
 // knownType reports whether typ is one of the event types.
 func knownType(typ string) bool {
 	switch typ {

@@ -187,6 +187,9 @@ func TestAllowed(t *testing.T) {
 			t.Errorf("Allowed(%q, %q) = %q, want %q", tc.state, tc.typ, got, tc.want)
 		}
 	}
+	if Final("") || Final(TypePaid) || !Final(TypeDelivered) || !Final(TypeCancelled) {
+		t.Error("Final: only delivered and cancelled end a life")
+	}
 	for i := 1; i < len(Life); i++ {
 		if r := Allowed(Life[i-1], Life[i]); r != "" {
 			t.Errorf("the usual life is refused at %d: %s", i+1, r)

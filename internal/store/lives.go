@@ -222,12 +222,20 @@ func (ls *Lives) read(ctx context.Context, id int64) (Life, string, error) {
 }
 
 // write saves l if the stored Life still has etag ("": if there is none).
+// A Life lives for good while the order's life goes on (it is the order's
+// state, and its events may come days apart); once it has ended
+// (order.Final) and holds nothing, it lives as long as a record does
+// (WithRetention): what can still come is a redelivery.
 func (ls *Lives) write(ctx context.Context, l Life, etag string) error {
 	b, err := json.Marshal(l)
 	if err != nil {
 		return err
 	}
-	err = ls.s.client.SaveStateWithETag(ctx, ls.s.name, ls.s.LifeKey(l.ID), b, etag, ttl(ls.s.recordTTL), dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite))
+	var meta map[string]string
+	if order.Final(l.State) && len(l.Held) == 0 {
+		meta = ttl(ls.s.recordTTL)
+	}
+	err = ls.s.client.SaveStateWithETag(ctx, ls.s.name, ls.s.LifeKey(l.ID), b, etag, meta, dapr.WithConcurrency(dapr.StateConcurrencyFirstWrite))
 	if err != nil {
 		return fmt.Errorf("save %s in state store %s: %w", ls.s.LifeKey(l.ID), ls.s.name, err)
 	}

@@ -255,6 +255,26 @@ func TestLivesFirstEventWritesWithoutReading(t *testing.T) {
 	}
 }
 
+// TestLivesExpireOnlyWhenTheLifeEnds: a Life has no TTL while the order's
+// life goes on, and the records' once it has ended.
+func TestLivesExpireOnlyWhenTheLifeEnds(t *testing.T) {
+	mem := &storetest.Mem{}
+	ls := New(mem, "statestore", "subscriber").WithRetention(24*time.Hour, 0).Lives(100, "pubsub", "orders")
+	key := ls.s.LifeKey(2)
+	for seq := int64(1); seq <= 4; seq++ {
+		if _, err := ls.Offer(t.Context(), event(2, seq), event(2, seq).EventID(), nil); err != nil {
+			t.Fatal(err)
+		}
+		want := ""
+		if seq == 4 {
+			want = "90000" // 24 h + 1 h, as a record
+		}
+		if got := mem.TTL(key); got != want {
+			t.Errorf("after event %d: TTL %q, want %q", seq, got, want)
+		}
+	}
+}
+
 // TestLivesStoreDown: a store that cannot be reached is an error (the
 // delivery is retried), and a stale memory of another process's write is
 // read again, not written over.
