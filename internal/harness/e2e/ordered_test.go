@@ -79,6 +79,7 @@ func orderedLives(t *testing.T, broker string, orders int, rate float64, freeze 
 	_ = waitExit(t, victim.App) // killed: the exit error is the point
 	restart(t, victim.App)
 	waitFor(t, 2*time.Minute, "two fifths applied", func() bool { return applied() >= 2*orders*events/5 })
+	daprdKilledAt := time.Now()
 	killAndRestartSidecar(t, victim.Daprd)
 	if freeze {
 		waitFor(t, 2*time.Minute, "three fifths applied", func() bool { return applied() >= 3*orders*events/5 })
@@ -107,7 +108,7 @@ func orderedLives(t *testing.T, broker string, orders int, rate float64, freeze 
 		}
 		return complete == orders && idle()
 	})
-	wrong := 0
+	wrong, unprinted := 0, 0
 	for id := range int64(orders) {
 		l := lives[id]
 		var got []string
@@ -124,7 +125,7 @@ func orderedLives(t *testing.T, broker string, orders int, rate float64, freeze 
 	// The lines: none printed twice over the replicas, and each replica's
 	// lines of one order in sequence.
 	printed := map[string]int{}
-	late := 0
+	late := 0 // applied out of arrival order
 	for i, r := range replicas {
 		for id, seqs := range r.received.sequences() {
 			if !slices.IsSorted(seqs) {
@@ -148,12 +149,16 @@ func orderedLives(t *testing.T, broker string, orders int, rate float64, freeze 
 				late++
 			}
 			if printed[fmt.Sprintf("%d/%d", id, i+1)] == 0 {
-				// Only the app killed between its write and its line may
-				// leave an event unprinted (a daprd killed after writing is
-				// completed by the redelivery: store.Lives' unsure writes).
-				if d := killedAt.Sub(st.At); d < 0 || d > time.Second {
-					t.Errorf("order %d event %d, applied at %s (%s before the app's kill), was never printed", id, i+1, st.At.Format(time.RFC3339Nano), d)
+				// Only a kill between a write and its line may leave an event
+				// unprinted — its effect in the store, its log line lost: the
+				// app's kill, or its daprd's mid-call when the redelivery goes
+				// to another instance (in the same process, store.Lives'
+				// unsure writes print it). Anything else is a line lost.
+				if !justBefore(st.At, killedAt) && !justBefore(st.At, daprdKilledAt) {
+					t.Errorf("order %d event %d, applied at %s (the app killed at %s, its daprd at %s), was never printed",
+						id, i+1, st.At.Format(time.RFC3339Nano), killedAt.Format(time.RFC3339Nano), daprdKilledAt.Format(time.RFC3339Nano))
 				}
+				unprinted++
 			}
 		}
 	}
@@ -180,8 +185,8 @@ func orderedLives(t *testing.T, broker string, orders int, rate float64, freeze 
 		}
 	}
 	t.Logf("deliveries by route (two replicas): %v", routed)
-	t.Logf("%s: %d orders × %d events over 3 replicas: %d lives wrong, %d events printed twice, %d of %d lines printed (a line lost with the app killed after its write is not an effect lost), %d applied out of arrival order",
-		broker, orders, events, wrong, twice, len(printed), orders*events, late)
+	t.Logf("%s: %d orders × %d events over 3 replicas: %d lives wrong, %d events printed twice, %d of %d lines printed (%d unprinted, each written just before a kill: the effect is in the store, its line lost), %d applied out of arrival order",
+		broker, orders, events, wrong, twice, len(printed), orders*events, unprinted, late)
 	if late == 0 {
 		t.Error("no event was applied out of arrival order: the shuffle did not reach the subscriber, the test proves nothing")
 	}
@@ -286,4 +291,12 @@ func TestOrderedGapsAndBadInput(t *testing.T) {
 	if n := len(s.deadLetterIndex()); n != len(want) {
 		t.Errorf("%d dead letters after the text/plain order, want %d", n, len(want))
 	}
+}
+
+// justBefore reports whether at is within the second before kill: a write
+// begun then may have landed with its process or sidecar killed before the
+// answer.
+func justBefore(at, kill time.Time) bool {
+	d := kill.Sub(at)
+	return d >= 0 && d <= time.Second
 }
