@@ -494,11 +494,21 @@ func (r *Running) startSubscriber(ctx context.Context, n Node, appPort, appGRPCP
 	if err != nil {
 		return nil, err
 	}
-	r.stops = append(r.stops, func() { app.Stop(proc.StopGrace) })
+	// Stopped in reverse: daprd first (no new deliveries), then the app —
+	// but on streams the app first: it closes the streams it opened and
+	// finishes what it holds; its daprd gone first would cut them, and the
+	// app would warn of lost streams at every stop.
+	stopApp := func() { app.Stop(proc.StopGrace) }
+	if r.Spec.Channel != ChannelStream {
+		r.stops = append(r.stops, stopApp)
+	}
 	d, err := r.startSidecar(ctx, proc.Sidecar{
 		Name: "daprd-" + n.Name, AppID: n.AppID, AppPort: deliverPort, AppProto: proto, HTTPPort: httpPort, GRPCPort: grpcPort, LogLevel: n.DaprLogLevel,
 		Extra: n.DaprArgs, NoAppHealthCheck: n.NoAppHealthCheck, Env: daprEnv,
 	})
+	if r.Spec.Channel == ChannelStream {
+		r.stops = append(r.stops, stopApp)
+	}
 	if err != nil {
 		return nil, err
 	}
