@@ -7,8 +7,6 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -72,8 +70,8 @@ func (c *cluster) checkDeployment(p *problems, d *appsv1.Deployment) {
 	if app.Image != "dapr-pub-sub-"+app.Name {
 		p.add("%s: image %q, want dapr-pub-sub-%s (kustomization.yaml sets the registry and tag)", where, app.Image, app.Name)
 	}
-	if _, err := os.Stat(filepath.Join(c.root, "cmd", app.Name, "Dockerfile")); err != nil {
-		p.add("%s: container %s has no cmd/%s/Dockerfile", where, app.Name, app.Name)
+	if !slices.Contains(apps, app.Name) {
+		p.add("%s: container %s is none of the apps the Dockerfile builds (%q)", where, app.Name, apps)
 	}
 	sc, psc := app.SecurityContext, tpl.Spec.SecurityContext
 	switch {

@@ -16,14 +16,14 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
 	"dapr-pub-sub/internal/subscriber"
 )
 
-// The images: one per command, each built by cmd/<app>/Dockerfile.
+// The images: one per command, each built by the Dockerfile at the root
+// with --build-arg APP=<app>.
 var apps = []string{"publisher", "subscriber", "deadletters", "retention"}
 
 const (
@@ -32,6 +32,10 @@ const (
 	// nonroot:nonroot in distroless's /etc/passwd and /etc/group, by number
 	// so that the kubelet can check runAsNonRoot against the image.
 	nonrootUser = "65532:65532"
+	// appPkg is the package the go build builds: the command APP names.
+	appPkg = "./cmd/${APP}"
+	// appBin is where every image has its binary, and its entrypoint.
+	appBin = "/app"
 )
 
 // repoRoot is the main module's directory: the Docker build context.
@@ -226,14 +230,22 @@ func parseGoBuild(run string) (goBuild, error) {
 	return b, nil
 }
 
-// dockerfile is what the tests need of one app's Dockerfile.
+// dockerfile is what the tests need of the apps' Dockerfile.
 type dockerfile struct {
 	Build, Final stage
 	GoBuild      goBuild
+	// Apps is what the builder stage's check of APP accepts (its case
+	// pattern), in order, and AppCheck that RUN line's command.
+	Apps     []string
+	AppCheck string
 }
 
-// parseAppDockerfile reads an app's Dockerfile: two stages, and one go
-// build in the first.
+// appCase is the builder's check of the build argument: a case statement
+// that accepts the apps and fails with how to build otherwise.
+var appCase = regexp.MustCompile(`^case "\$\{APP\}" in ([a-z|]+)\) ;; \*\) echo .*--build-arg APP=.*exit 1 ;; esac$`)
+
+// parseAppDockerfile reads the apps' Dockerfile: two stages, one go build
+// in the first.
 func parseAppDockerfile(src []byte) (dockerfile, error) {
 	ins, err := parseDockerfile(bytes.NewReader(src))
 	if err != nil {
@@ -259,18 +271,23 @@ func parseAppDockerfile(src []byte) (dockerfile, error) {
 	if d.GoBuild, err = parseGoBuild(runs[0].Args); err != nil {
 		return dockerfile{}, fmt.Errorf("line %d: %w", runs[0].Line, err)
 	}
+	for _, in := range d.Build.Body {
+		if m := appCase.FindStringSubmatch(in.Args); in.Cmd == "RUN" && m != nil {
+			d.Apps, d.AppCheck = strings.Split(m[1], "|"), in.Args
+		}
+	}
 	return d, nil
 }
 
-func readDockerfile(t *testing.T, root, app string) dockerfile {
+func readDockerfile(t *testing.T, root string) dockerfile {
 	t.Helper()
-	src, err := os.ReadFile(filepath.Join(root, "cmd", app, "Dockerfile"))
+	src, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	d, err := parseAppDockerfile(src)
 	if err != nil {
-		t.Fatalf("cmd/%s/Dockerfile: %v", app, err)
+		t.Fatalf("Dockerfile: %v", err)
 	}
 	return d
 }
@@ -289,9 +306,9 @@ func goDirective(t *testing.T, root string) string {
 	return string(m[1])
 }
 
-// checkDockerfile returns what is wrong with app's Dockerfile d, for a
-// module whose go line is goLine.
-func checkDockerfile(app string, d dockerfile, goLine string) problems {
+// checkDockerfile returns what is wrong with the apps' Dockerfile d, for
+// a module whose go line is goLine.
+func checkDockerfile(d dockerfile, goLine string) problems {
 	var p problems
 	// The builder: golang at the go.mod's minor version (the official
 	// images set GOTOOLCHAIN=local, so an older Go could not build it).
@@ -308,19 +325,24 @@ func checkDockerfile(app string, d dockerfile, goLine string) problems {
 	if tag := strings.TrimPrefix(d.Build.Image, "golang:"); goLine != tag && !strings.HasPrefix(goLine, tag+".") {
 		p.add("builder %s does not match go.mod's go %s", d.Build.Image, goLine)
 	}
-	// The module download is its own layer, before the sources.
-	wantOrder := []string{"COPY go.mod go.sum ./", "RUN go mod download", "COPY . .", "RUN go build"}
+	// The module download is its own layer, before the sources (shared by
+	// the four images); the build argument is checked before the build.
+	wantOrder := []string{"COPY go.mod go.sum ./", "RUN go mod download", "COPY . .", "ARG APP", "RUN case", "RUN go build"}
 	var got []string
 	for _, in := range d.Build.Body {
 		s := in.Cmd + " " + in.Args
 		for _, w := range wantOrder {
-			if s == w || (w == "RUN go build" && in.Cmd == "RUN" && strings.Contains(in.Args, "go build")) {
+			if s == w || (w == "RUN go build" && in.Cmd == "RUN" && strings.Contains(in.Args, "go build")) ||
+				(w == "RUN case" && in.Cmd == "RUN" && appCase.MatchString(in.Args)) {
 				got = append(got, w)
 			}
 		}
 	}
 	if !slices.Equal(got, wantOrder) {
 		p.add("builder steps %q, want %q in that order", got, wantOrder)
+	}
+	if !slices.Equal(d.Apps, apps) {
+		p.add("the builder's check of APP accepts %q, want %q", d.Apps, apps)
 	}
 
 	// The go build: static, reproducible paths, no symbols.
@@ -335,8 +357,8 @@ func checkDockerfile(app string, d dockerfile, goLine string) problems {
 			p.add("go build args %q lack %q", b.Args, flag)
 		}
 	}
-	if b.Pkg != "./cmd/"+app {
-		p.add("go build builds %s, want ./cmd/%s", b.Pkg, app)
+	if b.Pkg != appPkg {
+		p.add("go build builds %s, want %s", b.Pkg, appPkg)
 	}
 	if !strings.HasPrefix(b.Output, "/") {
 		p.add("go build -o %s: want an absolute path for COPY --from", b.Output)
@@ -349,7 +371,6 @@ func checkDockerfile(app string, d dockerfile, goLine string) problems {
 	}
 	var copies []string
 	var user, entrypoint string
-	var expose []string
 	env := map[string]string{}
 	for _, in := range d.Final.Body {
 		switch in.Cmd {
@@ -360,7 +381,7 @@ func checkDockerfile(app string, d dockerfile, goLine string) problems {
 		case "ENTRYPOINT":
 			entrypoint = in.Args
 		case "EXPOSE":
-			expose = append(expose, strings.Fields(in.Args)...)
+			p.add("line %d: EXPOSE in the image of every app (the ports differ by app: the manifests name them)", in.Line)
 		case "ENV":
 			k, v, ok := strings.Cut(in.Args, "=")
 			if !ok || strings.ContainsAny(v, " \"'") {
@@ -372,7 +393,7 @@ func checkDockerfile(app string, d dockerfile, goLine string) problems {
 			p.add("line %d: %s in the runtime stage (distroless has no shell to RUN)", in.Line, in.Cmd)
 		}
 	}
-	bin := "/" + app
+	bin := appBin
 	if want := fmt.Sprintf("--from=%s %s %s", d.Build.Name, b.Output, bin); len(copies) != 1 || copies[0] != want {
 		p.add("runtime stage COPY %q, want exactly COPY %s", copies, want)
 	}
@@ -384,49 +405,29 @@ func checkDockerfile(app string, d dockerfile, goLine string) problems {
 		p.add("ENTRYPOINT %s, want the exec form [%q]", entrypoint, bin)
 	}
 
-	if app == "subscriber" {
-		// The ports it listens on by default (HTTP, and gRPC on the
-		// default grpc channel) are the ones exposed, and it listens on all
-		// interfaces in the image.
-		cfg, err := subscriber.ParseConfig(nil, func(k string) string { return env[k] }, io.Discard)
-		if err != nil {
-			p.add("the image's environment: %v", err)
-			return p
-		}
-		want := []string{strconv.Itoa(cfg.Port)}
-		if cfg.Channel == subscriber.ChannelGRPC {
-			want = append(want, strconv.Itoa(cfg.GRPCPort))
-		}
-		if !slices.Equal(expose, want) {
-			p.add("EXPOSE %q, want %q: the subscriber's default ports", expose, want)
-		}
-		if cfg.Address != "0.0.0.0" {
-			p.add("the image's subscriber listens on %s, want 0.0.0.0 (ENV APP_ADDRESS)", cfg.Address)
-		}
-	} else if len(expose) > 0 {
-		p.add("EXPOSE %q: the %s serves no app port", expose, app)
+	// The subscriber listens on all interfaces in the image.
+	cfg, err := subscriber.ParseConfig(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		p.add("the image's environment: %v", err)
+	} else if cfg.Address != "0.0.0.0" {
+		p.add("the image's subscriber listens on %s, want 0.0.0.0 (ENV APP_ADDRESS)", cfg.Address)
 	}
 	return p
 }
 
-func TestDockerfiles(t *testing.T) {
+func TestDockerfile(t *testing.T) {
 	root := repoRoot(t)
-	goLine := goDirective(t, root)
-	for _, app := range apps {
-		t.Run(app, func(t *testing.T) {
-			for _, err := range checkDockerfile(app, readDockerfile(t, root, app), goLine) {
-				t.Error(err)
-			}
-		})
+	for _, err := range checkDockerfile(readDockerfile(t, root), goDirective(t, root)) {
+		t.Error(err)
 	}
 }
 
-// TestDockerfileChecksCatchMistakes changes one line of the subscriber's
-// Dockerfile at a time and expects the checks to name it.
+// TestDockerfileChecksCatchMistakes changes one line of the Dockerfile at
+// a time and expects the checks to name it.
 func TestDockerfileChecksCatchMistakes(t *testing.T) {
 	root := repoRoot(t)
 	goLine := goDirective(t, root)
-	src, err := os.ReadFile(filepath.Join(root, "cmd", "subscriber", "Dockerfile"))
+	src, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,11 +441,13 @@ func TestDockerfileChecksCatchMistakes(t *testing.T) {
 		{"FROM gcr.io/distroless/static-debian12:nonroot", "FROM gcr.io/distroless/static-debian12", "final stage"},
 		{"FROM --platform=$BUILDPLATFORM " + builderImage, "FROM --platform=$BUILDPLATFORM golang:1.19", "builder"},
 		{"FROM --platform=$BUILDPLATFORM " + builderImage, "FROM " + builderImage, "--platform"},
-		{"COPY --from=build /out/subscriber /subscriber", "COPY --from=build /out/publisher /subscriber", "COPY"},
-		{`ENTRYPOINT ["/subscriber"]`, "ENTRYPOINT /subscriber", "ENTRYPOINT"},
-		{"EXPOSE 8001 8002", "EXPOSE 8080", "EXPOSE"},
-		{"EXPOSE 8001 8002", "EXPOSE 8001", "EXPOSE"},
+		{"COPY --from=build /out/app /app", "COPY --from=build /out/publisher /app", "COPY"},
+		{`ENTRYPOINT ["/app"]`, "ENTRYPOINT /app", "ENTRYPOINT"},
+		{"USER 65532:65532", "EXPOSE 8001\nUSER 65532:65532", "EXPOSE"},
 		{"ENV APP_ADDRESS=0.0.0.0\n", "", "0.0.0.0"},
+		{"./cmd/${APP}", "./cmd/subscriber", "./cmd/${APP}"},
+		{"publisher|subscriber|deadletters|retention)", "publisher|subscriber)", "accepts"},
+		{"ARG APP\n", "", "builder steps"},
 		{"COPY go.mod go.sum ./\nRUN go mod download\n", "", "builder steps"},
 		{"USER 65532:65532", "RUN true\nUSER 65532:65532", "runtime stage"},
 	} {
@@ -457,7 +460,7 @@ func TestDockerfileChecksCatchMistakes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ps := checkDockerfile("subscriber", d, goLine)
+			ps := checkDockerfile(d, goLine)
 			for _, p := range ps {
 				if strings.Contains(p.Error(), c.want) {
 					t.Log(p)
@@ -478,9 +481,24 @@ func TestDockerfileChecksCatchMistakes(t *testing.T) {
 	}
 }
 
-// TestDockerfileBuilds runs each Dockerfile's go build line, with its
-// environment, in a copy of the build context that .dockerignore leaves, and
-// checks that the binary is static, stripped, built with the flags, and runs.
+// TestDockerfileAppCheck runs the builder's check of APP in sh: each app
+// passes; none, or another, fails with how to build.
+func TestDockerfileAppCheck(t *testing.T) {
+	d := readDockerfile(t, repoRoot(t))
+	for _, app := range append([]string{"", "cmd", "launcher"}, apps...) {
+		c := exec.Command("sh", "-c", d.AppCheck)
+		c.Env = []string{"APP=" + app}
+		out, err := c.CombinedOutput()
+		if ok := slices.Contains(apps, app); ok != (err == nil) || !ok && !strings.Contains(string(out), "--build-arg APP=") {
+			t.Errorf("APP=%q: %v %s", app, err, out)
+		}
+	}
+}
+
+// TestDockerfileBuilds runs the Dockerfile's go build line for each app,
+// with its environment, in a copy of the build context that .dockerignore
+// leaves, and checks that the binary is static, stripped, built with the
+// flags, and runs.
 func TestDockerfileBuilds(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds three binaries with -trimpath")
@@ -499,20 +517,24 @@ func TestDockerfileBuilds(t *testing.T) {
 			t.Errorf("the build context has %s: .dockerignore should leave it out", p)
 		}
 	}
+	d := readDockerfile(t, root)
 	for _, app := range apps {
 		t.Run(app, func(t *testing.T) {
 			t.Parallel()
-			d := readDockerfile(t, root, app)
 			b := d.GoBuild
 			out := filepath.Join(t.TempDir(), "out")
 			bin := filepath.Join(out, filepath.Base(b.Output))
 
-			// The RUN line as written, with the -o path moved into out and the
-			// platform ARGs set as BuildKit would for this machine.
+			// The RUN line as written, with the -o path moved into out, APP
+			// set to the app and the platform ARGs as BuildKit would set them
+			// for this machine.
 			args := append([]string{"build"}, b.Args...)
 			for i, a := range args {
-				if a == b.Output {
+				switch a {
+				case b.Output:
 					args[i] = bin
+				case appPkg:
+					args[i] = "./cmd/" + app
 				}
 			}
 			// GOFLAGS and GOWORK as in the golang image: unset.

@@ -22,12 +22,13 @@ const (
 )
 
 // Apps are the commands of this repository that deploy/ runs, each as
-// image dapr-pub-sub-<name>:dev with the entrypoint /<name>.
+// image dapr-pub-sub-<name>:dev with the entrypoint /app (as the
+// Dockerfile builds them).
 var Apps = []string{"publisher", "subscriber", "retention", "deadletters"}
 
 // importImages builds the images from this machine's files and imports
-// them into containerd: the sandbox, the apps (built static, as their
-// Dockerfiles do), daprd and Dapr's control plane, CoreDNS, and Redis from
+// them into containerd: the sandbox, the apps (built static, as the
+// Dockerfile does), daprd and Dapr's control plane, CoreDNS, and Redis from
 // Debian's redis-server and redis-cli with the libraries they load.
 func (n *Node) importImages(ctx context.Context) error {
 	build := filepath.Join(StateDir, "build")
@@ -49,13 +50,9 @@ func (n *Node) importImages(ctx context.Context) error {
 		{Refs: []string{PauseImage}, Files: map[string]string{"/pause": filepath.Join(build, "pause")}, Entrypoint: []string{"/pause"}},
 		{Refs: []string{CoreDNSImage}, Files: map[string]string{"/coredns": n.Bin.Path("coredns")}, Entrypoint: []string{"/coredns"}},
 	}
-	for _, a := range Apps {
-		env := []string(nil)
-		if a == "subscriber" {
-			env = []string{appenv.Set(appenv.AppAddress, "0.0.0.0")} // as its Dockerfile sets it
-		}
-		images = append(images, image{Refs: []string{"dapr-pub-sub-" + a + ":" + appTag}, Files: map[string]string{"/" + a: filepath.Join(build, a)},
-			Entrypoint: []string{"/" + a}, Env: env, User: "65532:65532"})
+	for _, a := range Apps { // as the Dockerfile builds them
+		images = append(images, image{Refs: []string{"dapr-pub-sub-" + a + ":" + appTag}, Files: map[string]string{"/app": filepath.Join(build, a)},
+			Entrypoint: []string{"/app"}, Env: []string{appenv.Set(appenv.AppAddress, "0.0.0.0")}, User: "65532:65532"})
 	}
 	dapr := image{Files: map[string]string{"/daprd": daprd.Path}, User: "65532:65532"}
 	dapr.Refs = append(dapr.Refs, DaprRegistry+"/daprd:"+daprd.Version)
