@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"dapr-pub-sub/internal/cli"
@@ -64,7 +65,7 @@ func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (lo
 	fs.IntVar(&p.PubGRPC, "pub-grpc-port", 0, "publisher sidecar gRPC port (default: a free one)")
 	fs.IntVar(&l.count, "count", 10, "orders the publisher sends")
 	fs.DurationVar(&l.interval, "interval", time.Second, "pause between orders")
-	fs.StringVar(&l.spec.DaprLogLevel, "dapr-log-level", str("DAPR_LOG_LEVEL", "error"), "daprd --log-level: debug, info, warn, error [DAPR_LOG_LEVEL]")
+	fs.StringVar(&l.spec.DaprLogLevel, "dapr-log-level", str("DAPR_LOG_LEVEL", "info"), "daprd --log-level, for its own log in .run/ (the console shows its errors): debug, info, warn, error [DAPR_LOG_LEVEL]")
 	fs.BoolVar(&l.spec.Outbox, "outbox", env.Bool("OUTBOX", false), "the publisher stores each order in the order store (components/outbox/), and Dapr's transactional outbox publishes it [OUTBOX]")
 	fs.BoolVar(&l.spec.Records, "records", env.Bool("RECORDS", false), "the subscriber keeps its processed-order records in the record store (components/records/, cmd/recordstore): a Dapr pluggable state store that inserts a batch of records in one Redis step [RECORDS]")
 	fs.BoolVar(&l.ordered, "ordered", env.Bool("ORDERED", false), "the subscriber applies each order's events in sequence; the publisher publishes each order's life (created, paid, shipped, delivered) shuffled, to show it [ORDERED]")
@@ -135,34 +136,23 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	} else {
 		say("Starting Redis (the state store), %s behind the pubsub component, the subscriber with its sidecar, and the publisher's sidecar", l.spec.Broker)
 	}
-	// Another broker's own lines (hundreds at start-up) go to a file of
-	// their own; its error-level lines during the run are shown here.
-	var brokerLog *proc.BrokerLog
-	if l.spec.Broker != "" && l.spec.Broker != proc.BrokerRedis {
-		if err := os.MkdirAll(filepath.Join(tools.Root, ".run"), 0o755); err != nil {
-			return err
-		}
-		if brokerLog, err = proc.OpenBrokerLog(filepath.Join(tools.Root, ".run", l.spec.Broker+".log"), folder); err != nil {
-			return err
-		}
-		defer brokerLog.Close()
-		l.spec.BrokerOut = brokerLog
-	}
+	// Redis's, each daprd's and another broker's own lines go to a file
+	// of each's own in .run/; the lines that stand for a problem are shown
+	// here too (a broker's only once it is up: its start-up is noisy).
+	logs := &logFiles{root: tools.Root, console: folder, byName: map[string]*proc.LogFile{}}
+	defer logs.close()
+	l.spec.LogTo = logs.open
 	sys, err := system.Start(ctx, l.spec)
 	if err != nil {
-		if brokerLog != nil {
-			return fmt.Errorf("%w (%s's own log: %s)", err, l.spec.Broker, brokerLog.Path)
-		}
-		return err
+		return logs.wrap(err)
 	}
-	if brokerLog != nil {
-		brokerLog.Arm()
+	logs.arm()
+	if logs.err != nil {
+		say("Some of the own logs could not be opened (%v): their lines are shown here", logs.err)
 	}
 	defer func() {
 		say("Stopping")
-		if brokerLog != nil {
-			brokerLog.Disarm()
-		}
+		logs.disarm()
 		sys.Stop()
 		if s := folder.Summary(); s != "" {
 			say("%s", s)
@@ -191,8 +181,13 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if u, err := url.Parse(addr); err == nil && u.User != nil {
 			addr = u.Redacted() // no password on the screen
 		}
-		say("%s at %s behind the pubsub component (Redis stays the state store); its own log: %s (its errors are shown here)", sys.Broker.Kind, addr, relPath(tools.Root, brokerLog.Path))
+		say("%s at %s behind the pubsub component (Redis stays the state store)", sys.Broker.Kind, addr)
 	}
+	whose := "Redis and the sidecars"
+	if sys.Broker != nil {
+		whose = "Redis, the sidecars and " + sys.Broker.Kind
+	}
+	say("Own logs of %s: %s (their errors are shown here too)", whose, logs.list())
 	if sys.Keeper != nil {
 		say("Retention keeper: trims what every consumer group is done with after %s; backlog metrics at %s", cmp.Or(sys.Spec.Retention.Window, retention.DefaultWindow), sys.KeeperMetrics)
 	}
@@ -229,7 +224,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	if err := firstExit(ctx, pub, sys.Sub.App, sys.Sub.Daprd.Process, sys.PubDaprd.Process); err != nil {
-		return err
+		return logs.wrap(err)
 	}
 	if ctx.Err() != nil {
 		return nil
@@ -243,7 +238,96 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	say("Publisher done. The subscriber keeps running; publish more by hand (in the checkout, from another terminal):")
 	fmt.Fprintln(stdout, "    "+HandCurl(sys.PubDaprd.HTTPPort, HandOrderID(l.count)))
 	say("Dead letters: make deadletters (list), make deadletters ARGS=replay. Press Ctrl-C to stop.")
-	return firstExit(ctx, sys.Sub.App, sys.Sub.Daprd.Process, sys.PubDaprd.Process)
+	return logs.wrap(firstExit(ctx, sys.Sub.App, sys.Sub.Daprd.Process, sys.PubDaprd.Process))
+}
+
+// logFiles are the own logs of a local run's processes, one file each in
+// root's .run/, their problem lines to console.
+type logFiles struct {
+	root    string
+	console io.Writer
+
+	mu     sync.Mutex
+	byName map[string]*proc.LogFile
+	order  []string
+	err    error // the first file that could not be opened
+}
+
+// open is system.Spec.LogTo: a file for Redis, each daprd and the broker.
+func (f *logFiles) open(process string) io.Writer {
+	problem, armed := proc.BrokerProblem, false
+	switch {
+	case process == "":
+		return nil // Redis is the broker: no other
+	case process == "redis":
+		problem, armed = proc.RedisProblem, true
+	case strings.HasPrefix(process, "daprd-"):
+		problem, armed = proc.DaprdProblem, true
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if lf := f.byName[process]; lf != nil {
+		return lf // a process started again (a test's restart) appends
+	}
+	dir := filepath.Join(f.root, ".run")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		f.err = cmp.Or(f.err, err)
+		return nil
+	}
+	lf, err := proc.OpenLogFile(filepath.Join(dir, process+".log"), f.console, problem)
+	if err != nil {
+		f.err = cmp.Or(f.err, err)
+		return nil // its lines go to the console instead
+	}
+	if armed {
+		lf.Arm()
+	}
+	f.byName[process], f.order = lf, append(f.order, process)
+	return lf
+}
+
+// arm shows the problems of every file from now on (the broker's too).
+func (f *logFiles) arm() {
+	f.each(func(lf *proc.LogFile) { lf.Arm() })
+}
+
+// disarm stops showing them: the processes stop.
+func (f *logFiles) disarm() {
+	f.each(func(lf *proc.LogFile) { lf.Disarm() })
+}
+
+func (f *logFiles) close() {
+	f.each(func(lf *proc.LogFile) { lf.Close() })
+}
+
+func (f *logFiles) each(do func(*proc.LogFile)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, name := range f.order {
+		do(f.byName[name])
+	}
+}
+
+// list is the files' paths relative to the checkout, in the order opened.
+func (f *logFiles) list() string {
+	var paths []string
+	f.each(func(lf *proc.LogFile) { paths = append(paths, relPath(f.root, lf.Path)) })
+	return strings.Join(paths, ", ")
+}
+
+// wrap adds to err where the processes' own logs are, so that a failure
+// names the files that tell more; nil stays nil.
+func (f *logFiles) wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	f.mu.Lock()
+	n := len(f.order)
+	f.mu.Unlock()
+	if n == 0 {
+		return err
+	}
+	return fmt.Errorf("%w (the processes' own logs: %s)", err, f.list())
 }
 
 // HandOrderID is the id of the order the banner's curl publishes: 1000, an

@@ -120,7 +120,7 @@ type Ports struct {
 // latency mode, the HTTP channel.
 type Spec struct {
 	Tools   Tools
-	Redis   proc.RedisOptions // where Redis (the state store, and the default broker) comes from; Out is set from Out
+	Redis   proc.RedisOptions // where Redis (the state store, and the default broker) comes from; its Out is LogTo("redis") or Out
 	Broker  string            // behind the pubsub component: proc.BrokerRedis ("") or another of proc.Brokers
 	Mode    proc.Mode         // latency ("") or throughput
 	Channel Channel           // how daprd delivers to the subscriber; "" is ChannelGRPC, or ChannelHTTP in the throughput mode
@@ -166,9 +166,22 @@ type Spec struct {
 	Records bool
 	// Out gets every process's output, each line prefixed with its name.
 	Out io.Writer
-	// BrokerOut, when set, gets the output of the broker behind pubsub
-	// when it is not Redis, instead of Out (make run: its own file).
-	BrokerOut io.Writer
+	// LogTo, when set, gives the writer for the output of Redis ("redis"),
+	// of the broker behind pubsub when it is not Redis (its kind, e.g.
+	// "rabbitmq") and of each daprd (its name, e.g. "daprd-subscriber"),
+	// instead of Out (make run: a file of each's own); nil from it is Out.
+	// The apps' output always goes to Out.
+	LogTo func(process string) io.Writer
+}
+
+// logTo is where the output of process goes: Spec.LogTo's writer, or Out.
+func (r *Running) logTo(process string) io.Writer {
+	if r.Spec.LogTo != nil {
+		if w := r.Spec.LogTo(process); w != nil {
+			return w
+		}
+	}
+	return r.Spec.Out
 }
 
 // OutboxStream is the stream of the outbox's internal topic outside
@@ -336,7 +349,7 @@ func (spec Spec) withDefaults() (Spec, error) {
 // and the broker unless another is asked for.
 func (r *Running) startRedis(ctx context.Context) (err error) {
 	ro := r.Spec.Redis
-	ro.Out = r.Spec.Out
+	ro.Out = r.logTo("redis")
 	if ro.Password == "" {
 		ro.Password = r.Secrets.RedisPassword
 	}
@@ -393,7 +406,7 @@ func (r *Running) writeResources(context.Context) (err error) {
 // before the sidecars, so that it stops after them — and points the
 // component at it.
 func (r *Running) startBroker(ctx context.Context) (err error) {
-	out := cmp.Or(r.Spec.BrokerOut, r.Spec.Out)
+	out := r.logTo(r.Spec.Broker)
 	switch r.Spec.Broker {
 	case proc.BrokerJetStream:
 		r.Broker, r.JetStream, err = startJetStream(ctx, out)
@@ -594,7 +607,10 @@ func (r *Running) startSidecar(ctx context.Context, sc proc.Sidecar) (*proc.Runn
 	if sc.LogLevel == "" {
 		sc.LogLevel = r.Spec.DaprLogLevel
 	}
-	d, err := proc.StartSidecar(ctx, r.Spec.Tools.Daprd, sc, r.Spec.Out)
+	if sc.Name == "" {
+		sc.Name = "daprd-" + sc.AppID
+	}
+	d, err := proc.StartSidecar(ctx, r.Spec.Tools.Daprd, sc, r.logTo(sc.Name))
 	if err != nil {
 		return nil, err
 	}
