@@ -53,16 +53,7 @@ func (e *Env) Str(name, def string) string {
 
 // Int64 returns the variable as an integer, or def when it is unset.
 func (e *Env) Int64(name string, def int64) int64 {
-	v := e.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		e.fail("environment variable %s=%q is not an integer", name, v)
-		return def
-	}
-	return n
+	return parseVar(e, name, def, "an integer", func(v string) (int64, error) { return strconv.ParseInt(v, 10, 64) })
 }
 
 // Int is Int64 for an int.
@@ -73,44 +64,33 @@ func (e *Env) Int(name string, def int) int {
 // Bool returns the variable as a boolean (1, true, 0, false, …, as
 // strconv.ParseBool reads it), or def when it is unset.
 func (e *Env) Bool(name string, def bool) bool {
-	v := e.Getenv(name)
-	if v == "" {
-		return def
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		e.fail("environment variable %s=%q is not true or false", name, v)
-		return def
-	}
-	return b
+	return parseVar(e, name, def, "true or false", strconv.ParseBool)
 }
 
 // Float64 returns the variable as a number, or def when it is unset.
 func (e *Env) Float64(name string, def float64) float64 {
-	v := e.Getenv(name)
-	if v == "" {
-		return def
-	}
-	f, err := strconv.ParseFloat(v, 64)
-	if err != nil {
-		e.fail("environment variable %s=%q is not a number", name, v)
-		return def
-	}
-	return f
+	return parseVar(e, name, def, "a number", func(v string) (float64, error) { return strconv.ParseFloat(v, 64) })
 }
 
 // Duration returns the variable as a duration such as 1s, or def.
 func (e *Env) Duration(name string, def time.Duration) time.Duration {
+	return parseVar(e, name, def, "a duration such as 1s or 250ms", time.ParseDuration)
+}
+
+// parseVar returns the variable name read by parse, or def when it is
+// unset; a value parse refuses is def, and e's first error says it is not
+// what.
+func parseVar[T any](e *Env, name string, def T, what string, parse func(string) (T, error)) T {
 	v := e.Getenv(name)
 	if v == "" {
 		return def
 	}
-	d, err := time.ParseDuration(v)
+	x, err := parse(v)
 	if err != nil {
-		e.fail("environment variable %s=%q is not a duration such as 1s or 250ms", name, v)
+		e.fail("environment variable %s=%q is not %s", name, v, what)
 		return def
 	}
-	return d
+	return x
 }
 
 func (e *Env) fail(format string, args ...any) {
