@@ -67,7 +67,7 @@ type daprScenario struct {
 	// samplingRate, when set, replaces the Configuration's tracing
 	// samplingRate ("1" in config/config.yaml) in both sidecars.
 	samplingRate string
-	// records keeps the records in the record store (system.Spec.Records).
+	// records keeps the records in the record store (system.RecordStore).
 	records bool
 	// experiment: run only when named in -scenarios (a setting measured
 	// against its default, not part of every run).
@@ -236,23 +236,26 @@ func (s daprScenario) Run(ctx context.Context, p Params) (Result, error) {
 	if daprConfig != "" {
 		defer os.Remove(daprConfig)
 	}
-	sys, err := system.Start(ctx, system.Spec{
-		DaprConfig:     daprConfig,
-		Tools:          s.env.tools,
-		Redis:          proc.RedisOptions{Source: proc.RedisExisting, Addr: p.Redis.Addr, ExistingPassword: p.Redis.Password},
-		Mode:           s.mode,
-		Channel:        s.channel,
-		Secrets:        &secrets,
-		Subscriber:     node,
-		PubDaprArgs:    prof.daprArgs("daprd-publisher"),
-		DaprEnv:        s.goEnv,
-		PubSubMetadata: s.component,
-		Outbox:         s.publish == publishOutbox,
-		Records:        s.records,
+	parts := []system.Part{
+		system.Redis{Options: proc.RedisOptions{Source: proc.RedisExisting, Addr: p.Redis.Addr, ExistingPassword: p.Redis.Password}},
+		system.PubSub{Metadata: s.component},
+	}
+	if s.records {
+		parts = append(parts, system.RecordStore{})
+	}
+	if s.publish == publishOutbox {
+		parts = append(parts, system.Outbox{})
+	}
+	parts = append(parts, system.Keeper{}, node, system.PublisherSidecar{Args: prof.daprArgs("daprd-publisher")})
+	sys, err := system.Start(ctx, system.Env{
+		Tools:   s.env.tools,
+		Mode:    s.mode,
+		Channel: s.channel,
+		Secrets: &secrets,
 		// Only errors: the sidecars' output goes to the bench's stderr.
-		DaprLogLevel: "error",
-		Out:          p.Out,
-	})
+		Dapr: system.Dapr{LogLevel: "error", Env: s.goEnv, Config: daprConfig},
+		Out:  p.Out,
+	}, parts...)
 	if err != nil {
 		return Result{}, err
 	}

@@ -199,7 +199,7 @@ func TestFaults(t *testing.T) {
 // keeperWindow is the retention window of the fault suite: short, so that
 // the keeper trims the stream while the faults happen (every 250 ms, all
 // that every group read and acknowledged more than 3 s ago).
-var keeperWindow = system.Retention{Window: 3 * time.Second, Interval: 250 * time.Millisecond}
+var keeperWindow = system.Keeper{Window: 3 * time.Second, Interval: 250 * time.Millisecond}
 
 func runScenario(t *testing.T, sc scenario, set chaosSetup, n int) {
 	// The keeper trims with a 3 s window, but the records must outlive the

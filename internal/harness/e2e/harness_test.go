@@ -83,7 +83,7 @@ type options struct {
 	// noAppHealthCheck turns the subscriber daprd's app health check off.
 	noAppHealthCheck bool
 	// retention is the keeper's window and interval; zero: the defaults.
-	retention system.Retention
+	retention system.Keeper
 	// sentinel: Redis with failover on test hosts instead of a
 	// redis-server on loopback.
 	sentinel *cluster.Sentinel
@@ -97,9 +97,8 @@ type options struct {
 	records bool
 }
 
-// startSystem starts the system as its spec says, with a fresh
-// redis-server in the test's temp folder; t.Cleanup stops it in reverse
-// order.
+// startSystem starts the system as opts say, with a fresh redis-server in
+// the test's temp folder; t.Cleanup stops it in reverse order.
 func startSystem(t testing.TB, opts ...options) *sys {
 	t.Helper()
 	var o options
@@ -131,21 +130,23 @@ func startSystem(t testing.TB, opts ...options) *sys {
 		t.Cleanup(b.Stop) // after the system's cleanup: the sidecars go first
 		s.brokerRedis, pubsubMeta = b, map[string]string{"redisHost": b.Addr}
 	}
-	s.Running = startRunning(t, system.Spec{
-		Tools:     tools,
-		Redis:     ro,
-		Sentinels: sentinels, SentinelMaster: cluster.MasterName,
-		Broker:     o.broker,
-		Mode:       o.mode,
-		Channel:    cmp.Or(o.channel, system.Channel(os.Getenv("E2E_CHANNEL"))),
-		Subscriber: sub,
-		Retention:  o.retention,
-		Outbox:     o.outbox,
-		Records:    o.records,
-		Out:        &testLog{t: t},
-
-		PubSubMetadata: pubsubMeta,
-	})
+	parts := []system.Part{
+		system.Redis{Options: ro, Sentinels: sentinels, SentinelMaster: cluster.MasterName},
+		system.PubSub{Kind: o.broker, Metadata: pubsubMeta},
+	}
+	if o.records {
+		parts = append(parts, system.RecordStore{})
+	}
+	if o.outbox {
+		parts = append(parts, system.Outbox{})
+	}
+	parts = append(parts, o.retention, sub, system.PublisherSidecar{})
+	s.Running = startRunning(t, system.Env{
+		Tools:   tools,
+		Mode:    o.mode,
+		Channel: cmp.Or(o.channel, system.Channel(os.Getenv("E2E_CHANNEL"))),
+		Out:     &testLog{t: t},
+	}, parts...)
 	if o.sentinel != nil {
 		s.redis = o.sentinel.Client()
 	} else {
@@ -369,9 +370,9 @@ func (s *sys) lag(stream string) int64 {
 // startRunning starts the system for the test t, fails it at once if that
 // fails, and registers Stop with t.Cleanup, as dapr/dapr's integration
 // framework does.
-func startRunning(t testing.TB, spec system.Spec) *system.Running {
+func startRunning(t testing.TB, env system.Env, parts ...system.Part) *system.Running {
 	t.Helper()
-	r, err := system.Start(t.Context(), spec)
+	r, err := system.Start(t.Context(), env, parts...)
 	if err != nil {
 		t.Fatal(err)
 	}

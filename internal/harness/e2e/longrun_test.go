@@ -40,7 +40,7 @@ func TestLongRun(t *testing.T) {
 		rate = max(1, orders/int(duration.Seconds()))
 	}
 	n := rate * int(duration.Seconds())
-	s := startSystem(t, options{retention: system.Retention{Window: window, Interval: time.Second}})
+	s := startSystem(t, options{retention: system.Keeper{Window: window, Interval: time.Second}})
 	pub, err := s.StartPublisher(func(c *publisher.Config) { c.Count, c.Rate, c.Attempts = n, float64(rate), 60 })
 	if err != nil {
 		t.Fatal(err)

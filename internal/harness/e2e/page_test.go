@@ -29,7 +29,7 @@ func TestPage(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Fatalf("the live page test drives a real browser and needs %s: apt-get install -y chromium (.ci/run does this)", chromiumPath)
 	}
-	s := startSystem(t, options{retention: system.Retention{Interval: time.Second}}) // the backlog refreshed each second
+	s := startSystem(t, options{retention: system.Keeper{Interval: time.Second}}) // the backlog refreshed each second
 	base := fmt.Sprintf("http://127.0.0.1:%d", s.Sub.Port)
 
 	// Without the key the page stays shut.

@@ -95,7 +95,7 @@ func TestSoak(t *testing.T) {
 			dups++
 		}
 	}
-	row := fmt.Sprintf("| %s | %d | %d | %d | %d | %d | %d | %.1f s |", s.Spec.Channel, restarts, n, processed, dups, lost, pending, drain.Seconds())
+	row := fmt.Sprintf("| %s | %d | %d | %d | %d | %d | %d | %.1f s |", s.Env.Channel, restarts, n, processed, dups, lost, pending, drain.Seconds())
 	t.Logf("channel | restarts | published | processed | duplicate deliveries | lost | pending at the end | drain after the last restart\n%s\n(%s of restarts)", row, lastRestart.Sub(start).Round(time.Second))
 	if f := os.Getenv("SOAK_REPORT"); f != "" {
 		if err := appendLine(f, row); err != nil {

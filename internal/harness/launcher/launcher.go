@@ -23,14 +23,19 @@ import (
 	"dapr-pub-sub/internal/logging"
 	"dapr-pub-sub/internal/order"
 	"dapr-pub-sub/internal/publisher"
-	"dapr-pub-sub/internal/retention"
 	"dapr-pub-sub/internal/subscriber"
 	"dapr-pub-sub/internal/subscriber/httpch"
 )
 
 // local is what `make run` was asked for.
 type local struct {
-	spec        system.Spec
+	env         system.Env // Tools, Secrets, Out and LogTo set by Run
+	redis       system.Redis
+	pubsub      system.PubSub
+	sub         system.Node
+	pub         system.PublisherSidecar
+	outbox      bool // the Outbox part
+	records     bool // the RecordStore part
 	daprVersion string
 	count       int
 	interval    time.Duration
@@ -47,27 +52,27 @@ func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (lo
 	// The original example's HTTP ports; the app↔sidecar gRPC ports are picked free
 	// (below the ephemeral range) unless given: a fixed port there can be
 	// held by any client socket.
-	l := local{spec: system.Spec{Ports: system.Ports{App: 8001, AppGRPC: 8002, SubHTTP: 3501, PubHTTP: 3500}}}
-	p := &l.spec.Ports
+	l := local{sub: system.Node{Ports: system.NodePorts{App: 8001, AppGRPC: 8002, HTTP: 3501}}, pub: system.PublisherSidecar{HTTPPort: 3500}}
+	p := &l.sub.Ports
 	var redisSource, mode, channel string
 	fs := cli.NewFlagSet("launcher", "Runs the whole system locally: Redis, the subscriber and the publisher, each\nwith its own daprd, on the original example's ports. Ctrl-C stops everything.", stderr)
-	fs.StringVar(&l.spec.Broker, "broker", str("BROKER", proc.BrokerRedis), "the broker behind the pubsub component: redis, rabbitmq, mqtt, kafka; or a three-node cluster on network namespaces (root): jetstream, rabbitmq-cluster (quorum queues) [BROKER]")
+	fs.StringVar(&l.pubsub.Kind, "broker", str("BROKER", proc.BrokerRedis), "the broker behind the pubsub component: redis, rabbitmq, mqtt, kafka; or a three-node cluster on network namespaces (root): jetstream, rabbitmq-cluster (quorum queues) [BROKER]")
 	fs.StringVar(&mode, "mode", str("MODE", string(proc.ModeLatency)), "latency: one delivery per order; throughput: bulk subscribe, batches of "+strconv.Itoa(proc.ThroughputBatch)+" [MODE]")
 	fs.StringVar(&channel, "channel", str("CHANNEL", ""), "how daprd delivers to the subscriber: grpc (default; never acknowledges what the app did not answer), stream (the app opens subscription streams; no app port; latency mode only) or http (the original example's shape; default and required in the throughput mode) [CHANNEL]")
 	fs.StringVar(&l.daprVersion, "dapr-version", str("DAPR_VERSION", ""), "Dapr runtime version to run (default: tools/daprd/go.mod's) [DAPR_VERSION]")
 	fs.StringVar(&redisSource, "redis", str("REDIS_MODE", string(proc.RedisAuto)), "where Redis comes from: auto, existing, redis-server or embedded [REDIS_MODE]")
-	fs.StringVar(&l.spec.Redis.Addr, "redis-addr", str("REDIS_ADDR", "127.0.0.1:6379"), "Redis address; replaces localhost:6379 in the components [REDIS_ADDR]")
+	fs.StringVar(&l.redis.Options.Addr, "redis-addr", str("REDIS_ADDR", "127.0.0.1:6379"), "Redis address; replaces localhost:6379 in the components [REDIS_ADDR]")
 	fs.IntVar(&p.App, "app-port", p.App, "subscriber app port")
 	fs.IntVar(&p.AppGRPC, "app-grpc-port", p.AppGRPC, "subscriber app gRPC port, where daprd delivers on the grpc channel")
-	fs.IntVar(&p.SubHTTP, "sub-http-port", p.SubHTTP, "subscriber sidecar HTTP port")
-	fs.IntVar(&p.SubGRPC, "sub-grpc-port", 0, "subscriber sidecar gRPC port (default: a free one)")
-	fs.IntVar(&p.PubHTTP, "pub-http-port", p.PubHTTP, "publisher sidecar HTTP port")
-	fs.IntVar(&p.PubGRPC, "pub-grpc-port", 0, "publisher sidecar gRPC port (default: a free one)")
+	fs.IntVar(&p.HTTP, "sub-http-port", p.HTTP, "subscriber sidecar HTTP port")
+	fs.IntVar(&p.GRPC, "sub-grpc-port", 0, "subscriber sidecar gRPC port (default: a free one)")
+	fs.IntVar(&l.pub.HTTPPort, "pub-http-port", l.pub.HTTPPort, "publisher sidecar HTTP port")
+	fs.IntVar(&l.pub.GRPCPort, "pub-grpc-port", 0, "publisher sidecar gRPC port (default: a free one)")
 	fs.IntVar(&l.count, "count", 10, "orders the publisher sends")
 	fs.DurationVar(&l.interval, "interval", time.Second, "pause between orders")
-	fs.StringVar(&l.spec.DaprLogLevel, "dapr-log-level", str("DAPR_LOG_LEVEL", "info"), "daprd --log-level, for its own log in .run/ (the console shows its errors): debug, info, warn, error [DAPR_LOG_LEVEL]")
-	fs.BoolVar(&l.spec.Outbox, "outbox", env.Bool("OUTBOX", false), "the publisher stores each order in the order store (components/outbox/), and Dapr's transactional outbox publishes it [OUTBOX]")
-	fs.BoolVar(&l.spec.Records, "records", env.Bool("RECORDS", false), "the subscriber keeps its processed-order records in the record store (components/records/, cmd/recordstore): a Dapr pluggable state store that inserts a batch of records in one Redis step [RECORDS]")
+	fs.StringVar(&l.env.Dapr.LogLevel, "dapr-log-level", str("DAPR_LOG_LEVEL", "info"), "daprd --log-level, for its own log in .run/ (the console shows its errors): debug, info, warn, error [DAPR_LOG_LEVEL]")
+	fs.BoolVar(&l.outbox, "outbox", env.Bool("OUTBOX", false), "the publisher stores each order in the order store (components/outbox/), and Dapr's transactional outbox publishes it [OUTBOX]")
+	fs.BoolVar(&l.records, "records", env.Bool("RECORDS", false), "the subscriber keeps its processed-order records in the record store (components/records/, cmd/recordstore): a Dapr pluggable state store that inserts a batch of records in one Redis step [RECORDS]")
 	fs.BoolVar(&l.ordered, "ordered", env.Bool("ORDERED", false), "the subscriber applies each order's events in sequence; the publisher publishes each order's life (created, paid, shipped, delivered) shuffled, to show it [ORDERED]")
 	fs.IntVar(&l.events, "events", 0, "events of each order's life, 1–4 (default 4 with -ordered, else 1)")
 	fs.IntVar(&l.shuffle, "shuffle", 0, "publish the events shuffled within runs of this many (default: the whole run with -ordered, else in order)")
@@ -80,16 +85,30 @@ func parseLocal(args []string, getenv func(string) string, stderr io.Writer) (lo
 	if env.Err != nil {
 		return l, env.Err
 	}
-	l.spec.Redis.Source = proc.RedisSource(redisSource)
-	if l.spec.Mode, err = proc.ParseMode(mode); err != nil {
+	l.redis.Options.Source = proc.RedisSource(redisSource)
+	if l.env.Mode, err = proc.ParseMode(mode); err != nil {
 		return l, err
 	}
-	l.spec.Channel, err = system.ParseChannel(channel)
+	l.env.Channel, err = system.ParseChannel(channel)
 	return l, err
 }
 
-// Run is the launcher program behind `make run`: it reads the flags into a
-// Spec, starts the system, starts the publisher, and shows every process's
+// parts are the run's system: Redis, the broker behind pubsub, the record
+// store and the outbox when asked for, the keeper, the subscriber, the
+// publisher's sidecar.
+func (l local) parts() []system.Part {
+	parts := []system.Part{l.redis, l.pubsub}
+	if l.records {
+		parts = append(parts, system.RecordStore{})
+	}
+	if l.outbox {
+		parts = append(parts, system.Outbox{})
+	}
+	return append(parts, system.Keeper{}, l.sub, l.pub)
+}
+
+// Run is the launcher program behind `make run`: it reads the flags into
+// the system's parts, starts the system, starts the publisher, and shows every process's
 // output until ctx is done or a process fails; then it stops everything in
 // reverse order.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -124,25 +143,25 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// daprd's known lines (a Dapr defect we reported) are explained once
 	// and counted, not printed every 2 s.
 	folder := proc.NewFolder(stdout, proc.KnownDaprLines)
-	l.spec.Tools, l.spec.Secrets, l.spec.Out = tools, &secrets, folder
-	l.spec.Redis.ExistingPassword = getenv("REDIS_PASSWORD")
+	l.env.Tools, l.env.Secrets, l.env.Out = tools, &secrets, folder
+	l.redis.Options.ExistingPassword = getenv("REDIS_PASSWORD")
 	appLog := ""
 	if logging.IsTerminal(stdout) {
 		appLog = "text" // the apps write to our pipe, not the terminal
 	}
-	l.spec.Subscriber.Config = func(c *subscriber.Config) { c.LogFormat, c.Ordered = appLog, l.ordered }
-	if l.spec.Broker == "" || l.spec.Broker == proc.BrokerRedis {
+	l.sub.Config = func(c *subscriber.Config) { c.LogFormat, c.Ordered = appLog, l.ordered }
+	if l.pubsub.Kind == "" || l.pubsub.Kind == proc.BrokerRedis {
 		say("Starting Redis, the subscriber with its sidecar, and the publisher's sidecar")
 	} else {
-		say("Starting Redis (the state store), %s behind the pubsub component, the subscriber with its sidecar, and the publisher's sidecar", l.spec.Broker)
+		say("Starting Redis (the state store), %s behind the pubsub component, the subscriber with its sidecar, and the publisher's sidecar", l.pubsub.Kind)
 	}
 	// Redis's, each daprd's and another broker's own lines go to a file
 	// of each's own in .run/; the lines that stand for a problem are shown
 	// here too (a broker's only once it is up: its start-up is noisy).
 	logs := &logFiles{root: tools.Root, console: folder, byName: map[string]*proc.LogFile{}}
 	defer logs.close()
-	l.spec.LogTo = logs.open
-	sys, err := system.Start(ctx, l.spec)
+	l.env.LogTo = logs.open
+	sys, err := system.Start(ctx, l.env, l.parts()...)
 	if err != nil {
 		return logs.wrap(err)
 	}
@@ -189,12 +208,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	say("Own logs of %s: %s (their errors are shown here too)", whose, logs.list())
 	if sys.Keeper != nil {
-		say("Retention keeper: trims what every consumer group is done with after %s; backlog metrics at %s", cmp.Or(sys.Spec.Retention.Window, retention.DefaultWindow), sys.KeeperMetrics)
+		say("Retention keeper: trims what every consumer group is done with after %s; backlog metrics at %s", sys.RetentionWindow, sys.KeeperMetrics)
 	}
-	if l.spec.Mode == proc.ModeThroughput {
+	if l.env.Mode == proc.ModeThroughput {
 		say("Throughput mode: bulk subscribe, batches of up to %d orders, waiting at most %s", proc.ThroughputBatch, proc.ThroughputAwait)
 	}
-	switch sys.Spec.Channel {
+	switch sys.Env.Channel {
 	case system.ChannelGRPC:
 		say("Subscriber on :%d (daprd delivers over gRPC to :%d), its sidecar on :%d (gRPC :%d)", sys.Sub.Port, sys.Sub.GRPCPort, sys.Sub.Daprd.HTTPPort, sys.Sub.Daprd.GRPCPort)
 	case system.ChannelStream:
@@ -203,10 +222,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		say("Subscriber on :%d (daprd delivers over HTTP), its sidecar on :%d (gRPC :%d)", sys.Sub.Port, sys.Sub.Daprd.HTTPPort, sys.Sub.Daprd.GRPCPort)
 	}
 	say("Live page: http://127.0.0.1:%d/?key=%s (opens the page for this run only)", sys.Sub.Port, httpch.PageKey(sys.Secrets.AppToken))
-	if l.spec.Records {
+	if l.records {
 		say("Record store: the subscriber's records go to state store records, served by the record store on %s", sys.Sockets)
 	}
-	if l.spec.Outbox {
+	if l.outbox {
 		say("Outbox mode: the publisher stores each order in state store orderstore (key orders/<id>), and Dapr's outbox publishes it to orders when the transaction commits")
 	}
 	events, shuffle := cmp.Or(l.events, 1), l.shuffle
@@ -253,7 +272,7 @@ type logFiles struct {
 	err    error // the first file that could not be opened
 }
 
-// open is system.Spec.LogTo: a file for Redis, each daprd and the broker.
+// open is system.Env.LogTo: a file for Redis, each daprd and the broker.
 func (f *logFiles) open(process string) io.Writer {
 	problem, armed := proc.BrokerProblem, false
 	switch {
@@ -344,13 +363,13 @@ func HandCurl(port, id int) string {
 
 // checkPorts fails early, with what to do, when a fixed port is taken.
 func (l local) checkPorts() error {
-	p := l.spec.Ports
+	p := l.sub.Ports
 	for _, c := range []struct {
 		port int
 		what string
 	}{
-		{p.App, "subscriber app"}, {p.AppGRPC, "subscriber app gRPC"}, {p.SubHTTP, "subscriber sidecar HTTP"}, {p.SubGRPC, "subscriber sidecar gRPC"},
-		{p.PubHTTP, "publisher sidecar HTTP"}, {p.PubGRPC, "publisher sidecar gRPC"},
+		{p.App, "subscriber app"}, {p.AppGRPC, "subscriber app gRPC"}, {p.HTTP, "subscriber sidecar HTTP"}, {p.GRPC, "subscriber sidecar gRPC"},
+		{l.pub.HTTPPort, "publisher sidecar HTTP"}, {l.pub.GRPCPort, "publisher sidecar gRPC"},
 	} {
 		if c.port == 0 {
 			continue

@@ -38,8 +38,9 @@ var (
 	DaprdProblem = regexp.MustCompile(`\blevel=(error|fatal)\b`)
 	// RedisProblem matches redis-server's lines at its warning level (#)
 	// that name a warning, an error or a failure — not its start-up and
-	// shutdown lines, which it logs at that level too.
-	RedisProblem = regexp.MustCompile(`(?i) # .*\b(warning|error|fail(ed|ure)?|fatal|can't|unable|denied)\b`)
+	// shutdown lines, which it logs at that level too — and the WARNING
+	// lines StartRedis writes about where Redis comes from.
+	RedisProblem = regexp.MustCompile(`(?i) # .*\b(warning|error|fail(ed|ure)?|fatal|can't|unable|denied)\b|^WARNING: `)
 )
 
 // OpenLogFile creates (or empties) the file at path for a process's lines;

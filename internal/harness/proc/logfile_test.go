@@ -71,6 +71,7 @@ func TestProblemLines(t *testing.T) {
 		{RedisProblem, `[redis] 20615:C 04 Dec 2026 15:16:02.044 # Configuration loaded`, false},
 		{RedisProblem, `[redis] 20615:M 04 Dec 2026 15:16:02.198 # User requested shutdown...`, false},
 		{RedisProblem, `[redis] 20615:M 04 Dec 2026 15:16:02.058 * Ready to accept connections`, false},
+		{RedisProblem, `WARNING: the embedded Redis keeps nothing after exit and is for trying the system out, not for production.`, true},
 	} {
 		if got := c.re.MatchString(c.line); got != c.problem {
 			t.Errorf("%s on %q: %v, want %v", c.re, c.line, got, c.problem)
