@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +16,7 @@ import (
 
 	"dapr-pub-sub/internal/harness/proc"
 	"dapr-pub-sub/internal/order"
+	"dapr-pub-sub/internal/publisher"
 	"dapr-pub-sub/internal/store"
 	"dapr-pub-sub/internal/testutil"
 )
@@ -277,7 +280,9 @@ func (s *scenarios) startPublisher(pod string, base, n int64) {
 	spec := d.Spec.Template.Spec
 	spec["restartPolicy"] = "Never"
 	c := spec["containers"].([]any)[0].(map[string]any)
-	set := map[string]string{"PUBLISH_COUNT": strconv.FormatInt(n, 10), "PUBLISH_RATE": "50", "PUBLISH_START_ID": strconv.FormatInt(base, 10), "PUBLISH_ATTEMPTS": "60"}
+	set := publisherChange(s.t, c["env"].([]any), func(cfg *publisher.Config) {
+		cfg.Count, cfg.Rate, cfg.StartID, cfg.Attempts = int(n), 50, base, 60
+	})
 	var env []any
 	for _, e := range c["env"].([]any) {
 		if _, ok := set[e.(map[string]any)["name"].(string)]; !ok {
@@ -297,6 +302,34 @@ func (s *scenarios) startPublisher(pod string, base, n int64) {
 	if _, err := s.n.Kubectl(s.t.Context(), string(b), "-n", testNS, "create", "-f", "-"); err != nil {
 		s.t.Fatal(err)
 	}
+}
+
+// publisherChange returns the variables (name → value) that change makes
+// to the publisher's settings in env, a container's env as the Deployment
+// has it: the publisher's own Config reads the plain values and renders
+// them before and after, so no variable is spelled here.
+func publisherChange(t *testing.T, env []any, change func(*publisher.Config)) map[string]string {
+	t.Helper()
+	plain := map[string]string{}
+	for _, e := range env {
+		if v, ok := e.(map[string]any)["value"].(string); ok {
+			plain[e.(map[string]any)["name"].(string)] = v
+		}
+	}
+	cfg, err := publisher.ParseConfig(nil, func(k string) string { return plain[k] }, io.Discard)
+	if err != nil {
+		t.Fatalf("the publisher's environment in deploy/: %v", err)
+	}
+	before := cfg.Env()
+	change(&cfg)
+	set := map[string]string{}
+	for _, kv := range cfg.Env() {
+		if !slices.Contains(before, kv) {
+			k, v, _ := strings.Cut(kv, "=")
+			set[k] = v
+		}
+	}
+	return set
 }
 
 // idle reports whether Redis holds nothing for the subscriber: nothing
