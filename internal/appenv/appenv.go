@@ -77,6 +77,7 @@ const (
 	FaultRejectFrom     = "FAULT_REJECT_FROM"
 	FaultAlwaysFail     = "FAULT_ALWAYS_FAIL"
 	FaultNoRecord       = "FAULT_NO_RECORD"
+	FaultNoLine         = "FAULT_NO_LINE"
 )
 
 // Vars is a process environment being rendered, NAME=value pairs: an

@@ -84,7 +84,7 @@ func TestConfigEnvRoundTrip(t *testing.T) {
 		Ordered: true, GapTimeout: time.Minute, HoldLimit: 8,
 		SubscriptionMetadata: map[string]string{"queueType": "quorum", "a": "b"}, LogLevel: "debug", LogFormat: "json",
 		AppToken: "app-secret", DaprAPIToken: "dapr-secret", PprofAddress: "127.0.0.1:6060",
-		Faults: handler.Faults{FailFirstEvery: 10, Delay: 5 * time.Millisecond, RejectFrom: 100, AlwaysFail: 21, NoRecord: true},
+		Faults: handler.Faults{FailFirstEvery: 10, Delay: 5 * time.Millisecond, RejectFrom: 100, AlwaysFail: 21, NoRecord: true, NoLine: true},
 		Bulk:   httpch.Bulk{MaxMessages: 200, MaxAwait: 5 * time.Millisecond, Workers: 8}}
 	testutil.EnvRoundTrip(t, DefaultConfig(), all, Config.Env, ParseConfig, "RetentionWindow")
 }

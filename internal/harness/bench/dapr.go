@@ -132,6 +132,10 @@ func daprScenarios(env *daprEnv) []Scenario {
 		// no record to count).
 		daprScenario{name: "dapr-grpc-ordered", publish: publishGRPC, mode: proc.ModeLatency, app: orderedMode, byLines: true, env: env},
 		daprScenario{name: "dapr-bulk100-ordered", publish: publishBulk, batch: 100, mode: proc.ModeThroughput, app: orderedMode, byLines: true, env: env},
+		// Experiments: both modes without the per-order "Received
+		// message" line (its whole price, by difference).
+		daprScenario{name: "dapr-grpc-noline", publish: publishGRPC, mode: proc.ModeLatency, app: noLine, experiment: true, env: env},
+		daprScenario{name: "dapr-bulk100-noline", publish: publishBulk, batch: 100, mode: proc.ModeThroughput, app: noLine, experiment: true, env: env},
 		// The same path into an app that only acks: what Dapr itself costs.
 		daprScenario{name: "dapr-bare", publish: publishBulk, batch: 100, mode: proc.ModeThroughput, bare: true, env: env},
 		// The publisher's outbox mode against dapr-grpc: the order stored,
@@ -179,6 +183,9 @@ func daprScenarios(env *daprEnv) []Scenario {
 
 // orderedMode is the subscriber's ordered mode.
 func orderedMode(c *subscriber.Config) { c.Ordered = true }
+
+// noLine applies orders without their "Received message" line.
+func noLine(c *subscriber.Config) { c.Faults.NoLine = true }
 
 // recordsOneByOne writes each processed-order record in a state call of
 // its own.

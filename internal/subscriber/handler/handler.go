@@ -59,6 +59,10 @@ type Faults struct {
 	// a redelivery is applied again. Only for the benchmark's calibration
 	// (dapr-bulk100-norecord), which prices the record by difference.
 	NoRecord bool
+	// NoLine applies every order without writing its "Received message"
+	// line. Only for the benchmark's pricing of the line
+	// (dapr-*-noline experiments).
+	NoLine bool
 }
 
 // Stats counts outcomes since the process started. Safe for concurrent use.
@@ -366,6 +370,9 @@ func (h *Handler) keptDeadLetter(eventID, reason string) {
 func (h *Handler) applied(d *delivery, o order.Order) (bool, error) {
 	d.outcome = OutcomeSuccess
 	h.Metrics.observeEndToEnd(o.SentAt, time.Now())
+	if h.Faults.NoLine {
+		return false, nil
+	}
 	h.mu.Lock()
 	h.line = append(o.AppendSeed(append(h.line[:0], "Received message: "...)), '\n')
 	_, _ = h.Out.Write(h.line) // stdout: nothing to do if it fails
