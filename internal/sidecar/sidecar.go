@@ -3,8 +3,6 @@
 package sidecar
 
 import (
-	"dapr-pub-sub/internal/appenv"
-
 	"context"
 	"fmt"
 	"log/slog"
@@ -16,6 +14,9 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+
+	"dapr-pub-sub/internal/appenv"
+	"dapr-pub-sub/internal/tracing"
 )
 
 // Address is the sidecar's gRPC address as the Dapr SDKs find it:
@@ -34,19 +35,22 @@ func Address(getenv func(string) string) string {
 // it: the connection is made on first use and remade after the sidecar
 // restarts, so an app can start before its sidecar (daprd waits for the
 // app's port) and survive the sidecar's restarts. Every call carries
-// apiToken (DAPR_API_TOKEN) in the dapr-api-token header when it is set;
-// the SDK only does that on connections it dials itself. The SDK's own log
+// apiToken (DAPR_API_TOKEN) in the dapr-api-token header when it is set
+// (the SDK only does that on connections it dials itself, and there it
+// replaces the call's other metadata), and the trace context of the
+// span in its context as traceparent and tracestate, so that the
+// sidecar's spans of an order's state calls are in the order's trace. The SDK's own log
 // lines, which it prints to stdout, go to log at debug level instead.
 func Dial(address, apiToken string, log *slog.Logger) (dapr.Client, error) {
 	dapr.SetLogger(slog.NewLogLogger(log.Handler(), slog.LevelDebug))
 	conn, err := grpc.NewClient(address,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-			return invoker(withToken(ctx, apiToken), method, req, reply, cc, opts...)
+			return invoker(tracing.Outgoing(withToken(ctx, apiToken)), method, req, reply, cc, opts...)
 		}),
 		// Streams too: the subscriber's streaming subscriptions.
 		grpc.WithStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-			return streamer(withToken(ctx, apiToken), desc, cc, method, opts...)
+			return streamer(tracing.Outgoing(withToken(ctx, apiToken)), desc, cc, method, opts...)
 		}),
 		// Reconnect within 2 s of a sidecar restart, not gRPC's default 120 s.
 		grpc.WithConnectParams(grpc.ConnectParams{

@@ -15,6 +15,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/grpc/metadata"
 )
 
 // Propagator is the W3C trace context propagator (traceparent,
@@ -73,7 +74,25 @@ func Extract(ctx context.Context, traceparent, tracestate string) context.Contex
 	if traceparent == "" {
 		return ctx
 	}
-	return Propagator.Extract(ctx, w3cCarrier{traceparent, tracestate})
+	return Propagator.Extract(ctx, &w3cCarrier{traceparent, tracestate})
+}
+
+// Outgoing returns ctx with the trace context of the span in it, when it
+// has a valid one, added to its outgoing gRPC metadata as traceparent (and
+// tracestate): daprd's gRPC API reads them, so the spans it makes of a
+// call are children of that span, in its trace. Without a span, ctx as it
+// is.
+func Outgoing(ctx context.Context) context.Context {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
+		return ctx
+	}
+	var c w3cCarrier
+	Propagator.Inject(ctx, &c)
+	if c.tracestate == "" {
+		return metadata.AppendToOutgoingContext(ctx, "traceparent", c.traceparent)
+	}
+	return metadata.AppendToOutgoingContext(ctx, "traceparent", c.traceparent, "tracestate", c.tracestate)
 }
 
 // w3cCarrier carries the two W3C trace context fields without the map a
@@ -90,6 +109,13 @@ func (c w3cCarrier) Get(key string) string {
 	return ""
 }
 
-func (w3cCarrier) Set(string, string) {}
+func (c *w3cCarrier) Set(key, value string) {
+	switch key {
+	case "traceparent":
+		c.traceparent = value
+	case "tracestate":
+		c.tracestate = value
+	}
+}
 
 func (w3cCarrier) Keys() []string { return []string{"traceparent", "tracestate"} }
