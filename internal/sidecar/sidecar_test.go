@@ -2,7 +2,6 @@ package sidecar
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net"
 	"testing"
@@ -39,10 +38,10 @@ func TestCallsCarryTheTokenAndTheTrace(t *testing.T) {
 	f := &fakeDapr{calls: make(chan metadata.MD, 2)}
 	srv := grpc.NewServer()
 	pb.RegisterDaprServer(srv, f)
-	go srv.Serve(lis)
+	go func() { _ = srv.Serve(lis) }()
 	defer srv.Stop()
 
-	c, err := Dial(lis.Addr().String(), "s3cret", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := Dial(lis.Addr().String(), "s3cret", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
