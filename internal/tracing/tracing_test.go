@@ -1,7 +1,10 @@
 package tracing
 
 import (
+	"context"
 	"testing"
+
+	"google.golang.org/grpc/metadata"
 )
 
 func TestSetupExportsOnlyWhenAnEndpointIsSet(t *testing.T) {
@@ -31,5 +34,31 @@ func TestSetupExportsOnlyWhenAnEndpointIsSet(t *testing.T) {
 				t.Fatalf("trace id = %s, want the parent's", got)
 			}
 		})
+	}
+}
+
+// TestOutgoingCarriesTheSpansContext: a span's trace context goes out as
+// traceparent and tracestate; without a valid span nothing is added.
+func TestOutgoingCarriesTheSpansContext(t *testing.T) {
+	ctx := Extract(t.Context(), "00-5d2a3c1e0f9b4a7c8e6d5f4a3b2c1d0e-1a2b3c4d5e6f7a8b-01", "k=v")
+	md, _ := metadata.FromOutgoingContext(Outgoing(ctx))
+	if got := md.Get("traceparent"); len(got) != 1 || got[0] != "00-5d2a3c1e0f9b4a7c8e6d5f4a3b2c1d0e-1a2b3c4d5e6f7a8b-01" {
+		t.Errorf("traceparent = %q", got)
+	}
+	if got := md.Get("tracestate"); len(got) != 1 || got[0] != "k=v" {
+		t.Errorf("tracestate = %q", got)
+	}
+	if _, ok := metadata.FromOutgoingContext(Outgoing(t.Context())); ok {
+		t.Error("metadata added without a span")
+	}
+}
+
+// BenchmarkOutgoing prices the trace context on each sidecar call (go
+// test -bench Outgoing ./internal/tracing).
+func BenchmarkOutgoing(b *testing.B) {
+	ctx := Extract(context.Background(), "00-5d2a3c1e0f9b4a7c8e6d5f4a3b2c1d0e-1a2b3c4d5e6f7a8b-01", "")
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = Outgoing(ctx)
 	}
 }
