@@ -30,7 +30,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"dapr-pub-sub/tools/reprokit"
@@ -57,21 +56,8 @@ func run() error {
 		return err
 	}
 	defer reprokit.Stop(redis)
-	components := filepath.Join(dir, "components")
-	if err := os.MkdirAll(components, 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(components, "statestore.yaml"), fmt.Appendf(nil, `apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata:
-  name: statestore
-spec:
-  type: state.redis
-  version: v1
-  metadata:
-    - name: redisHost
-      value: 127.0.0.1:%d
-`, ports[0]), 0o644); err != nil {
+	components, err := reprokit.RedisStateStore(dir, ports[0])
+	if err != nil {
 		return err
 	}
 	sidecar, err := reprokit.StartSidecar(daprd, dir, "repro", components)

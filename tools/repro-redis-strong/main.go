@@ -37,7 +37,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -87,21 +86,8 @@ func run() error {
 		return fmt.Errorf("the replica did not come online: %w", err)
 	}
 
-	components := filepath.Join(dir, "components")
-	if err := os.MkdirAll(components, 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(components, "statestore.yaml"), fmt.Appendf(nil, `apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata:
-  name: statestore
-spec:
-  type: state.redis
-  version: v1
-  metadata:
-    - name: redisHost
-      value: 127.0.0.1:%d
-`, primaryPort), 0o644); err != nil {
+	components, err := reprokit.RedisStateStore(dir, primaryPort)
+	if err != nil {
 		return err
 	}
 	sidecar, err := reprokit.StartSidecar(daprd, dir, "repro", components)

@@ -91,6 +91,26 @@ func StartRedis(dir string, port int, extra ...string) (*exec.Cmd, error) {
 	return cmd, nil
 }
 
+// RedisStateStore writes dir/components/statestore.yaml, Dapr's
+// state.redis on 127.0.0.1:port, and returns the components folder.
+func RedisStateStore(dir string, port int) (string, error) {
+	components := filepath.Join(dir, "components")
+	if err := os.MkdirAll(components, 0o755); err != nil {
+		return "", err
+	}
+	return components, os.WriteFile(filepath.Join(components, "statestore.yaml"), fmt.Appendf(nil, `apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: statestore
+spec:
+  type: state.redis
+  version: v1
+  metadata:
+    - name: redisHost
+      value: 127.0.0.1:%d
+`, port), 0o644)
+}
+
 // Sidecar is a daprd started by StartSidecar.
 type Sidecar struct {
 	Cmd     *exec.Cmd
