@@ -93,12 +93,13 @@ func TestPlannedFailoverKeepsEveryWrite(t *testing.T) {
 	if _, err := s.WaitSettled(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if lost := s.missingWrites(t, np, "acked", acked); lost != 0 {
-		t.Fatalf("%d acknowledged writes are not on the new primary %s", lost, np.Addr)
+	if lost := s.missingWrites(t, np, "acked", acked); len(lost) != 0 {
+		t.Fatalf("%d acknowledged writes are not on the new primary %s", len(lost), np.Addr)
 	}
 }
 
-// TestCutPrimaryKeepsEveryWrite: the primary's host cut off the network
+// TestCutPrimaryKeepsEveryWrite (every write but the replication in flight
+// at the cut): the primary's host cut off the network
 // (its Sentinel with it) while a writer appends through a client that
 // follows the Sentinels; the Sentinels promote a replica; 10 s later the
 // host is healed. The old primary thinks it is the primary until the
@@ -111,28 +112,66 @@ func TestPlannedFailoverKeepsEveryWrite(t *testing.T) {
 // missing; in the system, 103 acknowledged orders lost in one CI run).
 // With min-replicas-to-write 1 it refuses them (NOREPLICAS: it has no
 // replica left): a write straight to it right after the heal is refused,
-// and every acknowledged number of a writer through the cut and of one
-// started at the heal is on the new primary.
+// and every acknowledged number of a writer started at the heal is on the
+// new primary. Of the writer through the cut, every one but what the
+// replicas had not yet received when the host went: replication is
+// asynchronous, so a cut, like a crash, can lose the last writes the
+// primary acknowledged — a run at the end, within the last
+// MinReplicasMaxLag seconds. Measured: none in the runs before
+// 2026-12-07; then 143 of 30,442 (about 50 ms of writes at full speed)
+// in one CI run, where the test's processes share two cores with the
+// other packages' tests and a starved replica falls behind.
 func TestCutPrimaryKeepsEveryWrite(t *testing.T) {
 	s := startSentinel(t, SentinelOptions{MinReplicasToWrite: 1})
-	np, lost, stale := cutPrimary(t, s)
-	if stale == nil || !strings.HasPrefix(stale.Error(), "NOREPLICAS") {
-		t.Errorf("a write to the old primary right after the heal: %v; want it refused with NOREPLICAS", stale)
+	c := cutPrimary(t, s)
+	if c.stale == nil || !strings.HasPrefix(c.stale.Error(), "NOREPLICAS") {
+		t.Errorf("a write to the old primary right after the heal: %v; want it refused with NOREPLICAS", c.stale)
 	}
-	if lost != 0 {
-		t.Fatalf("%d acknowledged writes are not on the new primary %s", lost, np.Addr)
+	if len(c.lostAfter) > 0 {
+		t.Errorf("%d writes acknowledged after the heal are not on the new primary %s", len(c.lostAfter), c.np.Addr)
+	}
+	// What the replicas had not received when the host went: a run at
+	// the cut's end of the numbers acknowledged before it, within the
+	// last MinReplicasMaxLag seconds (the old primary refuses writes once
+	// no replica has acknowledged for that long); an earlier number, a
+	// hole, or one acknowledged after the cut is a loss Redis does not
+	// allow.
+	if lost := c.lostBefore; len(lost) > 0 {
+		first, last := lost[0], lost[len(lost)-1]
+		if int(last-first)+1 != len(lost) || first < c.ackedLagBeforeCut || last >= c.ackedAtCut {
+			t.Fatalf("acknowledged writes %d…%d (%d) are not on the new primary %s: want at most a run within the %d written in the last %d s before the cut (%d…%d)",
+				first, last, len(lost), c.np.Addr, c.ackedAtCut-c.ackedLagBeforeCut, MinReplicasMaxLag, c.ackedLagBeforeCut, c.ackedAtCut-1)
+		}
+		t.Logf("the replication in flight at the cut: %d acknowledged writes (%d…%d) not on the new primary", len(lost), first, last)
 	}
 }
 
-// cutPrimary runs TestCutPrimaryKeepsEveryWrite's fault on s and returns
-// the new primary, how many acknowledged writes it lacks (the next one's
-// included, if acknowledged), and what a write straight to the old one
-// right after the heal returned.
-func cutPrimary(t *testing.T, s *Sentinel) (np *RedisNode, lost int, stale error) {
+// cut is what cutPrimary found.
+type cut struct {
+	np *RedisNode // the new primary
+	// lostBefore are the numbers the writer through the cut had
+	// acknowledged and the new primary lacks, in order; lostAfter the
+	// same for the writer started at the heal (the stale write's
+	// included, if acknowledged).
+	lostBefore, lostAfter []int64
+	// ackedLagBeforeCut and ackedAtCut are how many numbers the writer
+	// through the cut had acknowledged MinReplicasMaxLag seconds before
+	// the cut, and as it began.
+	ackedLagBeforeCut, ackedAtCut int64
+	stale                         error // a write straight to the old primary right after the heal
+}
+
+// cutPrimary runs TestCutPrimaryKeepsEveryWrite's fault on s: a writer
+// runs MinReplicasMaxLag seconds, the primary's host is cut off until the
+// Sentinels have failed over and 10 s more, then healed.
+func cutPrimary(t *testing.T, s *Sentinel) (c cut) {
 	ctx := t.Context()
 	old := s.Nodes[0]
 	w := startWriter(t, s.Client(), "before")
 	w.waitAcked(100)
+	c.ackedLagBeforeCut = w.acked()
+	time.Sleep(MinReplicasMaxLag * time.Second) // the writer runs that long before the fault
+	c.ackedAtCut = w.acked()
 	if err := old.Host.Cut(); err != nil {
 		t.Fatal(err)
 	}
@@ -140,6 +179,7 @@ func cutPrimary(t *testing.T, s *Sentinel) (np *RedisNode, lost int, stale error
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.np = np
 	time.Sleep(10 * time.Second) // the host stays cut off: the fault itself
 	if err := old.Host.Heal(); err != nil {
 		t.Fatal(err)
@@ -151,9 +191,9 @@ func cutPrimary(t *testing.T, s *Sentinel) (np *RedisNode, lost int, stale error
 	// a busy machine: try until Redis itself answers (it stays the
 	// primary for ~10 s).
 	for deadline := time.Now().Add(5 * time.Second); ; {
-		stale = oc.RPush(ctx, "stale", 0).Err()
+		c.stale = oc.RPush(ctx, "stale", 0).Err()
 		var answer redis.Error
-		if stale == nil || errors.As(stale, &answer) || time.Now().After(deadline) {
+		if c.stale == nil || errors.As(c.stale, &answer) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -163,11 +203,12 @@ func cutPrimary(t *testing.T, s *Sentinel) (np *RedisNode, lost int, stale error
 	}
 	late.waitAcked(late.acked() + 100)
 	w.waitAcked(w.acked() + 100)
-	lost = s.missingWrites(t, np, "before", w.stop()) + s.missingWrites(t, np, "after", late.stop())
-	if stale == nil {
-		lost += s.missingWrites(t, np, "stale", 1)
+	c.lostBefore = s.missingWrites(t, np, "before", w.stop())
+	c.lostAfter = s.missingWrites(t, np, "after", late.stop())
+	if c.stale == nil {
+		c.lostAfter = append(c.lostAfter, s.missingWrites(t, np, "stale", 1)...)
 	}
-	return np, lost, stale
+	return c
 }
 
 // writer appends 0, 1, 2, … to a list as fast as it can, each number
@@ -221,9 +262,9 @@ func (w *writer) stop() int64 {
 
 // missingWrites checks key on node n against a writer's acknowledged
 // count: in order, a number at most twice in a row (a write whose
-// acknowledgement was lost is retried), and returns how many of the
-// acknowledged numbers are missing.
-func (s *Sentinel) missingWrites(t *testing.T, n *RedisNode, key string, acked int64) int {
+// acknowledgement was lost is retried), and returns the acknowledged
+// numbers that are missing, in order.
+func (s *Sentinel) missingWrites(t *testing.T, n *RedisNode, key string, acked int64) []int64 {
 	t.Helper()
 	got, err := s.nodeClient(n).LRange(t.Context(), key, 0, -1).Result()
 	if err != nil {
@@ -238,13 +279,13 @@ func (s *Sentinel) missingWrites(t *testing.T, n *RedisNode, key string, acked i
 		}
 		have[i], prev = true, i
 	}
-	missing := 0
+	var missing []int64
 	for i := range acked {
 		if !have[i] {
-			missing++
+			missing = append(missing, i)
 		}
 	}
-	t.Logf("%s: %d writes acknowledged, %d of them missing on %s", key, acked, missing, n.Addr)
+	t.Logf("%s: %d writes acknowledged, %d of them missing on %s", key, acked, len(missing), n.Addr)
 	return missing
 }
 

@@ -34,7 +34,8 @@ import (
 // demote it, ~10 s later, and loses them then (103 acknowledged orders in
 // one CI run before min-replicas-to-write; see
 // cluster.TestCutPrimaryKeepsEveryWrite); replication is asynchronous, so
-// a kill can still lose the writes of the last milliseconds before it —
+// a kill or a cut can still lose the writes of the last milliseconds
+// before it —
 // at this rate (50 orders/s) no run measured here lost one (see the
 // README, "Clustered brokers", for the runs and the rate).
 func TestClusterRedisSentinel(t *testing.T) {
