@@ -372,6 +372,34 @@ func (s *Sentinel) settled(ctx context.Context, primary string) error {
 		if got := net.JoinHostPort(m["ip"], m["port"]); got != primary || m["num-slaves"] != strconv.Itoa(replicas) || m["num-other-sentinels"] != "2" {
 			return fmt.Errorf("sentinel %s sees primary %s, %s replicas, %s other sentinels", addr, got, m["num-slaves"], m["num-other-sentinels"])
 		}
+		if err := promotable(ctx, addr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// promotable fails unless the Sentinel at addr could promote each replica
+// it knows: connected, answering, its INFO fresh and its link to the
+// primary up — what Redis's sentinelSelectSlave asks before a failover
+// (without it, one right after a start or a restart can be refused with
+// NOGOODSLAVE: the Sentinel has not yet had a replica's INFO).
+func promotable(ctx context.Context, addr string) error {
+	sc := redis.NewSentinelClient(&redis.Options{Addr: addr, DialTimeout: time.Second})
+	defer sc.Close()
+	rs, err := sc.Replicas(ctx, MasterName).Result()
+	if err != nil {
+		return fmt.Errorf("sentinel %s: %w", addr, err)
+	}
+	for _, r := range rs {
+		refresh, _ := strconv.Atoi(r["info-refresh"])
+		ping, _ := strconv.Atoi(r["last-ok-ping-reply"])
+		// Redis 7.0 src/sentinel.c: INFO valid for 3 INFO periods (10 s),
+		// a reply to PING within 5 PING periods (1 s).
+		if r["flags"] != "slave" || r["master-link-status"] != "ok" || refresh > 30000 || ping > 5000 {
+			return fmt.Errorf("sentinel %s cannot promote replica %s:%s yet: flags %s, link %s, INFO %s ms old, PING answered %s ms ago",
+				addr, r["ip"], r["port"], r["flags"], r["master-link-status"], r["info-refresh"], r["last-ok-ping-reply"])
+		}
 	}
 	return nil
 }
