@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -54,10 +55,18 @@ func Goals(policy string, sums []Summary) []Goal {
 		}
 		return nil
 	}
+	var rates []float64 // the fixed rates of the run, ascending
+	for _, s := range sums {
+		if s.Rate > 0 && !slices.Contains(rates, s.Rate) {
+			rates = append(rates, s.Rate)
+		}
+	}
+	slices.Sort(rates)
 	var goals []Goal
 	for _, path := range goalPaths {
 		if path.always || find(path.throughput, 0) != nil || find(path.latency, goalRate) != nil {
 			goals = append(goals, pathGoals(policy, path, find)...)
+			goals = append(goals, quietP99(path.latency, rates, find))
 		}
 	}
 	lost, dup, runs := 0, 0, 0
@@ -117,7 +126,6 @@ func pathGoals(policy string, path goalPath, find func(string, float64) *Summary
 	}{
 		{"p50", 1, func(s *Summary) float64 { return s.P50.Median }, "≤ redis + 1 ms", 0},
 		{"p99", 3, func(s *Summary) float64 { return s.P99.Median }, "≤ redis + 3 ms", 0},
-		{"p99", 5, func(s *Summary) float64 { return s.P99.Median }, "≤ redis + 5 ms, the machine < 80% busy", 0.8},
 	} {
 		g := Goal{Name: fmt.Sprintf("latency mode (%s) %s at %d/s", path.latency, q.name, goalRate), Target: q.target}
 		if q.busy > 0 {
@@ -139,6 +147,48 @@ func pathGoals(policy string, path goalPath, find func(string, float64) *Summary
 		own.Measured, own.Met, own.Known = fmt.Sprintf("%.3f", sum), sum <= 0.5, true
 	}
 	return append(goals, own)
+}
+
+// quietBusy is the machine's busy share below which quietP99 holds the
+// latency mode to raw Redis's p99 + 5 ms.
+const quietBusy = 0.8
+
+// quietP99 is the goal on the latency mode's p99 at every fixed rate of
+// the run at which the machine stayed below quietBusy: within 5 ms of raw
+// Redis's p99 at the same rate. Rates that kept the machine busier are
+// named and not held to it; a run with none below is not met.
+func quietP99(latency string, rates []float64, find func(string, float64) *Summary) Goal {
+	g := Goal{Name: fmt.Sprintf("latency mode (%s) p99 at every rate below %.0f%% busy", latency, 100*quietBusy),
+		Target: "≤ redis + 5 ms"}
+	var held, busier []string
+	met := true
+	for _, rate := range rates {
+		a, b := find(latency, rate), find("redis", rate)
+		if a == nil || b == nil {
+			continue
+		}
+		g.Known = true
+		if a.Busy.Median >= quietBusy {
+			busier = append(busier, fmt.Sprintf("%.0f/s (%.0f%%)", rate, 100*a.Busy.Median))
+			continue
+		}
+		d := a.P99.Median - b.P99.Median
+		held = append(held, fmt.Sprintf("%.0f/s %+.2f ms (%s vs %s, %.0f%% busy)", rate, d, ms(a.P99.Median), ms(b.P99.Median), 100*a.Busy.Median))
+		met = met && d <= 5
+	}
+	switch {
+	case !g.Known:
+		return g
+	case len(held) == 0:
+		g.Measured = "no rate ran below " + fmt.Sprintf("%.0f%%", 100*quietBusy) + " busy"
+	default:
+		g.Measured = "redis " + strings.Join(held, "; ")
+	}
+	if len(busier) > 0 {
+		g.Measured += "; busier: " + strings.Join(busier, ", ")
+	}
+	g.Met = met && len(held) > 0
+	return g
 }
 
 // wholeCPU is the goal on the whole price of scenario against peer: the
