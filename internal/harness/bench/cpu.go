@@ -132,3 +132,21 @@ func parseMachineTicks(stat string) (busy, total int64, err error) {
 	}
 	return busy, total, nil
 }
+
+// minBusyTicks is the fewest /proc/stat ticks (all cores together) over
+// which a busy share is worth reporting: 0.1 s on 2 cores at USER_HZ 100.
+// A shorter run (300 pipelined messages take less than a tick) reads as
+// 0 or 1 by where the ticks happened to fall.
+const minBusyTicks = 20
+
+// BusyUnknown is Result.Busy for a run too short to measure it.
+const BusyUnknown = -1.0
+
+// busyShare is busy / total ticks, or BusyUnknown over fewer than
+// minBusyTicks.
+func busyShare(busy, total int64) float64 {
+	if total < minBusyTicks {
+		return BusyUnknown
+	}
+	return float64(busy) / float64(total)
+}

@@ -70,6 +70,29 @@ func TestParseMachineTicks(t *testing.T) {
 	}
 }
 
+func TestBusyShare(t *testing.T) {
+	for _, c := range []struct {
+		busy, total int64
+		want        float64
+	}{
+		{0, 0, BusyUnknown},
+		{1, minBusyTicks - 1, BusyUnknown}, // too few ticks to say
+		{5, minBusyTicks, 0.25},
+		{200, 200, 1},
+	} {
+		if got := busyShare(c.busy, c.total); got != c.want {
+			t.Errorf("busyShare(%d, %d) = %v, want %v", c.busy, c.total, got, c.want)
+		}
+	}
+	rs := []Result{{Busy: BusyUnknown}, {Busy: 0.5}, {Busy: 0.7}}
+	if s := busyOf(rs); s.Median != 0.6 || busyCell(s) != "60%" {
+		t.Errorf("busyOf skips the unknown: %+v %q, want median 0.6, 60%%", s, busyCell(s))
+	}
+	if s := busyOf(rs[:1]); busyCell(s) != "–" {
+		t.Errorf("busyOf of only unknown: %+v %q, want –", s, busyCell(s))
+	}
+}
+
 func TestReceivedID(t *testing.T) {
 	if id, ok := receivedID(`Received message: {"id": 42, "message": "Hello from publisher - message 42"}`); !ok || id != 42 {
 		t.Fatalf("receivedID = %d, %v; want 42", id, ok)

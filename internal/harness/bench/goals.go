@@ -133,8 +133,8 @@ func pathGoals(policy string, path goalPath, find func(string, float64) *Summary
 		}
 		if a, b := find(path.latency, goalRate), find("redis", goalRate); a != nil && b != nil {
 			d := q.of(a) - q.of(b)
-			g.Measured = fmt.Sprintf("redis %+.2f ms (%s vs %s), %.0f%% busy", d, ms(q.of(a)), ms(q.of(b)), 100*a.Busy.Median)
-			g.Met, g.Known = d <= q.slack && (q.busy == 0 || a.Busy.Median < q.busy), true
+			g.Measured = fmt.Sprintf("redis %+.2f ms (%s vs %s), %s busy", d, ms(q.of(a)), ms(q.of(b)), busyCell(a.Busy))
+			g.Met, g.Known = d <= q.slack && (q.busy == 0 || a.Busy.Median >= 0 && a.Busy.Median < q.busy), true
 		}
 		goals = append(goals, g)
 	}
@@ -168,12 +168,12 @@ func quietP99(latency string, rates []float64, find func(string, float64) *Summa
 			continue
 		}
 		g.Known = true
-		if a.Busy.Median >= quietBusy {
-			busier = append(busier, fmt.Sprintf("%.0f/s (%.0f%%)", rate, 100*a.Busy.Median))
+		if a.Busy.Median < 0 || a.Busy.Median >= quietBusy { // unknown: not shown quiet
+			busier = append(busier, fmt.Sprintf("%.0f/s (%s)", rate, busyCell(a.Busy)))
 			continue
 		}
 		d := a.P99.Median - b.P99.Median
-		held = append(held, fmt.Sprintf("%.0f/s %+.2f ms (%s vs %s, %.0f%% busy)", rate, d, ms(a.P99.Median), ms(b.P99.Median), 100*a.Busy.Median))
+		held = append(held, fmt.Sprintf("%.0f/s %+.2f ms (%s vs %s, %s busy)", rate, d, ms(a.P99.Median), ms(b.P99.Median), busyCell(a.Busy)))
 		met = met && d <= 5
 	}
 	switch {

@@ -58,9 +58,7 @@ func Measure(ctx context.Context, p Params, m Measurement) (Result, error) {
 		return Result{}, err
 	}
 	res := m.Recorder.Result()
-	if total1 > total0 {
-		res.Busy = float64(busy1-busy0) / float64(total1-total0)
-	}
+	res.Busy = busyShare(busy1-busy0, total1-total0)
 	res.SendSeconds = stats.Elapsed.Seconds()
 	res.MaxLagMs = float64(stats.MaxLag.Microseconds()) / 1000
 	res.CPUSeconds = used

@@ -57,6 +57,29 @@ func statOf(vs []float64) Stat {
 	return Stat{Median: med, Min: s[0], Max: s[len(s)-1]}
 }
 
+// busyOf is the busy share over the repetitions that measured one;
+// BusyUnknown in every field when none did.
+func busyOf(rs []Result) Stat {
+	var vs []float64
+	for _, r := range rs {
+		if r.Busy >= 0 && (r.Error == "" || r.Delivered > 0) {
+			vs = append(vs, r.Busy)
+		}
+	}
+	if len(vs) == 0 {
+		return Stat{BusyUnknown, BusyUnknown, BusyUnknown}
+	}
+	return statOf(vs)
+}
+
+// busyCell prints a median busy share as a percentage, "–" when unknown.
+func busyCell(s Stat) string {
+	if s.Median < 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f%%", 100*s.Median)
+}
+
 // Summary is one row of the table: one scenario, mode, rate and size over
 // all its repetitions. Latencies and CPU are medians; Lost, Dup and Failed
 // are totals over the repetitions, so a single loss anywhere shows.
@@ -141,7 +164,7 @@ func Summarize(results []Result) []Summary {
 		s.P999 = pick(func(r Result) float64 { return r.Latency.P999 })
 		s.Max = pick(func(r Result) float64 { return r.Latency.Max })
 		s.CPUTotal = pick(Result.CPUTotal)
-		s.Busy = pick(func(r Result) float64 { return r.Busy })
+		s.Busy = busyOf(rs)
 		procs := map[string]bool{}
 		for _, r := range rs {
 			s.Lost += r.Lost
@@ -190,7 +213,7 @@ func (r Report) Markdown() string {
 	fmt.Fprintf(&b, "- Repetitions: %d, interleaved (repetition 1 of every run, then 2, …); %d senders; message ids 0..N-1.\n", r.Config.Reps, r.Config.Senders)
 	fmt.Fprintf(&b, "- Mode `max`: %d messages sent as fast as possible; throughput = delivered / (last delivery − first send), latency from the actual send.\n", r.Config.Messages)
 	fmt.Fprintf(&b, "- Mode `N/s`: an open-loop schedule at N msg/s for %s; latency from each message's *intended* send time (no coordinated omission), to its first delivery in the consumer.\n", r.Config.Duration)
-	fmt.Fprintf(&b, "- Cells: median over repetitions, (min–max) for throughput; latency in ms (HDR histogram, µs resolution); lost/dup/failed are totals over all repetitions; busy is the machine's busy share over the run (all cores, every process: /proc/stat); CPU is seconds per 1,000 messages (utime+stime from /proc), median: the total of every process the scenario runs, the broker and the load generator included (the whole price), then each process. `bench (publisher)` is the load generator, which also publishes: it counts in the total, and in no other sum.\n")
+	fmt.Fprintf(&b, "- Cells: median over repetitions, (min–max) for throughput; latency in ms (HDR histogram, µs resolution); lost/dup/failed are totals over all repetitions; busy is the machine's busy share over the run (all cores, every process: /proc/stat; – for a run under 20 ticks, too short to say); CPU is seconds per 1,000 messages (utime+stime from /proc), median: the total of every process the scenario runs, the broker and the load generator included (the whole price), then each process. `bench (publisher)` is the load generator, which also publishes: it counts in the total, and in no other sum.\n")
 	sums := Summarize(r.Results)
 	var policies []string
 	for _, s := range sums {
@@ -218,11 +241,11 @@ func (r Report) Markdown() string {
 			if s.Errors > 0 {
 				name += fmt.Sprintf(" ⚠ %d error(s)", s.Errors)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %d | %.0f%% | %.3f | %s |\n",
+			fmt.Fprintf(&b, "| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %d | %s | %.3f | %s |\n",
 				name, s.Label(), s.PayloadBytes, s.Messages,
 				fmt.Sprintf("%.0f (%.0f–%.0f)", s.Throughput.Median, s.Throughput.Min, s.Throughput.Max),
 				ms(s.P50.Median), ms(s.P90.Median), ms(s.P99.Median), ms(s.P999.Median), ms(s.Max.Median),
-				lost, s.Dup, 100*s.Busy.Median, s.CPUTotal.Median, cpuCell(s.CPUPer1k))
+				lost, s.Dup, busyCell(s.Busy), s.CPUTotal.Median, cpuCell(s.CPUPer1k))
 		}
 	}
 	var errs bytes.Buffer

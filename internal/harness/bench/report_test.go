@@ -229,6 +229,12 @@ func TestGoalsPerPolicy(t *testing.T) {
 	if g := quiet["latency mode (dapr-grpc) p99 at every rate below 80% busy"]; g.Met || !strings.Contains(g.Measured, "400/s +5.10 ms") {
 		t.Errorf("p99 at 400/s 5.1 ms over raw Redis: %+v, want missed", g)
 	}
+	// A rate whose busy share is unknown is not shown quiet: named, not held.
+	quiet = byName(Goals("everysec", append(slices.Clone(sums), low("redis", 200, 1.8, 0.07), low("dapr-grpc", 200, 6.1, 0.48),
+		low("redis", 400, 1.9, 0.1), low("dapr-grpc", 400, 9, BusyUnknown))))
+	if g := quiet["latency mode (dapr-grpc) p99 at every rate below 80% busy"]; !g.Met || !strings.Contains(g.Measured, "busier: 400/s (–), 1000/s (85%)") {
+		t.Errorf("p99 with 400/s's busy share unknown: %+v, want 400/s named busier, 200/s met", g)
+	}
 	if g := every["total CPU per 1,000 orders, every process, throughput mode (dapr-bulk100) vs watermill-dedupe"]; g.Met || !strings.HasPrefix(g.Measured, "1.19 ×") {
 		t.Errorf("whole CPU vs the peer: %+v, want 1.19 ×, missed (≤ 1.1)", g)
 	}

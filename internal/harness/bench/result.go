@@ -42,7 +42,8 @@ type Result struct {
 	CPUSeconds map[string]float64 `json:"cpu_seconds"`
 	CPUPer1k   map[string]float64 `json:"cpu_s_per_1k"`
 	// Busy is the machine's busy share over the same interval, 0–1, all
-	// cores and every process (/proc/stat).
+	// cores and every process (/proc/stat); BusyUnknown for a run too short
+	// for the ticks to say (see minBusyTicks).
 	Busy float64 `json:"busy"`
 }
 
