@@ -57,12 +57,16 @@ func statOf(vs []float64) Stat {
 	return Stat{Median: med, Min: s[0], Max: s[len(s)-1]}
 }
 
-// busyOf is the busy share over the repetitions that measured one;
+// counted says whether a repetition's measurements enter its row: it ran
+// without error, or delivered something before the error.
+func counted(r Result) bool { return r.Error == "" || r.Delivered > 0 }
+
+// busyOf is the busy share over the counted repetitions that measured one;
 // BusyUnknown in every field when none did.
 func busyOf(rs []Result) Stat {
 	var vs []float64
 	for _, r := range rs {
-		if r.Busy >= 0 && (r.Error == "" || r.Delivered > 0) {
+		if counted(r) && r.Busy >= 0 {
 			vs = append(vs, r.Busy)
 		}
 	}
@@ -151,7 +155,7 @@ func Summarize(results []Result) []Summary {
 		pick := func(f func(Result) float64) Stat {
 			var vs []float64
 			for _, r := range rs {
-				if r.Error == "" || r.Delivered > 0 {
+				if counted(r) {
 					vs = append(vs, f(r))
 				}
 			}
