@@ -501,7 +501,7 @@ func TestDockerfileAppCheck(t *testing.T) {
 // flags, and runs.
 func TestDockerfileBuilds(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds three binaries with -trimpath")
+		t.Skip("builds each app's binary with -trimpath: make test runs it, make unit (-short) does not")
 	}
 	root := repoRoot(t)
 	ctxDir := filepath.Join(t.TempDir(), "src") // WORKDIR /src, then COPY . .
@@ -776,7 +776,7 @@ func TestDockerignoreRules(t *testing.T) {
 // dynamically) and an unstripped one fail checkStatic.
 func TestCheckStaticCatchesADynamicBinary(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds a binary with cgo")
+		t.Skip("builds a binary with cgo: make test runs it, make unit (-short) does not")
 	}
 	if runtime.GOOS != "linux" {
 		t.Skip("ELF only")
